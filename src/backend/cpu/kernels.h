@@ -1,0 +1,40 @@
+// CPU kernels. fp32 activations, weights in any WeightMatrix format, fp32 accumulation.
+// Each kernel has a scalar reference form; SIMD forms are chosen once at run time by ISA.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/weight.h"
+#include "core/thread_pool.h"
+
+namespace jinx::cpu {
+
+enum class Isa { kScalar, kAvx2, kAvx512 };
+Isa detected_isa();   // what this CPU supports
+Isa active_isa();     // what the kernels use (detected, or lowered by set_isa)
+void set_isa(Isa isa);  // force a lower level (tests, benchmarks); clamped to detected
+const char* isa_name(Isa isa);
+
+// Row `row` of w, dequantized to fp32 (cols floats).
+void weight_row(const WeightMatrix& w, int64_t row, float* out);
+
+// y[t, r] = sum_c w[r, c] * x[t, c] for t < n_tokens. x: [n_tokens, w.cols], y: [n_tokens, w.rows]
+// (row stride ldy, >= w.rows). Parallel over output rows.
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+            ThreadPool& pool);
+
+// out[t, :] = x[t, :] / rms(x[t, :]) * weight, weight fp32 [n]
+void rmsnorm(const float* x, const float* weight, float* out, int64_t n_tokens, int64_t n,
+             float eps);
+
+// a[i] = silu(a[i]) * b[i]
+void silu_mul(float* a, const float* b, int64_t n);
+
+// In-place softmax over n values; returns nothing, handles -inf entries.
+void softmax(float* x, int64_t n);
+
+float dot_f32(const float* a, const float* b, int64_t n);
+// y += a * x
+void axpy_f32(float a, const float* x, float* y, int64_t n);
+
+}  // namespace jinx::cpu

@@ -1,0 +1,127 @@
+// Weight × activation products for every weight format, parallel over output rows.
+//
+// Small batches (decode) run the fused row-dot kernels straight off the stored format. Larger
+// batches (prefill chunks) dequantize a block of rows to fp32 once into a per-thread buffer and
+// reuse it for every token, tiling tokens so the activations stay in L2.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/dequant.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/simd.h"
+#include "core/check.h"
+
+namespace jinx::cpu {
+
+using detail::kMaxNx;
+using detail::RowDotFn;
+
+namespace {
+
+constexpr int64_t kRowBlock = 16;     // rows dequantized together
+constexpr int64_t kTokenBlock = 64;   // tokens per L2 tile
+
+RowDotFn pick_kernel(DType t) {
+  switch (active_isa()) {
+    case Isa::kAvx512: return detail::row_dot_avx512(t);
+    case Isa::kAvx2: return detail::row_dot_avx2(t);
+    case Isa::kScalar: return detail::row_dot_scalar(t);
+  }
+  return nullptr;
+}
+
+const uint8_t* row_ptr(const WeightMatrix& w, int64_t r) {
+  return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
+}
+
+void check_matrix(const WeightMatrix& w) {
+  JINX_CHECK(w.data != nullptr && w.rows > 0 && w.cols > 0, "matmul: empty weight");
+  if (!w.is_mlx()) {
+    auto rb = bytes_for(w.dtype, w.cols);
+    JINX_CHECK(rb && *rb <= w.row_bytes, "matmul: row_bytes too small for ", w.cols, " ",
+               name(w.dtype));
+  }
+}
+
+// Decode-sized batches: one fused pass over each weight row for all (<= 4) tokens.
+void matmul_fused(const WeightMatrix& w, RowDotFn k, const float* x, int64_t n, float* y,
+                  int64_t ldy, ThreadPool& pool) {
+  const float* xs[kMaxNx];
+  for (int64_t j = 0; j < n; ++j) xs[j] = x + j * w.cols;
+  const int64_t grain = std::max<int64_t>(1, w.rows / (pool.size() * 8));
+  pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) {
+    float out[kMaxNx];
+    for (int64_t r = b; r < e; ++r) {
+      k(row_ptr(w, r), xs, static_cast<int>(n), w.cols, out);
+      for (int64_t j = 0; j < n; ++j) y[j * ldy + r] = out[j];
+    }
+  });
+}
+
+// One block of rows [r0, r1) against all tokens, rows already fp32 in `rows`.
+void block_times_tokens(const float* rows, int64_t n_rows, int64_t r0, int64_t cols,
+                        const float* x, int64_t n, float* y, int64_t ldy, RowDotFn f32) {
+  for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+    const int64_t t1 = std::min(n, t0 + kTokenBlock);
+    for (int64_t i = 0; i < n_rows; ++i) {
+      const float* wr = rows + i * cols;
+      for (int64_t t = t0; t < t1; t += kMaxNx) {
+        const int nx = static_cast<int>(std::min<int64_t>(kMaxNx, t1 - t));
+        const float* xs[kMaxNx];
+        float out[kMaxNx];
+        for (int j = 0; j < nx; ++j) xs[j] = x + (t + j) * cols;
+        f32(wr, xs, nx, cols, out);
+        for (int j = 0; j < nx; ++j) y[(t + j) * ldy + r0 + i] = out[j];
+      }
+    }
+  }
+}
+
+void matmul_blocked(const WeightMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
+                    ThreadPool& pool) {
+  RowDotFn f32 = pick_kernel(DType::F32);
+  const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  pool.parallel_for(n_blocks, 1, [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> buf;
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t r0 = blk * kRowBlock;
+      const int64_t nr = std::min(kRowBlock, w.rows - r0);
+      const float* rows;
+      if (w.dtype == DType::F32 && !w.is_mlx() && w.row_bytes == w.cols * sizeof(float)) {
+        rows = reinterpret_cast<const float*>(row_ptr(w, r0));
+      } else {
+        buf.resize(static_cast<size_t>(nr * w.cols));
+        for (int64_t i = 0; i < nr; ++i) weight_row(w, r0 + i, buf.data() + i * w.cols);
+        rows = buf.data();
+      }
+      block_times_tokens(rows, nr, r0, w.cols, x, n, y, ldy, f32);
+    }
+  });
+}
+
+}  // namespace
+
+void weight_row(const WeightMatrix& w, int64_t row, float* out) {
+  JINX_CHECK(row >= 0 && row < w.rows, "weight_row: row ", row, " out of range ", w.rows);
+  if (w.is_mlx()) {
+    detail::mlx_dequant_row(w, row, out);
+    return;
+  }
+  dequantize_row(w.dtype, row_ptr(w, row), out, w.cols);
+}
+
+void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
+            ThreadPool& pool) {
+  check_matrix(w);
+  JINX_CHECK(n >= 0 && ldy >= w.rows, "matmul: bad output stride");
+  if (n == 0) return;
+  RowDotFn fused = w.is_mlx() ? nullptr : pick_kernel(w.dtype);
+  if (fused && n <= kMaxNx) {
+    matmul_fused(w, fused, x, n, y, ldy, pool);
+    return;
+  }
+  matmul_blocked(w, x, n, y, ldy, pool);
+}
+
+}  // namespace jinx::cpu

@@ -1,0 +1,84 @@
+// jinx generate: one prompt, streamed to stdout, timings to stderr.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/check.h"
+#include "engine/generate.h"
+
+namespace jinx::cli {
+
+namespace {
+
+struct GenerateArgs {
+  std::string model, prompt, prompt_ids, system;
+  int max_tokens = 128;
+  float temperature = -1.0f;  // <0: the model's default, else greedy
+  float top_p = 1.0f;
+  int top_k = 0;
+  int64_t seed = -1;
+  int threads = 0;
+  bool raw = false;
+};
+
+void run_generate(const GenerateArgs& a) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = Model::load(a.model);
+  auto tok = load_tokenizer(a.model, model.get());
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<int32_t> prompt =
+      a.prompt_ids.empty() ? build_prompt(*tok, a.prompt, a.raw, a.system) : parse_ids(a.prompt_ids);
+  SamplingParams p;
+  const ModelConfig& c = model->config();
+  p.temperature = a.temperature >= 0 ? a.temperature
+                                     : (c.default_temperature >= 0 ? c.default_temperature : 0.0f);
+  p.top_p = a.top_p;
+  p.top_k = a.top_k;
+  if (a.seed >= 0) p.seed = static_cast<uint64_t>(a.seed);
+  p.max_tokens = a.max_tokens;
+  p.skip_special_tokens = true;
+  if (std::string err = p.validate(static_cast<int>(c.vocab_size)); !err.empty()) fail(err);
+  ThreadPool pool(a.threads);
+  GenerationResult r = generate(*model, *tok, prompt, p, pool, [](std::string_view s) {
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  std::printf("\n");
+  const double n_dec = static_cast<double>(r.tokens.size()) - 1.0;
+  std::fprintf(stderr,
+               "[jinx] load %.2f s | prompt %lld tokens, %.1f tok/s | generated %zu tokens, "
+               "decode %.1f tok/s | finish: %s | threads %d\n",
+               load_s, static_cast<long long>(r.n_prompt),
+               r.n_prompt / std::max(r.prompt_seconds, 1e-9), r.tokens.size(),
+               n_dec > 0 ? n_dec / std::max(r.decode_seconds, 1e-9) : 0.0,
+               r.finish_reason.c_str(), pool.size());
+}
+
+}  // namespace
+
+void add_generate(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  CLI::App* sub = app.add_subcommand("generate", "Generate a continuation of one prompt");
+  sub->add_option("-m,--model", a->model, "Model directory or .gguf file")->required();
+  auto* text = sub->add_option("-p,--prompt", a->prompt, "Prompt text");
+  auto* ids = sub->add_option("--prompt-ids", a->prompt_ids, "Prompt as token ids: 1,2,3");
+  text->excludes(ids);
+  sub->add_option("-n,--max-tokens", a->max_tokens, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--temperature", a->temperature, "Sampling temperature (0 = greedy)");
+  sub->add_option("--top-p", a->top_p, "Nucleus sampling threshold");
+  sub->add_option("--top-k", a->top_k, "Top-k sampling (0 = off)");
+  sub->add_option("--seed", a->seed, "Random seed");
+  sub->add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
+  sub->add_option("--system", a->system, "System message for chat models");
+  sub->add_flag("--raw", a->raw, "Send the prompt as plain text, without the chat template");
+  sub->callback([a, text, ids] {
+    if (text->count() == 0 && ids->count() == 0) fail("give a prompt with -p TEXT or --prompt-ids");
+    run_generate(*a);
+  });
+}
+
+}  // namespace jinx::cli

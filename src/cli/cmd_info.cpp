@@ -1,0 +1,56 @@
+// jinx info: what a model file is, without running it.
+#include <cstdio>
+
+#include "backend/cpu/kernels.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "loader/gguf.h"
+
+namespace jinx::cli {
+
+namespace {
+
+void run_info(const std::string& path) {
+  auto store = WeightStore::open(path);
+  const ModelConfig& c = store->config();
+  std::printf("path:            %s\n", path.c_str());
+  std::printf("format:          %s\n", store->is_gguf() ? "GGUF" : "Hugging Face safetensors");
+  std::printf("architecture:    %s (%s)\n", arch_name(c.arch), c.hf_architecture.c_str());
+  std::printf("layers:          %lld\n", static_cast<long long>(c.n_layers));
+  std::printf("hidden size:     %lld\n", static_cast<long long>(c.hidden_size));
+  std::printf("intermediate:    %lld\n", static_cast<long long>(c.intermediate_size));
+  std::printf("heads:           %lld (kv %lld, head_dim %lld)\n", static_cast<long long>(c.n_heads),
+              static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.head_dim));
+  std::printf("vocab:           %lld\n", static_cast<long long>(c.vocab_size));
+  std::printf("context length:  %lld\n", static_cast<long long>(c.max_position_embeddings));
+  std::printf("rope:            theta %g%s%s\n", c.rope_theta,
+              c.rope_scaling == RopeScaling::kLinear   ? ", linear scaling"
+              : c.rope_scaling == RopeScaling::kLlama3 ? ", llama3 scaling"
+                                                       : "",
+              c.rope_freq_factors.empty() ? "" : ", per-frequency factors");
+  std::printf("tied embeddings: %s\n", c.tie_word_embeddings ? "yes" : "no");
+  std::printf("weights:         %s, %.1f MiB\n", store->dtype_summary().c_str(),
+              static_cast<double>(store->total_bytes()) / (1 << 20));
+  bool has_template = false;
+  try {
+    auto tok = load_tokenizer(path, nullptr);
+    has_template = !tok->chat_template().empty();
+    std::printf("tokenizer:       %d tokens, bos %d, eos %d\n", tok->vocab_size(), tok->bos_id(),
+                tok->eos_id());
+  } catch (const std::exception& e) {
+    std::printf("tokenizer:       unavailable (%s)\n", e.what());
+  }
+  std::printf("chat template:   %s\n", has_template ? "present" : "absent");
+  std::printf("cpu kernels:     %s\n", cpu::isa_name(cpu::active_isa()));
+}
+
+}  // namespace
+
+void add_info(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand("info", "Describe a model");
+  sub->add_option("-m,--model", *path, "Model directory or .gguf file")->required();
+  sub->callback([path] { run_info(*path); });
+}
+
+}  // namespace jinx::cli

@@ -1,0 +1,47 @@
+// Element types of tensors and their storage traits. Dtype dispatch happens through this one
+// table; quantized types are blocks of `block_elems` elements stored in `block_bytes` bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace jinx {
+
+enum class DType : uint8_t {
+  F32,
+  F16,
+  BF16,
+  F64,
+  I8,
+  U8,
+  I16,
+  I32,
+  U32,
+  I64,
+  Q8_0,
+  Q4_0,
+  Q4_1,
+  Q4_K,
+  Q5_K,
+  Q6_K,
+  kCount,
+};
+
+struct DTypeTraits {
+  std::string_view name;
+  int64_t block_elems;  // elements per block (1 for plain types)
+  size_t block_bytes;   // bytes per block
+  bool quantized;
+};
+
+const DTypeTraits& traits(DType t);
+inline std::string_view name(DType t) { return traits(t).name; }
+std::optional<DType> dtype_from_name(std::string_view name);
+
+// Bytes needed for n elements of type t. Returns nullopt when n is negative, not a multiple of
+// the block size, or the byte count overflows 64 bits.
+std::optional<size_t> bytes_for(DType t, int64_t n);
+
+}  // namespace jinx

@@ -1,0 +1,228 @@
+#include "model/config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+
+namespace jinx {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::kLlama: return "llama";
+    case Arch::kQwen2: return "qwen2";
+    case Arch::kQwen3: return "qwen3";
+  }
+  return "?";
+}
+
+void ModelConfig::validate() const {
+  auto positive = [](int64_t v, const char* what, int64_t max) {
+    if (v <= 0 || v > max) fail("config: ", what, " = ", v, " is out of range (1..", max, ")");
+  };
+  positive(vocab_size, "vocab_size", int64_t{1} << 24);
+  positive(hidden_size, "hidden_size", int64_t{1} << 17);
+  positive(intermediate_size, "intermediate_size", int64_t{1} << 19);
+  positive(n_layers, "num_hidden_layers", 1024);
+  positive(n_heads, "num_attention_heads", 4096);
+  positive(n_kv_heads, "num_key_value_heads", 4096);
+  positive(head_dim, "head_dim", 4096);
+  positive(max_position_embeddings, "max_position_embeddings", int64_t{1} << 24);
+  if (n_heads % n_kv_heads != 0)
+    fail("config: num_attention_heads (", n_heads, ") is not a multiple of num_key_value_heads (",
+         n_kv_heads, ")");
+  if (head_dim % 2 != 0) fail("config: head_dim ", head_dim, " must be even for RoPE");
+  if (!(rms_norm_eps > 0.0f) || !(rms_norm_eps < 1.0f)) fail("config: bad rms_norm_eps");
+  if (!(rope_theta > 0.0f) || !std::isfinite(rope_theta)) fail("config: bad rope_theta");
+  if (!(rope_factor > 0.0f) || !std::isfinite(rope_factor)) fail("config: bad rope factor");
+  if (rope_scaling == RopeScaling::kLlama3 &&
+      (!(rope_high_freq_factor > rope_low_freq_factor) || rope_original_max_pos <= 0))
+    fail("config: bad llama3 rope_scaling parameters");
+  if (!rope_freq_factors.empty() &&
+      static_cast<int64_t>(rope_freq_factors.size()) != head_dim / 2)
+    fail("config: rope_freqs has ", rope_freq_factors.size(), " values, expected ", head_dim / 2);
+  for (float f : rope_freq_factors)
+    if (!(f > 0.0f) || !std::isfinite(f)) fail("config: rope_freqs values must be positive");
+  if (quant_bits != 0 && quant_bits != 2 && quant_bits != 3 && quant_bits != 4 &&
+      quant_bits != 6 && quant_bits != 8)
+    fail("config: unsupported quantization bits ", quant_bits);
+  if (quant_bits != 0 && (quant_group_size != 32 && quant_group_size != 64 &&
+                          quant_group_size != 128))
+    fail("config: unsupported quantization group_size ", quant_group_size);
+}
+
+std::vector<float> ModelConfig::rope_inv_freq() const {
+  const int64_t half = head_dim / 2;
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(static_cast<double>(rope_theta), 2.0 * i / head_dim);
+    if (rope_scaling == RopeScaling::kLinear) {
+      f /= rope_factor;
+    } else if (rope_scaling == RopeScaling::kLlama3) {
+      // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, smooth between.
+      const double low_wavelen = rope_original_max_pos / rope_low_freq_factor;
+      const double high_wavelen = rope_original_max_pos / rope_high_freq_factor;
+      const double wavelen = 2.0 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f /= rope_factor;
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (rope_original_max_pos / wavelen - rope_low_freq_factor) /
+                        (rope_high_freq_factor - rope_low_freq_factor);
+        f = (1.0 - smooth) * f / rope_factor + smooth * f;
+      }
+    }
+    if (!rope_freq_factors.empty()) f /= rope_freq_factors[i];
+    inv[i] = static_cast<float>(f);
+  }
+  return inv;
+}
+
+namespace {
+
+json read_json_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail(p.string(), ": cannot open");
+  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) fail(p.string(), ": invalid JSON");
+  if (!j.is_object()) fail(p.string(), ": expected a JSON object");
+  return j;
+}
+
+int64_t get_int(const json& j, const char* key, int64_t def, bool required) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required) fail("config.json: missing \"", key, "\"");
+    return def;
+  }
+  if (!it->is_number_integer()) fail("config.json: \"", key, "\" must be an integer");
+  return it->get<int64_t>();
+}
+
+double get_num(const json& j, const char* key, double def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_number()) fail("config.json: \"", key, "\" must be a number");
+  return it->get<double>();
+}
+
+// eos_token_id may be an int or a list of ints.
+void read_eos(const json& j, std::vector<int32_t>* out) {
+  auto it = j.find("eos_token_id");
+  if (it == j.end() || it->is_null()) return;
+  out->clear();
+  auto add = [&](const json& v) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+      fail("config: bad eos_token_id");
+    out->push_back(static_cast<int32_t>(v.get<int64_t>()));
+  };
+  if (it->is_array()) {
+    for (const auto& v : *it) add(v);
+  } else {
+    add(*it);
+  }
+}
+
+// Transformers 4 writes "rope_scaling" (theta at top level); transformers 5 writes
+// "rope_parameters" holding rope_theta too.
+void read_rope_scaling(const json& j, ModelConfig* c) {
+  auto it = j.find("rope_scaling");
+  if (it == j.end() || it->is_null()) it = j.find("rope_parameters");
+  if (it == j.end() || it->is_null()) return;
+  if (!it->is_object()) fail("config.json: rope_scaling must be an object");
+  if (it->contains("rope_theta"))
+    c->rope_theta = static_cast<float>(get_num(*it, "rope_theta", c->rope_theta));
+  std::string type;
+  if (it->contains("rope_type") && (*it)["rope_type"].is_string())
+    type = (*it)["rope_type"].get<std::string>();
+  else if (it->contains("type") && (*it)["type"].is_string())
+    type = (*it)["type"].get<std::string>();
+  c->rope_factor = static_cast<float>(get_num(*it, "factor", 1.0));
+  if (type == "default" || type.empty()) {
+    c->rope_scaling = RopeScaling::kNone;
+  } else if (type == "linear") {
+    c->rope_scaling = RopeScaling::kLinear;
+  } else if (type == "llama3") {
+    c->rope_scaling = RopeScaling::kLlama3;
+    c->rope_low_freq_factor = static_cast<float>(get_num(*it, "low_freq_factor", 1.0));
+    c->rope_high_freq_factor = static_cast<float>(get_num(*it, "high_freq_factor", 4.0));
+    c->rope_original_max_pos = get_int(*it, "original_max_position_embeddings", 8192, true);
+  } else {
+    fail("config.json: unsupported rope_scaling type \"", type, "\"");
+  }
+}
+
+Arch arch_from_hf(const std::string& name) {
+  if (name == "LlamaForCausalLM" || name == "MistralForCausalLM") return Arch::kLlama;
+  if (name == "Qwen2ForCausalLM") return Arch::kQwen2;
+  if (name == "Qwen3ForCausalLM") return Arch::kQwen3;
+  fail("unsupported architecture \"", name,
+       "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+}
+
+void read_generation_config(const fs::path& p, ModelConfig* c) {
+  if (!fs::exists(p)) return;
+  json g = read_json_file(p);
+  if (g.contains("bos_token_id") && g["bos_token_id"].is_number_integer())
+    c->bos_token_id = g["bos_token_id"].get<int32_t>();
+  read_eos(g, &c->eos_token_ids);
+  c->default_temperature = static_cast<float>(get_num(g, "temperature", -1.0));
+  c->default_top_p = static_cast<float>(get_num(g, "top_p", -1.0));
+  if (g.contains("top_k") && g["top_k"].is_number_integer())
+    c->default_top_k = g["top_k"].get<int>();
+}
+
+}  // namespace
+
+ModelConfig load_hf_config(const std::string& dir) {
+  fs::path cfg_path = fs::path(dir) / "config.json";
+  if (!fs::is_directory(dir)) fail(dir, ": not a model directory or .gguf file");
+  if (!fs::exists(cfg_path)) fail(dir, ": no config.json in this directory");
+  json j = read_json_file(cfg_path);
+  ModelConfig c;
+  auto archs = j.find("architectures");
+  if (archs == j.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string())
+    fail(cfg_path.string(), ": missing \"architectures\"");
+  c.hf_architecture = (*archs)[0].get<std::string>();
+  c.arch = arch_from_hf(c.hf_architecture);
+  c.vocab_size = get_int(j, "vocab_size", 0, true);
+  c.hidden_size = get_int(j, "hidden_size", 0, true);
+  c.intermediate_size = get_int(j, "intermediate_size", 0, true);
+  c.n_layers = get_int(j, "num_hidden_layers", 0, true);
+  c.n_heads = get_int(j, "num_attention_heads", 0, true);
+  c.n_kv_heads = get_int(j, "num_key_value_heads", c.n_heads, false);
+  if (c.n_heads <= 0) fail("config.json: num_attention_heads must be positive");
+  c.head_dim = get_int(j, "head_dim", c.hidden_size / c.n_heads, false);
+  c.max_position_embeddings = get_int(j, "max_position_embeddings", 4096, false);
+  c.rms_norm_eps = static_cast<float>(get_num(j, "rms_norm_eps", 1e-6));
+  c.rope_theta = static_cast<float>(get_num(j, "rope_theta", 10000.0));
+  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+  if (j.value("use_sliding_window", false))
+    fail(cfg_path.string(), ": sliding-window attention is not supported");
+  c.attention_bias = c.arch == Arch::kQwen2 || j.value("attention_bias", false);
+  c.qk_norm = c.arch == Arch::kQwen3;
+  read_rope_scaling(j, &c);
+  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
+    c.bos_token_id = j["bos_token_id"].get<int32_t>();
+  read_eos(j, &c.eos_token_ids);
+  for (const char* qkey : {"quantization", "quantization_config"}) {
+    auto q = j.find(qkey);
+    if (q == j.end() || !q->is_object() || !q->contains("bits")) continue;
+    if (q->contains("quant_method"))
+      fail("config.json: quantization method \"", (*q)["quant_method"].dump(),
+           "\" is not supported (MLX affine quantization is)");
+    c.quant_bits = static_cast<int>(get_int(*q, "bits", 0, true));
+    c.quant_group_size = static_cast<int>(get_int(*q, "group_size", 64, false));
+    break;
+  }
+  read_generation_config(fs::path(dir) / "generation_config.json", &c);
+  c.validate();
+  return c;
+}
+
+}  // namespace jinx

@@ -1,0 +1,65 @@
+// Hyper-parameters of a decoder-only transformer, filled from config.json or GGUF metadata.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace jinx {
+
+enum class Arch { kLlama, kQwen2, kQwen3 };
+const char* arch_name(Arch a);
+
+enum class RopeScaling { kNone, kLinear, kLlama3 };
+
+struct ModelConfig {
+  Arch arch = Arch::kLlama;
+  std::string hf_architecture;  // e.g. "Qwen2ForCausalLM", or "gguf:llama"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t max_position_embeddings = 0;
+  float rms_norm_eps = 1e-6f;
+  float rope_theta = 10000.0f;
+  RopeScaling rope_scaling = RopeScaling::kNone;
+  float rope_factor = 1.0f;
+  float rope_low_freq_factor = 1.0f;     // llama3
+  float rope_high_freq_factor = 4.0f;    // llama3
+  int64_t rope_original_max_pos = 8192;  // llama3
+  // Per-frequency divisors (GGUF `rope_freqs.weight`, how llama.cpp stores Llama-3 scaling);
+  // empty when unused. Applied after `rope_scaling`.
+  std::vector<float> rope_freq_factors;
+  // GGUF `llama` files store Q/K rows permuted so that rotation pairs are adjacent (2i, 2i+1);
+  // Hugging Face layouts pair i with i + head_dim/2. Reading the permuted rows with the
+  // interleaved rotation is the same function, and keeps the weights zero-copy.
+  bool rope_interleaved = false;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q/k/v projections have biases (Qwen2)
+  bool qk_norm = false;         // per-head RMSNorm of q and k (Qwen3)
+  // MLX affine quantization of the checkpoint (0 = none)
+  int quant_bits = 0;
+  int quant_group_size = 0;
+  // from generation_config.json (or GGUF): defaults for sampling
+  int32_t bos_token_id = -1;
+  std::vector<int32_t> eos_token_ids;
+  float default_temperature = -1.0f;  // <0: not given
+  float default_top_p = -1.0f;
+  int default_top_k = -1;
+
+  // Throws jinx::Error when sizes are missing, non-positive, absurd or inconsistent.
+  void validate() const;
+  // Inverse frequencies of the rotary embedding, head_dim/2 values, scaling applied.
+  std::vector<float> rope_inv_freq() const;
+};
+
+// Parses a Hugging Face config.json (and generation_config.json beside it when present).
+ModelConfig load_hf_config(const std::string& dir);
+
+class GgufFile;
+ModelConfig config_from_gguf(const GgufFile& f);
+
+}  // namespace jinx

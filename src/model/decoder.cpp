@@ -1,0 +1,169 @@
+// The decoder-only transformer forward pass, shared by the architectures in model/arch/:
+//
+//   x = embed(tokens)
+//   for each layer:
+//     h = rmsnorm(x);  q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
+//     [Qwen3] q, k = rmsnorm_per_head(q), rmsnorm_per_head(k)
+//     q, k = rope(q, k, positions);  cache k, v
+//     x += attention(q, cache, causal) Wo
+//     h = rmsnorm(x);  x += (silu(h Wgate) * (h Wup)) Wdown
+//   logits = rmsnorm(x) Wlm_head
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "backend/cpu/kernels.h"
+#include "core/check.h"
+#include "model/model.h"
+
+namespace jinx {
+
+namespace {
+
+void add_bias(float* y, const std::vector<float>& bias, int64_t n_tokens) {
+  if (bias.empty()) return;
+  const int64_t n = static_cast<int64_t>(bias.size());
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t i = 0; i < n; ++i) y[t * n + i] += bias[i];
+}
+
+// Rotates each head of x [n_tokens, n_heads, head_dim] by its token's position.
+void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t pos0,
+          const std::vector<float>& inv_freq, bool interleaved) {
+  const int64_t half = head_dim / 2;
+  std::vector<float> cs(half), sn(half);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float pos = static_cast<float>(pos0 + t);
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = pos * inv_freq[i];
+      cs[i] = std::cos(a);
+      sn[i] = std::sin(a);
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + (t * n_heads + h) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        // Pairs (i, i + half) in Hugging Face layout, (2i, 2i + 1) in GGUF llama layout.
+        const int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x1 * cs[i] + x0 * sn[i];
+      }
+    }
+  }
+}
+
+// Causal attention of n_tokens queries at positions pos0.. over cache positions [0, pos0+t].
+// q: [n_tokens, n_heads, head_dim], out: same shape.
+void attention(const float* q, KvCache& cache, int64_t layer, int64_t n_tokens, int64_t pos0,
+               const ModelConfig& c, float* out, ThreadPool& pool) {
+  const int64_t hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool.parallel_for(n_tokens * c.n_heads, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> scores(static_cast<size_t>(pos0 + n_tokens));
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / c.n_heads, h = job % c.n_heads, kvh = h / group;
+      const int64_t n_ctx = pos0 + t + 1;
+      const float* qv = q + (t * c.n_heads + h) * hd;
+      for (int64_t p = 0; p < n_ctx; ++p)
+        scores[p] = cpu::dot_f32(qv, cache.k_at(layer, p) + kvh * hd, hd) * scale;
+      cpu::softmax(scores.data(), n_ctx);
+      float* o = out + (t * c.n_heads + h) * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t p = 0; p < n_ctx; ++p)
+        cpu::axpy_f32(scores[p], cache.v_at(layer, p) + kvh * hd, o, hd);
+    }
+  });
+}
+
+void linear(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  cpu::matmul(l.w, x, n, y, l.w.rows, pool);
+  add_bias(y, l.bias, n);
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->store_ = WeightStore::open(path);
+  m->cfg_ = m->store_->config();
+  const ModelConfig& c = m->cfg_;
+  const WeightStore& s = *m->store_;
+  m->w_.embed = s.matrix("model.embed_tokens", c.vocab_size, c.hidden_size);
+  m->w_.final_norm = s.vector("model.norm.weight", c.hidden_size);
+  // GGUF files without output.weight are tied (config_from_gguf sets the flag).
+  const bool tied = c.tie_word_embeddings;
+  m->w_.lm_head = tied ? m->w_.embed : s.matrix("lm_head", c.vocab_size, c.hidden_size);
+  m->w_.layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    LayerWeights* l = &m->w_.layers[static_cast<size_t>(i)];
+    switch (c.arch) {
+      case Arch::kLlama: load_llama_layer(s, c, i, l); break;
+      case Arch::kQwen2: load_qwen2_layer(s, c, i, l); break;
+      case Arch::kQwen3: load_qwen3_layer(s, c, i, l); break;
+    }
+  }
+  m->inv_freq_ = c.rope_inv_freq();
+  return m;
+}
+
+KvCache Model::new_cache(int64_t capacity) const {
+  JINX_CHECK(capacity > 0, "KV cache capacity must be positive");
+  KvCache kv;
+  kv.capacity = capacity;
+  kv.n_layers = cfg_.n_layers;
+  kv.kv_dim = cfg_.n_kv_heads * cfg_.head_dim;
+  const size_t n = static_cast<size_t>(kv.n_layers * capacity * kv.kv_dim);
+  kv.k.assign(n, 0.0f);
+  kv.v.assign(n, 0.0f);
+  return kv;
+}
+
+void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
+                    bool all_logits, ThreadPool& pool) const {
+  const ModelConfig& c = cfg_;
+  const int64_t n = static_cast<int64_t>(tokens.size()), H = c.hidden_size;
+  const int64_t pos0 = cache.n_tokens, hd = c.head_dim;
+  const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, ff = c.intermediate_size;
+  if (n == 0) return;
+  if (pos0 + n > cache.capacity)
+    fail("sequence of ", pos0 + n, " tokens exceeds the KV cache (", cache.capacity, ")");
+  std::vector<float> x(n * H), h(n * H), q(n * q_dim), k(n * kv_dim), v(n * kv_dim),
+      att(n * q_dim), g(n * ff), u(n * ff);
+  for (int64_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
+      fail("token id ", tokens[t], " is outside the vocabulary (", c.vocab_size, ")");
+    cpu::weight_row(w_.embed, tokens[t], &x[t * H]);
+  }
+  for (int64_t li = 0; li < c.n_layers; ++li) {
+    const LayerWeights& L = w_.layers[li];
+    cpu::rmsnorm(x.data(), L.attn_norm.data(), h.data(), n, H, c.rms_norm_eps);
+    linear(L.q, h.data(), n, q.data(), pool);
+    linear(L.k, h.data(), n, k.data(), pool);
+    linear(L.v, h.data(), n, v.data(), pool);
+    if (!L.q_norm.empty()) {
+      cpu::rmsnorm(q.data(), L.q_norm.data(), q.data(), n * c.n_heads, hd, c.rms_norm_eps);
+      cpu::rmsnorm(k.data(), L.k_norm.data(), k.data(), n * c.n_kv_heads, hd, c.rms_norm_eps);
+    }
+    rope(q.data(), n, c.n_heads, hd, pos0, inv_freq_, c.rope_interleaved);
+    rope(k.data(), n, c.n_kv_heads, hd, pos0, inv_freq_, c.rope_interleaved);
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy_n(&k[t * kv_dim], kv_dim, cache.k_at(li, pos0 + t));
+      std::copy_n(&v[t * kv_dim], kv_dim, cache.v_at(li, pos0 + t));
+    }
+    attention(q.data(), cache, li, n, pos0, c, att.data(), pool);
+    linear(L.o, att.data(), n, h.data(), pool);
+    for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
+    cpu::rmsnorm(x.data(), L.ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
+    linear(L.gate, h.data(), n, g.data(), pool);
+    linear(L.up, h.data(), n, u.data(), pool);
+    cpu::silu_mul(g.data(), u.data(), n * ff);
+    linear(L.down, g.data(), n, h.data(), pool);
+    for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
+  }
+  cache.n_tokens = pos0 + n;
+  const int64_t first = all_logits ? 0 : n - 1, n_out = n - first;
+  cpu::rmsnorm(&x[first * H], w_.final_norm.data(), h.data(), n_out, H, c.rms_norm_eps);
+  cpu::matmul(w_.lm_head, h.data(), n_out, logits, c.vocab_size, pool);
+}
+
+}  // namespace jinx

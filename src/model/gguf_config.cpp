@@ -1,0 +1,75 @@
+// ModelConfig from GGUF metadata (llama.cpp's key names: "<arch>.embedding_length", ...).
+#include "core/check.h"
+#include "loader/gguf.h"
+#include "model/config.h"
+
+namespace jinx {
+
+namespace {
+
+int64_t need_int(const GgufFile& f, const std::string& key) {
+  auto v = f.get_int(key);
+  if (!v) fail(f.path(), ": missing GGUF key ", key);
+  return *v;
+}
+
+}  // namespace
+
+ModelConfig config_from_gguf(const GgufFile& f) {
+  const std::string arch = f.get_string("general.architecture").value_or("");
+  ModelConfig c;
+  if (arch == "llama") {
+    c.arch = Arch::kLlama;
+    c.rope_interleaved = true;  // llama GGUFs permute Q/K rows (see ModelConfig)
+  } else if (arch == "qwen2") {
+    c.arch = Arch::kQwen2;
+    c.attention_bias = true;
+  } else if (arch == "qwen3") {
+    c.arch = Arch::kQwen3;
+    c.qk_norm = true;
+  } else {
+    fail(f.path(), ": unsupported GGUF architecture \"", arch, "\" (supported: llama, qwen2, qwen3)");
+  }
+  c.hf_architecture = "gguf:" + arch;
+  const std::string p = arch + ".";
+  c.hidden_size = need_int(f, p + "embedding_length");
+  c.intermediate_size = need_int(f, p + "feed_forward_length");
+  c.n_layers = need_int(f, p + "block_count");
+  c.n_heads = need_int(f, p + "attention.head_count");
+  c.n_kv_heads = f.get_int(p + "attention.head_count_kv").value_or(c.n_heads);
+  if (c.n_heads <= 0) fail(f.path(), ": bad attention.head_count");
+  c.head_dim = f.get_int(p + "attention.key_length").value_or(c.hidden_size / c.n_heads);
+  c.max_position_embeddings = f.get_int(p + "context_length").value_or(4096);
+  c.rms_norm_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon").value_or(1e-6));
+  c.rope_theta = static_cast<float>(f.get_float(p + "rope.freq_base").value_or(10000.0));
+  if (auto rd = f.get_int(p + "rope.dimension_count"); rd && *rd != c.head_dim)
+    fail(f.path(), ": partial rotary embeddings (rope.dimension_count ", *rd, " != head_dim ",
+         c.head_dim, ") are not supported");
+  const std::string scaling = f.get_string(p + "rope.scaling.type").value_or("none");
+  if (scaling == "linear") {
+    c.rope_scaling = RopeScaling::kLinear;
+    c.rope_factor = static_cast<float>(f.get_float(p + "rope.scaling.factor").value_or(1.0));
+  } else if (scaling != "none") {
+    fail(f.path(), ": unsupported rope scaling \"", scaling, "\"");
+  }
+  const TensorView* emb = f.tensor("token_embd.weight");
+  if (!emb || emb->shape.size() != 2) fail(f.path(), ": missing token_embd.weight");
+  c.vocab_size = f.get_int(p + "vocab_size").value_or(emb->shape[0]);
+  c.tie_word_embeddings = f.tensor("output.weight") == nullptr;
+  if (const TensorView* rf = f.tensor("rope_freqs.weight")) {
+    if (rf->dtype != DType::F32 || rf->numel() != c.head_dim / 2)
+      fail(f.path(), ": rope_freqs.weight must be F32 with head_dim/2 values");
+    const float* d = static_cast<const float*>(rf->data);
+    c.rope_freq_factors.assign(d, d + rf->numel());
+  }
+  if (auto b = f.get_int("tokenizer.ggml.bos_token_id")) c.bos_token_id = static_cast<int32_t>(*b);
+  if (auto e = f.get_int("tokenizer.ggml.eos_token_id"))
+    c.eos_token_ids.push_back(static_cast<int32_t>(*e));
+  if (auto e = f.get_int("tokenizer.ggml.eot_token_id");
+      e && (c.eos_token_ids.empty() || c.eos_token_ids[0] != *e))
+    c.eos_token_ids.push_back(static_cast<int32_t>(*e));
+  c.validate();
+  return c;
+}
+
+}  // namespace jinx

@@ -1,0 +1,32 @@
+// The weights of a decoder-only transformer, as views into the mapped files plus small fp32
+// copies of the 1-D tensors.
+#pragma once
+
+#include <vector>
+
+#include "backend/weight.h"
+
+namespace jinx {
+
+struct Linear {
+  WeightMatrix w;           // [out_features, in_features]
+  std::vector<float> bias;  // [out_features] or empty
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // [hidden]
+  Linear q, k, v, o;             // q: [n_heads*head_dim, hidden], k/v: [n_kv*head_dim, hidden]
+  std::vector<float> q_norm;     // [head_dim] (Qwen3) or empty
+  std::vector<float> k_norm;     // [head_dim] (Qwen3) or empty
+  std::vector<float> ffn_norm;   // [hidden]
+  Linear gate, up, down;         // gate/up: [intermediate, hidden], down: [hidden, intermediate]
+};
+
+struct ModelWeights {
+  WeightMatrix embed;             // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;  // [hidden]
+  WeightMatrix lm_head;           // [vocab, hidden]; the embedding when tied
+};
+
+}  // namespace jinx

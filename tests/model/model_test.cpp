@@ -1,0 +1,106 @@
+// Tiny random-weight models against independent references: transformers (fp32) for the
+// Hugging Face checkpoints, MLX for the MLX-quantized one, llama.cpp for the GGUF files.
+// The reference files come from tools/make_fixtures.py.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/cpu/kernels.h"
+#include "model/model.h"
+
+namespace jinx {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kModels = std::string(JINX_FIXTURES) + "/models/";
+
+nlohmann::json load_ref(const std::string& name) {
+  std::ifstream in(kModels + name + ".ref.json");
+  return nlohmann::json::parse(in);
+}
+
+struct Case {
+  const char* model;  // directory or .gguf under fixtures/models
+  const char* ref;    // <ref>.ref.json
+  double tol;         // max |logit - ref| / max(1, max |ref|)
+};
+
+std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.model; }
+
+class TinyModel : public ::testing::TestWithParam<Case> {};
+
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+TEST_P(TinyModel, LogitsMatchReference) {
+  const Case& c = GetParam();
+  if (!fs::exists(kModels + c.model)) GTEST_SKIP() << "fixture missing: " << c.model;
+  auto ref = load_ref(c.ref);
+  auto ids = ref["input_ids"].get<std::vector<int32_t>>();
+  auto model = Model::load(kModels + c.model);
+  const int64_t V = model->config().vocab_size;
+  ThreadPool pool(2);
+  KvCache cache = model->new_cache(64);
+  std::vector<float> logits(ids.size() * V);
+  model->forward(ids, cache, logits.data(), true, pool);
+  double max_err = 0, max_ref = 1;
+  int top1_agree = 0;
+  for (size_t t = 0; t < ids.size(); ++t) {
+    auto row = ref["logits"][t].get<std::vector<float>>();
+    ASSERT_EQ(static_cast<int64_t>(row.size()), V);
+    for (int64_t i = 0; i < V; ++i) {
+      max_err = std::max(max_err, std::fabs(double(logits[t * V + i]) - row[i]));
+      max_ref = std::max(max_ref, std::fabs(double(row[i])));
+    }
+    top1_agree += argmax(&logits[t * V], V) == argmax(row.data(), V);
+  }
+  const double rel = max_err / max_ref;
+  std::printf("%s: max |diff| %.3g, relative %.3g, top-1 agree %d/%zu\n", c.model, max_err, rel,
+              top1_agree, ids.size());
+  EXPECT_LE(rel, c.tol);
+  EXPECT_EQ(top1_agree, static_cast<int>(ids.size()));
+}
+
+TEST_P(TinyModel, GreedyTokensMatchReference) {
+  const Case& c = GetParam();
+  if (!fs::exists(kModels + c.model)) GTEST_SKIP() << "fixture missing: " << c.model;
+  auto ref = load_ref(c.ref);
+  auto prompt = ref["greedy_prompt"].get<std::vector<int32_t>>();
+  auto expected = ref["greedy_tokens"].get<std::vector<int32_t>>();
+  auto model = Model::load(kModels + c.model);
+  const int64_t V = model->config().vocab_size;
+  ThreadPool pool(2);
+  KvCache cache = model->new_cache(static_cast<int64_t>(prompt.size() + expected.size()));
+  std::vector<float> logits(V);
+  model->forward(prompt, cache, logits.data(), false, pool);  // prefill, then one at a time
+  std::vector<int32_t> got;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    int32_t next = static_cast<int32_t>(argmax(logits.data(), V));
+    got.push_back(next);
+    model->forward(std::span<const int32_t>(&next, 1), cache, logits.data(), false, pool);
+  }
+  EXPECT_EQ(got, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, TinyModel,
+    ::testing::Values(Case{"tiny-llama", "tiny-llama", 1e-4}, Case{"tiny-qwen2", "tiny-qwen2", 1e-4},
+                      Case{"tiny-qwen3", "tiny-qwen3", 1e-4},
+                      Case{"tiny-llama-linear", "tiny-llama-linear", 1e-4}),
+    [](const auto& info) {
+      std::string s = info.param.model;
+      for (char& ch : s)
+        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return s;
+    });
+
+}  // namespace
+}  // namespace jinx
