@@ -52,21 +52,31 @@ TEST_P(TinyModel, LogitsMatchReference) {
   std::vector<float> logits(ids.size() * V);
   model->forward(ids, cache, logits.data(), true, pool);
   double max_err = 0, max_ref = 1;
-  int top1_agree = 0;
+  int top1_agree = 0, near_ties = 0;
   for (size_t t = 0; t < ids.size(); ++t) {
     auto row = ref["logits"][t].get<std::vector<float>>();
     ASSERT_EQ(static_cast<int64_t>(row.size()), V);
+    double row_err = 0;
     for (int64_t i = 0; i < V; ++i) {
-      max_err = std::max(max_err, std::fabs(double(logits[t * V + i]) - row[i]));
+      row_err = std::max(row_err, std::fabs(double(logits[t * V + i]) - row[i]));
       max_ref = std::max(max_ref, std::fabs(double(row[i])));
     }
-    top1_agree += argmax(&logits[t * V], V) == argmax(row.data(), V);
+    max_err = std::max(max_err, row_err);
+    const int64_t ours = argmax(&logits[t * V], V), theirs = argmax(row.data(), V);
+    if (ours == theirs) {
+      ++top1_agree;
+    } else {
+      // A different top-1 is only acceptable where the reference itself has a near-tie: its
+      // two candidates closer than the error bound allows us to move them.
+      EXPECT_LT(row[theirs] - row[ours], 2 * row_err) << "position " << t;
+      ++near_ties;
+    }
   }
   const double rel = max_err / max_ref;
-  std::printf("%s: max |diff| %.3g, relative %.3g, top-1 agree %d/%zu\n", c.model, max_err, rel,
-              top1_agree, ids.size());
+  std::printf("%s: max |diff| %.3g, relative %.3g, top-1 agree %d/%zu (near-ties %d)\n", c.model,
+              max_err, rel, top1_agree, ids.size(), near_ties);
   EXPECT_LE(rel, c.tol);
-  EXPECT_EQ(top1_agree, static_cast<int>(ids.size()));
+  if (c.tol <= 1e-4) EXPECT_EQ(top1_agree, static_cast<int>(ids.size()));
 }
 
 TEST_P(TinyModel, GreedyTokensMatchReference) {
@@ -84,6 +94,21 @@ TEST_P(TinyModel, GreedyTokensMatchReference) {
   std::vector<int32_t> got;
   for (size_t i = 0; i < expected.size(); ++i) {
     int32_t next = static_cast<int32_t>(argmax(logits.data(), V));
+    if (next != expected[i]) {
+      // Exact agreement is required of fp32 models. Quantized files may part ways with
+      // llama.cpp (which also quantizes activations) only at a near-tie: where both of our
+      // logits for the two candidates are within the stated tolerance of each other.
+      ASSERT_GT(c.tol, 1e-4) << "first difference at generated token " << i;
+      const double gap = logits[next] - logits[expected[i]];
+      const double ref_margin = ref["greedy_top2_margins"][i].get<double>();
+      std::printf("%s: first difference at token %zu: ours %d, reference %d, our gap %.4f, "
+                  "reference top-2 margin %.4f\n",
+                  c.model, i, next, expected[i], gap, ref_margin);
+      constexpr double kNearTie = 0.5;  // logits; the logit test bounds our error near 0.4
+      EXPECT_LT(gap, kNearTie);
+      EXPECT_LT(ref_margin, kNearTie);
+      return;
+    }
     got.push_back(next);
     model->forward(std::span<const int32_t>(&next, 1), cache, logits.data(), false, pool);
   }
@@ -94,7 +119,14 @@ INSTANTIATE_TEST_SUITE_P(
     Fixtures, TinyModel,
     ::testing::Values(Case{"tiny-llama", "tiny-llama", 1e-4}, Case{"tiny-qwen2", "tiny-qwen2", 1e-4},
                       Case{"tiny-qwen3", "tiny-qwen3", 1e-4},
-                      Case{"tiny-llama-linear", "tiny-llama-linear", 1e-4}),
+                      Case{"tiny-llama-linear", "tiny-llama-linear", 1e-4},
+                      // llama.cpp on the same GGUF files. It quantizes activations to 8 bits
+                      // for quantized weights; Jinx keeps them fp32, hence the looser bounds.
+                      Case{"tiny-llama-f32.gguf", "tiny-llama-f32", 1e-4},
+                      Case{"tiny-llama-q8_0.gguf", "tiny-llama-q8_0", 3e-2},
+                      Case{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", 3e-2},
+                      Case{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", 4e-2},
+                      Case{"tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", 4e-2}),
     [](const auto& info) {
       std::string s = info.param.model;
       for (char& ch : s)
