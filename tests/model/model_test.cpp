@@ -27,6 +27,9 @@ struct Case {
   const char* model;  // directory or .gguf under fixtures/models
   const char* ref;    // <ref>.ref.json
   double tol;         // max |logit - ref| / max(1, max |ref|)
+  // Which reference inside the file: "" for its main one (transformers, MLX or llama.cpp), or
+  // "_transformers" for transformers fp32 on the dequantized weights of a quantized file.
+  const char* variant = "";
 };
 
 std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.model; }
@@ -54,7 +57,7 @@ TEST_P(TinyModel, LogitsMatchReference) {
   double max_err = 0, max_ref = 1;
   int top1_agree = 0, near_ties = 0;
   for (size_t t = 0; t < ids.size(); ++t) {
-    auto row = ref["logits"][t].get<std::vector<float>>();
+    auto row = ref[std::string("logits") + c.variant][t].get<std::vector<float>>();
     ASSERT_EQ(static_cast<int64_t>(row.size()), V);
     double row_err = 0;
     for (int64_t i = 0; i < V; ++i) {
@@ -84,7 +87,7 @@ TEST_P(TinyModel, GreedyTokensMatchReference) {
   if (!fs::exists(kModels + c.model)) GTEST_SKIP() << "fixture missing: " << c.model;
   auto ref = load_ref(c.ref);
   auto prompt = ref["greedy_prompt"].get<std::vector<int32_t>>();
-  auto expected = ref["greedy_tokens"].get<std::vector<int32_t>>();
+  auto expected = ref[std::string("greedy_tokens") + c.variant].get<std::vector<int32_t>>();
   auto model = Model::load(kModels + c.model);
   const int64_t V = model->config().vocab_size;
   ThreadPool pool(2);
@@ -100,7 +103,8 @@ TEST_P(TinyModel, GreedyTokensMatchReference) {
       // logits for the two candidates are within the stated tolerance of each other.
       ASSERT_GT(c.tol, 1e-4) << "first difference at generated token " << i;
       const double gap = logits[next] - logits[expected[i]];
-      const double ref_margin = ref["greedy_top2_margins"][i].get<double>();
+      const double ref_margin =
+          ref[std::string("greedy_top2_margins") + c.variant][i].get<double>();
       std::printf("%s: first difference at token %zu: ours %d, reference %d, our gap %.4f, "
                   "reference top-2 margin %.4f\n",
                   c.model, i, next, expected[i], gap, ref_margin);
@@ -126,9 +130,17 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-llama-q8_0.gguf", "tiny-llama-q8_0", 3e-2},
                       Case{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", 3e-2},
                       Case{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", 4e-2},
-                      Case{"tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", 4e-2}),
+                      Case{"tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", 4e-2},
+                      // The same files against exact fp32 math on their dequantized weights
+                      // (transformers): what Jinx computes, so the tolerance is tight.
+                      Case{"tiny-llama-q8_0.gguf", "tiny-llama-q8_0", 1e-4, "_transformers"},
+                      Case{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", 1e-4, "_transformers"},
+                      Case{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", 1e-4, "_transformers"},
+                      Case{"tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", 1e-4, "_transformers"},
+                      // MLX 4-bit, group 64, run quantized; reference: MLX itself.
+                      Case{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", 1e-4}),
     [](const auto& info) {
-      std::string s = info.param.model;
+      std::string s = std::string(info.param.model) + info.param.variant;
       for (char& ch : s)
         if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return s;

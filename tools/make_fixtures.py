@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Builds the model fixtures under tests/fixtures/models and tests/fixtures/smollm2.
+
+Run:  /work/refvenv/bin/python tools/make_fixtures.py [stage ...]
+Stages (default: all, in this order): hf mlx gguf smollm2
+
+  hf       tiny HF checkpoints (random weights, fixed seeds) + transformers fp32 references
+  mlx      tiny-qwen2 quantized with mlx_lm (4-bit, group 64) + MLX reference
+  gguf     tiny-llama as GGUF F32/Q8_0/Q4_0/Q4_K + llama.cpp references (+ transformers on
+           the dequantized weights)
+  smollm2  greedy reference of llama.cpp on the real SmolLM2-135M-Instruct Q4_1 GGUF
+
+Afterwards tests/fixtures/models/MANIFEST.json records the sha256 of every fixture
+file and of the generator sources (checked by tests/python/test_fixtures_fresh.py).
+
+The gguf and mlx stages read tests/fixtures/models/tiny-llama and tiny-qwen2, so run
+hf first (the default order does).
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E402
+
+STAGES = ["hf", "mlx", "gguf", "smollm2"]
+
+
+def run_stage(stage):
+    if stage == "hf":
+        import fixtures_hf
+        fixtures_hf.build_all()
+    elif stage == "mlx":
+        import fixtures_mlx
+        fixtures_mlx.build_all()
+    elif stage == "gguf":
+        import fixtures_gguf
+        fixtures_gguf.build_all()
+    elif stage == "smollm2":
+        import fixtures_smollm2
+        fixtures_smollm2.build_all()
+    else:
+        raise SystemExit(f"unknown stage {stage!r}; known: {' '.join(STAGES)}")
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_manifest():
+    """tests/fixtures/models/MANIFEST.json: sha256 of every fixture file and of
+    the generator sources, so tests/python/test_fixtures_fresh.py can tell a
+    stale, partial or hand-edited fixture set."""
+    files = {}
+    for root in (MODELS_DIR, SMOLLM2_DIR):
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.name != "MANIFEST.json":
+                files[str(p.relative_to(ROOT))] = sha256(p)
+    tools = [ROOT / "tools" / "make_fixtures.py"] + sorted((ROOT / "tools").glob("fixtures_*.py"))
+    manifest = {
+        "generator": {str(p.relative_to(ROOT)): sha256(p) for p in tools},
+        "files": files,
+    }
+    (MODELS_DIR / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def print_sizes():
+    total = 0
+    for root in (MODELS_DIR, SMOLLM2_DIR):
+        if not root.exists():
+            continue
+        for entry in sorted(root.iterdir()):
+            size = dir_size(entry)
+            total += size
+            print(f"{size / 1e6:9.3f} MB  {entry.relative_to(root.parent.parent.parent)}")
+    print(f"{total / 1e6:9.3f} MB  total")
+
+
+def main(argv):
+    stages = argv or STAGES
+    for stage in stages:
+        print(f"== stage {stage}", flush=True)
+        run_stage(stage)
+    write_manifest()
+    print_sizes()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
