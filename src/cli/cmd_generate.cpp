@@ -21,6 +21,7 @@ struct GenerateArgs {
   int64_t seed = -1;
   int threads = 0;
   bool raw = false;
+  bool ignore_eos = false;
 };
 
 void run_generate(const GenerateArgs& a) {
@@ -40,6 +41,7 @@ void run_generate(const GenerateArgs& a) {
   if (a.seed >= 0) p.seed = static_cast<uint64_t>(a.seed);
   p.max_tokens = a.max_tokens;
   p.skip_special_tokens = true;
+  p.ignore_eos = a.ignore_eos;
   if (std::string err = p.validate(static_cast<int>(c.vocab_size)); !err.empty()) fail(err);
   ThreadPool pool(a.threads);
   GenerationResult r = generate(*model, *tok, prompt, p, pool, [](std::string_view s) {
@@ -74,6 +76,7 @@ void add_generate(CLI::App& app) {
   sub->add_option("--seed", a->seed, "Random seed");
   sub->add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
   sub->add_option("--system", a->system, "System message for chat models");
+  sub->add_flag("--ignore-eos", a->ignore_eos, "Keep generating after end-of-sequence tokens");
   sub->add_flag("--raw", a->raw, "Send the prompt as plain text, without the chat template");
   sub->callback([a, text, ids] {
     if (text->count() == 0 && ids->count() == 0) fail("give a prompt with -p TEXT or --prompt-ids");
