@@ -7,6 +7,7 @@ namespace jinx::cli {
 // Each registers a subcommand whose callback runs it; errors propagate as exceptions.
 void add_generate(CLI::App& app);
 void add_info(CLI::App& app);
+void add_chat(CLI::App& app);
 void add_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, template
 
 }  // namespace jinx::cli

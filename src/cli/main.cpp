@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   jinx::cli::add_generate(app);
   jinx::cli::add_info(app);
+  jinx::cli::add_chat(app);
   jinx::cli::add_tokenizer_commands(app);
   try {
     app.parse(argc, argv);

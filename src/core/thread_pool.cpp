@@ -21,17 +21,18 @@ ThreadPool::ThreadPool(int n_threads) {
 
 ThreadPool::~ThreadPool() {
   stop_.store(true);
-  generation_.fetch_add(1);
+  generation_.fetch_add(2);
   generation_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::work_on_job() {
   for (;;) {
-    int64_t b = next_.fetch_add(grain_, std::memory_order_relaxed);
+    int64_t b = next_.fetch_add(grain_);
     if (b >= n_) break;
     int64_t e = b + grain_ < n_ ? b + grain_ : n_;
     tramp_(ctx_, b, e);
+    done_.fetch_add(e - b, std::memory_order_release);
   }
 }
 
@@ -39,34 +40,41 @@ void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     uint64_t g = generation_.load(std::memory_order_acquire);
-    for (int i = 0; g == seen && i < kSpinIters; ++i) {
+    for (int i = 0; (g == seen || (g & 1)) && i < kSpinIters; ++i) {
       cpu_relax();
       g = generation_.load(std::memory_order_acquire);
     }
-    if (g == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
+    if (g == seen || (g & 1)) {
+      generation_.wait(g, std::memory_order_acquire);
       continue;
     }
     seen = g;
     if (stop_.load()) return;
-    work_on_job();
-    busy_.fetch_sub(1, std::memory_order_acq_rel);
+    // Announce, then check the job is still the one seen (Dekker-style with run()'s odd bump):
+    // a worker that arrives late backs out without touching the job fields.
+    active_.fetch_add(1);
+    if (generation_.load() == g) work_on_job();
+    active_.fetch_sub(1);
   }
 }
 
 void ThreadPool::run(int64_t n, int64_t grain, void* ctx, Trampoline tramp) {
+  generation_.fetch_add(1);  // odd: job fields being replaced
+  for (int i = 0; active_.load() != 0; ++i) {  // late workers of the previous job leave
+    if (i < kSpinIters) cpu_relax();
+    else std::this_thread::yield();
+  }
   n_ = n;
   grain_ = grain;
   ctx_ = ctx;
   tramp_ = tramp;
-  next_.store(0, std::memory_order_relaxed);
-  busy_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
+  next_.store(0);
+  done_.store(0);
+  generation_.fetch_add(1);  // even: published
   generation_.notify_all();
   work_on_job();
-  // Workers check in even when the caller took every range. On a loaded machine a worker may
-  // be waiting for a core: yield ours rather than spin through its time slice.
-  for (int i = 0; busy_.load(std::memory_order_acquire) != 0; ++i) {
+  // Wait only for ranges that workers claimed and are still computing.
+  for (int i = 0; done_.load(std::memory_order_acquire) != n; ++i) {
     if (i < kSpinIters) cpu_relax();
     else std::this_thread::yield();
   }

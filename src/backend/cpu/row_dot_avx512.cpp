@@ -12,6 +12,11 @@ namespace {
 
 JINX_AVX512 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+// One f16 scale, by the F16C instruction (the portable scalar path branches on subnormals).
+JINX_AVX512 inline __m512 broadcast_f16(uint16_t h) {
+  return _mm512_set1_ps(_cvtsh_ss(h));
+}
+
 // 16 weights as fp32 from each storage type.
 JINX_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 JINX_AVX512 inline __m512 load16(const uint16_t* p, bool bf16) {
@@ -58,7 +63,7 @@ JINX_AVX512 void dot_q8_0(const void* row, const float* const* xs, int64_t cols,
   for (int j = 0; j < NX; ++j) acc[j] = _mm512_setzero_ps();
   const int64_t nb = cols / kQK8_0;
   for (int64_t i = 0; i < nb; ++i) {
-    const __m512 d = _mm512_set1_ps(f16_to_f32(b[i].d));
+    const __m512 d = broadcast_f16(b[i].d);
     __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
     __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16));
     __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)));
@@ -88,10 +93,10 @@ JINX_AVX512 void dot_q4(const void* row, const float* const* xs, int64_t cols, f
     __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
     __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo));
     __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
-    const __m512 d = _mm512_set1_ps(f16_to_f32(b[i].d));
+    const __m512 d = broadcast_f16(b[i].d);
     __m512 w0, w1;
     if constexpr (kHasMin) {
-      const __m512 m = _mm512_set1_ps(f16_to_f32(b[i].m));
+      const __m512 m = broadcast_f16(b[i].m);
       w0 = _mm512_fmadd_ps(d, f0, m);
       w1 = _mm512_fmadd_ps(d, f1, m);
     } else {
