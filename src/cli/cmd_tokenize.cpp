@@ -35,16 +35,16 @@ void run_detokenize(const TokArgs& a) {
   std::printf("\n");
 }
 
-nlohmann::json read_json(const std::string& path) {
-  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+nlohmann::ordered_json read_json(const std::string& path) {
+  auto j = nlohmann::ordered_json::parse(read_file(path), nullptr, false);
   if (j.is_discarded()) fail(path, ": invalid JSON");
   return j;
 }
 
 void run_template(const TokArgs& a) {
   auto tok = load_tokenizer(a.model, nullptr);
-  nlohmann::json ctx = nlohmann::json::object();
-  nlohmann::json msgs = read_json(a.messages);
+  nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
+  nlohmann::ordered_json msgs = read_json(a.messages);
   if (msgs.is_object() && msgs.contains("messages")) {
     ctx = msgs;  // a whole context object
   } else {
