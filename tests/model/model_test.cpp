@@ -79,7 +79,9 @@ TEST_P(TinyModel, LogitsMatchReference) {
   std::printf("%s: max |diff| %.3g, relative %.3g, top-1 agree %d/%zu (near-ties %d)\n", c.model,
               max_err, rel, top1_agree, ids.size(), near_ties);
   EXPECT_LE(rel, c.tol);
-  if (c.tol <= 1e-4) EXPECT_EQ(top1_agree, static_cast<int>(ids.size()));
+  if (c.tol <= 1e-4) {
+    EXPECT_EQ(top1_agree, static_cast<int>(ids.size()));
+  }
 }
 
 TEST_P(TinyModel, GreedyTokensMatchReference) {

@@ -100,7 +100,9 @@ TEST_F(SmolLM2, LastPromptLogitsMatchLlamaCpp) {
                 first_line(p).c_str(), max_err);
     EXPECT_LT(max_err, kLogitTol);
     const int32_t ours = argmax(logits);
-    if (ours != top_ids[0]) EXPECT_LT(logits[ours] - logits[top_ids[0]], kLogitTol);
+    if (ours != top_ids[0]) {
+      EXPECT_LT(logits[ours] - logits[top_ids[0]], kLogitTol);
+    }
   }
 }
 

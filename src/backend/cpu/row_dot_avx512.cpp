@@ -1,6 +1,11 @@
 // AVX-512 row-dot kernels: weights dequantized in registers, fp32 FMA accumulation.
 #include <immintrin.h>
 
+// GCC 12's AVX-512 headers build some results from _mm512_undefined_*(), which -Wall reports
+// as uninitialized at every inlined use; the values are fully overwritten.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 #include "backend/cpu/simd.h"
 #include "core/half.h"
 #include "core/quant_blocks.h"
