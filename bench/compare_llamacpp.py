@@ -32,7 +32,26 @@ def run_jinx(jinx, model, prompt_ids, n_gen, threads):
             "wall_s": wall}
 
 
+def disable_extra_buffer_types():
+    """This VM's CPU reports AMX_INT8 and ggml's AMX matmul then crashes (segfault) on load;
+    llama.cpp's "extra buffer types" (AMX, repacked weights) are turned off. For Q4_1 and Q8_0
+    weights no repacked layout exists, so this costs llama.cpp nothing there."""
+    import llama_cpp.llama_cpp as lc
+    if getattr(lc, "_jinx_patched", False):
+        return
+    original = lc.llama_model_default_params
+
+    def params():
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    lc.llama_model_default_params = params
+    lc._jinx_patched = True
+
+
 def run_llamacpp(model, prompt_ids, n_gen, threads):
+    disable_extra_buffer_types()
     from llama_cpp import Llama
     t0 = time.perf_counter()
     llm = Llama(model_path=model, n_ctx=len(prompt_ids) + n_gen + 8, n_threads=threads,
