@@ -10,6 +10,7 @@
 //   logits = rmsnorm(x) Wlm_head
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "backend/cpu/kernels.h"
@@ -28,12 +29,12 @@ void add_bias(float* y, const std::vector<float>& bias, int64_t n_tokens) {
 }
 
 // Rotates each head of x [n_tokens, n_heads, head_dim] by its token's position.
-void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t pos0,
+void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const int32_t* positions,
           const std::vector<float>& inv_freq, bool interleaved) {
   const int64_t half = head_dim / 2;
   std::vector<float> cs(half), sn(half);
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const float pos = static_cast<float>(pos0 + t);
+    const float pos = static_cast<float>(positions[t]);
     for (int64_t i = 0; i < half; ++i) {
       const float a = pos * inv_freq[i];
       cs[i] = std::cos(a);
@@ -118,15 +119,13 @@ KvCache Model::new_cache(int64_t capacity) const {
   return kv;
 }
 
-void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
-                    bool all_logits, ThreadPool& pool) const {
+void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positions,
+                const AttendFn& attend, std::span<const int32_t> out_rows, float* logits,
+                ThreadPool& pool) const {
   const ModelConfig& c = cfg_;
-  const int64_t n = static_cast<int64_t>(tokens.size()), H = c.hidden_size;
-  const int64_t pos0 = cache.n_tokens, hd = c.head_dim;
+  const int64_t n = static_cast<int64_t>(tokens.size()), H = c.hidden_size, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, ff = c.intermediate_size;
-  if (n == 0) return;
-  if (pos0 + n > cache.capacity)
-    fail("sequence of ", pos0 + n, " tokens exceeds the KV cache (", cache.capacity, ")");
+  JINX_CHECK(static_cast<int64_t>(positions.size()) == n, "one position per token");
   std::vector<float> x(n * H), h(n * H), q(n * q_dim), k(n * kv_dim), v(n * kv_dim),
       att(n * q_dim), g(n * ff), u(n * ff);
   for (int64_t t = 0; t < n; ++t) {
@@ -144,13 +143,9 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logi
       cpu::rmsnorm(q.data(), L.q_norm.data(), q.data(), n * c.n_heads, hd, c.rms_norm_eps);
       cpu::rmsnorm(k.data(), L.k_norm.data(), k.data(), n * c.n_kv_heads, hd, c.rms_norm_eps);
     }
-    rope(q.data(), n, c.n_heads, hd, pos0, inv_freq_, c.rope_interleaved);
-    rope(k.data(), n, c.n_kv_heads, hd, pos0, inv_freq_, c.rope_interleaved);
-    for (int64_t t = 0; t < n; ++t) {
-      std::copy_n(&k[t * kv_dim], kv_dim, cache.k_at(li, pos0 + t));
-      std::copy_n(&v[t * kv_dim], kv_dim, cache.v_at(li, pos0 + t));
-    }
-    attention(q.data(), cache, li, n, pos0, c, att.data(), pool);
+    rope(q.data(), n, c.n_heads, hd, positions.data(), inv_freq_, c.rope_interleaved);
+    rope(k.data(), n, c.n_kv_heads, hd, positions.data(), inv_freq_, c.rope_interleaved);
+    attend(li, q.data(), k.data(), v.data(), att.data());
     linear(L.o, att.data(), n, h.data(), pool);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
     cpu::rmsnorm(x.data(), L.ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
@@ -160,10 +155,34 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logi
     linear(L.down, g.data(), n, h.data(), pool);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
   }
-  cache.n_tokens = pos0 + n;
-  const int64_t first = all_logits ? 0 : n - 1, n_out = n - first;
-  cpu::rmsnorm(&x[first * H], w_.final_norm.data(), h.data(), n_out, H, c.rms_norm_eps);
+  // Only the rows that sample go through the final norm and the (large) output head.
+  const int64_t n_out = static_cast<int64_t>(out_rows.size());
+  for (int64_t i = 0; i < n_out; ++i) {
+    JINX_CHECK(out_rows[i] >= 0 && out_rows[i] < n, "output row out of range");
+    cpu::rmsnorm(&x[out_rows[i] * H], w_.final_norm.data(), &h[i * H], 1, H, c.rms_norm_eps);
+  }
   cpu::matmul(w_.lm_head, h.data(), n_out, logits, c.vocab_size, pool);
+}
+
+void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
+                    bool all_logits, ThreadPool& pool) const {
+  const int64_t n = static_cast<int64_t>(tokens.size()), pos0 = cache.n_tokens;
+  const int64_t kv_dim = cfg_.n_kv_heads * cfg_.head_dim;
+  if (n == 0) return;
+  if (pos0 + n > cache.capacity)
+    fail("sequence of ", pos0 + n, " tokens exceeds the KV cache (", cache.capacity, ")");
+  std::vector<int32_t> positions(n), out_rows;
+  for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+  for (int64_t t = all_logits ? 0 : n - 1; t < n; ++t) out_rows.push_back(static_cast<int32_t>(t));
+  auto attend = [&](int64_t li, const float* q, const float* k, const float* v, float* out) {
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy_n(&k[t * kv_dim], kv_dim, cache.k_at(li, pos0 + t));
+      std::copy_n(&v[t * kv_dim], kv_dim, cache.v_at(li, pos0 + t));
+    }
+    attention(q, cache, li, n, pos0, cfg_, out, pool);
+  };
+  run(tokens, positions, attend, out_rows, logits, pool);
+  cache.n_tokens = pos0 + n;
 }
 
 }  // namespace jinx

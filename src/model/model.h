@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,6 +46,16 @@ class Model {
 
  private:
   Model() = default;
+  // Stores this step's k/v ([n_tokens, kv_dim] each, RoPE applied to k) for layer `layer` and
+  // writes the attention output for q [n_tokens, n_heads, head_dim] to out.
+  using AttendFn = std::function<void(int64_t layer, const float* q, const float* k,
+                                      const float* v, float* out)>;
+  // The layers over a flat batch of tokens at `positions`; logits [out_rows.size(), vocab] for
+  // the rows listed.
+  void run(std::span<const int32_t> tokens, std::span<const int32_t> positions,
+           const AttendFn& attend, std::span<const int32_t> out_rows, float* logits,
+           ThreadPool& pool) const;
+
   std::unique_ptr<WeightStore> store_;
   ModelConfig cfg_;
   ModelWeights w_;
