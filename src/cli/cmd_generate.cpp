@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/batch_file.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/check.h"
@@ -22,7 +23,22 @@ struct GenerateArgs {
   int threads = 0;
   bool raw = false;
   bool ignore_eos = false;
+  std::string input, output;
+  EngineFlags engine;
 };
+
+SamplingParams sampling_from(const GenerateArgs& a, const ModelConfig* c) {
+  SamplingParams p;
+  p.temperature = a.temperature >= 0 ? a.temperature
+                  : (c && c->default_temperature >= 0 ? c->default_temperature : 0.0f);
+  p.top_p = a.top_p;
+  p.top_k = a.top_k;
+  if (a.seed >= 0) p.seed = static_cast<uint64_t>(a.seed);
+  p.max_tokens = a.max_tokens;
+  p.skip_special_tokens = true;
+  p.ignore_eos = a.ignore_eos;
+  return p;
+}
 
 void run_generate(const GenerateArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
@@ -32,16 +48,8 @@ void run_generate(const GenerateArgs& a) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<int32_t> prompt =
       a.prompt_ids.empty() ? build_prompt(*tok, a.prompt, a.raw, a.system) : parse_ids(a.prompt_ids);
-  SamplingParams p;
   const ModelConfig& c = model->config();
-  p.temperature = a.temperature >= 0 ? a.temperature
-                                     : (c.default_temperature >= 0 ? c.default_temperature : 0.0f);
-  p.top_p = a.top_p;
-  p.top_k = a.top_k;
-  if (a.seed >= 0) p.seed = static_cast<uint64_t>(a.seed);
-  p.max_tokens = a.max_tokens;
-  p.skip_special_tokens = true;
-  p.ignore_eos = a.ignore_eos;
+  SamplingParams p = sampling_from(a, &c);
   if (std::string err = p.validate(static_cast<int>(c.vocab_size)); !err.empty()) fail(err);
   ThreadPool pool(a.threads);
   GenerationResult r = generate(*model, *tok, prompt, p, pool, [](std::string_view s) {
@@ -78,8 +86,21 @@ void add_generate(CLI::App& app) {
   sub->add_option("--system", a->system, "System message for chat models");
   sub->add_flag("--ignore-eos", a->ignore_eos, "Keep generating after end-of-sequence tokens");
   sub->add_flag("--raw", a->raw, "Send the prompt as plain text, without the chat template");
-  sub->callback([a, text, ids] {
-    if (text->count() == 0 && ids->count() == 0) fail("give a prompt with -p TEXT or --prompt-ids");
+  auto* input = sub->add_option("--input", a->input,
+                                 "Batch mode: a JSONL file of {\"prompt\"} or {\"messages\"}");
+  input->excludes(text)->excludes(ids);
+  sub->add_option("--output", a->output, "Batch mode: where the JSONL results go");
+  add_engine_flags(sub, &a->engine);
+  sub->callback([a, text, ids, input] {
+    if (input->count() > 0) {
+      if (a->output.empty()) fail("--input needs --output FILE");
+      BatchArgs b{a->model, a->input, a->output, sampling_from(*a, nullptr), a->engine};
+      b.engine.options.threads = a->threads;
+      run_batch_file(b);
+      return;
+    }
+    if (text->count() == 0 && ids->count() == 0)
+      fail("give a prompt with -p TEXT, --prompt-ids, or --input FILE");
     run_generate(*a);
   });
 }

@@ -8,6 +8,7 @@ namespace jinx::cli {
 void add_generate(CLI::App& app);
 void add_info(CLI::App& app);
 void add_chat(CLI::App& app);
+void add_bench(CLI::App& app);
 void add_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, template
 
 }  // namespace jinx::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   jinx::cli::add_generate(app);
   jinx::cli::add_info(app);
   jinx::cli::add_chat(app);
+  jinx::cli::add_bench(app);
   jinx::cli::add_tokenizer_commands(app);
   try {
     app.parse(argc, argv);

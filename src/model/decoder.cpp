@@ -185,4 +185,19 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logi
   cache.n_tokens = pos0 + n;
 }
 
+void Model::forward_batch(const ForwardBatch& b, PagedKvStorage& kv, float* logits,
+                          ThreadPool& pool) const {
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  if (n == 0) return;
+  JINX_CHECK(static_cast<int64_t>(b.slot_mapping.size()) == n, "one KV slot per token");
+  JINX_CHECK(b.attn.n_seqs > 0 && b.attn.query_start[b.attn.n_seqs] == n,
+             "sequence boundaries must cover the batch");
+  auto attend = [&](int64_t li, const float* q, const float* k, const float* v, float* out) {
+    cpu::PagedKv& layer = kv.layer(li);
+    cpu::kv_store(layer, k, v, b.slot_mapping.data(), n, pool);
+    cpu::paged_attention(q, out, cfg_.n_heads, layer, b.attn, 0.0f, pool);
+  };
+  run(b.tokens, b.positions, attend, b.out_rows, logits, pool);
+}
+
 }  // namespace jinx

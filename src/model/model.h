@@ -10,6 +10,7 @@
 
 #include "core/thread_pool.h"
 #include "model/config.h"
+#include "model/paged_kv.h"
 #include "model/weight_store.h"
 #include "model/weights.h"
 
@@ -43,6 +44,11 @@ class Model {
   // logits: [tokens.size(), vocab] when all_logits, else [1, vocab] for the last token.
   void forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits,
                ThreadPool& pool) const;
+
+  // One step over a flat batch of many sequences: stores the new tokens' K/V at their slots in
+  // the paged cache and attends over each sequence's blocks. logits: [out_rows.size(), vocab].
+  void forward_batch(const ForwardBatch& batch, PagedKvStorage& kv, float* logits,
+                     ThreadPool& pool) const;
 
  private:
   Model() = default;

@@ -1,0 +1,22 @@
+// `jinx generate --input prompts.jsonl --output out.jsonl`: offline batch mode.
+#pragma once
+
+#include <string>
+
+#include "cli/engine_flags.h"
+#include "engine/sampler.h"
+
+namespace jinx::cli {
+
+struct BatchArgs {
+  std::string model, input, output;
+  SamplingParams defaults;  // from the command-line sampling flags
+  EngineFlags engine;
+};
+
+// Each input line is {"prompt": "..."} or {"messages": [...]}, with optional OpenAI-style
+// sampling fields; each output line (same order) has text, token_ids, finish_reason and token
+// counts, or {"error": "..."} for a line that could not run. Throws only for unreadable files.
+void run_batch_file(const BatchArgs& a);
+
+}  // namespace jinx::cli

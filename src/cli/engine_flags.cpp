@@ -1,0 +1,32 @@
+#include "cli/engine_flags.h"
+
+#include "core/check.h"
+
+namespace jinx::cli {
+
+EngineOptions EngineFlags::resolve() const {
+  EngineOptions o = options;
+  if (kv_dtype == "f32") o.kv_dtype = DType::F32;
+  else if (kv_dtype == "f16") o.kv_dtype = DType::F16;
+  else if (kv_dtype == "bf16") o.kv_dtype = DType::BF16;
+  else fail("--kv-cache-dtype must be f32, f16 or bf16, not \"", kv_dtype, "\"");
+  o.prefix_caching = !no_prefix_cache;
+  return o;
+}
+
+void add_engine_flags(CLI::App* sub, EngineFlags* f) {
+  EngineOptions& o = f->options;
+  sub->add_option("--kv-cache-memory", o.kv_cache_gib, "KV cache size in GiB")
+      ->check(CLI::Range(0.0, 4096.0));
+  sub->add_option("--kv-cache-tokens", o.kv_cache_tokens, "KV cache size in tokens")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  sub->add_option("--block-size", o.block_size, "Tokens per KV block")->check(CLI::Range(1, 1024));
+  sub->add_option("--kv-cache-dtype", f->kv_dtype, "KV cache storage: f32, f16 or bf16");
+  sub->add_flag("--no-prefix-cache", f->no_prefix_cache, "Turn prefix caching off");
+  sub->add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step at most")
+      ->check(CLI::Range(1, 1 << 16));
+  sub->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens per step at most")
+      ->check(CLI::Range(1, 1 << 20));
+}
+
+}  // namespace jinx::cli

@@ -1,0 +1,107 @@
+#include "engine/batch.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+#include "engine/scheduler.h"
+
+namespace jinx {
+namespace {
+
+void validate_seq(const BatchSeq& s, int32_t block_size) {
+  const int64_t n_tokens = static_cast<int64_t>(s.tokens.size());
+  if (s.start < 0 || s.n_new < 1 || int64_t{s.start} + s.n_new > n_tokens) {
+    fail("batch: sequence ", s.id, " chunk [", s.start, ", ", int64_t{s.start} + s.n_new,
+         ") is not inside its ", n_tokens, " tokens");
+  }
+  const int64_t need = (int64_t{s.start} + s.n_new + block_size - 1) / block_size;
+  if (static_cast<int64_t>(s.block_table.size()) < need) {
+    fail("batch: sequence ", s.id, " needs ", need, " blocks for ", s.start + s.n_new,
+         " tokens, its table has ", s.block_table.size());
+  }
+  for (int64_t i = 0; i < need; ++i) {
+    if (s.block_table[i] < 0)
+      fail("batch: sequence ", s.id, " has bad block id ", s.block_table[i]);
+  }
+}
+
+void clear(Batch* b) {
+  b->seq_ids.clear();
+  b->token_ids.clear();
+  b->positions.clear();
+  b->slot_mapping.clear();
+  b->query_start.assign(1, 0);
+  b->context_len.clear();
+  b->block_tables.clear();
+  b->sample_rows.clear();
+  b->sample_seqs.clear();
+  b->n_tokens = b->n_seqs = b->max_blocks = b->max_query_len = b->max_context_len = 0;
+}
+
+}  // namespace
+
+void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out) {
+  JINX_CHECK(block_size > 0, "batch: block size must be positive, got ", block_size);
+  clear(out);
+  out->block_size = block_size;
+  int64_t n_tokens = 0;
+  for (const BatchSeq& s : seqs) {
+    validate_seq(s, block_size);
+    n_tokens += s.n_new;
+    out->max_blocks = std::max(out->max_blocks, (s.start + s.n_new + block_size - 1) / block_size);
+  }
+  JINX_CHECK(n_tokens <= INT32_MAX, "batch: too many tokens ", n_tokens);
+  out->n_seqs = static_cast<int32_t>(seqs.size());
+  out->n_tokens = static_cast<int32_t>(n_tokens);
+  out->token_ids.reserve(n_tokens);
+  out->positions.reserve(n_tokens);
+  out->slot_mapping.reserve(n_tokens);
+  out->block_tables.assign(static_cast<size_t>(out->n_seqs) * out->max_blocks, -1);
+  for (int32_t i = 0; i < out->n_seqs; ++i) {
+    const BatchSeq& s = seqs[i];
+    const int32_t end = s.start + s.n_new;
+    for (int32_t p = s.start; p < end; ++p) {
+      out->token_ids.push_back(s.tokens[p]);
+      out->positions.push_back(p);
+      out->slot_mapping.push_back(int64_t{s.block_table[p / block_size]} * block_size +
+                                  p % block_size);
+    }
+    const int32_t n_blocks = (end + block_size - 1) / block_size;
+    std::copy_n(s.block_table.begin(), n_blocks,
+                out->block_tables.begin() + static_cast<size_t>(i) * out->max_blocks);
+    out->seq_ids.push_back(s.id);
+    out->query_start.push_back(static_cast<int32_t>(out->token_ids.size()));
+    out->context_len.push_back(end);
+    out->max_query_len = std::max(out->max_query_len, s.n_new);
+    out->max_context_len = std::max(out->max_context_len, end);
+    if (s.sample) {
+      out->sample_rows.push_back(out->query_start.back() - 1);
+      out->sample_seqs.push_back(i);
+    }
+  }
+}
+
+Batch build_batch(std::span<const BatchSeq> seqs, int32_t block_size) {
+  Batch b;
+  build_batch(seqs, block_size, &b);
+  return b;
+}
+
+void build_batch(const ScheduledStep& step, const Scheduler& scheduler, Batch* out) {
+  std::vector<BatchSeq> seqs;
+  seqs.reserve(step.seqs.size());
+  for (const ScheduledSeq& sc : step.seqs) {
+    const Sequence& s = scheduler.sequence(sc.id);
+    seqs.push_back(
+        BatchSeq{sc.id, s.tokens, scheduler.block_table(sc.id), sc.start, sc.n_new, sc.sample});
+  }
+  build_batch(seqs, scheduler.kv().block_size(), out);
+}
+
+Batch build_batch(const ScheduledStep& step, const Scheduler& scheduler) {
+  Batch b;
+  build_batch(step, scheduler, &b);
+  return b;
+}
+
+}  // namespace jinx

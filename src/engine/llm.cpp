@@ -1,0 +1,224 @@
+#include "engine/llm.h"
+
+#include <algorithm>
+#include <chrono>
+#include <unordered_map>
+
+#include "core/check.h"
+#include "engine/batch.h"
+#include "kv/kv_config.h"
+
+namespace jinx {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+const char* reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAborted: return "abort";
+    case FinishReason::kNone: break;
+  }
+  return "none";
+}
+
+}  // namespace
+
+// A request in flight: its sampler (own RNG: the same seed gives the same tokens whatever else
+// runs), its text stream, and where its output goes.
+struct LLM::Live {
+  RequestOutput* out = nullptr;
+  SamplingParams params;
+  Sampler sampler;
+  std::unique_ptr<IncrementalDetokenizer> detok;  // null without a tokenizer
+  StopStringMatcher stops;
+  bool stopped_by_string = false;
+  Clock::time_point t0;
+
+  Live(RequestOutput* o, const SamplingParams& p, std::span<const int32_t> prompt,
+       const Tokenizer* tok)
+      : out(o), params(p), sampler(p, prompt), stops(p.stop), t0(Clock::now()) {
+    if (tok) detok = std::make_unique<IncrementalDetokenizer>(*tok, p.skip_special_tokens);
+  }
+
+  // Appends the token's text; true when a stop string has now appeared.
+  bool push_text(int32_t token) {
+    if (!detok) return false;
+    auto r = stops.push(detok->push(token));
+    out->text += r.text;
+    stopped_by_string = r.stopped;
+    return r.stopped;
+  }
+
+  void finish(FinishReason reason) {
+    if (detok && !stopped_by_string) {  // bytes held for UTF-8 or a possible stop string
+      auto tail = stops.push(detok->flush());
+      out->text += tail.text;
+      if (!tail.stopped) out->text += stops.flush();
+    }
+    out->finish_reason = reason_name(reason);
+    out->total_s = since(t0);
+  }
+};
+
+LLM::LLM(const std::string& model_path, const EngineOptions& options) {
+  std::shared_ptr<Model> m = Model::load(model_path);
+  model_ = m;
+  if (m->store().gguf()) {
+    tok_ = Tokenizer::from_gguf(*m->store().gguf());
+  } else {
+    tok_ = Tokenizer::from_hf_dir(model_path);
+  }
+  init(options);
+}
+
+LLM::LLM(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok,
+         const EngineOptions& options)
+    : model_(std::move(model)), tok_(std::move(tok)) {
+  init(options);
+}
+
+LLM::~LLM() = default;
+
+void LLM::init(const EngineOptions& o) {
+  opt_ = o;
+  const ModelConfig& c = model_->config();
+  pool_ = std::make_unique<ThreadPool>(o.threads);
+  kv::KVLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, c.head_dim,
+                      static_cast<int64_t>(traits(o.kv_dtype).block_bytes)};
+  int32_t n_blocks;
+  if (o.kv_cache_gib > 0) {
+    n_blocks = kv::kv_blocks_for_memory(o.kv_cache_gib, layout, o.block_size);
+  } else {
+    int64_t tokens = o.kv_cache_tokens > 0
+                         ? o.kv_cache_tokens
+                         : int64_t{65536};
+    n_blocks = kv::kv_blocks_for_tokens(tokens, o.block_size);
+  }
+  kv_config_.block_size = o.block_size;
+  kv_config_.n_blocks = n_blocks;
+  kv_config_.enable_prefix_caching = o.prefix_caching;
+  kv::validate(kv_config_);
+  kv_ = std::make_unique<PagedKvStorage>(c, n_blocks, o.block_size, o.kv_dtype);
+  sched_config_.max_num_seqs = o.max_num_seqs;
+  sched_config_.max_num_batched_tokens = std::max(o.max_num_batched_tokens, o.max_num_seqs);
+  const int64_t pool_tokens = int64_t{n_blocks} * o.block_size;
+  int64_t max_len = o.max_model_len > 0 ? o.max_model_len : c.max_position_embeddings;
+  sched_config_.max_model_len = static_cast<int32_t>(std::min(max_len, pool_tokens));
+}
+
+int64_t LLM::kv_blocks() const { return kv_config_.n_blocks; }
+
+std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts,
+                                         const SamplingParams& params) {
+  JINX_CHECK(tok_ != nullptr, "text prompts need a tokenizer");
+  std::vector<Request> reqs;
+  for (const auto& p : prompts) reqs.push_back({tok_->encode(p, true, true), params});
+  return generate(std::move(reqs));
+}
+
+// The sampled token of every sampling row, with the finish decision for its request.
+void LLM::sample_step(const Batch& batch, const float* logits, std::vector<Live*>& live,
+                      std::vector<SampledToken>* sampled) {
+  const int64_t V = model_->config().vocab_size;
+  sampled->clear();
+  for (size_t k = 0; k < batch.sample_rows.size(); ++k) {
+    Live& L = *live[k];
+    std::vector<float> row(logits + k * V, logits + (k + 1) * V);
+    const int32_t token = L.sampler.sample(row.data(), static_cast<int32_t>(V)).token;
+    L.sampler.accept(token);
+    L.out->token_ids.push_back(token);
+    const double t = since(L.t0);
+    if (L.out->token_times.empty()) L.out->ttft_s = t;
+    L.out->token_times.push_back(t);
+    FinishReason reason = FinishReason::kNone;
+    const auto& stop_ids = L.params.stop_token_ids;
+    const auto& eos = model_->config().eos_token_ids;
+    bool is_eos = std::find(eos.begin(), eos.end(), token) != eos.end();
+    if (tok_) {
+      const auto tok_eos = tok_->eos_ids();
+      is_eos = is_eos || std::find(tok_eos.begin(), tok_eos.end(), token) != tok_eos.end();
+    }
+    if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end() ||
+        (is_eos && !L.params.ignore_eos)) {
+      reason = FinishReason::kStop;
+    } else if (L.push_text(token)) {
+      reason = FinishReason::kStop;
+    } else if (static_cast<int64_t>(L.out->token_ids.size()) >= L.params.max_tokens) {
+      reason = FinishReason::kLength;
+    }
+    sampled->push_back({batch.seq_ids[batch.sample_seqs[k]], token, reason});
+  }
+}
+
+std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
+                                         const Progress& progress) {
+  const int64_t V = model_->config().vocab_size;
+  Scheduler sched(sched_config_, kv_config_);
+  std::vector<RequestOutput> outs(requests.size());
+  std::unordered_map<SeqId, std::unique_ptr<Live>> live;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    Request& r = requests[i];
+    if (std::string err = r.params.validate(static_cast<int>(V)); !err.empty())
+      fail("request ", i, ": ", err);
+    outs[i].n_prompt = static_cast<int64_t>(r.prompt.size());
+    auto l = std::make_unique<Live>(&outs[i], r.params, r.prompt, tok_.get());
+    SeqId id = sched.add(std::move(r.prompt));
+    live[id] = std::move(l);
+  }
+  const auto t0 = Clock::now();
+  size_t done = 0;
+  int64_t generated = 0;
+  auto retire = [&](const FinishedSeq& f) {
+    Live& L = *live.at(f.id);
+    L.finish(f.reason);
+    live.erase(f.id);
+    ++done;
+  };
+  Batch batch;
+  std::vector<float> logits;
+  std::vector<SampledToken> sampled;
+  std::vector<Live*> rows;
+  while (sched.has_unfinished()) {
+    ScheduledStep step = sched.schedule();
+    for (const auto& f : step.finished) retire(f);
+    if (step.empty()) continue;
+    build_batch(step, sched, &batch);
+    ForwardBatch fb;
+    fb.tokens = batch.token_ids;
+    fb.positions = batch.positions;
+    fb.slot_mapping = batch.slot_mapping;
+    fb.attn = {batch.n_seqs, batch.query_start.data(), batch.context_len.data(),
+               batch.block_tables.data(), batch.max_blocks};
+    fb.out_rows = batch.sample_rows;
+    logits.resize(batch.sample_rows.size() * V);
+    model_->forward_batch(fb, *kv_, logits.data(), *pool_);
+    rows.clear();
+    for (int32_t s : batch.sample_seqs) rows.push_back(live.at(batch.seq_ids[s]).get());
+    sample_step(batch, logits.data(), rows, &sampled);
+    generated += static_cast<int64_t>(sampled.size());
+    for (const SampledToken& t : sampled) {  // first token: the admission is settled
+      Live& L = *live.at(t.seq);
+      if (L.out->token_ids.size() == 1)
+        L.out->n_cached_prompt = sched.sequence(t.seq).n_cached_prompt;
+    }
+    StepResult res = sched.on_step_done(sampled);
+    for (const auto& f : res.finished) retire(f);
+    if (progress) progress(done, outs.size(), generated);
+  }
+  const SchedulerStats& st = sched.stats();
+  stats_.steps += st.n_steps;
+  stats_.computed_tokens += st.n_computed_tokens;
+  stats_.prefix_hit_tokens += st.n_prefix_hit_tokens;
+  stats_.preemptions += st.n_preemptions;
+  stats_.seconds += since(t0);
+  return outs;
+}
+
+}  // namespace jinx

@@ -1,0 +1,97 @@
+// jinx::LLM: the offline engine. Many requests run together through the scheduler (continuous
+// batching, chunked prefill, prefix caching, preemption by recompute), one flat forward pass per
+// step over a paged KV cache, a sampler and a detokenizer per request.
+//
+//   jinx::LLM llm("model.gguf", jinx::EngineOptions{});
+//   auto outs = llm.generate({"Hello", "The sky is"}, params);
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace jinx {
+
+struct EngineOptions {
+  int threads = 0;                        // 0: every core
+  double kv_cache_gib = 0.0;              // KV pool size; 0: use kv_cache_tokens
+  int64_t kv_cache_tokens = 0;            // 0 (and no GiB): 64k tokens (pages are touched only when used)
+  int32_t block_size = 16;
+  DType kv_dtype = DType::F32;            // F32, F16 or BF16
+  bool prefix_caching = true;
+  int32_t max_num_seqs = 64;
+  int32_t max_num_batched_tokens = 512;
+  int32_t max_model_len = 0;              // 0: the model's context, capped by the pool
+};
+
+struct Request {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+};
+
+struct RequestOutput {
+  std::string text;
+  std::vector<int32_t> token_ids;
+  std::string finish_reason;  // "stop", "length" or "abort"
+  int64_t n_prompt = 0;
+  int64_t n_cached_prompt = 0;  // prompt tokens served by the prefix cache
+  double ttft_s = 0.0;          // from submission to the first token
+  double total_s = 0.0;         // from submission to the last token
+  std::vector<double> token_times;  // seconds since submission of every generated token
+};
+
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t computed_tokens = 0;     // tokens through the forward pass
+  int64_t prefix_hit_tokens = 0;
+  int64_t preemptions = 0;
+  double seconds = 0.0;
+};
+
+class LLM {
+ public:
+  LLM(const std::string& model_path, const EngineOptions& options);
+  // For tests and tools that already hold a model (and a tokenizer, which may be null when
+  // requests are token ids and no text is wanted).
+  LLM(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok,
+      const EngineOptions& options);
+  ~LLM();
+
+  // Plain-text prompts (encoded with the tokenizer's BOS rules), one SamplingParams for all.
+  std::vector<RequestOutput> generate(const std::vector<std::string>& prompts,
+                                      const SamplingParams& params);
+  // Called after every step with (requests done, requests total, tokens generated so far).
+  using Progress = std::function<void(size_t, size_t, int64_t)>;
+  std::vector<RequestOutput> generate(std::vector<Request> requests,
+                                      const Progress& progress = nullptr);
+
+  const Model& model() const { return *model_; }
+  const Tokenizer* tokenizer() const { return tok_.get(); }
+  const EngineStats& stats() const { return stats_; }
+  int64_t kv_blocks() const;
+
+ private:
+  struct Live;
+  void init(const EngineOptions& options);
+  void sample_step(const struct Batch& batch, const float* logits, std::vector<Live*>& live,
+                   std::vector<SampledToken>* sampled);
+
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Tokenizer> tok_;
+  EngineOptions opt_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<PagedKvStorage> kv_;
+  kv::KVCacheConfig kv_config_;
+  SchedulerConfig sched_config_;
+  EngineStats stats_;
+};
+
+}  // namespace jinx

@@ -1,0 +1,67 @@
+// Sequence state as the scheduler sees it: token ids and counters, no model, no text.
+//
+// A sequence's `tokens` are its prompt followed by every token sampled so far. Its KV cache
+// holds the first `n_computed` of them; the scheduler computes the rest in chunks. When
+// n_computed reaches tokens.size() the step that computed the last chunk also produced logits
+// for the next token, which the caller samples and hands back (Scheduler::on_step_done).
+// Preemption by recompute resets n_computed to 0 (keeping every token): the sequence then
+// re-prefills prompt + generated tokens, reusing whatever of them the prefix cache still holds.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "kv/block_hash.h"
+#include "kv/kv_cache_manager.h"
+
+namespace jinx {
+
+using SeqId = kv::SeqId;
+
+enum class SeqStatus {
+  kWaiting,   // queued (new or preempted), holds no KV blocks
+  kRunning,   // admitted: holds a block table
+  kFinished,  // done; holds nothing
+};
+
+enum class FinishReason {
+  kNone,
+  kStop,     // EOS, a stop token or a stop string (decided by the caller)
+  kLength,   // max_tokens (caller) or the per-sequence limit max_model_len (scheduler)
+  kAborted,  // cancelled by the client
+};
+
+constexpr std::string_view to_string(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone:
+      return "none";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAborted:
+      return "abort";
+  }
+  return "?";
+}
+
+struct Sequence {
+  SeqId id = -1;
+  uint64_t arrival = 0;         // admission order key (FCFS); smaller is older
+  std::vector<int32_t> tokens;  // prompt then generated
+  int32_t n_prompt = 0;
+  int32_t n_computed = 0;                   // leading tokens whose KV is in the cache
+  std::vector<kv::BlockHash> block_hashes;  // chained hash of each full block of `tokens`
+  SeqStatus status = SeqStatus::kWaiting;
+  FinishReason finish_reason = FinishReason::kNone;
+  FinishReason pending_finish = FinishReason::kNone;  // abort()/finish() applied next step
+  int32_t n_preemptions = 0;
+  int32_t n_cached_prompt = 0;  // prompt tokens the prefix cache served at first admission
+
+  int32_t size() const { return static_cast<int32_t>(tokens.size()); }
+  int32_t n_generated() const { return size() - n_prompt; }
+  int32_t n_uncomputed() const { return size() - n_computed; }
+};
+
+}  // namespace jinx

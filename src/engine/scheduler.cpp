@@ -1,0 +1,287 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace jinx {
+namespace {
+
+SchedulerConfig resolved(SchedulerConfig c, const kv::KVCacheConfig& kv_config) {
+  kv::validate(kv_config);
+  if (c.max_num_seqs < 1) fail("max_num_seqs must be >= 1, got ", c.max_num_seqs);
+  if (c.max_num_batched_tokens < c.max_num_seqs) {
+    fail("max_num_batched_tokens (", c.max_num_batched_tokens, ") must be >= max_num_seqs (",
+         c.max_num_seqs, ") so that every running sequence can decode each step");
+  }
+  const int64_t capacity = int64_t{kv_config.n_blocks} * kv_config.block_size;
+  if (c.max_model_len < 0) fail("max_model_len must be >= 0, got ", c.max_model_len);
+  if (c.max_model_len == 0) c.max_model_len = static_cast<int32_t>(capacity);
+  if (c.max_model_len > capacity) {
+    fail("max_model_len ", c.max_model_len, " exceeds the KV cache capacity of ", capacity,
+         " tokens (", kv_config.n_blocks, " blocks of ", kv_config.block_size, ")");
+  }
+  if (c.max_model_len < 2) fail("max_model_len must be >= 2, got ", c.max_model_len);
+  return c;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(const SchedulerConfig& config, const kv::KVCacheConfig& kv_config)
+    : config_(resolved(config, kv_config)), kv_(kv_config) {}
+
+Sequence& Scheduler::get(SeqId id) {
+  auto it = seqs_.find(id);
+  JINX_CHECK(it != seqs_.end(), "unknown sequence ", id);
+  return *it->second;
+}
+
+const Sequence& Scheduler::sequence(SeqId id) const {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) fail("unknown or finished sequence ", id);
+  return *it->second;
+}
+
+void Scheduler::extend_hashes(Sequence* s) {
+  if (!kv_.prefix_caching()) return;
+  kv::extend_block_hashes(s->tokens, kv_.block_size(), kv_.hash_seed(), &s->block_hashes);
+}
+
+SeqId Scheduler::add(std::vector<int32_t> prompt) {
+  if (prompt.empty()) fail("empty prompt: a request needs at least one token");
+  if (static_cast<int64_t>(prompt.size()) >= config_.max_model_len) {
+    fail("prompt of ", prompt.size(), " tokens does not fit: a sequence holds at most ",
+         config_.max_model_len, " tokens (prompt + output) in this KV cache of ", kv_.n_blocks(),
+         " blocks of ", kv_.block_size(), " tokens");
+  }
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0) fail("prompt token ", i, " has negative id ", prompt[i]);
+  }
+  auto s = std::make_unique<Sequence>();
+  s->id = next_id_++;
+  s->arrival = next_arrival_++;
+  s->n_prompt = static_cast<int32_t>(prompt.size());
+  s->tokens = std::move(prompt);
+  extend_hashes(s.get());
+  waiting_.push_back(s.get());  // the newest arrival goes last
+  const SeqId id = s->id;
+  seqs_.emplace(id, std::move(s));
+  return id;
+}
+
+bool Scheduler::finish(SeqId id, FinishReason reason) {
+  JINX_CHECK(reason != FinishReason::kNone, "finish() needs a reason");
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return false;
+  Sequence& s = *it->second;
+  if (s.pending_finish == FinishReason::kNone) pending_.push_back(id);
+  s.pending_finish = reason;
+  return true;
+}
+
+FinishedSeq Scheduler::retire(Sequence* s, FinishReason reason) {
+  if (kv_.contains(s->id)) kv_.free(s->id);
+  s->status = SeqStatus::kFinished;
+  s->finish_reason = reason;
+  FinishedSeq f{s->id, reason, s->n_prompt,
+                std::vector<int32_t>(s->tokens.begin() + s->n_prompt, s->tokens.end())};
+  ++stats_.n_finished;
+  seqs_.erase(s->id);  // destroys *s
+  return f;
+}
+
+void Scheduler::apply_pending(ScheduledStep* step) {
+  if (pending_.empty()) return;
+  auto is_pending = [](const Sequence* s) { return s->pending_finish != FinishReason::kNone; };
+  std::erase_if(running_, is_pending);
+  std::erase_if(waiting_, is_pending);
+  for (SeqId id : pending_) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;  // finished in on_step_done meanwhile
+    Sequence* s = it->second.get();
+    step->finished.push_back(retire(s, s->pending_finish));
+  }
+  pending_.clear();
+}
+
+void Scheduler::enqueue_waiting(Sequence* s) {
+  auto pos = std::lower_bound(waiting_.begin(), waiting_.end(), s->arrival,
+                              [](const Sequence* w, uint64_t a) { return w->arrival < a; });
+  waiting_.insert(pos, s);
+}
+
+void Scheduler::preempt_back(ScheduledStep* step) {
+  Sequence* s = running_.back();
+  running_.pop_back();
+  kv_.free(s->id);
+  s->n_computed = 0;
+  s->status = SeqStatus::kWaiting;
+  ++s->n_preemptions;
+  ++stats_.n_preemptions;
+  step->preempted.push_back(s->id);
+  enqueue_waiting(s);
+}
+
+void Scheduler::add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget) {
+  const bool sample = s->n_computed + n == s->size();
+  step->seqs.push_back(ScheduledSeq{s->id, s->n_computed, n, sample});
+  step->n_tokens += n;
+  step->n_sampling += sample;
+  *budget -= n;
+}
+
+// Tokens (>= 1, <= want) that running_[index] can take now, after preempting the newest
+// running sequences if not even one fits; 0 if it was itself preempted. Grows its table.
+int32_t Scheduler::fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_left,
+                                  ScheduledStep* step) {
+  Sequence* s = running_[index];
+  for (;;) {
+    const int64_t room = kv_.max_tokens_fitting(s->id) - s->n_computed;
+    const int32_t n = static_cast<int32_t>(std::min<int64_t>(want, room));
+    if (n >= 1) {
+      JINX_CHECK(kv_.grow(s->id, int64_t{s->n_computed} + n), "KV grow failed after a fit check");
+      return n;
+    }
+    Sequence* victim = running_.back();
+    // Every sequence after `index` is still unscheduled this step, so freeing it is safe.
+    if (victim != s && victim->n_uncomputed() == 1) --*n_decode_left;
+    preempt_back(step);
+    if (victim == s) return 0;
+  }
+}
+
+void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
+  int32_t n_decode_left = 0;
+  for (const Sequence* s : running_) n_decode_left += s->n_uncomputed() == 1;
+  for (size_t i = 0; i < running_.size() && *budget > 0; ++i) {
+    Sequence* s = running_[i];
+    const bool decode = s->n_uncomputed() == 1;
+    if (decode) --n_decode_left;
+    const int32_t want = decode ? 1 : std::min(s->n_uncomputed(), *budget - n_decode_left);
+    if (want <= 0) continue;
+    const int32_t n = fit_or_preempt(i, want, &n_decode_left, step);
+    if (n == 0) break;  // s was the newest and got preempted: nothing runs after it
+    add_scheduled(s, n, step, budget);
+  }
+}
+
+void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget) {
+  const int32_t bs = kv_.block_size();
+  while (!waiting_.empty() && n_running() < config_.max_num_seqs && *budget > 0) {
+    Sequence* s = waiting_.front();
+    // Never match the last token: its logits must be computed.
+    const std::vector<int32_t> hit = kv_.match_prefix(s->block_hashes, (s->size() - 1) / bs);
+    const int32_t n_hit = static_cast<int32_t>(hit.size()) * bs;
+    const int32_t n = std::min(s->size() - n_hit, *budget);
+    if (!kv_.admit(s->id, hit, int64_t{n_hit} + n)) break;  // FCFS: the head waits for room
+    waiting_.pop_front();
+    s->status = SeqStatus::kRunning;
+    s->n_computed = n_hit;
+    if (s->n_preemptions == 0) s->n_cached_prompt = n_hit;
+    stats_.n_prefix_hit_tokens += n_hit;
+    running_.push_back(s);
+    add_scheduled(s, n, step, budget);
+  }
+}
+
+ScheduledStep Scheduler::schedule() {
+  JINX_CHECK(!step_open_, "schedule() called again before on_step_done()");
+  ScheduledStep step;
+  apply_pending(&step);
+  int32_t budget = config_.max_num_batched_tokens;
+  schedule_running(&step, &budget);
+  if (step.preempted.empty()) admit_waiting(&step, &budget);
+  if (!step.seqs.empty()) {
+    in_flight_ = step.seqs;
+    step_open_ = true;
+    ++stats_.n_steps;
+    stats_.n_computed_tokens += step.n_tokens;
+  }
+  return step;
+}
+
+StepResult Scheduler::on_step_done(std::span<const SampledToken> sampled) {
+  JINX_CHECK(step_open_ || sampled.empty(), "on_step_done() without a scheduled step");
+  // Validate everything before changing anything.
+  std::unordered_map<SeqId, const SampledToken*> by_id;
+  for (const SampledToken& t : sampled) {
+    if (t.token < 0) fail("sampled token ", t.token, " for sequence ", t.seq, " is negative");
+    if (!by_id.emplace(t.seq, &t).second) fail("two sampled tokens for sequence ", t.seq);
+  }
+  int32_t n_sampling = 0;
+  for (const ScheduledSeq& sc : in_flight_) {
+    if (!sc.sample) continue;
+    ++n_sampling;
+    if (!by_id.count(sc.id)) fail("no sampled token for sequence ", sc.id);
+  }
+  if (n_sampling != static_cast<int32_t>(by_id.size())) {
+    fail("got ", by_id.size(), " sampled tokens for ", n_sampling, " sampling sequences");
+  }
+  StepResult result;
+  bool any_done = false;
+  for (const ScheduledSeq& sc : in_flight_) {
+    Sequence& s = get(sc.id);
+    s.n_computed += sc.n_new;
+    kv_.commit(s.id, s.block_hashes, s.n_computed);
+    if (!sc.sample || s.pending_finish != FinishReason::kNone) continue;
+    const SampledToken& t = *by_id.at(sc.id);
+    s.tokens.push_back(t.token);
+    extend_hashes(&s);
+    FinishReason reason = t.finish;
+    if (reason == FinishReason::kNone && s.size() >= config_.max_model_len) {
+      reason = FinishReason::kLength;
+    }
+    if (reason != FinishReason::kNone) {
+      s.status = SeqStatus::kFinished;  // marks it for removal from running_ below
+      s.finish_reason = reason;
+      any_done = true;
+    }
+  }
+  if (any_done) {
+    std::vector<Sequence*> done;
+    std::erase_if(running_, [&](Sequence* s) {
+      if (s->status != SeqStatus::kFinished) return false;
+      done.push_back(s);
+      return true;
+    });
+    for (Sequence* s : done) result.finished.push_back(retire(s, s->finish_reason));
+  }
+  in_flight_.clear();
+  step_open_ = false;
+  return result;
+}
+
+void Scheduler::check_invariants() const {
+  kv_.check_invariants();
+  JINX_CHECK(seqs_.size() == running_.size() + waiting_.size(), "scheduler tracks ", seqs_.size(),
+             " sequences but ", running_.size(), " run and ", waiting_.size(), " wait");
+  JINX_CHECK(kv_.n_sequences() == n_running(), kv_.n_sequences(), " block tables for ", n_running(),
+             " running sequences");
+  JINX_CHECK(n_running() <= config_.max_num_seqs, "more running sequences than max_num_seqs");
+  const int32_t bs = kv_.block_size();
+  for (size_t i = 0; i < running_.size(); ++i) {
+    const Sequence* s = running_[i];
+    JINX_CHECK(s->status == SeqStatus::kRunning, "sequence ", s->id, " runs in state ",
+               int(s->status));
+    JINX_CHECK(i == 0 || running_[i - 1]->arrival < s->arrival, "running list out of order");
+    const int64_t n_blocks = static_cast<int64_t>(kv_.block_table(s->id).size());
+    JINX_CHECK(s->n_computed >= 0 && s->n_computed <= s->size(), "sequence ", s->id, " n_computed ",
+               s->n_computed, " of ", s->size());
+    JINX_CHECK(n_blocks >= kv_.blocks_for(s->n_computed) && n_blocks <= kv_.blocks_for(s->size()),
+               "sequence ", s->id, " holds ", n_blocks, " blocks for ", s->n_computed,
+               " computed of ", s->size(), " tokens");
+  }
+  for (size_t i = 0; i < waiting_.size(); ++i) {
+    const Sequence* s = waiting_[i];
+    JINX_CHECK(s->status == SeqStatus::kWaiting && s->n_computed == 0 && !kv_.contains(s->id),
+               "waiting sequence ", s->id, " holds KV state");
+    JINX_CHECK(i == 0 || waiting_[i - 1]->arrival < s->arrival, "waiting queue out of order");
+  }
+  for (const auto& [id, s] : seqs_) {
+    const size_t want = kv_.prefix_caching() ? s->tokens.size() / bs : 0;
+    JINX_CHECK(s->block_hashes.size() == want, "sequence ", id, " has ", s->block_hashes.size(),
+               " block hashes for ", s->tokens.size(), " tokens");
+  }
+}
+
+}  // namespace jinx

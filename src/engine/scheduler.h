@@ -1,0 +1,167 @@
+// Scheduler: continuous batching with chunked prefill over a paged, prefix-cached KV pool.
+//
+// Plain bookkeeping over sequence ids and block ids: no model, no tensors, no threads. The
+// engine loop (one thread) drives it:
+//
+//   Scheduler sched(SchedulerConfig{...}, kv::KVCacheConfig{...});
+//   SeqId id = sched.add(prompt_ids);                // throws jinx::Error if it can never fit
+//   while (sched.has_unfinished()) {
+//     ScheduledStep step = sched.schedule();         // applies pending aborts, picks the batch
+//     for (auto& f : step.finished) ...              // aborted/finished since the last step
+//     if (step.empty()) continue;                    // (only when nothing is runnable)
+//     Batch batch = build_batch(step, sched);        // engine/batch.h
+//     ... forward(batch), sample the rows batch.sample_rows ...
+//     StepResult r = sched.on_step_done(sampled);    // one SampledToken per sampling sequence
+//     for (auto& f : r.finished) ...                 // stop/length decided this step
+//   }
+//   sched.abort(id);  // any time between calls; blocks are freed at the next schedule()
+//
+// One step (schedule()), O(running + admitted) plus the blocks it allocates:
+//   1. Pending abort()/finish() calls take effect: those sequences leave the queues and
+//      release their blocks (kept in the prefix cache where full and computed).
+//   2. Running sequences, oldest first. A decoding sequence (one uncomputed token) gets 1
+//      token. A sequence still prefilling gets a chunk of at most the budget left after
+//      reserving 1 token for each decode later in the list, so prefill chunks never stall
+//      running streams (max_num_batched_tokens >= max_num_seqs makes room for every decode).
+//      A prefill chunk shrinks to the free blocks; when not even one token fits, the newest
+//      running sequence is preempted (by recompute: its blocks are freed, it is requeued in
+//      arrival order with all its tokens, n_computed = 0) until one does, or the sequence
+//      itself is the newest and is preempted. The oldest sequence is therefore never
+//      preempted while others run, and alone it always fits (max_model_len <= pool size).
+//   3. If nothing was preempted: waiting sequences in strict arrival order (FCFS, never
+//      skipping the head, so a large request cannot starve) while running < max_num_seqs and
+//      budget remains. Each matches its leading full blocks against the prefix cache (never
+//      the last token, so logits exist), shares the hits and is admitted with a chunk of
+//      min(uncached, budget) tokens if that chunk's blocks fit; else admission stops.
+//   A scheduled sequence samples this step iff its chunk reaches its last token.
+//
+// on_step_done(): every scheduled sequence's n_computed advances by its chunk, its newly full
+// computed blocks are registered in the prefix cache (hashes are kept incrementally per
+// sequence), each sampling sequence appends its token, and sequences the caller flagged (EOS,
+// stop ids, max_tokens) or that reached max_model_len finish and free their blocks.
+//
+// Invariant (check_invariants(), tests run it after every step): every block is free, cached
+// and unreferenced, or referenced by exactly the sequences whose tables hold it; running
+// sequences hold tables covering their computed tokens, waiting ones hold none.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/request.h"
+#include "kv/kv_cache_manager.h"
+#include "kv/kv_config.h"
+
+namespace jinx {
+
+struct SchedulerConfig {
+  int32_t max_num_seqs = 256;             // running sequences at most, >= 1
+  int32_t max_num_batched_tokens = 8192;  // tokens per step (decodes + prefill), >= max_num_seqs
+  int32_t max_model_len = 0;  // prompt + generated tokens per sequence; 0: the pool's capacity
+};
+
+struct ScheduledSeq {
+  SeqId id = -1;
+  int32_t start = 0;    // position of the first token computed this step (= n_computed before)
+  int32_t n_new = 0;    // tokens computed this step, positions [start, start + n_new)
+  bool sample = false;  // start + n_new == sequence length: the last row's logits are sampled
+};
+
+struct FinishedSeq {
+  SeqId id = -1;
+  FinishReason reason = FinishReason::kNone;
+  int32_t n_prompt = 0;
+  std::vector<int32_t> output;  // generated tokens
+};
+
+struct ScheduledStep {
+  std::vector<ScheduledSeq> seqs;     // batch order: running (oldest first), then admitted
+  int32_t n_tokens = 0;               // sum of n_new, <= max_num_batched_tokens
+  int32_t n_sampling = 0;             // sequences with sample set
+  std::vector<SeqId> preempted;       // lost their KV this step and went back to the queue
+  std::vector<FinishedSeq> finished;  // aborted / finished by abort() or finish() before it
+  bool empty() const { return seqs.empty(); }
+};
+
+// What the caller hands back for a sampling sequence.
+struct SampledToken {
+  SeqId seq = -1;
+  int32_t token = -1;                         // >= 0
+  FinishReason finish = FinishReason::kNone;  // kStop / kLength end it (token is kept)
+};
+
+struct StepResult {
+  std::vector<FinishedSeq> finished;
+};
+
+struct SchedulerStats {
+  int64_t n_steps = 0;              // non-empty steps
+  int64_t n_computed_tokens = 0;    // tokens sent through the forward pass, all steps
+  int64_t n_prefix_hit_tokens = 0;  // tokens served by the prefix cache at admissions
+  int64_t n_preemptions = 0;
+  int64_t n_finished = 0;  // any reason, aborts included
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, const kv::KVCacheConfig& kv_config);
+
+  // Queues a prompt; returns its id (ids count up from 0). Throws jinx::Error for an empty
+  // prompt, a negative token id, or a prompt of max_model_len tokens or more (it could never
+  // fit in the KV pool together with one generated token).
+  SeqId add(std::vector<int32_t> prompt);
+  // Ends a waiting or running sequence at the next schedule(), which reports it in
+  // ScheduledStep::finished and frees its blocks. False if the id is unknown or already done.
+  // Called between schedule() and on_step_done(), the token sampled in that step is dropped
+  // (the caller must still pass it to on_step_done()).
+  bool abort(SeqId id) { return finish(id, FinishReason::kAborted); }
+  bool finish(SeqId id, FinishReason reason);
+
+  ScheduledStep schedule();
+  // `sampled` holds exactly one entry per sequence of the last step with sample set (any
+  // order). Throws jinx::Error, changing nothing, on a missing, extra or bad entry.
+  StepResult on_step_done(std::span<const SampledToken> sampled);
+
+  bool has_unfinished() const { return !seqs_.empty(); }
+  int32_t n_waiting() const { return static_cast<int32_t>(waiting_.size()); }
+  int32_t n_running() const { return static_cast<int32_t>(running_.size()); }
+  bool contains(SeqId id) const { return seqs_.count(id) != 0; }
+  const Sequence& sequence(SeqId id) const;  // throws for an unknown (or finished) id
+  std::span<const int32_t> block_table(SeqId id) const { return kv_.block_table(id); }
+  const kv::KVCacheManager& kv() const { return kv_; }
+  const SchedulerConfig& config() const { return config_; }
+  const SchedulerStats& stats() const { return stats_; }
+
+  // Throws jinx::Error naming the first broken invariant (see the top of this file).
+  void check_invariants() const;
+
+ private:
+  Sequence& get(SeqId id);
+  void apply_pending(ScheduledStep* step);
+  void schedule_running(ScheduledStep* step, int32_t* budget);
+  void admit_waiting(ScheduledStep* step, int32_t* budget);
+  int32_t fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_left, ScheduledStep* step);
+  void preempt_back(ScheduledStep* step);
+  void enqueue_waiting(Sequence* s);
+  void add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget);
+  FinishedSeq retire(Sequence* s, FinishReason reason);
+  void extend_hashes(Sequence* s);
+
+  SchedulerConfig config_;
+  kv::KVCacheManager kv_;
+  std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;  // waiting + running
+  std::deque<Sequence*> waiting_;                              // sorted by arrival
+  std::vector<Sequence*> running_;                             // sorted by arrival
+  std::vector<SeqId> pending_;                                 // ids with pending_finish set
+  std::vector<ScheduledSeq> in_flight_;  // the last step, until on_step_done()
+  bool step_open_ = false;
+  SeqId next_id_ = 0;
+  uint64_t next_arrival_ = 0;
+  SchedulerStats stats_;
+};
+
+}  // namespace jinx

@@ -1,0 +1,367 @@
+// Op parity: paged_attention at every ISA level and KV dtype against a naive reference (full
+// softmax in double over a contiguous copy of each sequence's K/V, rounded to the cache dtype by
+// the core conversions), on random varlen batches with shuffled block tables.
+//
+// Tolerances: the kernel accumulates in fp32 and the reference in double over the same (rounded)
+// K/V values, so the only differences are fp32 rounding of dot products, exp and sums; outputs are
+// averages of V values in [-1, 1], and we allow 1e-5 absolute (relative to max |V| = 1) for every
+// dtype. The cache memory outside the written positions is filled with NaN, so a read of any
+// position a query may not see, or of a block the sequence does not own, poisons the output.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/kernels.h"
+#include "core/check.h"
+#include "core/half.h"
+
+namespace jinx::cpu {
+namespace {
+
+size_t elem_bytes(DType t) {
+  return t == DType::F32 ? 4 : 2;
+}
+
+// The value the cache holds for x, by the core (not the kernel's) conversions.
+float rounded(float x, DType t) {
+  if (t == DType::F16) return f16_to_f32(f32_to_f16(x));
+  if (t == DType::BF16) return bf16_to_f32(f32_to_bf16(x));
+  return x;
+}
+
+struct Cache {
+  std::vector<uint8_t> k, v;
+  PagedKv kv;
+  Cache(DType t, int64_t n_blocks, int64_t bs, int64_t n_kv, int64_t d)
+      : k(n_blocks * bs * n_kv * d * elem_bytes(t), 0xff),  // all-ones: NaN in every dtype
+        v(k.size(), 0xff),
+        kv{k.data(), v.data(), t, n_blocks, bs, n_kv, d} {}
+};
+
+struct SeqSpec {
+  int32_t ctx, n_new;
+};
+
+struct Case {
+  DType dtype = DType::F32;
+  int64_t block_size = 16, n_kv = 1, group = 1, head_dim = 64;
+  std::vector<SeqSpec> seqs;
+  float scale = 0.0f;  // 0: default
+  float q_amp = 1.0f;
+};
+
+std::string describe(const Case& c) {
+  std::string s = str(name(c.dtype), " bs=", c.block_size, " kv=", c.n_kv, " g=", c.group,
+                      " d=", c.head_dim, " seqs=");
+  for (auto& q : c.seqs) s += str("(", q.ctx, ",", q.n_new, ")");
+  return s;
+}
+
+// Fills a cache for the batch (blocks handed out in a random order, padded block tables), runs
+// paged_attention and returns the largest absolute difference to the double reference.
+double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
+  const int64_t n_seqs = c.seqs.size(), d_n = c.head_dim, n_heads = c.n_kv * c.group;
+  const int64_t row = c.n_kv * d_n;
+  std::vector<int64_t> n_blk(n_seqs);
+  int64_t total_blocks = 0, max_blocks = 1;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    n_blk[s] = (c.seqs[s].ctx + c.block_size - 1) / c.block_size;
+    total_blocks += n_blk[s];
+    max_blocks = std::max(max_blocks, n_blk[s] + static_cast<int64_t>(rng() % 3));
+  }
+  const int64_t pool_blocks = total_blocks + 3;  // some blocks nobody owns
+  std::vector<int32_t> ids(pool_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  std::vector<int32_t> tables(n_seqs * max_blocks, -1);
+  for (int64_t s = 0, next = 0; s < n_seqs; ++s)
+    for (int64_t i = 0; i < n_blk[s]; ++i) tables[s * max_blocks + i] = ids[next++];
+
+  // K/V of every cached position, stored in one kv_store call in a shuffled order with skips.
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<std::vector<float>> ks(n_seqs), vs(n_seqs);
+  std::vector<float> kin, vin;
+  std::vector<int64_t> slots;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    ks[s].resize(c.seqs[s].ctx * row);
+    vs[s].resize(c.seqs[s].ctx * row);
+    for (auto& x : ks[s]) x = u(rng);
+    for (auto& x : vs[s]) x = u(rng);
+    for (int64_t p = 0; p < c.seqs[s].ctx; ++p) {
+      kin.insert(kin.end(), ks[s].begin() + p * row, ks[s].begin() + (p + 1) * row);
+      vin.insert(vin.end(), vs[s].begin() + p * row, vs[s].begin() + (p + 1) * row);
+      slots.push_back(tables[s * max_blocks + p / c.block_size] * c.block_size + p % c.block_size);
+      if (rng() % 8 == 0) {  // a padding token
+        kin.insert(kin.end(), row, 1e30f);
+        vin.insert(vin.end(), row, 1e30f);
+        slots.push_back(-1);
+      }
+    }
+  }
+  Cache cache(c.dtype, pool_blocks, c.block_size, c.n_kv, d_n);
+  kv_store(cache.kv, kin.data(), vin.data(), slots.data(), slots.size(), pool);
+
+  std::vector<int32_t> qstart(n_seqs + 1, 0), ctx(n_seqs);
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    qstart[s + 1] = qstart[s] + c.seqs[s].n_new;
+    ctx[s] = c.seqs[s].ctx;
+  }
+  const int64_t n_q = qstart[n_seqs];
+  std::vector<float> q(n_q * n_heads * d_n), out(q.size(), NAN);
+  for (auto& x : q) x = c.q_amp * u(rng);
+  AttnBatch b{n_seqs, qstart.data(), ctx.data(), tables.data(), max_blocks};
+  paged_attention(q.data(), out.data(), n_heads, cache.kv, b, c.scale, pool);
+
+  const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(d_n));
+  double worst = 0.0;
+  std::vector<double> w, acc(d_n);
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const int64_t past = ctx[s] - c.seqs[s].n_new;
+    for (int64_t i = 0; i < c.seqs[s].n_new; ++i) {
+      for (int64_t h = 0; h < n_heads; ++h) {
+        const int64_t kvh = h / c.group, pos = past + i;
+        const float* qr = q.data() + ((qstart[s] + i) * n_heads + h) * d_n;
+        w.assign(pos + 1, 0.0);
+        double mx = -INFINITY, sum = 0.0;
+        for (int64_t j = 0; j <= pos; ++j) {
+          double dot = 0.0;
+          for (int64_t d = 0; d < d_n; ++d)
+            dot += double{qr[d]} * rounded(ks[s][j * row + kvh * d_n + d], c.dtype);
+          w[j] = dot * scale;
+          mx = std::max(mx, w[j]);
+        }
+        for (auto& x : w) sum += (x = std::exp(x - mx));
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t j = 0; j <= pos; ++j)
+          for (int64_t d = 0; d < d_n; ++d)
+            acc[d] += w[j] / sum * rounded(vs[s][j * row + kvh * d_n + d], c.dtype);
+        const float* o = out.data() + ((qstart[s] + i) * n_heads + h) * d_n;
+        for (int64_t d = 0; d < d_n; ++d) {
+          const double err = std::fabs(o[d] - acc[d]);
+          worst = std::isnan(err) ? INFINITY : std::max(worst, err);
+        }
+      }
+    }
+  }
+  return worst;
+}
+
+constexpr double kTol = 1e-5;
+
+struct Level {
+  Isa isa;
+  DType dtype;
+};
+
+void PrintTo(const Level& l, std::ostream* os) {
+  *os << isa_name(l.isa) << "/" << name(l.dtype);
+}
+
+class AttentionTest : public ::testing::TestWithParam<Level> {
+ protected:
+  void SetUp() override {
+    if (static_cast<int>(GetParam().isa) > static_cast<int>(detected_isa()))
+      GTEST_SKIP() << isa_name(GetParam().isa) << " not supported by this CPU";
+    set_isa(GetParam().isa);
+  }
+  void TearDown() override { set_isa(detected_isa()); }
+  void check(Case c, ThreadPool& pool, std::mt19937& rng) {
+    c.dtype = GetParam().dtype;
+    const double err = run_case(c, pool, rng);
+    EXPECT_LE(err, kTol) << describe(c);
+  }
+};
+
+TEST_P(AttentionTest, DecodeBatch) {
+  std::mt19937 rng(1);
+  ThreadPool pool(3);
+  for (int64_t bs : {1, 16, 32}) {
+    for (int64_t g : {1, 2, 7}) {
+      Case c{.block_size = bs, .n_kv = 2, .group = g, .head_dim = g == 7 ? 64 : 128, .seqs = {}};
+      for (int s = 0; s < 5; ++s) c.seqs.push_back({static_cast<int32_t>(1 + rng() % 300), 1});
+      check(c, pool, rng);
+    }
+  }
+}
+
+TEST_P(AttentionTest, PrefillChunks) {
+  std::mt19937 rng(2);
+  ThreadPool pool(3);
+  for (int64_t bs : {1, 16, 32}) {
+    for (int64_t g : {1, 2, 7}) {
+      Case c{.block_size = bs, .n_kv = g == 7 ? 1 : 2, .group = g, .head_dim = 64, .seqs = {}};
+      const int32_t n_new = static_cast<int32_t>(1 + rng() % 100);
+      c.seqs.push_back({n_new, n_new});                                     // fresh prompt
+      c.seqs.push_back({n_new + static_cast<int32_t>(rng() % 90), n_new});  // later chunk
+      c.seqs.push_back({static_cast<int32_t>(17 + rng() % 70), 1});         // a decode beside
+      check(c, pool, rng);
+    }
+  }
+}
+
+// Every row count from 1 to 8 in one item (the register-blocked row groups), at each block size.
+TEST_P(AttentionTest, SmallChunks) {
+  std::mt19937 rng(9);
+  ThreadPool pool(2);
+  for (int64_t bs : {1, 16, 32}) {
+    Case c{.block_size = bs, .n_kv = 2, .group = 1, .head_dim = 64, .seqs = {}};
+    for (int32_t n = 1; n <= 8; ++n) c.seqs.push_back({n + static_cast<int32_t>(rng() % 80), n});
+    check(c, pool, rng);
+    c.group = 2;
+    c.head_dim = 128;
+    check(c, pool, rng);
+  }
+}
+
+TEST_P(AttentionTest, LongChunk512) {
+  std::mt19937 rng(3);
+  ThreadPool pool(2);
+  check(Case{.block_size = 16, .n_kv = 1, .group = 2, .head_dim = 64, .seqs = {{700, 512}}}, pool,
+        rng);
+  check(Case{.block_size = 32, .n_kv = 1, .group = 1, .head_dim = 128, .seqs = {{512, 512}}}, pool,
+        rng);
+}
+
+// One long decode beside short ones: the long one is split over KV ranges and merged.
+TEST_P(AttentionTest, SplitLongDecode) {
+  std::mt19937 rng(4);
+  ThreadPool pool(4);
+  check(Case{.block_size = 16,
+             .n_kv = 2,
+             .group = 7,
+             .head_dim = 64,
+             .seqs = {{3001, 1}, {5, 1}, {70, 1}}},
+        pool, rng);
+  check(Case{.block_size = 32, .n_kv = 1, .group = 1, .head_dim = 128, .seqs = {{2049, 1}}}, pool,
+        rng);
+  check(Case{.block_size = 1, .n_kv = 1, .group = 2, .head_dim = 64, .seqs = {{1500, 40}}}, pool,
+        rng);
+}
+
+TEST_P(AttentionTest, OddHeadDims) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  for (int64_t d : {8, 40, 80, 96, 136}) {
+    Case c{.block_size = 16, .n_kv = 2, .group = 2, .head_dim = d, .seqs = {}};
+    c.seqs = {{static_cast<int32_t>(20 + rng() % 100), 1}, {90, 33}};
+    check(c, pool, rng);
+  }
+}
+
+// Peaked softmax: large scores whose running max grows across tiles (rescaling exercised).
+TEST_P(AttentionTest, LargeScores) {
+  std::mt19937 rng(6);
+  ThreadPool pool(2);
+  Case c{.block_size = 16,
+         .n_kv = 1,
+         .group = 2,
+         .head_dim = 64,
+         .seqs = {},
+         .scale = 1.0f,
+         .q_amp = 4.0f};
+  c.seqs = {{400, 1}, {300, 150}};
+  check(c, pool, rng);
+}
+
+TEST_P(AttentionTest, RandomShapes) {
+  std::mt19937 rng(7);
+  ThreadPool pool(2);
+  for (int iter = 0; iter < 12; ++iter) {
+    Case c;
+    c.block_size = std::vector<int64_t>{1, 16, 32}[rng() % 3];
+    c.group = std::vector<int64_t>{1, 2, 7}[rng() % 3];
+    c.n_kv = 1 + rng() % 3;
+    c.head_dim = std::vector<int64_t>{64, 128, 32, 48}[rng() % 4];
+    for (int s = 0, n = 1 + rng() % 4; s < n; ++s) {
+      const int32_t n_new = rng() % 3 == 0 ? 1 : static_cast<int32_t>(1 + rng() % 64);
+      c.seqs.push_back({n_new + static_cast<int32_t>(rng() % 200), n_new});
+    }
+    check(c, pool, rng);
+  }
+}
+
+TEST_P(AttentionTest, KvStoreRoundTrip) {
+  const DType t = GetParam().dtype;
+  std::mt19937 rng(8);
+  ThreadPool pool(2);
+  Cache cache(t, 5, 4, 3, 40);
+  const int64_t row = 3 * 40, n_tokens = 9;
+  std::vector<float> k(n_tokens * row), v(k.size());
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (auto& x : k) x = u(rng);
+  for (auto& x : v) x = u(rng) * 1e-6f;                     // f16 subnormals
+  k[5] = 1e6f, k[6] = -7e4f, k[7] = 65519.0f, v[8] = 0.0f;  // f16 overflow and edges
+  std::vector<int64_t> slots = {19, 0, -1, 7, 8, 3, -1, 12, 1};
+  kv_store(cache.kv, k.data(), v.data(), slots.data(), n_tokens, pool);
+  std::vector<bool> written(20, false);
+  for (int64_t i = 0; i < n_tokens; ++i) {
+    if (slots[i] < 0) continue;
+    written[slots[i]] = true;
+    for (int64_t e = 0; e < row; ++e) {
+      const size_t off = (slots[i] * row + e) * elem_bytes(t);
+      for (auto [src, mem] : {std::pair{&k, &cache.k}, std::pair{&v, &cache.v}}) {
+        const float x = (*src)[i * row + e];
+        uint32_t want = 0, got = 0;
+        if (t == DType::F32)
+          std::memcpy(&want, &x, 4);
+        else
+          want = t == DType::F16 ? f32_to_f16(x) : f32_to_bf16(x);
+        std::memcpy(&got, mem->data() + off, elem_bytes(t));
+        ASSERT_EQ(got, want) << "token " << i << " element " << e << " value " << x;
+      }
+    }
+  }
+  for (int64_t slot = 0; slot < 20; ++slot) {
+    if (written[slot]) continue;
+    for (size_t b = 0; b < row * elem_bytes(t); ++b)
+      ASSERT_EQ(cache.k[slot * row * elem_bytes(t) + b], 0xff) << "slot " << slot;
+  }
+}
+
+std::vector<Level> all_levels() {
+  std::vector<Level> v;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+    for (DType t : {DType::F32, DType::F16, DType::BF16}) v.push_back({isa, t});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, AttentionTest, ::testing::ValuesIn(all_levels()),
+                         [](const ::testing::TestParamInfo<Level>& i) {
+                           return str(isa_name(i.param.isa), "_", name(i.param.dtype));
+                         });
+
+TEST(AttentionErrors, BadInputsThrow) {
+  ThreadPool pool(1);
+  Cache cache(DType::F32, 4, 4, 2, 16);
+  std::vector<float> q(3 * 4 * 16), out(q.size());
+  std::vector<int32_t> qs = {0, 3}, ctx = {5}, bt = {2, 0};
+  AttnBatch b{1, qs.data(), ctx.data(), bt.data(), 2};
+  EXPECT_NO_THROW(paged_attention(q.data(), out.data(), 4, cache.kv, b, 0.0f, pool));
+  EXPECT_THROW(paged_attention(q.data(), out.data(), 3, cache.kv, b, 0.0f, pool), Error);
+  bt[1] = -1;  // position 4 lives in a missing block
+  EXPECT_THROW(paged_attention(q.data(), out.data(), 4, cache.kv, b, 0.0f, pool), Error);
+  bt[1] = 4;
+  EXPECT_THROW(paged_attention(q.data(), out.data(), 4, cache.kv, b, 0.0f, pool), Error);
+  bt[1] = 1;
+  ctx[0] = 2;  // fewer cached tokens than new ones
+  EXPECT_THROW(paged_attention(q.data(), out.data(), 4, cache.kv, b, 0.0f, pool), Error);
+  ctx[0] = 9;  // beyond the block table
+  EXPECT_THROW(paged_attention(q.data(), out.data(), 4, cache.kv, b, 0.0f, pool), Error);
+  ctx[0] = 5;
+  PagedKv bad = cache.kv;
+  bad.dtype = DType::Q8_0;
+  EXPECT_THROW(paged_attention(q.data(), out.data(), 4, bad, b, 0.0f, pool), Error);
+  std::vector<int64_t> slots = {0, 16, 1};
+  EXPECT_THROW(kv_store(cache.kv, q.data(), q.data(), slots.data(), 3, pool), Error);
+  slots[1] = -2;
+  EXPECT_THROW(kv_store(cache.kv, q.data(), q.data(), slots.data(), 3, pool), Error);
+}
+
+}  // namespace
+}  // namespace jinx::cpu

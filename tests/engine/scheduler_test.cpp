@@ -1,0 +1,639 @@
+// Scheduler tests, no model. A Driver plays the engine loop: it schedules a step, builds the
+// batch, runs a fake forward that writes into a fake KV store through the slot mapping and then
+// checks that every sequence's whole context (through its block table) holds exactly what its
+// own tokens would have produced, samples a token that depends on the whole context, and hands
+// it back. The expected outputs come from generating each prompt alone on plain token vectors,
+// so a wrong block, a stale cached block, a lost token or a bad recompute shows up as a
+// mismatch.
+#include "engine/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/check.h"
+#include "engine/batch.h"
+
+namespace jinx {
+namespace {
+
+uint64_t mix(uint64_t x) {
+  x ^= x >> 31;
+  x *= 0x7fb5d329728ea185ULL;
+  x ^= x >> 27;
+  x *= 0x81dadef4bc2dd44dULL;
+  x ^= x >> 33;
+  return x;
+}
+
+// What the "KV" of position p is: a function of tokens [0, p].
+std::vector<uint64_t> prefix_hashes(std::span<const int32_t> tokens) {
+  std::vector<uint64_t> h(tokens.size());
+  uint64_t acc = 0x1234;
+  for (size_t p = 0; p < tokens.size(); ++p) h[p] = acc = mix(acc * 31 + tokens[p] + 1);
+  return h;
+}
+
+int32_t next_token(uint64_t last_hash, int32_t vocab) {
+  return static_cast<int32_t>(mix(last_hash ^ 0xabcdef) % vocab);
+}
+
+// Generation of one prompt alone: the reference every scheduled run must reproduce.
+std::vector<int32_t> reference(std::vector<int32_t> tokens, int32_t max_tokens, int32_t vocab,
+                               int32_t eos, int32_t max_model_len) {
+  std::vector<int32_t> out;
+  for (;;) {
+    const int32_t t = next_token(prefix_hashes(tokens).back(), vocab);
+    out.push_back(t);
+    tokens.push_back(t);
+    if (t == eos || static_cast<int32_t>(out.size()) >= max_tokens ||
+        static_cast<int32_t>(tokens.size()) >= max_model_len) {
+      return out;
+    }
+  }
+}
+
+kv::KVCacheConfig kv_config(int32_t n_blocks, int32_t block_size, bool caching = true) {
+  kv::KVCacheConfig c;
+  c.n_blocks = n_blocks;
+  c.block_size = block_size;
+  c.enable_prefix_caching = caching;
+  c.hash_seed = 99;
+  return c;
+}
+
+SchedulerConfig sched_config(int32_t max_num_seqs, int32_t budget, int32_t max_model_len = 0) {
+  SchedulerConfig c;
+  c.max_num_seqs = max_num_seqs;
+  c.max_num_batched_tokens = budget;
+  c.max_model_len = max_model_len;
+  return c;
+}
+
+std::vector<int32_t> tokens_from(int32_t n, int32_t first) {
+  std::vector<int32_t> t(n);
+  std::iota(t.begin(), t.end(), first);
+  return t;
+}
+
+class Driver {
+ public:
+  Driver(const SchedulerConfig& sc, const kv::KVCacheConfig& kc, int32_t vocab = 1000,
+         int32_t eos = -1)
+      : sched(sc, kc), vocab_(vocab), eos_(eos) {
+    kv_store_.assign(static_cast<size_t>(kc.n_blocks) * kc.block_size, 0);
+  }
+
+  SeqId add(std::vector<int32_t> prompt, int32_t max_tokens) {
+    const SeqId id = sched.add(prompt);
+    prompts_[id] = std::move(prompt);
+    max_tokens_[id] = max_tokens;
+    return id;
+  }
+
+  // One engine iteration. `abort_in_flight` are aborted between schedule() and on_step_done().
+  ScheduledStep step(const std::vector<SeqId>& abort_in_flight = {}) {
+    ScheduledStep st = sched.schedule();
+    sched.check_invariants();
+    check_step(st);
+    for (const FinishedSeq& f : st.finished) record(f);
+    decoding_.clear();
+    if (st.empty()) return st;
+    for (SeqId id : abort_in_flight) sched.abort(id);
+    const std::vector<SampledToken> sampled = forward(st);
+    StepResult r = sched.on_step_done(sampled);
+    sched.check_invariants();
+    for (const SampledToken& t : sampled) decoding_.insert(t.seq);
+    for (FinishedSeq& f : r.finished) {
+      decoding_.erase(f.id);
+      record(std::move(f));
+    }
+    ++n_steps;
+    return st;
+  }
+
+  // Steps until every request is done; fails (instead of hanging) after max_steps.
+  void drain(int max_steps) {
+    for (int i = 0; i < max_steps && sched.has_unfinished(); ++i) step();
+    ASSERT_FALSE(sched.has_unfinished())
+        << "requests still unfinished after " << max_steps << " steps";
+  }
+
+  // Every finished, non-aborted request produced exactly its reference output; aborted ones a
+  // prefix of it.
+  void check_outputs() const {
+    for (const auto& [id, f] : finished) {
+      const auto want = reference(prompts_.at(id), max_tokens_.at(id), vocab_, eos_,
+                                  sched.config().max_model_len);
+      if (f.reason == FinishReason::kAborted) {
+        ASSERT_LE(f.output.size(), want.size()) << "seq " << id;
+        EXPECT_TRUE(std::equal(f.output.begin(), f.output.end(), want.begin())) << "seq " << id;
+      } else {
+        EXPECT_EQ(f.output, want) << "seq " << id;
+        const bool stop = !f.output.empty() && f.output.back() == eos_;
+        EXPECT_EQ(f.reason, stop ? FinishReason::kStop : FinishReason::kLength) << "seq " << id;
+      }
+    }
+  }
+
+  // At rest every block is free or cached, none referenced.
+  void check_all_blocks_free() const {
+    EXPECT_EQ(sched.kv().n_sequences(), 0);
+    EXPECT_EQ(sched.kv().n_free_blocks(), sched.kv().n_blocks());
+    for (int32_t b = 0; b < sched.kv().n_blocks(); ++b)
+      EXPECT_EQ(sched.kv().pool().ref_count(b), 0);
+    sched.check_invariants();
+  }
+
+  Scheduler sched;
+  std::map<SeqId, FinishedSeq> finished;
+  std::vector<ScheduledStep> log;  // filled when keep_log
+  bool keep_log = false;
+  int64_t n_steps = 0;
+  SeqId last_admitted = -1;
+  std::set<SeqId> admitted;
+
+ private:
+  void record(FinishedSeq f) {
+    ASSERT_FALSE(finished.count(f.id)) << "seq " << f.id << " finished twice";
+    finished.emplace(f.id, std::move(f));
+  }
+
+  // Per-step properties: budget, max_num_seqs, FCFS admission, decodes never starved.
+  void check_step(const ScheduledStep& st) {
+    if (keep_log) log.push_back(st);
+    const auto& cfg = sched.config();
+    int32_t n_tokens = 0, n_sampling = 0;
+    std::set<SeqId> in_step;
+    for (const ScheduledSeq& sc : st.seqs) {
+      EXPECT_GE(sc.n_new, 1);
+      n_tokens += sc.n_new;
+      n_sampling += sc.sample;
+      EXPECT_TRUE(in_step.insert(sc.id).second) << "seq " << sc.id << " scheduled twice";
+      const Sequence& s = sched.sequence(sc.id);
+      EXPECT_EQ(sc.start, s.n_computed);
+      EXPECT_EQ(sc.sample, sc.start + sc.n_new == s.size());
+      if (admitted.insert(sc.id).second) {
+        EXPECT_GT(sc.id, last_admitted) << "admission out of arrival order";
+        last_admitted = sc.id;
+      }
+    }
+    EXPECT_EQ(n_tokens, st.n_tokens);
+    EXPECT_EQ(n_sampling, st.n_sampling);
+    EXPECT_LE(n_tokens, cfg.max_num_batched_tokens);
+    EXPECT_LE(sched.n_running(), cfg.max_num_seqs);
+    std::set<SeqId> gone(st.preempted.begin(), st.preempted.end());
+    for (const auto& f : st.finished) gone.insert(f.id);
+    for (SeqId d : decoding_) {
+      if (gone.count(d)) continue;
+      auto it = std::find_if(st.seqs.begin(), st.seqs.end(),
+                             [&](const ScheduledSeq& sc) { return sc.id == d; });
+      ASSERT_NE(it, st.seqs.end())
+          << "decoding seq " << d << " starved at step " << n_steps << " (n_computed "
+          << sched.sequence(d).n_computed << " of " << sched.sequence(d).size() << ", "
+          << st.seqs.size() << " scheduled, " << st.n_tokens << " tokens)";
+      EXPECT_EQ(it->n_new, 1);
+      EXPECT_TRUE(it->sample);
+    }
+  }
+
+  // Writes every new token's "KV" through the slot mapping, then checks each sequence's whole
+  // context through its block table, then samples.
+  std::vector<SampledToken> forward(const ScheduledStep& st) {
+    const Batch b = build_batch(st, sched);
+    const int32_t bs = b.block_size;
+    std::vector<std::vector<uint64_t>> ph(b.n_seqs);
+    std::set<int64_t> slots;
+    for (int32_t i = 0; i < b.n_seqs; ++i) {
+      const Sequence& s = sched.sequence(b.seq_ids[i]);
+      ph[i] = prefix_hashes(s.tokens);
+      for (int32_t r = b.query_start[i]; r < b.query_start[i + 1]; ++r) {
+        const int32_t p = b.positions[r];
+        EXPECT_EQ(b.token_ids[r], s.tokens[p]);
+        const int64_t slot = b.slot_mapping[r];
+        EXPECT_TRUE(slots.insert(slot).second) << "slot " << slot << " written twice";
+        const int32_t block = static_cast<int32_t>(slot / bs);
+        // New KV only ever goes into a private block that is not in the prefix cache.
+        EXPECT_EQ(sched.kv().pool().ref_count(block), 1) << "write into shared block " << block;
+        EXPECT_FALSE(sched.kv().pool().hash_of(block).has_value()) << "write into cached block";
+        kv_store_.at(slot) = ph[i][p];
+      }
+    }
+    for (int32_t i = 0; i < b.n_seqs; ++i) {
+      for (int32_t p = 0; p < b.context_len[i]; ++p) {
+        const int32_t block = b.block_tables[static_cast<size_t>(i) * b.max_blocks + p / bs];
+        const uint64_t got = kv_store_.at(static_cast<size_t>(block) * bs + p % bs);
+        if (got != ph[i][p]) {
+          ADD_FAILURE() << "seq " << b.seq_ids[i] << " reads wrong KV at position " << p;
+          break;
+        }
+      }
+    }
+    std::vector<SampledToken> out;
+    for (size_t k = 0; k < b.sample_rows.size(); ++k) {
+      const int32_t i = b.sample_seqs[k];
+      const SeqId id = b.seq_ids[i];
+      const int32_t row = b.sample_rows[k];
+      EXPECT_EQ(row, b.query_start[i + 1] - 1);
+      const Sequence& s = sched.sequence(id);
+      EXPECT_EQ(b.positions[row], s.size() - 1);
+      const int32_t t = next_token(ph[i][b.positions[row]], vocab_);
+      FinishReason fr = FinishReason::kNone;
+      if (t == eos_)
+        fr = FinishReason::kStop;
+      else if (s.n_generated() + 1 >= max_tokens_.at(id))
+        fr = FinishReason::kLength;
+      out.push_back(SampledToken{id, t, fr});
+    }
+    return out;
+  }
+
+  int32_t vocab_, eos_;
+  std::vector<uint64_t> kv_store_;
+  std::unordered_map<SeqId, std::vector<int32_t>> prompts_;
+  std::unordered_map<SeqId, int32_t> max_tokens_;
+  std::unordered_set<SeqId> decoding_;
+};
+
+const ScheduledSeq* find(const ScheduledStep& st, SeqId id) {
+  for (const ScheduledSeq& sc : st.seqs) {
+    if (sc.id == id) return &sc;
+  }
+  return nullptr;
+}
+
+TEST(Scheduler, SinglePromptPrefillsInBudgetChunksThenDecodes) {
+  Driver d(sched_config(4, 32), kv_config(64, 16));
+  const SeqId id = d.add(tokens_from(100, 1), 5);
+  std::vector<int32_t> chunks;
+  for (int i = 0; i < 4; ++i) chunks.push_back(d.step().n_tokens);
+  EXPECT_EQ(chunks, (std::vector<int32_t>{32, 32, 32, 4}));
+  EXPECT_EQ(d.sched.sequence(id).n_generated(), 1);
+  d.drain(10);
+  EXPECT_EQ(d.n_steps, 8);  // 4 prefill steps (the last samples) + 4 decodes
+  EXPECT_EQ(d.sched.stats().n_computed_tokens, 104);
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, TokenBudgetRespectedEveryStep) {
+  Driver d(sched_config(8, 40), kv_config(256, 8));
+  std::mt19937 gen(5);
+  for (int i = 0; i < 30; ++i) {
+    d.add(tokens_from(1 + static_cast<int32_t>(gen() % 150), i * 7), 1 + gen() % 30);
+  }
+  d.keep_log = true;
+  d.drain(2000);
+  int64_t total = 0;
+  for (const ScheduledStep& st : d.log) {
+    EXPECT_LE(st.n_tokens, 40);
+    total += st.n_tokens;
+  }
+  EXPECT_EQ(total, d.sched.stats().n_computed_tokens);
+  // While prompts wait, the budget is used in full (the pool is never the limit here).
+  EXPECT_EQ(d.log.front().n_tokens, 40);
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, ChunkedLongPromptInterleavesWithRunningDecodes) {
+  Driver d(sched_config(8, 64), kv_config(512, 16));
+  std::vector<SeqId> streams;
+  for (int i = 0; i < 3; ++i) streams.push_back(d.add(tokens_from(10, 100 * i), 200));
+  const ScheduledStep first = d.step();
+  EXPECT_EQ(first.n_tokens, 30);
+  EXPECT_EQ(first.n_sampling, 3);
+  const SeqId longp = d.add(tokens_from(1000, 5000), 4);
+  // Each step: the 3 streams decode one token each, the long prompt takes the other 61.
+  int32_t done = 0, n_prefill_steps = 0;
+  while (done < 1000) {
+    const ScheduledStep st = d.step();
+    ++n_prefill_steps;
+    for (SeqId s : streams) {
+      const ScheduledSeq* sc = find(st, s);
+      ASSERT_NE(sc, nullptr) << "stream " << s << " stalled by the long prefill";
+      EXPECT_EQ(sc->n_new, 1);
+      EXPECT_TRUE(sc->sample);
+    }
+    const ScheduledSeq* lp = find(st, longp);
+    ASSERT_NE(lp, nullptr);
+    EXPECT_EQ(lp->start, done);
+    EXPECT_EQ(lp->n_new, std::min(61, 1000 - done));
+    EXPECT_EQ(lp->sample, done + lp->n_new == 1000);
+    EXPECT_EQ(st.n_tokens, 3 + lp->n_new);
+    done += lp->n_new;
+  }
+  EXPECT_EQ(n_prefill_steps, 17);  // ceil(1000 / 61)
+  for (SeqId s : streams) EXPECT_EQ(d.sched.sequence(s).n_generated(), 1 + 17);
+  d.drain(500);
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, AdmitsInArrivalOrderAndRespectsMaxNumSeqs) {
+  Driver d(sched_config(3, 64), kv_config(256, 4));
+  for (int i = 0; i < 10; ++i) d.add(tokens_from(5 + i, 10 * i), 4 + i % 3);
+  d.keep_log = true;
+  d.drain(500);
+  std::vector<SeqId> order;
+  std::set<SeqId> seen;
+  for (const ScheduledStep& st : d.log) {
+    EXPECT_LE(st.seqs.size(), 3u);
+    for (const ScheduledSeq& sc : st.seqs) {
+      if (seen.insert(sc.id).second) order.push_back(sc.id);
+    }
+  }
+  EXPECT_EQ(order, (std::vector<SeqId>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, HeadOfTheQueueIsNeverSkipped) {
+  // 8 blocks of 4. A runs (20 + 10 tokens ~ all 8 blocks); B (20 tokens) cannot fit beside it;
+  // C (2 tokens) would, but arrived after B: it must not run before B.
+  Driver d(sched_config(4, 64), kv_config(8, 4));
+  const SeqId a = d.add(tokens_from(20, 1), 10);
+  d.step();
+  const SeqId b = d.add(tokens_from(20, 100), 3);
+  const SeqId c = d.add(tokens_from(2, 200), 3);
+  d.keep_log = true;
+  d.drain(200);
+  int b_first = -1, c_first = -1;
+  for (int i = 0; i < static_cast<int>(d.log.size()); ++i) {
+    if (b_first < 0 && find(d.log[i], b)) b_first = i;
+    if (c_first < 0 && find(d.log[i], c)) c_first = i;
+  }
+  ASSERT_GE(b_first, 0);
+  EXPECT_GE(c_first, b_first);
+  EXPECT_EQ(d.finished.at(a).output.size(), 10u);
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, PreemptsWhenThePoolRunsOutAndEveryRequestCompletes) {
+  // 8 blocks of 4 = 32 tokens; four requests of 6 + 20 tokens (7 blocks each) must share.
+  Driver d(sched_config(4, 64), kv_config(8, 4, /*caching=*/false));
+  for (int i = 0; i < 4; ++i) d.add(tokens_from(6, 50 * i + 1), 20);
+  d.keep_log = true;
+  d.drain(1000);
+  EXPECT_GT(d.sched.stats().n_preemptions, 0);
+  std::set<SeqId> preempted;
+  for (const ScheduledStep& st : d.log) preempted.insert(st.preempted.begin(), st.preempted.end());
+  EXPECT_FALSE(preempted.empty());
+  EXPECT_FALSE(preempted.count(0)) << "the oldest request must never be preempted";
+  ASSERT_EQ(d.finished.size(), 4u);
+  for (const auto& [id, f] : d.finished) EXPECT_EQ(f.output.size(), 20u);
+  d.check_outputs();  // recompute reproduces exactly what an uninterrupted run produces
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, PreemptedRequestReusesItsCachedBlocks) {
+  Driver d(sched_config(4, 64), kv_config(8, 4, /*caching=*/true));
+  for (int i = 0; i < 4; ++i) d.add(tokens_from(6, 50 * i + 1), 20);
+  d.drain(1000);
+  EXPECT_GT(d.sched.stats().n_preemptions, 0);
+  EXPECT_GT(d.sched.stats().n_prefix_hit_tokens, 0);
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, RequestThatCanNeverFitIsRejectedWithAClearError) {
+  Driver d(sched_config(4, 64), kv_config(4, 4));  // 16 tokens in all
+  try {
+    d.add(tokens_from(16, 0), 1);
+    FAIL() << "a 16-token prompt cannot fit beside its output in 16 slots";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not fit"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(d.add(tokens_from(1000, 0), 1), Error);
+  EXPECT_THROW(d.add({}, 1), Error);
+  EXPECT_THROW(d.add({1, -2, 3}, 1), Error);
+  EXPECT_FALSE(d.sched.has_unfinished());
+  // The largest prompt that fits runs, and stops at the pool's length with "length".
+  const SeqId id = d.add(tokens_from(15, 0), 100);
+  d.drain(20);
+  EXPECT_EQ(d.finished.at(id).output.size(), 1u);
+  EXPECT_EQ(d.finished.at(id).reason, FinishReason::kLength);
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, BadConfigsThrow) {
+  EXPECT_THROW(Scheduler(sched_config(8, 4), kv_config(16, 4)), Error);  // budget < seqs
+  EXPECT_THROW(Scheduler(sched_config(0, 4), kv_config(16, 4)), Error);
+  EXPECT_THROW(Scheduler(sched_config(4, 64, 65), kv_config(16, 4)), Error);  // > capacity
+  EXPECT_THROW(Scheduler(sched_config(4, 64, -1), kv_config(16, 4)), Error);
+  EXPECT_THROW(Scheduler(sched_config(4, 64), kv_config(0, 4)), Error);
+  EXPECT_NO_THROW(Scheduler(sched_config(4, 64, 64), kv_config(16, 4)));
+}
+
+TEST(Scheduler, MaxModelLenFinishesWithLength) {
+  Driver d(sched_config(2, 16, 12), kv_config(16, 4));
+  const SeqId id = d.add(tokens_from(5, 1), 1000);
+  d.drain(100);
+  EXPECT_EQ(d.finished.at(id).output.size(), 7u);  // 5 + 7 = 12
+  EXPECT_EQ(d.finished.at(id).reason, FinishReason::kLength);
+  d.check_outputs();
+}
+
+TEST(Scheduler, CancellationFreesBlocksAtTheNextStep) {
+  Driver d(sched_config(4, 64), kv_config(16, 4, /*caching=*/false));
+  const SeqId a = d.add(tokens_from(10, 1), 50);
+  const SeqId b = d.add(tokens_from(10, 100), 50);
+  d.step();
+  d.step();
+  const int32_t free_before = d.sched.kv().n_free_blocks();
+  const size_t a_blocks = d.sched.block_table(a).size();
+  EXPECT_EQ(a_blocks, 3u);
+  // Between steps: nothing is freed until the next schedule().
+  EXPECT_TRUE(d.sched.abort(a));
+  EXPECT_TRUE(d.sched.kv().contains(a));
+  EXPECT_EQ(d.sched.kv().n_free_blocks(), free_before);
+  const ScheduledStep st = d.step();
+  ASSERT_EQ(st.finished.size(), 1u);
+  EXPECT_EQ(st.finished[0].id, a);
+  EXPECT_EQ(st.finished[0].reason, FinishReason::kAborted);
+  EXPECT_EQ(st.finished[0].output.size(), 2u);
+  EXPECT_EQ(find(st, a), nullptr);
+  EXPECT_FALSE(d.sched.kv().contains(a));
+  EXPECT_FALSE(d.sched.contains(a));
+  EXPECT_FALSE(d.sched.abort(a));  // already gone
+  // In flight: the step completes (its token is dropped), the blocks go at the next step.
+  const size_t b_out = d.sched.sequence(b).n_generated();
+  d.step({b});
+  EXPECT_EQ(d.sched.sequence(b).n_generated(), static_cast<int32_t>(b_out));
+  EXPECT_TRUE(d.sched.kv().contains(b));
+  const ScheduledStep st2 = d.step();
+  ASSERT_EQ(st2.finished.size(), 1u);
+  EXPECT_EQ(st2.finished[0].id, b);
+  EXPECT_TRUE(st2.empty());
+  d.check_all_blocks_free();
+  d.check_outputs();
+}
+
+TEST(Scheduler, CancelWhileWaitingOrPreempted) {
+  Driver d(sched_config(1, 16), kv_config(16, 4));
+  const SeqId a = d.add(tokens_from(4, 1), 5);
+  const SeqId b = d.add(tokens_from(4, 9), 5);  // waits: max_num_seqs 1
+  d.step();
+  EXPECT_EQ(d.sched.sequence(b).status, SeqStatus::kWaiting);
+  EXPECT_TRUE(d.sched.finish(b, FinishReason::kAborted));
+  const ScheduledStep st = d.step();
+  ASSERT_EQ(st.finished.size(), 1u);
+  EXPECT_EQ(st.finished[0].id, b);
+  EXPECT_TRUE(st.finished[0].output.empty());
+  d.drain(20);
+  EXPECT_EQ(d.finished.at(a).output.size(), 5u);
+  EXPECT_FALSE(d.sched.abort(12345));
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, RepeatedSystemPromptIsComputedOnce) {
+  Driver d(sched_config(8, 256), kv_config(64, 16));
+  const std::vector<int32_t> sys = tokens_from(100, 1000);  // 6 full blocks + 4 tokens
+  auto with_user = [&](int32_t n, int32_t first) {
+    auto t = sys;
+    const auto u = tokens_from(n, first);
+    t.insert(t.end(), u.begin(), u.end());
+    return t;
+  };
+  const SeqId r1 = d.add(with_user(20, 1), 3);
+  d.drain(10);
+  // 120 prompt tokens, then 2 decodes (the third token is sampled but never fed back).
+  EXPECT_EQ(d.sched.stats().n_computed_tokens, 122);
+  EXPECT_EQ(d.sched.stats().n_prefix_hit_tokens, 0);
+  const SeqId r2 = d.add(with_user(30, 7), 3);
+  const ScheduledStep st = d.step();
+  const ScheduledSeq* sc = find(st, r2);
+  ASSERT_NE(sc, nullptr);
+  EXPECT_EQ(sc->start, 96);  // the 6 full system-prompt blocks come from the cache
+  EXPECT_EQ(sc->n_new, 34);
+  EXPECT_EQ(d.sched.sequence(r2).n_cached_prompt, 96);
+  d.drain(10);
+  EXPECT_EQ(d.sched.stats().n_computed_tokens, 122 + 34 + 2);
+  EXPECT_EQ(d.sched.stats().n_prefix_hit_tokens, 96);
+  // While r3 runs, r4 with the same system prompt shares its blocks too.
+  const SeqId r3 = d.add(with_user(5, 300), 30);
+  d.step();
+  const SeqId r4 = d.add(with_user(40, 400), 3);
+  d.step();
+  const auto t3 = d.sched.block_table(r3), t4 = d.sched.block_table(r4);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(t3[i], t4[i]);
+    EXPECT_EQ(d.sched.kv().pool().ref_count(t3[i]), 2);
+  }
+  d.drain(100);
+  EXPECT_EQ(d.sched.stats().n_prefix_hit_tokens, 96 * 3);
+  EXPECT_EQ(d.finished.size(), 4u);
+  EXPECT_TRUE(d.finished.count(r1));
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+TEST(Scheduler, OnStepDoneRejectsBadSamples) {
+  Scheduler s(sched_config(4, 64), kv_config(16, 4));
+  const SeqId a = s.add(tokens_from(3, 1));
+  const SeqId b = s.add(tokens_from(3, 5));
+  const ScheduledStep st = s.schedule();
+  ASSERT_EQ(st.n_sampling, 2);
+  EXPECT_THROW(s.schedule(), Error);  // step still open
+  const std::vector<SampledToken> missing = {{a, 1}};
+  EXPECT_THROW(s.on_step_done(missing), Error);
+  const std::vector<SampledToken> extra = {{a, 1}, {b, 2}, {77, 3}};
+  EXPECT_THROW(s.on_step_done(extra), Error);
+  const std::vector<SampledToken> twice = {{a, 1}, {a, 2}};
+  EXPECT_THROW(s.on_step_done(twice), Error);
+  const std::vector<SampledToken> negative = {{a, -1}, {b, 2}};
+  EXPECT_THROW(s.on_step_done(negative), Error);
+  EXPECT_EQ(s.sequence(a).size(), 3);  // nothing changed
+  const std::vector<SampledToken> good = {{b, 2}, {a, 1, FinishReason::kStop}};
+  const StepResult r = s.on_step_done(good);
+  ASSERT_EQ(r.finished.size(), 1u);
+  EXPECT_EQ(r.finished[0].id, a);
+  EXPECT_EQ(r.finished[0].reason, FinishReason::kStop);
+  EXPECT_EQ(r.finished[0].output, std::vector<int32_t>{1});
+  EXPECT_EQ(s.sequence(b).tokens.back(), 2);
+  s.check_invariants();
+}
+
+struct SimParams {
+  uint32_t seed;
+  int32_t block_size, n_blocks, max_num_seqs, budget;
+  bool caching;
+};
+
+// Thousands of steps of random arrivals, lengths, shared prefixes and cancellations (between
+// steps and in flight) over tiny pools, with every invariant checked after every step.
+void simulate(const SimParams& p) {
+  SCOPED_TRACE(::testing::Message()
+               << "seed " << p.seed << " bs " << p.block_size << " blocks " << p.n_blocks
+               << " seqs " << p.max_num_seqs << " budget " << p.budget << " caching " << p.caching);
+  Driver d(sched_config(p.max_num_seqs, p.budget), kv_config(p.n_blocks, p.block_size, p.caching),
+           /*vocab=*/40, /*eos=*/0);
+  std::mt19937 gen(p.seed);
+  auto rnd = [&](int32_t lo, int32_t hi) {  // [lo, hi]
+    return lo + static_cast<int32_t>(gen() % static_cast<uint32_t>(hi - lo + 1));
+  };
+  std::vector<std::vector<int32_t>> systems;
+  for (int i = 0; i < 3; ++i) systems.push_back(tokens_from(rnd(1, 3 * p.block_size), 100 * i));
+  const int32_t max_len = d.sched.config().max_model_len;
+  std::vector<SeqId> live;
+  for (int step = 0; step < 3000; ++step) {
+    if (rnd(0, 99) < 35) {
+      std::vector<int32_t> prompt;
+      if (rnd(0, 1)) prompt = systems[rnd(0, 2)];
+      const int32_t n_user = rnd(prompt.empty() ? 1 : 0, max_len / 2);
+      for (int i = 0; i < n_user; ++i) prompt.push_back(rnd(1, 39));
+      if (static_cast<int32_t>(prompt.size()) >= max_len) prompt.resize(max_len - 1);
+      live.push_back(d.add(prompt, rnd(1, 40)));
+    }
+    std::vector<SeqId> in_flight_abort;
+    if (!live.empty() && rnd(0, 99) < 6) {
+      const SeqId victim = live[rnd(0, static_cast<int32_t>(live.size()) - 1)];
+      if (rnd(0, 1)) {
+        d.sched.abort(victim);
+      } else {
+        in_flight_abort.push_back(victim);
+      }
+    }
+    d.step(in_flight_abort);
+    if (::testing::Test::HasFailure()) return;
+    std::erase_if(live, [&](SeqId id) { return !d.sched.contains(id); });
+  }
+  d.drain(20000);
+  int n_aborted = 0;
+  for (const auto& [id, f] : d.finished) n_aborted += f.reason == FinishReason::kAborted;
+  const SchedulerStats& st = d.sched.stats();
+  std::printf(
+      "sim seed %u: %zu finished (%d aborted), %lld steps, %lld tokens computed, "
+      "%lld prefix-hit tokens, %lld preemptions\n",
+      p.seed, d.finished.size(), n_aborted, static_cast<long long>(st.n_steps),
+      static_cast<long long>(st.n_computed_tokens), static_cast<long long>(st.n_prefix_hit_tokens),
+      static_cast<long long>(st.n_preemptions));
+  d.check_outputs();
+  d.check_all_blocks_free();
+  EXPECT_GT(d.finished.size(), 500u);
+}
+
+TEST(SchedulerSim, RandomWorkloadsKeepEveryBlockAccountedFor) {
+  const SimParams params[] = {
+      {1, 4, 12, 4, 16, true},  {2, 1, 40, 3, 8, true},  {3, 8, 6, 2, 9, true},
+      {4, 2, 30, 6, 6, false},  {5, 16, 5, 4, 64, true}, {6, 3, 17, 8, 20, true},
+      {7, 4, 64, 8, 200, true}, {8, 2, 9, 1, 1, true},
+  };
+  for (const SimParams& p : params) {
+    simulate(p);
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+}  // namespace
+}  // namespace jinx
