@@ -9,6 +9,7 @@ void add_generate(CLI::App& app);
 void add_info(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_make_random_model(CLI::App& app);
 void add_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, template
 
 }  // namespace jinx::cli

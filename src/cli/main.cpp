@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   jinx::cli::add_info(app);
   jinx::cli::add_chat(app);
   jinx::cli::add_bench(app);
+  jinx::cli::add_make_random_model(app);
   jinx::cli::add_tokenizer_commands(app);
   try {
     app.parse(argc, argv);
