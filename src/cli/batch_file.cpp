@@ -85,9 +85,7 @@ void run_batch_file(const BatchArgs& a) {
       Json j = Json::parse(line);
       if (!j.is_object()) fail("expected a JSON object");
       Request r{prompt_from(j, tok, tmpl), params_from(j, a.defaults)};
-      if (std::string err = r.params.validate(static_cast<int>(llm.model().config().vocab_size));
-          !err.empty())
-        fail(err);
+      llm.check_request(r, n);
       reqs.push_back(std::move(r));
       req_line.push_back(errors.size() - 1);
     } catch (const std::exception& e) {

@@ -111,9 +111,24 @@ void LLM::init(const EngineOptions& o) {
   const int64_t pool_tokens = int64_t{n_blocks} * o.block_size;
   int64_t max_len = o.max_model_len > 0 ? o.max_model_len : c.max_position_embeddings;
   sched_config_.max_model_len = static_cast<int32_t>(std::min(max_len, pool_tokens));
+  sched_ = std::make_unique<Scheduler>(sched_config_, kv_config_);
 }
 
 int64_t LLM::kv_blocks() const { return kv_config_.n_blocks; }
+
+int64_t LLM::max_model_len() const { return sched_config_.max_model_len; }
+
+void LLM::check_request(const Request& r, size_t index) const {
+  const int64_t V = model_->config().vocab_size;
+  if (std::string err = r.params.validate(static_cast<int>(V)); !err.empty())
+    fail("request ", index, ": ", err);
+  if (r.prompt.empty()) fail("request ", index, ": the prompt is empty");
+  for (int32_t t : r.prompt)
+    if (t < 0 || t >= V) fail("request ", index, ": token id ", t, " is outside the vocabulary");
+  if (static_cast<int64_t>(r.prompt.size()) >= max_model_len())
+    fail("request ", index, ": the prompt has ", r.prompt.size(),
+         " tokens; at most ", max_model_len() - 1, " fit with one generated token");
+}
 
 std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts,
                                          const SamplingParams& params) {
@@ -160,17 +175,25 @@ void LLM::sample_step(const Batch& batch, const float* logits, std::vector<Live*
 std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
                                          const Progress& progress) {
   const int64_t V = model_->config().vocab_size;
-  Scheduler sched(sched_config_, kv_config_);
+  Scheduler& sched = *sched_;
+  const SchedulerStats before = sched.stats();
   std::vector<RequestOutput> outs(requests.size());
   std::unordered_map<SeqId, std::unique_ptr<Live>> live;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    Request& r = requests[i];
-    if (std::string err = r.params.validate(static_cast<int>(V)); !err.empty())
-      fail("request ", i, ": ", err);
-    outs[i].n_prompt = static_cast<int64_t>(r.prompt.size());
-    auto l = std::make_unique<Live>(&outs[i], r.params, r.prompt, tok_.get());
-    SeqId id = sched.add(std::move(r.prompt));
-    live[id] = std::move(l);
+  for (size_t i = 0; i < requests.size(); ++i) check_request(requests[i], i);
+  std::vector<SeqId> added;
+  try {
+    for (size_t i = 0; i < requests.size(); ++i) {
+      Request& r = requests[i];
+      outs[i].n_prompt = static_cast<int64_t>(r.prompt.size());
+      auto l = std::make_unique<Live>(&outs[i], r.params, r.prompt, tok_.get());
+      SeqId id = sched.add(std::move(r.prompt));
+      added.push_back(id);
+      live[id] = std::move(l);
+    }
+  } catch (...) {  // leave the scheduler empty for the next call
+    for (SeqId id : added) sched.abort(id);
+    while (sched.has_unfinished()) sched.schedule();
+    throw;
   }
   const auto t0 = Clock::now();
   size_t done = 0;
@@ -213,10 +236,10 @@ std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
     if (progress) progress(done, outs.size(), generated);
   }
   const SchedulerStats& st = sched.stats();
-  stats_.steps += st.n_steps;
-  stats_.computed_tokens += st.n_computed_tokens;
-  stats_.prefix_hit_tokens += st.n_prefix_hit_tokens;
-  stats_.preemptions += st.n_preemptions;
+  stats_.steps += st.n_steps - before.n_steps;
+  stats_.computed_tokens += st.n_computed_tokens - before.n_computed_tokens;
+  stats_.prefix_hit_tokens += st.n_prefix_hit_tokens - before.n_prefix_hit_tokens;
+  stats_.preemptions += st.n_preemptions - before.n_preemptions;
   stats_.seconds += since(t0);
   return outs;
 }

@@ -77,6 +77,12 @@ class LLM {
   const Tokenizer* tokenizer() const { return tok_.get(); }
   const EngineStats& stats() const { return stats_; }
   int64_t kv_blocks() const;
+  // Longest sequence (prompt + generated) the engine runs: the model's context, capped by the
+  // KV pool.
+  int64_t max_model_len() const;
+  // Throws jinx::Error naming what is wrong with a request (sampling values, token ids, a
+  // prompt too long to ever run).
+  void check_request(const Request& r, size_t index) const;
 
  private:
   struct Live;
@@ -91,6 +97,9 @@ class LLM {
   std::unique_ptr<PagedKvStorage> kv_;
   kv::KVCacheConfig kv_config_;
   SchedulerConfig sched_config_;
+  // Lives as long as the engine, so the prefix cache carries over from one generate() call to
+  // the next (every call drains it of running sequences).
+  std::unique_ptr<Scheduler> sched_;
   EngineStats stats_;
 };
 

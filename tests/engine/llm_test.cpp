@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "core/check.h"
 #include "engine/llm.h"
 
 namespace jinx {
@@ -88,7 +89,9 @@ TEST(LLM, BatchedGreedyEqualsAlone) {
                 static_cast<long long>(st.computed_tokens),
                 static_cast<long long>(st.prefix_hit_tokens),
                 static_cast<long long>(st.preemptions));
-    if (c.kv_tokens < 200) EXPECT_GT(st.preemptions, 0) << "the small pool must force preemption";
+    if (c.kv_tokens < 200) {
+      EXPECT_GT(st.preemptions, 0) << "the small pool must force preemption";
+    }
   }
 }
 
@@ -115,7 +118,9 @@ TEST(LLM, SharedPrefixComputedOnce) {
     sp.max_tokens = 2;
     auto outs = llm.generate({{with({300, 301}), sp}, {with({400, 401, 402}), sp}});
     computed[on] = llm.stats().computed_tokens;
-    if (on) EXPECT_EQ(outs[1].n_cached_prompt, 48);
+    if (on) {
+      EXPECT_EQ(outs[1].n_cached_prompt, 48);
+    }
   }
   // Without caching: 50 + 53 prompt tokens + 1 decode each. With it, the 48 shared are reused.
   EXPECT_EQ(computed[0] - computed[1], 48);
@@ -142,6 +147,29 @@ TEST(LLM, SeededSamplingIndependentOfBatch) {
   crowd.insert(crowd.begin() + 3, Request{prompt, sp});
   auto together = llm.generate(crowd);
   EXPECT_EQ(together[3].token_ids, alone[0].token_ids);
+}
+
+// A bad request is refused with a clear error before anything runs, and the engine (and its
+// prefix cache) keeps working; a later call reuses blocks cached by an earlier one.
+TEST(LLM, BadRequestLeavesEngineUsable) {
+  std::shared_ptr<const Model> model = Model::load(kModels + "tiny-llama");
+  EngineOptions o;
+  o.kv_cache_tokens = 256;
+  LLM llm(model, nullptr, o);
+  SamplingParams sp;
+  sp.temperature = 0;
+  sp.max_tokens = 3;
+  std::vector<int32_t> ok(40, 7), too_long(300, 7), bad_id = {1, 2, 99999};
+  EXPECT_THROW(llm.generate({{ok, sp}, {too_long, sp}}), Error);
+  EXPECT_THROW(llm.generate({{bad_id, sp}}), Error);
+  SamplingParams hot = sp;
+  hot.temperature = 7;
+  EXPECT_THROW(llm.generate({{ok, hot}}), Error);
+  auto first = llm.generate({{ok, sp}});
+  ASSERT_EQ(first[0].token_ids.size(), 3u);
+  auto again = llm.generate({{ok, sp}});
+  EXPECT_EQ(again[0].token_ids, first[0].token_ids);
+  EXPECT_EQ(again[0].n_cached_prompt, 32);  // two full blocks of 16 from the first call
 }
 
 }  // namespace
