@@ -233,6 +233,9 @@ std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
     }
     StepResult res = sched.on_step_done(sampled);
     for (const auto& f : res.finished) retire(f);
+#ifndef NDEBUG
+    sched.check_invariants();  // every block free, cached, or held by exactly its holders
+#endif
     if (progress) progress(done, outs.size(), generated);
   }
   const SchedulerStats& st = sched.stats();
