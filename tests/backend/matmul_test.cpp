@@ -1,13 +1,16 @@
-// Op parity: matmul for every weight format, ISA level and batch size against the scalar
-// reference (dequantize_row + a double-precision dot product).
+// Op parity: matmul in exact mode (fp32 activations) for every weight format, ISA level and
+// batch size against the scalar reference (dequantize_row + a double-precision dot product).
+// The default mode (8-bit activations, integer kernels) is tested in qdot_test.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 
 #include "backend/cpu/dequant.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_act.h"
 #include "core/half.h"
 #include "core/quant_blocks.h"
 
@@ -37,14 +40,20 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt199
           std::memcpy(blk, &v, 4);
         }
         break;
-      case DType::F16: set_f16(blk, u(rng)); break;
+      case DType::F16:
+        set_f16(blk, u(rng));
+        break;
       case DType::BF16: {
         uint16_t h = f32_to_bf16(u(rng));
         std::memcpy(blk, &h, 2);
         break;
       }
-      case DType::Q8_0: set_f16(blk, 0.01f * u(rng)); break;
-      case DType::Q4_0: set_f16(blk, 0.1f * u(rng)); break;
+      case DType::Q8_0:
+        set_f16(blk, 0.01f * u(rng));
+        break;
+      case DType::Q4_0:
+        set_f16(blk, 0.1f * u(rng));
+        break;
       case DType::Q4_1:
         set_f16(blk, 0.1f * u(rng));
         set_f16(blk + 2, 0.5f * u(rng));
@@ -54,8 +63,11 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt199
         set_f16(blk, 0.01f * u(rng));
         set_f16(blk + 2, 0.01f * u(rng));
         break;
-      case DType::Q6_K: set_f16(blk + offsetof(BlockQ6_K, d), 0.001f * u(rng)); break;
-      default: break;
+      case DType::Q6_K:
+        set_f16(blk + offsetof(BlockQ6_K, d), 0.001f * u(rng));
+        break;
+      default:
+        break;
     }
   }
   return buf;
@@ -66,7 +78,16 @@ struct Param {
   int64_t cols;
 };
 
-class MatmulParity : public ::testing::TestWithParam<Param> {};
+// Exact (fp32-activation) mode for the duration of a test.
+class ExactMode {
+ public:
+  ExactMode() { set_exact_activations(true); }
+  ~ExactMode() { set_exact_activations(false); }
+};
+
+class MatmulParity : public ::testing::TestWithParam<Param> {
+  ExactMode exact_;
+};
 
 TEST_P(MatmulParity, AllIsaLevelsAndBatchSizes) {
   const auto [dtype, cols] = GetParam();
@@ -101,8 +122,7 @@ TEST_P(MatmulParity, AllIsaLevelsAndBatchSizes) {
           }
           // fp32 accumulation in another order: error bounded by ~cols * eps * sum|w x|.
           ASSERT_NEAR(y[t * rows + r], ref, 1e-6 * cols * mag + 1e-30)
-              << name(dtype) << " isa " << isa_name(isa) << " n " << n << " t " << t << " r "
-              << r;
+              << name(dtype) << " isa " << isa_name(isa) << " n " << n << " t " << t << " r " << r;
         }
     }
   }
@@ -122,6 +142,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, MatmulParity,
 
 // MLX 4-bit and 8-bit rows against a direct evaluation of the MLX definition.
 TEST(MlxMatmul, MatchesDefinition) {
+  ExactMode exact;
   std::mt19937 rng(7);
   for (int bits : {4, 8}) {
     for (int group : {32, 64, 128}) {
@@ -149,12 +170,57 @@ TEST(MlxMatmul, MatchesDefinition) {
         for (int64_t c = 0; c < cols; ++c) {
           uint32_t word = packed[r * cols / per_word + c / per_word];
           uint32_t q = (word >> (bits * (c % per_word))) & ((1u << bits) - 1);
-          float wv = bf16_to_f32(scales[r * ng + c / group]) * q + bf16_to_f32(biases[r * ng + c / group]);
+          float wv =
+              bf16_to_f32(scales[r * ng + c / group]) * q + bf16_to_f32(biases[r * ng + c / group]);
           ref += double(wv) * x[c];
         }
         EXPECT_NEAR(y[r], ref, 1e-4) << bits << "-bit group " << group;
       }
     }
+  }
+}
+
+// The mode switch: dense weights ignore it; quantized weights meet 8-bit activations by
+// default (the product of the dequantized weights and d * q, up to fp32 rounding) and fp32
+// activations in exact mode.
+TEST(MatmulMode, DefaultRoundsActivationsOnlyForQuantizedWeights) {
+  std::mt19937 rng(11);
+  const int64_t rows = 9, cols = 128, n = 3;
+  ThreadPool pool(2);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(n * cols);
+  for (auto& v : x) v = nd(rng);
+  QuantActBuffer qb;
+  const QuantActs a = qb.quantize(x.data(), n, cols);
+  for (DType t : {DType::F32, DType::Q4_0}) {
+    auto data = random_rows(t, rows, cols, rng);
+    WeightMatrix w{t, data.data(), rows, cols, *bytes_for(t, cols), {}};
+    std::vector<float> y_default(n * rows), y_exact(n * rows);
+    matmul(w, x.data(), n, y_default.data(), rows, pool);
+    set_exact_activations(true);
+    EXPECT_TRUE(exact_activations());
+    matmul(w, x.data(), n, y_exact.data(), rows, pool);
+    set_exact_activations(false);
+    std::vector<float> wf(cols);
+    double max_shift = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(t, data.data() + r * w.row_bytes, wf.data(), cols);
+      for (int64_t j = 0; j < n; ++j) {
+        double exact = 0, rounded = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          exact += double(wf[c]) * x[j * cols + c];
+          rounded += double(wf[c]) * a.value(j, c);
+          mag += std::fabs(double(wf[c]) * x[j * cols + c]);
+        }
+        EXPECT_NEAR(y_exact[j * rows + r], exact, 1e-6 * cols * mag);
+        EXPECT_NEAR(y_default[j * rows + r], t == DType::F32 ? exact : rounded, 1e-6 * cols * mag);
+        max_shift = std::max(max_shift, std::fabs(double(y_default[j * rows + r]) - exact));
+      }
+    }
+    if (t == DType::F32)
+      EXPECT_EQ(y_default, y_exact);
+    else
+      EXPECT_GT(max_shift, 1e-4) << "the 8-bit rounding should show";
   }
 }
 

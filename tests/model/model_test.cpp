@@ -48,6 +48,7 @@ TEST_P(TinyModel, LogitsMatchReference) {
   if (!fs::exists(kModels + c.model)) GTEST_SKIP() << "fixture missing: " << c.model;
   auto ref = load_ref(c.ref);
   auto ids = ref["input_ids"].get<std::vector<int32_t>>();
+  cpu::set_exact_activations(c.tol <= 1e-4);  // fp32 references: transformers, MLX
   auto model = Model::load(kModels + c.model);
   const int64_t V = model->config().vocab_size;
   ThreadPool pool(2);
@@ -90,6 +91,7 @@ TEST_P(TinyModel, GreedyTokensMatchReference) {
   auto ref = load_ref(c.ref);
   auto prompt = ref["greedy_prompt"].get<std::vector<int32_t>>();
   auto expected = ref[std::string("greedy_tokens") + c.variant].get<std::vector<int32_t>>();
+  cpu::set_exact_activations(c.tol <= 1e-4);  // fp32 references: transformers, MLX
   auto model = Model::load(kModels + c.model);
   const int64_t V = model->config().vocab_size;
   ThreadPool pool(2);
@@ -126,8 +128,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"tiny-llama", "tiny-llama", 1e-4}, Case{"tiny-qwen2", "tiny-qwen2", 1e-4},
                       Case{"tiny-qwen3", "tiny-qwen3", 1e-4},
                       Case{"tiny-llama-linear", "tiny-llama-linear", 1e-4},
-                      // llama.cpp on the same GGUF files. It quantizes activations to 8 bits
-                      // for quantized weights; Jinx keeps them fp32, hence the looser bounds.
+                      // llama.cpp on the same GGUF files. Both round activations to 8 bits, but
+                      // independently (llama.cpp: f16 block scales, 256-blocks for k-quants)
+                      // and with an f16 KV cache there, hence the looser bounds (measured
+                      // 0.014 / 0.017 / 0.034 / 0.029).
                       Case{"tiny-llama-f32.gguf", "tiny-llama-f32", 1e-4},
                       Case{"tiny-llama-q8_0.gguf", "tiny-llama-q8_0", 3e-2},
                       Case{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", 3e-2},

@@ -15,10 +15,19 @@ Isa active_isa();     // what the kernels use (detected, or lowered by set_isa)
 void set_isa(Isa isa);  // force a lower level (tests, benchmarks); clamped to detected
 const char* isa_name(Isa isa);
 
+// How quantized weights meet activations. Default (false): each token's activations are
+// rounded to int8 blocks of 32 (scale max|x| / 127, as llama.cpp's Q8 types) once per matmul
+// call and multiplied with integer dot products (quant_act.h, qdot_*.cpp). True: activations
+// stay fp32 and meet the dequantized weights in fp32, the exact math of a fp32 reference on the
+// dequantized weights. Process-wide; dense weights (F32/F16/BF16) always use fp32 activations.
+void set_exact_activations(bool exact);
+bool exact_activations();
+
 // Row `row` of w, dequantized to fp32 (cols floats).
 void weight_row(const WeightMatrix& w, int64_t row, float* out);
 
-// y[t, r] = sum_c w[r, c] * x[t, c] for t < n_tokens. x: [n_tokens, w.cols], y: [n_tokens, w.rows]
+// y[t, r] = sum_c w[r, c] * x[t, c] (x rounded to 8 bits for quantized w unless
+// exact_activations()) for t < n_tokens. x: [n_tokens, w.cols], y: [n_tokens, w.rows]
 // (row stride ldy, >= w.rows). Parallel over output rows.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             ThreadPool& pool);

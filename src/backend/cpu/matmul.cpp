@@ -1,14 +1,20 @@
 // Weight × activation products for every weight format, parallel over output rows.
 //
-// Small batches (decode) run the fused row-dot kernels straight off the stored format. Larger
-// batches (prefill chunks) dequantize a block of rows to fp32 once into a per-thread buffer and
-// reuse it for every token, tiling tokens so the activations stay in L2.
+// Quantized weights (default mode): the activations are rounded to int8 blocks once per call
+// (quant_act.h) and the integer-dot kernels (qdot_*.cpp) take over: GEMV straight off the
+// stored rows for up to 4 tokens, GEMM over rows decoded once per block for more.
+// Exact mode and dense weights: small batches (decode) run the fused fp32 row-dot kernels
+// straight off the stored format; larger batches (prefill chunks) dequantize a block of rows
+// to fp32 once into a per-thread buffer and reuse it for every token, tiling tokens so the
+// activations stay in L2.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "backend/cpu/dequant.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_act.h"
 #include "backend/cpu/simd.h"
 #include "core/check.h"
 
@@ -19,14 +25,56 @@ using detail::RowDotFn;
 
 namespace {
 
-constexpr int64_t kRowBlock = 16;     // rows dequantized together
-constexpr int64_t kTokenBlock = 64;   // tokens per L2 tile
+constexpr int64_t kRowBlock = 16;    // rows dequantized together
+constexpr int64_t kTokenBlock = 64;  // tokens per L2 tile
+constexpr int64_t kQRowBlock = 16;   // rows per task of the integer GEMM
+
+std::atomic<bool>& exact_flag() {
+  static std::atomic<bool> f{false};
+  return f;
+}
+
+detail::QKernels pick_qkernels(const WeightMatrix& w) {
+  const detail::QFormat f = detail::qformat(w);
+  if (f == detail::QFormat::kNone) return {};
+  switch (active_isa()) {
+    case Isa::kAvx512: {
+      detail::QKernels k = detail::qdot_avx512(f);
+      return k.gemv ? k : detail::qdot_avx2(f);  // AVX-512 without VNNI
+    }
+    case Isa::kAvx2:
+      return detail::qdot_avx2(f);
+    case Isa::kScalar:
+      return detail::qdot_scalar(f);
+  }
+  return {};
+}
+
+// Integer path: activations quantized once on the calling thread, shared by every task.
+void matmul_quantized(const WeightMatrix& w, const detail::QKernels& k, const float* x, int64_t n,
+                      float* y, int64_t ldy, ThreadPool& pool) {
+  thread_local QuantActBuffer buf;
+  const QuantActs a = buf.quantize(x, n, w.cols);
+  if (n <= kMaxNx) {
+    // Small dynamic ranges keep both cores busy to the end of the matrix.
+    const int64_t grain = std::max<int64_t>(1, w.rows / (pool.size() * 8));
+    pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) { k.gemv(w, b, e, a, y, ldy); });
+    return;
+  }
+  const int64_t n_blocks = (w.rows + kQRowBlock - 1) / kQRowBlock;
+  pool.parallel_for(n_blocks, 1, [&](int64_t b, int64_t e) {
+    k.gemm(w, b * kQRowBlock, std::min(w.rows, e * kQRowBlock), a, y, ldy);
+  });
+}
 
 RowDotFn pick_kernel(DType t) {
   switch (active_isa()) {
-    case Isa::kAvx512: return detail::row_dot_avx512(t);
-    case Isa::kAvx2: return detail::row_dot_avx2(t);
-    case Isa::kScalar: return detail::row_dot_scalar(t);
+    case Isa::kAvx512:
+      return detail::row_dot_avx512(t);
+    case Isa::kAvx2:
+      return detail::row_dot_avx2(t);
+    case Isa::kScalar:
+      return detail::row_dot_scalar(t);
   }
   return nullptr;
 }
@@ -60,8 +108,8 @@ void matmul_fused(const WeightMatrix& w, RowDotFn k, const float* x, int64_t n, 
 }
 
 // One block of rows [r0, r1) against all tokens, rows already fp32 in `rows`.
-void block_times_tokens(const float* rows, int64_t n_rows, int64_t r0, int64_t cols,
-                        const float* x, int64_t n, float* y, int64_t ldy, RowDotFn f32) {
+void block_times_tokens(const float* rows, int64_t n_rows, int64_t r0, int64_t cols, const float* x,
+                        int64_t n, float* y, int64_t ldy, RowDotFn f32) {
   for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
     const int64_t t1 = std::min(n, t0 + kTokenBlock);
     for (int64_t i = 0; i < n_rows; ++i) {
@@ -102,6 +150,13 @@ void matmul_blocked(const WeightMatrix& w, const float* x, int64_t n, float* y, 
 
 }  // namespace
 
+void set_exact_activations(bool exact) {
+  exact_flag().store(exact);
+}
+bool exact_activations() {
+  return exact_flag().load(std::memory_order_relaxed);
+}
+
 void weight_row(const WeightMatrix& w, int64_t row, float* out) {
   JINX_CHECK(row >= 0 && row < w.rows, "weight_row: row ", row, " out of range ", w.rows);
   if (w.is_mlx()) {
@@ -116,6 +171,13 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y, int64_t 
   check_matrix(w);
   JINX_CHECK(n >= 0 && ldy >= w.rows, "matmul: bad output stride");
   if (n == 0) return;
+  if (!exact_activations()) {
+    const detail::QKernels qk = pick_qkernels(w);
+    if (qk.gemv) {
+      matmul_quantized(w, qk, x, n, y, ldy, pool);
+      return;
+    }
+  }
   RowDotFn fused = w.is_mlx() ? nullptr : pick_kernel(w.dtype);
   if (fused && n <= kMaxNx) {
     matmul_fused(w, fused, x, n, y, ldy, pool);

@@ -1,0 +1,468 @@
+// AVX-512 VNNI integer-dot kernels: 64 weights (two 32-value chunks) per step, decoded in
+// registers to unsigned bytes u with a per-lane scale dw and offset ow (w = dw * u + ow), then
+// vpdpbusd against the int8 activations and two fp32 multiply-adds per 16 lanes:
+//   acc += float(sum4(u * q)) * (dw * dx) + ow * (dx * sum4(q))
+// GEMV runs straight off the stored rows for up to four tokens; GEMM decodes a block of rows
+// once into a per-thread buffer and sweeps it with 4 x 4 (rows x tokens) register tiles.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include "backend/cpu/simd.h"
+#include "core/quant_blocks.h"
+
+#define JINX_VNNI \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+namespace jinx::cpu::detail {
+namespace {
+
+// 64 weights: u (64 unsigned bytes), and per int32 lane (4 values) a scale and an offset.
+struct Pair {
+  __m512i b;
+  __m512 dw, ow;
+};
+
+const uint8_t* row_ptr(const WeightMatrix& w, int64_t r) {
+  return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
+}
+
+JINX_VNNI inline float h2f(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+// [a x 8, b x 8]
+JINX_VNNI inline __m512 halves(float a, float b) {
+  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+// The first 4 bytes of two blocks as f16 pairs: [a0, a1, b0, b1] (one load, one convert,
+// where four scalar conversions and broadcasts would cost 14 instructions per pair).
+JINX_VNNI inline __m512 f16_heads(const void* a, const void* b) {
+  int32_t x, y;
+  std::memcpy(&x, a, 4);
+  std::memcpy(&y, b, 4);
+  return _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(x), y, 1)));
+}
+
+// Lanes [0..7] <- element e, [8..15] <- element e + 2 of v.
+JINX_VNNI inline __m512 spread(__m512 v, int e) {
+  return _mm512_permutexvar_ps(
+      _mm512_inserti64x4(_mm512_set1_epi32(e), _mm256_set1_epi32(e + 2), 1), v);
+}
+
+JINX_VNNI inline __m512i load_u8x32_pair(const uint8_t* a, const uint8_t* b) {
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+  const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// A pair whose second chunk does not exist (odd chunk count): everything zero there.
+JINX_VNNI inline void single(__m256i b, float dw, float ow, Pair* o) {
+  o->b = _mm512_zextsi256_si512(b);
+  o->dw = _mm512_zextps256_ps512(_mm256_set1_ps(dw));
+  o->ow = _mm512_zextps256_ps512(_mm256_set1_ps(ow));
+}
+
+// Q8_0: signed bytes made unsigned by flipping the top bit (u = q + 128), so the offset is
+// -128 * d.
+struct DecQ8_0 {
+  static constexpr int kPairs = 1;
+  const BlockQ8_0* b;
+  DecQ8_0(const WeightMatrix& w, int64_t r)
+      : b(reinterpret_cast<const BlockQ8_0*>(row_ptr(w, r))) {}
+  JINX_VNNI void unit(int64_t p, Pair* o) const {
+    const BlockQ8_0& b0 = b[2 * p];
+    const BlockQ8_0& b1 = b[2 * p + 1];
+    o->b = _mm512_xor_si512(load_u8x32_pair(reinterpret_cast<const uint8_t*>(b0.qs),
+                                            reinterpret_cast<const uint8_t*>(b1.qs)),
+                            _mm512_set1_epi8(static_cast<char>(0x80)));
+    o->dw = spread(f16_heads(&b0, &b1), 0);
+    o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-128.0f));
+  }
+  JINX_VNNI void half(int64_t c, Pair* o) const {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[c].qs));
+    const float d = h2f(b[c].d);
+    single(_mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80))), d, -128.0f * d, o);
+  }
+};
+
+// Q4_0 / Q4_1: value i in the low nibble of qs[i], value i + 16 in the high nibble.
+template <bool kMin>
+struct DecQ4 {
+  using Block = std::conditional_t<kMin, BlockQ4_1, BlockQ4_0>;
+  static constexpr int kPairs = 1;
+  const Block* b;
+  DecQ4(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const Block*>(row_ptr(w, r))) {}
+  JINX_VNNI static float offset(const Block& x) {
+    if constexpr (kMin)
+      return h2f(x.m);
+    else
+      return -8.0f * h2f(x.d);
+  }
+  JINX_VNNI void unit(int64_t p, Pair* o) const {
+    const Block& b0 = b[2 * p];
+    const Block& b1 = b[2 * p + 1];
+    const __m256i y = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0.qs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1.qs)), 1);
+    // 128-bit blocks [b0, b0, b1, b1], the second copy of each shifted to its high nibbles.
+    __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
+                                         _mm512_castsi256_si512(y));
+    const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                         0x0004000400040004, 0x0004000400040004);
+    o->b = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
+    const __m512 heads = f16_heads(&b0, &b1);  // d, m (Q4_1) or d, 2 bytes of qs (Q4_0)
+    o->dw = spread(heads, 0);
+    if constexpr (kMin) o->ow = spread(heads, 1);
+    else o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-8.0f));
+  }
+  JINX_VNNI void half(int64_t c, Pair* o) const {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[c].qs));
+    const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    single(_mm256_and_si256(y, _mm256_set1_epi8(0x0f)), h2f(b[c].d), offset(b[c]), o);
+  }
+};
+
+// Q4_K / Q5_K: a 256-value super-block is 4 pairs. Pair k = sub-blocks 2k and 2k + 1, the low
+// and high nibbles of qs[32k .. 32k + 31]; Q5_K adds bit 2k / 2k + 1 of qh[l] as bit 4.
+template <bool kFive>
+struct DecQ45K {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  static constexpr int kPairs = 4;
+  const Block* b;
+  DecQ45K(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const Block*>(row_ptr(w, r))) {}
+  JINX_VNNI void unit(int64_t s, Pair* o) const {
+    const Block& x = b[s];
+    // The eight 6-bit scales and mins as bytes (kquant_scale_min, four at a time).
+    uint32_t u[3];
+    std::memcpy(u, x.scales, 12);
+    const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
+    const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo, sc_hi, 0, 0)));
+    const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32(m_lo, m_hi, 0, 0)));
+    const __m512 dsc = _mm512_castps256_ps512(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(x.d))));
+    const __m512 dmn = _mm512_castps256_ps512(_mm256_mul_ps(mn, _mm256_set1_ps(-h2f(x.dmin))));
+    __m512i qh;
+    if constexpr (kFive)
+      qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh)));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * k));
+      __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(y), _mm256_srli_epi16(y, 4), 1);
+      z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+      if constexpr (kFive) {
+        const __m512i bit =
+            _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * k))),
+                               _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1))), 1);
+        z = _mm512_mask_add_epi8(z, _mm512_test_epi8_mask(qh, bit), z, _mm512_set1_epi8(16));
+      }
+      const __m512i idx =
+          _mm512_inserti64x4(_mm512_set1_epi32(2 * k), _mm256_set1_epi32(2 * k + 1), 1);
+      o[k].b = z;
+      o[k].dw = _mm512_permutexvar_ps(idx, dsc);
+      o[k].ow = _mm512_permutexvar_ps(idx, dmn);
+    }
+  }
+  void half(int64_t, Pair*) const {}  // never called: a super-block holds whole pairs
+};
+
+// Q6_K: pairs 2h, 2h + 1 of a super-block come from ql[64h .. 64h + 63] (low, then high
+// nibbles) and qh[32h .. 32h + 31] (bits 0-1 / 2-3, then 4-5 / 6-7); w = d * sc * (u - 32)
+// with a scale per 16 values.
+struct DecQ6K {
+  static constexpr int kPairs = 4;
+  const BlockQ6_K* b;
+  DecQ6K(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const BlockQ6_K*>(row_ptr(w, r))) {}
+  JINX_VNNI void unit(int64_t s, Pair* o) const {
+    const BlockQ6_K& x = b[s];
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+    const __m512 dsc =
+        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)), _mm512_set1_ps(h2f(x.d)));
+    const __m512 dof = _mm512_mul_ps(dsc, _mm512_set1_ps(-32.0f));
+    const __m512i lane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+      const __m512i qhz =
+          _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+      Pair& p0 = o[2 * h];
+      Pair& p1 = o[2 * h + 1];
+      p0.b = _mm512_or_si512(_mm512_and_si512(ql, lo4),
+                             _mm512_and_si512(_mm512_slli_epi16(qhz, 4), hi2));
+      p1.b = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), lo4),
+                             _mm512_and_si512(qhz, hi2));
+      const __m512i i0 = _mm512_add_epi32(lane, _mm512_set1_epi32(8 * h));
+      const __m512i i1 = _mm512_add_epi32(lane, _mm512_set1_epi32(8 * h + 4));
+      p0.dw = _mm512_permutexvar_ps(i0, dsc);
+      p0.ow = _mm512_permutexvar_ps(i0, dof);
+      p1.dw = _mm512_permutexvar_ps(i1, dsc);
+      p1.ow = _mm512_permutexvar_ps(i1, dof);
+    }
+  }
+  void half(int64_t, Pair*) const {}
+};
+
+// MLX affine 4 / 8 bit: w = scale * u + bias per group. 4-bit: byte i holds values 2i (low
+// nibble) and 2i + 1 (high nibble); widening each byte to 16 bits and moving the high nibble
+// to the next byte puts them in order.
+template <int kBits>
+struct DecMlx {
+  static constexpr int kPairs = 1;
+  const uint8_t* q;
+  const uint8_t* scales;
+  const uint8_t* biases;
+  DType st;
+  int64_t g0;       // first group of the row
+  int group_shift;  // chunk -> group: c >> group_shift
+  int sbytes;
+  DecMlx(const WeightMatrix& w, int64_t r)
+      : q(row_ptr(w, r)),
+        scales(static_cast<const uint8_t*>(w.mlx.scales)),
+        biases(static_cast<const uint8_t*>(w.mlx.biases)),
+        st(w.mlx.scale_dtype),
+        g0(r * (w.cols / w.mlx.group_size)),
+        group_shift(w.mlx.group_size == 32   ? 0
+                    : w.mlx.group_size == 64 ? 1
+                                             : 2),
+        sbytes(st == DType::F32 ? 4 : 2) {}
+  JINX_VNNI float load(const uint8_t* base, int64_t g) const {
+    if (st == DType::F32) {
+      float f;
+      std::memcpy(&f, base + 4 * g, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, base + 2 * g, 2);
+    if (st == DType::F16) return h2f(h);
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  JINX_VNNI static __m256i nib32(__m128i v) {  // 16 packed bytes -> 32 values in order
+    const __m256i w = _mm256_cvtepu8_epi16(v);
+    return _mm256_or_si256(_mm256_and_si256(w, _mm256_set1_epi16(0x000f)),
+                           _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x00f0)), 4));
+  }
+  JINX_VNNI void unit(int64_t p, Pair* o) const {
+    const int64_t ga = g0 + ((2 * p) >> group_shift), gb = g0 + ((2 * p + 1) >> group_shift);
+    if (ga == gb) {  // groups of 64 or 128: one scale for the pair
+      o->dw = _mm512_set1_ps(load(scales, ga));
+      o->ow = _mm512_set1_ps(load(biases, ga));
+    } else {
+      o->dw = halves(load(scales, ga), load(scales, gb));
+      o->ow = halves(load(biases, ga), load(biases, gb));
+    }
+    if constexpr (kBits == 8) {
+      o->b = _mm512_loadu_si512(q + 64 * p);
+    } else {
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * p));
+      const __m512i w = _mm512_cvtepu8_epi16(y);
+      o->b = _mm512_or_si512(_mm512_and_si512(w, _mm512_set1_epi16(0x000f)),
+                             _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x00f0)), 4));
+    }
+  }
+  JINX_VNNI void half(int64_t c, Pair* o) const {
+    const int64_t g = g0 + (c >> group_shift);
+    __m256i b;
+    if constexpr (kBits == 8)
+      b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+    else
+      b = nib32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * c)));
+    single(b, load(scales, g), load(biases, g), o);
+  }
+};
+
+// acc += (u . q) * dw * dx + ow * dx * sum(q), over 16 lanes.
+JINX_VNNI inline __m512 step(const Pair& w, const int8_t* q, const float* dl, const float* sl,
+                             __m512 acc) {
+  const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.b, _mm512_loadu_si512(q));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(w.dw, _mm512_loadu_ps(dl)), acc);
+  return _mm512_fmadd_ps(w.ow, _mm512_loadu_ps(sl), acc);
+}
+
+// Calls fn(pair index, decoded pair) for every pair of row r, in order.
+template <class Dec, class F>
+JINX_VNNI inline void for_each_pair(const WeightMatrix& w, int64_t r, F&& fn) {
+  const Dec dec(w, r);
+  const int64_t n_chunks = w.cols / kActBlock, full = n_chunks / 2;
+  for (int64_t u = 0; u < full / Dec::kPairs; ++u) {
+    Pair p[Dec::kPairs];
+    dec.unit(u, p);
+#pragma GCC unroll 4
+    for (int k = 0; k < Dec::kPairs; ++k) fn(u * Dec::kPairs + k, p[k]);
+  }
+  if constexpr (Dec::kPairs == 1) {
+    if (n_chunks % 2) {
+      Pair p;
+      dec.half(n_chunks - 1, &p);
+      fn(full, p);
+    }
+  }
+}
+
+template <class Dec, int NX>
+JINX_VNNI void gemv_nx(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, float* y,
+                       int64_t ldy) {
+  const int8_t* xq[NX];
+  const float *xd[NX], *xs[NX];
+  for (int t = 0; t < NX; ++t) xq[t] = a.q_row(t), xd[t] = a.dl_row(t), xs[t] = a.sl_row(t);
+  for (int64_t r = r0; r < r1; ++r) {
+    __m512 acc[NX];
+    for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
+    for_each_pair<Dec>(w, r, [&](int64_t p, const Pair& pr) JINX_VNNI {
+      for (int t = 0; t < NX; ++t)
+        acc[t] = step(pr, xq[t] + p * kActPair, xd[t] + p * kLanesPerPair,
+                      xs[t] + p * kLanesPerPair, acc[t]);
+    });
+    for (int t = 0; t < NX; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[t]);
+  }
+}
+
+template <class Dec>
+void gemv(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, float* y,
+          int64_t ldy) {
+  switch (a.n_tokens) {
+    case 1:
+      return gemv_nx<Dec, 1>(w, r0, r1, a, y, ldy);
+    case 2:
+      return gemv_nx<Dec, 2>(w, r0, r1, a, y, ldy);
+    case 3:
+      return gemv_nx<Dec, 3>(w, r0, r1, a, y, ldy);
+    case 4:
+      return gemv_nx<Dec, 4>(w, r0, r1, a, y, ldy);
+    default:
+      return;
+  }
+}
+
+// ---- GEMM: decoded rows x tiles of tokens ----
+
+constexpr int kTileR = 4, kTileT = 4;
+constexpr int64_t kDecodedBytes = 192 << 10;  // per-thread buffer of decoded rows (L2)
+
+// rows [R][np] decoded pairs; tokens t0 .. t0 + T - 1 of a.
+template <int R, int T>
+JINX_VNNI void tile(const Pair* rows, int64_t np, const QuantActs& a, int64_t t0, float* y,
+                    int64_t ldy, int64_t r0) {
+  __m512 acc[R][T];
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
+  const int8_t* xq[T];
+  const float *xd[T], *xs[T];
+  for (int t = 0; t < T; ++t)
+    xq[t] = a.q_row(t0 + t), xd[t] = a.dl_row(t0 + t), xs[t] = a.sl_row(t0 + t);
+  for (int64_t p = 0; p < np; ++p) {
+    __m512i x[T];
+    for (int t = 0; t < T; ++t) x[t] = _mm512_loadu_si512(xq[t] + p * kActPair);
+    for (int i = 0; i < R; ++i) {
+      const Pair& w = rows[i * np + p];
+      for (int t = 0; t < T; ++t) {
+        const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.b, x[t]);
+        const __m512 dx = _mm512_loadu_ps(xd[t] + p * kLanesPerPair);
+        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(w.dw, dx), acc[i][t]);
+        acc[i][t] = _mm512_fmadd_ps(w.ow, _mm512_loadu_ps(xs[t] + p * kLanesPerPair), acc[i][t]);
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < T; ++t) y[(t0 + t) * ldy + r0 + i] = _mm512_reduce_add_ps(acc[i][t]);
+}
+
+using TileFn = void (*)(const Pair*, int64_t, const QuantActs&, int64_t, float*, int64_t, int64_t);
+
+template <int R>
+constexpr TileFn tile_for(int t) {
+  return t == 1 ? tile<R, 1> : t == 2 ? tile<R, 2> : t == 3 ? tile<R, 3> : tile<R, 4>;
+}
+
+TileFn pick_tile(int r, int t) {
+  switch (r) {
+    case 1:
+      return tile_for<1>(t);
+    case 2:
+      return tile_for<2>(t);
+    case 3:
+      return tile_for<3>(t);
+    default:
+      return tile_for<4>(t);
+  }
+}
+
+template <class Dec>
+void gemm(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, float* y,
+          int64_t ldy) {
+  thread_local std::vector<Pair> buf;
+  const int64_t np = a.n_pairs;
+  const int64_t block = std::max<int64_t>(
+      kTileR, kDecodedBytes / (np * static_cast<int64_t>(sizeof(Pair))) / kTileR * kTileR);
+  for (int64_t rb = r0; rb < r1; rb += block) {
+    const int64_t nr = std::min(block, r1 - rb);
+    buf.resize(static_cast<size_t>(nr * np));
+    for (int64_t i = 0; i < nr; ++i) {
+      Pair* out = buf.data() + i * np;
+      for_each_pair<Dec>(w, rb + i, [&](int64_t p, const Pair& pr) { out[p] = pr; });
+    }
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTileT) {
+      const int nt = static_cast<int>(std::min<int64_t>(kTileT, a.n_tokens - t0));
+      for (int64_t i = 0; i < nr; i += kTileR) {
+        const int ri = static_cast<int>(std::min<int64_t>(kTileR, nr - i));
+        pick_tile(ri, nt)(buf.data() + i * np, np, a, t0, y, ldy, rb + i);
+      }
+    }
+  }
+}
+
+template <class Dec>
+QKernels kernels() {
+  return {gemv<Dec>, gemm<Dec>};
+}
+
+bool has_vnni() {
+#if defined(__x86_64__)
+  static const bool v = __builtin_cpu_supports("avx512vnni") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512dq");
+  return v;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+QKernels qdot_avx512(QFormat f) {
+  if (!has_vnni()) return {};
+  switch (f) {
+    case QFormat::kQ8_0:
+      return kernels<DecQ8_0>();
+    case QFormat::kQ4_0:
+      return kernels<DecQ4<false>>();
+    case QFormat::kQ4_1:
+      return kernels<DecQ4<true>>();
+    case QFormat::kQ4_K:
+      return kernels<DecQ45K<false>>();
+    case QFormat::kQ5_K:
+      return kernels<DecQ45K<true>>();
+    case QFormat::kQ6_K:
+      return kernels<DecQ6K>();
+    case QFormat::kMlx4:
+      return kernels<DecMlx<4>>();
+    case QFormat::kMlx8:
+      return kernels<DecMlx<8>>();
+    case QFormat::kNone:
+      break;
+  }
+  return {};
+}
+
+}  // namespace jinx::cpu::detail
