@@ -85,25 +85,35 @@ size_t greedy_agreement(const Model& m, const std::vector<int32_t>& ids,
   return agree;
 }
 
+// Runs the prompt of reference entry `p`; returns the largest difference between our logits and
+// the reference's top-20 logits at the last prompt position (all logits in *logits).
+double last_prompt_error(const Model& m, const nlohmann::json& p, std::vector<float>* logits,
+                         ThreadPool& pool) {
+  auto ids = p["prompt_ids"].get<std::vector<int32_t>>();
+  KvCache cache = m.new_cache(static_cast<int64_t>(ids.size()));
+  logits->assign(m.config().vocab_size, 0.0f);
+  m.forward(ids, cache, logits->data(), false, pool);
+  auto top_ids = p["last_prompt_top_ids"].get<std::vector<int32_t>>();
+  auto top_logits = p["last_prompt_top_logits"].get<std::vector<float>>();
+  double max_err = 0;
+  for (size_t i = 0; i < top_ids.size(); ++i)
+    max_err = std::max(max_err, std::fabs(double((*logits)[top_ids[i]]) - top_logits[i]));
+  return max_err;
+}
+
 TEST_F(SmolLM2, LastPromptLogitsMatchLlamaCpp) {
   ThreadPool pool(2);
-  const int64_t V = model_->config().vocab_size;
   for (const auto& p : (*ref_)["prompts"]) {
     auto ids = p["prompt_ids"].get<std::vector<int32_t>>();
-    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
-    std::vector<float> logits(V);
-    model_->forward(ids, cache, logits.data(), false, pool);
-    auto top_ids = p["last_prompt_top_ids"].get<std::vector<int32_t>>();
-    auto top_logits = p["last_prompt_top_logits"].get<std::vector<float>>();
-    double max_err = 0;
-    for (size_t i = 0; i < top_ids.size(); ++i)
-      max_err = std::max(max_err, std::fabs(double(logits[top_ids[i]]) - top_logits[i]));
+    std::vector<float> logits;
+    const double max_err = last_prompt_error(*model_, p, &logits, pool);
     std::printf("llama.cpp:    %-36.36s max |diff| over its top-20: %.4f\n",
                 first_line(p).c_str(), max_err);
     EXPECT_LT(max_err, kLogitTol);
     const int32_t ours = argmax(logits);
-    if (ours != top_ids[0]) {
-      EXPECT_LT(logits[ours] - logits[top_ids[0]], kLogitTol);
+    const int32_t theirs = p["last_prompt_top_ids"][0].get<int32_t>();
+    if (ours != theirs) {
+      EXPECT_LT(logits[ours] - logits[theirs], kLogitTol);
     }
   }
 }
@@ -123,17 +133,10 @@ TEST_F(SmolLM2, GreedyContinuationsMatchLlamaCppUpToNearTies) {
 TEST_F(SmolLM2, MatchesTransformersOnTheSameWeights) {
   cpu::set_exact_activations(true);  // transformers computes in fp32 throughout
   ThreadPool pool(2);
-  const int64_t V = model_->config().vocab_size;
   for (const auto& p : (*hf_)["prompts"]) {
     auto ids = p["prompt_ids"].get<std::vector<int32_t>>();
-    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
-    std::vector<float> logits(V);
-    model_->forward(ids, cache, logits.data(), false, pool);
-    auto top_ids = p["last_prompt_top_ids"].get<std::vector<int32_t>>();
-    auto top_logits = p["last_prompt_top_logits"].get<std::vector<float>>();
-    double max_err = 0;
-    for (size_t i = 0; i < top_ids.size(); ++i)
-      max_err = std::max(max_err, std::fabs(double(logits[top_ids[i]]) - top_logits[i]));
+    std::vector<float> logits;
+    const double max_err = last_prompt_error(*model_, p, &logits, pool);
     EXPECT_LT(max_err, kExactTol);
     auto expected = p["greedy_tokens"].get<std::vector<int32_t>>();
     size_t agree = greedy_agreement(*model_, ids, expected,
