@@ -1,12 +1,32 @@
 // jinx: the command-line front end. Each subcommand lives in its own cmd_*.cpp.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <exception>
 
 #include <CLI/CLI.hpp>
 
+#include "backend/cpu/kernels.h"
 #include "cli/commands.h"
 
+namespace {
+
+// JINX_ISA=scalar|avx2|avx512 lowers the CPU kernel level (benchmarks, bug reports); the
+// default is the best the CPU has.
+void apply_isa_env() {
+  const char* v = std::getenv("JINX_ISA");
+  if (!v) return;
+  const std::string s(v);
+  if (s == "scalar") jinx::cpu::set_isa(jinx::cpu::Isa::kScalar);
+  else if (s == "avx2") jinx::cpu::set_isa(jinx::cpu::Isa::kAvx2);
+  else if (s == "avx512") jinx::cpu::set_isa(jinx::cpu::Isa::kAvx512);
+  else std::fprintf(stderr, "jinx: ignoring JINX_ISA=%s (scalar, avx2 or avx512)\n", v);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  apply_isa_env();
   CLI::App app{"Jinx: LLM inference and serving engine"};
   app.require_subcommand(1);
   jinx::cli::add_generate(app);
