@@ -325,6 +325,9 @@ void GgufParser::read_alignment() {
     bad("general.alignment must be an integer, not ", gguf_type_name(v->type()));
   if (*a == 0 || !std::has_single_bit(*a))
     bad("general.alignment ", *a, " is not a nonzero power of two");
+  // The spec requires a multiple of 8; smaller ones would leave f16 scales and f32 rows of the
+  // tensor data misaligned for the kernels that read them in place.
+  if (*a < 8) bad("general.alignment ", *a, " is not a multiple of 8");
   if (*a > std::numeric_limits<size_t>::max() / 2) bad("general.alignment ", *a, " is too large");
   f_.alignment_ = static_cast<size_t>(*a);
 }

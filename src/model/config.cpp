@@ -111,6 +111,14 @@ double get_num(const json& j, const char* key, double def) {
   return it->get<double>();
 }
 
+// json::value() would throw nlohmann's type_error on a non-boolean: checked here instead.
+bool get_bool(const json& j, const char* key, bool def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_boolean()) fail("config.json: \"", key, "\" must be true or false");
+  return it->get<bool>();
+}
+
 // eos_token_id may be an int or a list of ints.
 void read_eos(const json& j, std::vector<int32_t>* out) {
   auto it = j.find("eos_token_id");
@@ -201,10 +209,10 @@ ModelConfig load_hf_config(const std::string& dir) {
   c.max_position_embeddings = get_int(j, "max_position_embeddings", 4096, false);
   c.rms_norm_eps = static_cast<float>(get_num(j, "rms_norm_eps", 1e-6));
   c.rope_theta = static_cast<float>(get_num(j, "rope_theta", 10000.0));
-  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
-  if (j.value("use_sliding_window", false))
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", false);
+  if (get_bool(j, "use_sliding_window", false))
     fail(cfg_path.string(), ": sliding-window attention is not supported");
-  c.attention_bias = c.arch == Arch::kQwen2 || j.value("attention_bias", false);
+  c.attention_bias = c.arch == Arch::kQwen2 || get_bool(j, "attention_bias", false);
   c.qk_norm = c.arch == Arch::kQwen3;
   read_rope_scaling(j, &c);
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())

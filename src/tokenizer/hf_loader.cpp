@@ -135,8 +135,15 @@ void parse_post_processor(const json& pp, TokenizerState* s) {
     if (!specials.contains(name)) fail("tokenizer.json: template token \"", name, "\" undefined");
     const json& ids = field(specials.at(name), "ids", "special_tokens");
     if (!ids.is_array()) fail("tokenizer.json: special_tokens ids is not an array");
-    for (const json& id : ids)
-      (seen_sequence ? s->suffix : s->prefix).push_back(checked_id(id, "template"));
+    for (const json& id : ids) {
+      const int32_t v = checked_id(id, "template");
+      // encode() emits these ids as they are: one past the vocabulary would index past the
+      // embedding table.
+      if (static_cast<size_t>(v) >= s->pieces.size())
+        fail("tokenizer.json: template token \"", name, "\" id ", v, " is outside the ",
+             s->pieces.size(), "-token vocabulary");
+      (seen_sequence ? s->suffix : s->prefix).push_back(v);
+    }
   }
 }
 

@@ -606,7 +606,15 @@ class Parser {
       subs.push_back(parse_subscribed());
     }
     expect_op("]");
-    if (subs.size() == 1 && subs[0] && subs[0]->kind == ExprKind::kSlice) {
+    // A bare slice from parse_subscribed has 3 args (start, stop, step) and takes the base
+    // as its first; a complete slice expression (x[a[1:2]]) has 4 and is an ordinary index.
+    auto bare_slice = [](const ExprPtr& p) {
+      return p && p->kind == ExprKind::kSlice && p->args.size() == 3;
+    };
+    if (subs.size() > 1)
+      for (const ExprPtr& p : subs)
+        if (bare_slice(p)) error("a slice inside a tuple subscript is not supported");
+    if (subs.size() == 1 && bare_slice(subs[0])) {
       subs[0]->args.insert(subs[0]->args.begin(), std::move(base));
       return std::move(subs[0]);
     }
