@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""A random-weight GGUF of the exact Qwen2-0.5B shape, for throughput benchmarks.
+
+Writes architecture "qwen2" with llama.cpp's standard metadata keys and tensor names
+(token_embd, blk.N.attn_q/k/v (+ .bias), attn_output, attn_norm, ffn_norm, ffn_gate/up/down,
+output_norm; tied embeddings, so no output.weight). Matrices are N(0, 0.02) quantized with
+gguf.quants.quantize to Q8_0 or Q4_0 (token_embd too: it is also the output head), norms are
+ones and biases N(0, 0.02), both F32. The vocabulary is a stand-in that llama.cpp accepts
+(tokenizer.ggml.model "gpt2": the 256 byte tokens in GPT-2's byte-to-unicode spelling, filler
+tokens, Qwen2's three control tokens at their real ids, [PAD] tokens up to 151936, a few
+merges); it is for loading only, the benchmarks feed token ids.
+
+  /work/refvenv/bin/python tools/make_random_gguf.py --type q8_0
+  /work/refvenv/bin/python tools/make_random_gguf.py --type q4_0 --check
+
+writes models/random/qwen2-0.5b-random-<type>.gguf (models/ is gitignored). --check loads the
+file with llama-cpp-python afterwards and decodes a few tokens.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import gguf
+from gguf import GGMLQuantizationType as Q
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Qwen2-0.5B (Qwen/Qwen2-0.5B config.json)
+HIDDEN = 896
+INTERMEDIATE = 4864
+LAYERS = 24
+HEADS = 14
+KV_HEADS = 2
+HEAD_DIM = 64
+VOCAB = 151936
+CONTEXT = 32768
+ROPE_THETA = 1e6
+RMS_EPS = 1e-6
+# Qwen2's real special-token ids
+ENDOFTEXT, IM_START, IM_END = 151643, 151644, 151645
+
+TYPES = {"q8_0": (Q.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+         "q4_0": (Q.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0)}
+
+
+def gpt2_byte_chars():
+    """GPT-2's byte-to-unicode table: printable bytes map to themselves, the rest to 256+n."""
+    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) +
+            list(range(0xAE, 0xFF + 1)))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return [out[b] for b in range(256)]
+
+
+def vocabulary():
+    """(tokens, token types, merges) of a VOCAB-entry stand-in Qwen2 vocabulary."""
+    T = gguf.TokenType
+    tokens = gpt2_byte_chars()
+    types = [T.NORMAL] * 256
+    sp = "\u0120"  # GPT-2's spelling of a space
+    merges = [f"{sp} t", f"{sp} a", "i n", "h e", "r e", "o n", f"{sp}t he", "e r"]
+    for m in merges:  # the merged tokens exist in the vocabulary, as llama.cpp expects
+        tokens.append(m.replace(" ", ""))
+        types.append(T.NORMAL)
+    while len(tokens) < ENDOFTEXT:
+        tokens.append(f"<filler{len(tokens)}>")
+        types.append(T.NORMAL)
+    for s in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        tokens.append(s)
+        types.append(T.CONTROL)
+    while len(tokens) < VOCAB:
+        tokens.append(f"[PAD{len(tokens)}]")
+        types.append(T.UNUSED)
+    assert len(tokens) == VOCAB and len(set(tokens)) == VOCAB
+    return tokens, types, merges
+
+
+def add_metadata(w, ftype, name):
+    w.add_name(name)
+    w.add_context_length(CONTEXT)
+    w.add_embedding_length(HIDDEN)
+    w.add_block_count(LAYERS)
+    w.add_feed_forward_length(INTERMEDIATE)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV_HEADS)
+    w.add_rope_freq_base(ROPE_THETA)
+    w.add_layer_norm_rms_eps(RMS_EPS)
+    w.add_file_type(ftype)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    tokens, types, merges = vocabulary()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(ENDOFTEXT)
+    w.add_eos_token_id(IM_END)
+    w.add_pad_token_id(ENDOFTEXT)
+    w.add_add_bos_token(False)
+
+
+def tensor_shapes():
+    """(name, shape as numpy (rows, cols) or (n,), quantized?) in llama.cpp's order."""
+    q_out, kv_out = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    yield "token_embd.weight", (VOCAB, HIDDEN), True
+    for i in range(LAYERS):
+        b = f"blk.{i}."
+        yield b + "attn_norm.weight", (HIDDEN,), False
+        yield b + "attn_q.weight", (q_out, HIDDEN), True
+        yield b + "attn_q.bias", (q_out,), False
+        yield b + "attn_k.weight", (kv_out, HIDDEN), True
+        yield b + "attn_k.bias", (kv_out,), False
+        yield b + "attn_v.weight", (kv_out, HIDDEN), True
+        yield b + "attn_v.bias", (kv_out,), False
+        yield b + "attn_output.weight", (HIDDEN, q_out), True
+        yield b + "ffn_norm.weight", (HIDDEN,), False
+        yield b + "ffn_gate.weight", (INTERMEDIATE, HIDDEN), True
+        yield b + "ffn_up.weight", (INTERMEDIATE, HIDDEN), True
+        yield b + "ffn_down.weight", (HIDDEN, INTERMEDIATE), True
+    yield "output_norm.weight", (HIDDEN,), False
+
+
+def write(path, qtype, ftype, seed):
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(path, "qwen2")
+    add_metadata(w, ftype, f"qwen2-0.5b-random-{qtype.name.lower()}")
+    n_params = 0
+    for name, shape, quantized in tensor_shapes():
+        n_params += int(np.prod(shape))
+        if name.endswith("norm.weight"):
+            w.add_tensor(name, np.ones(shape, dtype=np.float32))
+            continue
+        x = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+        if quantized:
+            w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, x)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return n_params
+
+
+def check_llamacpp(path):
+    """Loads the file with llama-cpp-python (extra buffer types off: this VM's AMX path crashes)
+    and greedily decodes a few tokens."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from compare_llamacpp import disable_extra_buffer_types
+    disable_extra_buffer_types()
+    from llama_cpp import Llama
+    import llama_cpp
+    llm = Llama(model_path=path, n_ctx=64, n_threads=2, n_batch=64, verbose=False)
+    assert llm.n_vocab() == VOCAB, llm.n_vocab()
+    llm.eval([1, 2, 3, 1000, 20000])
+    out = []
+    for _ in range(4):
+        # llm.scores stays zero in llama-cpp-python 0.3.36 without logits_all: read the context
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
+                                       shape=(VOCAB,))
+        assert np.isfinite(logits).all() and np.abs(logits).max() > 0
+        tok = int(logits.argmax())
+        out.append(tok)
+        llm.eval([tok])
+    print(f"llama.cpp loaded {path}: n_vocab {llm.n_vocab()}, "
+          f"context {llm.metadata.get('qwen2.context_length')}, "
+          f"greedy after [1,2,3,1000,20000]: {out}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--type", choices=sorted(TYPES), default="q8_0")
+    ap.add_argument("--out", help="output file (default models/random/qwen2-0.5b-random-TYPE.gguf)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check", action="store_true", help="load it with llama-cpp-python after")
+    a = ap.parse_args()
+    qtype, ftype = TYPES[a.type]
+    path = a.out or os.path.join(ROOT, "models", "random", f"qwen2-0.5b-random-{a.type}.gguf")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    t0 = time.perf_counter()
+    n = write(path, qtype, ftype, a.seed)
+    print(f"wrote {path}: {n / 1e6:.1f} M parameters, {os.path.getsize(path) / 2**20:.0f} MiB, "
+          f"{time.perf_counter() - t0:.0f} s")
+    if a.check:
+        check_llamacpp(path)
+
+
+if __name__ == "__main__":
+    main()
