@@ -66,6 +66,15 @@ def disable_extra_buffer_types():
     lc._jinx_patched = True
 
 
+def last_argmax(llm):
+    """Greedy token from the last evaluated position. (llm.scores stays zero without
+    logits_all in llama-cpp-python 0.3.x, so read the context's logits directly.)"""
+    import llama_cpp.llama_cpp as lc
+    n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(llm.model))
+    ptr = lc.llama_get_logits_ith(llm.ctx, -1)
+    return int(np.ctypeslib.as_array(ptr, shape=(n_vocab,)).argmax())
+
+
 def run_llamacpp(model, prompt_ids, n_gen, threads):
     disable_extra_buffer_types()
     from llama_cpp import Llama
@@ -76,11 +85,11 @@ def run_llamacpp(model, prompt_ids, n_gen, threads):
     t1 = time.perf_counter()
     llm.eval(prompt_ids)
     prompt_s = time.perf_counter() - t1
-    tok = int(llm.scores[llm.n_tokens - 1].argmax())
+    tok = last_argmax(llm)
     t2 = time.perf_counter()
     for _ in range(n_gen - 1):
         llm.eval([tok])
-        tok = int(llm.scores[llm.n_tokens - 1].argmax())
+        tok = last_argmax(llm)
     decode_s = time.perf_counter() - t2
     del llm
     return {"load_s": load_s, "prompt_tps": len(prompt_ids) / prompt_s,
