@@ -33,25 +33,34 @@ const char* reason_name(FinishReason r) {
 // A request in flight: its sampler (own RNG: the same seed gives the same tokens whatever else
 // runs), its text stream, and where its output goes.
 struct LLM::Live {
-  RequestOutput* out = nullptr;
+  RequestOutput out;
   SamplingParams params;
   Sampler sampler;
   std::unique_ptr<IncrementalDetokenizer> detok;  // null without a tokenizer
   StopStringMatcher stops;
+  std::shared_ptr<TokenConstraint> constraint;
+  StreamFn on_update;
   bool stopped_by_string = false;
+  size_t sent_text = 0;    // out.text bytes already reported through on_update
+  size_t sent_tokens = 0;  // out.token_ids already reported
   Clock::time_point t0;
 
-  Live(RequestOutput* o, const SamplingParams& p, std::span<const int32_t> prompt,
-       const Tokenizer* tok)
-      : out(o), params(p), sampler(p, prompt), stops(p.stop), t0(Clock::now()) {
-    if (tok) detok = std::make_unique<IncrementalDetokenizer>(*tok, p.skip_special_tokens);
+  Live(Request& r, const Tokenizer* tok)
+      : params(r.params),
+        sampler(r.params, r.prompt),
+        stops(r.params.stop),
+        constraint(std::move(r.constraint)),
+        on_update(std::move(r.on_update)),
+        t0(Clock::now()) {
+    out.n_prompt = static_cast<int64_t>(r.prompt.size());
+    if (tok) detok = std::make_unique<IncrementalDetokenizer>(*tok, r.params.skip_special_tokens);
   }
 
   // Appends the token's text; true when a stop string has now appeared.
   bool push_text(int32_t token) {
     if (!detok) return false;
     auto r = stops.push(detok->push(token));
-    out->text += r.text;
+    out.text += r.text;
     stopped_by_string = r.stopped;
     return r.stopped;
   }
@@ -59,11 +68,33 @@ struct LLM::Live {
   void finish(FinishReason reason) {
     if (detok && !stopped_by_string) {  // bytes held for UTF-8 or a possible stop string
       auto tail = stops.push(detok->flush());
-      out->text += tail.text;
-      if (!tail.stopped) out->text += stops.flush();
+      out.text += tail.text;
+      if (!tail.stopped) out.text += stops.flush();
     }
-    out->finish_reason = reason_name(reason);
-    out->total_s = since(t0);
+    out.finish_reason = reason_name(reason);
+    out.total_s = since(t0);
+    report(true);
+  }
+
+  // Sends what is new since the last report (nothing when nothing is, unless finishing).
+  void report(bool finished) {
+    if (!on_update) return;
+    if (!finished && sent_text == out.text.size() && sent_tokens == out.token_ids.size()) return;
+    StreamUpdate u;
+    u.text = out.text.substr(sent_text);
+    u.token_ids.assign(out.token_ids.begin() + static_cast<ptrdiff_t>(sent_tokens),
+                       out.token_ids.end());
+    if (!out.logprobs.empty())
+      u.logprobs.assign(out.logprobs.begin() + static_cast<ptrdiff_t>(sent_tokens),
+                        out.logprobs.end());
+    u.finished = finished;
+    u.finish_reason = finished ? out.finish_reason : "";
+    u.n_prompt = out.n_prompt;
+    u.n_cached_prompt = out.n_cached_prompt;
+    u.n_generated = static_cast<int64_t>(out.token_ids.size());
+    sent_text = out.text.size();
+    sent_tokens = out.token_ids.size();
+    on_update(u);
   }
 };
 
@@ -112,6 +143,7 @@ void LLM::init(const EngineOptions& o) {
   int64_t max_len = o.max_model_len > 0 ? o.max_model_len : c.max_position_embeddings;
   sched_config_.max_model_len = static_cast<int32_t>(std::min(max_len, pool_tokens));
   sched_ = std::make_unique<Scheduler>(sched_config_, kv_config_);
+  batch_ = std::make_unique<Batch>();
 }
 
 int64_t LLM::kv_blocks() const { return kv_config_.n_blocks; }
@@ -139,19 +171,22 @@ std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts
 }
 
 // The sampled token of every sampling row, with the finish decision for its request.
-void LLM::sample_step(const Batch& batch, const float* logits, std::vector<Live*>& live,
+void LLM::sample_step(const Batch& batch, float* logits, std::vector<Live*>& live,
                       std::vector<SampledToken>* sampled) {
   const int64_t V = model_->config().vocab_size;
   sampled->clear();
   for (size_t k = 0; k < batch.sample_rows.size(); ++k) {
     Live& L = *live[k];
-    std::vector<float> row(logits + k * V, logits + (k + 1) * V);
-    const int32_t token = L.sampler.sample(row.data(), static_cast<int32_t>(V)).token;
+    float* row = logits + k * V;  // the sampler modifies its row in place
+    if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
+    SampleResult sr = L.sampler.sample(row, static_cast<int32_t>(V));
+    const int32_t token = sr.token;
     L.sampler.accept(token);
-    L.out->token_ids.push_back(token);
+    L.out.token_ids.push_back(token);
+    if (L.params.logprobs >= 0) L.out.logprobs.push_back(std::move(sr));
     const double t = since(L.t0);
-    if (L.out->token_times.empty()) L.out->ttft_s = t;
-    L.out->token_times.push_back(t);
+    if (L.out.token_times.empty()) L.out.ttft_s = t;
+    L.out.token_times.push_back(t);
     FinishReason reason = FinishReason::kNone;
     const auto& stop_ids = L.params.stop_token_ids;
     const auto& eos = model_->config().eos_token_ids;
@@ -160,58 +195,58 @@ void LLM::sample_step(const Batch& batch, const float* logits, std::vector<Live*
       const auto tok_eos = tok_->eos_ids();
       is_eos = is_eos || std::find(tok_eos.begin(), tok_eos.end(), token) != tok_eos.end();
     }
+    // A constrained request ends when its value is whole (or, should the mask ever let one
+    // through, at a token its automaton rejects: stopping beats emitting invalid output).
+    const bool constraint_done =
+        L.constraint && !is_eos && (!L.constraint->accept(token) || L.constraint->finished());
     if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end() ||
         (is_eos && !L.params.ignore_eos)) {
       reason = FinishReason::kStop;
-    } else if (L.push_text(token)) {
+    } else if (L.push_text(token) || constraint_done) {
       reason = FinishReason::kStop;
-    } else if (static_cast<int64_t>(L.out->token_ids.size()) >= L.params.max_tokens) {
+    } else if (static_cast<int64_t>(L.out.token_ids.size()) >= L.params.max_tokens) {
       reason = FinishReason::kLength;
     }
     sampled->push_back({batch.seq_ids[batch.sample_seqs[k]], token, reason});
   }
 }
 
-std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
-                                         const Progress& progress) {
+SeqId LLM::add_request(Request r) {
+  check_request(r, 0);
+  auto l = std::make_unique<Live>(r, tok_.get());
+  SeqId id = sched_->add(std::move(r.prompt));
+  live_[id] = std::move(l);
+  return id;
+}
+
+bool LLM::abort_request(SeqId id) { return sched_->abort(id); }
+
+bool LLM::has_unfinished() const { return sched_->has_unfinished(); }
+
+int32_t LLM::n_running() const { return sched_->n_running(); }
+
+int32_t LLM::n_waiting() const { return sched_->n_waiting(); }
+
+int64_t LLM::kv_blocks_used() const { return kv_config_.n_blocks - sched_->kv().n_free_blocks(); }
+
+void LLM::retire(SeqId id, FinishReason reason,
+                 std::vector<std::pair<SeqId, RequestOutput>>* done) {
+  auto it = live_.find(id);
+  JINX_CHECK(it != live_.end(), "engine: finished sequence ", id, " is not live");
+  it->second->finish(reason);
+  done->emplace_back(id, std::move(it->second->out));
+  live_.erase(it);
+}
+
+std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
   const int64_t V = model_->config().vocab_size;
   Scheduler& sched = *sched_;
-  const SchedulerStats before = sched.stats();
-  std::vector<RequestOutput> outs(requests.size());
-  std::unordered_map<SeqId, std::unique_ptr<Live>> live;
-  for (size_t i = 0; i < requests.size(); ++i) check_request(requests[i], i);
-  std::vector<SeqId> added;
-  try {
-    for (size_t i = 0; i < requests.size(); ++i) {
-      Request& r = requests[i];
-      outs[i].n_prompt = static_cast<int64_t>(r.prompt.size());
-      auto l = std::make_unique<Live>(&outs[i], r.params, r.prompt, tok_.get());
-      SeqId id = sched.add(std::move(r.prompt));
-      added.push_back(id);
-      live[id] = std::move(l);
-    }
-  } catch (...) {  // leave the scheduler empty for the next call
-    for (SeqId id : added) sched.abort(id);
-    while (sched.has_unfinished()) sched.schedule();
-    throw;
-  }
   const auto t0 = Clock::now();
-  size_t done = 0;
-  int64_t generated = 0;
-  auto retire = [&](const FinishedSeq& f) {
-    Live& L = *live.at(f.id);
-    L.finish(f.reason);
-    live.erase(f.id);
-    ++done;
-  };
-  Batch batch;
-  std::vector<float> logits;
-  std::vector<SampledToken> sampled;
-  std::vector<Live*> rows;
-  while (sched.has_unfinished()) {
-    ScheduledStep step = sched.schedule();
-    for (const auto& f : step.finished) retire(f);
-    if (step.empty()) continue;
+  std::vector<std::pair<SeqId, RequestOutput>> done;
+  ScheduledStep step = sched.schedule();
+  for (const auto& f : step.finished) retire(f.id, f.reason, &done);
+  if (!step.empty()) {
+    Batch& batch = *batch_;
     build_batch(step, sched, &batch);
     ForwardBatch fb;
     fb.tokens = batch.token_ids;
@@ -220,30 +255,57 @@ std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
     fb.attn = {batch.n_seqs, batch.query_start.data(), batch.context_len.data(),
                batch.block_tables.data(), batch.max_blocks};
     fb.out_rows = batch.sample_rows;
-    logits.resize(batch.sample_rows.size() * V);
-    model_->forward_batch(fb, *kv_, logits.data(), *pool_);
-    rows.clear();
-    for (int32_t s : batch.sample_seqs) rows.push_back(live.at(batch.seq_ids[s]).get());
-    sample_step(batch, logits.data(), rows, &sampled);
-    generated += static_cast<int64_t>(sampled.size());
+    logits_.resize(batch.sample_rows.size() * V);
+    model_->forward_batch(fb, *kv_, logits_.data(), *pool_);
+    std::vector<Live*> rows;
+    for (int32_t s : batch.sample_seqs) rows.push_back(live_.at(batch.seq_ids[s]).get());
+    std::vector<SampledToken> sampled;
+    sample_step(batch, logits_.data(), rows, &sampled);
+    stats_.generated_tokens += static_cast<int64_t>(sampled.size());
     for (const SampledToken& t : sampled) {  // first token: the admission is settled
-      Live& L = *live.at(t.seq);
-      if (L.out->token_ids.size() == 1)
-        L.out->n_cached_prompt = sched.sequence(t.seq).n_cached_prompt;
+      Live& L = *live_.at(t.seq);
+      if (L.out.token_ids.size() == 1)
+        L.out.n_cached_prompt = sched.sequence(t.seq).n_cached_prompt;
     }
     StepResult res = sched.on_step_done(sampled);
-    for (const auto& f : res.finished) retire(f);
+    for (const auto& f : res.finished) retire(f.id, f.reason, &done);
+    for (const SampledToken& t : sampled)
+      if (auto it = live_.find(t.seq); it != live_.end()) it->second->report(false);
 #ifndef NDEBUG
     sched.check_invariants();  // every block free, cached, or held by exactly its holders
 #endif
-    if (progress) progress(done, outs.size(), generated);
   }
   const SchedulerStats& st = sched.stats();
-  stats_.steps += st.n_steps - before.n_steps;
-  stats_.computed_tokens += st.n_computed_tokens - before.n_computed_tokens;
-  stats_.prefix_hit_tokens += st.n_prefix_hit_tokens - before.n_prefix_hit_tokens;
-  stats_.preemptions += st.n_preemptions - before.n_preemptions;
+  stats_.steps = st.n_steps;
+  stats_.computed_tokens = st.n_computed_tokens;
+  stats_.prefix_hit_tokens = st.n_prefix_hit_tokens;
+  stats_.preemptions = st.n_preemptions;
   stats_.seconds += since(t0);
+  return done;
+}
+
+std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
+                                         const Progress& progress) {
+  JINX_CHECK(!sched_->has_unfinished(), "generate() needs an idle engine");
+  for (size_t i = 0; i < requests.size(); ++i) check_request(requests[i], i);
+  std::vector<RequestOutput> outs(requests.size());
+  std::unordered_map<SeqId, size_t> index;
+  try {
+    for (size_t i = 0; i < requests.size(); ++i) index[add_request(std::move(requests[i]))] = i;
+  } catch (...) {  // leave the engine empty for the next call
+    for (const auto& [id, i] : index) sched_->abort(id);
+    while (sched_->has_unfinished()) step();
+    throw;
+  }
+  size_t n_done = 0;
+  const int64_t generated0 = stats_.generated_tokens;
+  while (sched_->has_unfinished()) {
+    for (auto& [id, out] : step()) {
+      outs[index.at(id)] = std::move(out);
+      ++n_done;
+    }
+    if (progress) progress(n_done, outs.size(), stats_.generated_tokens - generated0);
+  }
   return outs;
 }
 

@@ -1,21 +1,28 @@
-// jinx::LLM: the offline engine. Many requests run together through the scheduler (continuous
+// jinx::LLM: the engine. Many requests run together through the scheduler (continuous
 // batching, chunked prefill, prefix caching, preemption by recompute), one flat forward pass per
 // step over a paged KV cache, a sampler and a detokenizer per request.
 //
 //   jinx::LLM llm("model.gguf", jinx::EngineOptions{});
-//   auto outs = llm.generate({"Hello", "The sky is"}, params);
+//   auto outs = llm.generate({"Hello", "The sky is"}, params);      // offline, all at once
+//
+// Step-wise (what AsyncEngine's thread does): add_request() at any time, step() while
+// has_unfinished(); each request reports through its on_update callback after every step that
+// gave it text or tokens, and once more when it finishes. Not thread-safe: one thread drives it.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
+#include "structured/constraint.h"
 #include "tokenizer/tokenizer.h"
 
 namespace jinx {
@@ -32,14 +39,33 @@ struct EngineOptions {
   int32_t max_model_len = 0;              // 0: the model's context, capped by the pool
 };
 
+// What one step added to a request (streaming), or its end.
+struct StreamUpdate {
+  std::string text;                  // new text (stop strings and held UTF-8 bytes excluded)
+  std::vector<int32_t> token_ids;    // new tokens
+  std::vector<SampleResult> logprobs;  // one per new token when params.logprobs >= 0
+  bool finished = false;
+  std::string finish_reason;  // when finished: "stop", "length" or "abort"
+  int64_t n_prompt = 0;
+  int64_t n_cached_prompt = 0;
+  int64_t n_generated = 0;  // tokens generated so far, in total
+};
+using StreamFn = std::function<void(const StreamUpdate&)>;
+
 struct Request {
   std::vector<int32_t> prompt;
   SamplingParams params;
+  // Optional: masks tokens before each sampling step (structured output); finishes the
+  // request with "stop" when it reports finished(). One per request.
+  std::shared_ptr<TokenConstraint> constraint;
+  // Optional: called (on the stepping thread) after each step that changed the request.
+  StreamFn on_update;
 };
 
 struct RequestOutput {
   std::string text;
   std::vector<int32_t> token_ids;
+  std::vector<SampleResult> logprobs;  // one per token when params.logprobs >= 0
   std::string finish_reason;  // "stop", "length" or "abort"
   int64_t n_prompt = 0;
   int64_t n_cached_prompt = 0;  // prompt tokens served by the prefix cache
@@ -51,6 +77,7 @@ struct RequestOutput {
 struct EngineStats {
   int64_t steps = 0;
   int64_t computed_tokens = 0;     // tokens through the forward pass
+  int64_t generated_tokens = 0;    // tokens sampled
   int64_t prefix_hit_tokens = 0;
   int64_t preemptions = 0;
   double seconds = 0.0;
@@ -73,8 +100,22 @@ class LLM {
   std::vector<RequestOutput> generate(std::vector<Request> requests,
                                       const Progress& progress = nullptr);
 
+  // Step-wise use. add_request validates (check_request) and queues; the id names the request
+  // in step()'s results and in abort_request().
+  SeqId add_request(Request r);
+  // Ends a queued or running request at the next step (finish_reason "abort", its KV blocks
+  // freed). False if the id is unknown or already finished.
+  bool abort_request(SeqId id);
+  bool has_unfinished() const;
+  // One scheduler step: forward pass, sampling, updates. Returns the requests that ended.
+  std::vector<std::pair<SeqId, RequestOutput>> step();
+  int32_t n_running() const;
+  int32_t n_waiting() const;
+  int64_t kv_blocks_used() const;  // held by running sequences (cached free blocks excluded)
+
   const Model& model() const { return *model_; }
   const Tokenizer* tokenizer() const { return tok_.get(); }
+  std::shared_ptr<const Tokenizer> tokenizer_ptr() const { return tok_; }
   const EngineStats& stats() const { return stats_; }
   int64_t kv_blocks() const;
   // Longest sequence (prompt + generated) the engine runs: the model's context, capped by the
@@ -87,8 +128,10 @@ class LLM {
  private:
   struct Live;
   void init(const EngineOptions& options);
-  void sample_step(const struct Batch& batch, const float* logits, std::vector<Live*>& live,
+  void sample_step(const struct Batch& batch, float* logits, std::vector<Live*>& live,
                    std::vector<SampledToken>* sampled);
+  void retire(SeqId id, FinishReason reason,
+              std::vector<std::pair<SeqId, RequestOutput>>* done);
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tok_;
@@ -100,6 +143,9 @@ class LLM {
   // Lives as long as the engine, so the prefix cache carries over from one generate() call to
   // the next (every call drains it of running sequences).
   std::unique_ptr<Scheduler> sched_;
+  std::unordered_map<SeqId, std::unique_ptr<Live>> live_;
+  std::unique_ptr<struct Batch> batch_;
+  std::vector<float> logits_;
   EngineStats stats_;
 };
 

@@ -1,0 +1,167 @@
+#include "engine/async_engine.h"
+
+#include <algorithm>
+
+#include "core/log.h"
+
+namespace jinx {
+
+Histogram::Histogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size() + 1) {}
+
+void Histogram::observe(double v) {
+  const size_t i = static_cast<size_t>(
+      std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());  // v <= bounds[i]
+  ++counts[i];
+  sum += v;
+  ++count;
+}
+
+AsyncEngine::AsyncEngine(std::unique_ptr<LLM> llm, const AsyncOptions& options)
+    : llm_(std::move(llm)), opt_(options) {
+  JINX_CHECK(llm_ != nullptr, "AsyncEngine needs an engine");
+  JINX_CHECK(opt_.max_queue >= 0, "max_queue must be >= 0, got ", opt_.max_queue);
+  metrics_.ttft = Histogram({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
+  metrics_.tpot = Histogram({0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5});
+  metrics_.e2e = Histogram({0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300});
+  metrics_.kv_blocks_total = llm_->kv_blocks();
+  thread_ = std::thread([this] { loop(); });
+}
+
+AsyncEngine::~AsyncEngine() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+uint64_t AsyncEngine::submit(Request r) {
+  llm_->check_request(r, 0);  // reads only immutable limits: safe off the engine thread
+  std::lock_guard<std::mutex> lk(mu_);
+  if (metrics_.failed) fail("the engine stopped after an internal error: ", metrics_.failure);
+  const int64_t waiting = metrics_.waiting + static_cast<int64_t>(incoming_.size());
+  if (waiting >= opt_.max_queue)
+    throw QueueFull(str("the server is busy: ", waiting, " requests are already waiting"));
+  const uint64_t h = next_handle_++;
+  metrics_.prompt_tokens += static_cast<int64_t>(r.prompt.size());
+  incoming_.emplace_back(h, std::move(r));
+  cv_.notify_all();
+  return h;
+}
+
+void AsyncEngine::cancel(uint64_t handle) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancels_.push_back(handle);
+  }
+  cv_.notify_all();
+}
+
+EngineMetrics AsyncEngine::metrics() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  EngineMetrics m = metrics_;
+  m.waiting += static_cast<int32_t>(incoming_.size());
+  return m;
+}
+
+void AsyncEngine::publish_locked() {
+  const EngineStats& st = llm_->stats();
+  metrics_.running = llm_->n_running();
+  metrics_.waiting = llm_->n_waiting();
+  metrics_.kv_blocks_used = llm_->kv_blocks_used();
+  metrics_.prefix_hit_tokens = st.prefix_hit_tokens;
+  metrics_.generation_tokens = st.generated_tokens;
+  metrics_.preemptions = st.preemptions;
+}
+
+void AsyncEngine::record_finished(const RequestOutput& out) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++metrics_.requests_finished;
+  ++metrics_.finished_by_reason[out.finish_reason];
+  if (!out.token_ids.empty()) {
+    metrics_.ttft.observe(out.ttft_s);
+    metrics_.e2e.observe(out.total_s);
+    if (out.token_ids.size() > 1)
+      metrics_.tpot.observe((out.total_s - out.ttft_s) /
+                            static_cast<double>(out.token_ids.size() - 1));
+  }
+}
+
+namespace {
+
+void end_unstarted(const StreamFn& fn, const char* reason) {
+  if (!fn) return;
+  StreamUpdate u;
+  u.finished = true;
+  u.finish_reason = reason;
+  fn(u);
+}
+
+}  // namespace
+
+void AsyncEngine::loop() {
+  std::unordered_map<uint64_t, StreamFn> fns;  // live requests' callbacks, for a failure
+  auto finish_done = [&](std::vector<std::pair<SeqId, RequestOutput>> done) {
+    for (auto& [id, out] : done) {
+      record_finished(out);
+      const uint64_t h = handle_of_.at(id);
+      handle_of_.erase(id);
+      seq_of_.erase(h);
+      fns.erase(h);
+    }
+  };
+  bool stopping = false;
+  while (!stopping) {
+    std::vector<std::pair<uint64_t, Request>> in;
+    std::vector<uint64_t> cancels;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] {
+        return stop_ || !incoming_.empty() || !cancels_.empty() || llm_->has_unfinished();
+      });
+      stopping = stop_;
+      in.swap(incoming_);
+      cancels.swap(cancels_);
+    }
+    for (auto& [h, r] : in) {
+      StreamFn fn = r.on_update;
+      if (stopping) {
+        end_unstarted(fn, "abort");
+        continue;
+      }
+      try {
+        const SeqId id = llm_->add_request(std::move(r));
+        seq_of_[h] = id;
+        handle_of_[id] = h;
+        fns[h] = fn;
+      } catch (const std::exception& e) {  // validated at submit; should not happen
+        log_warn("engine: request dropped: ", e.what());
+        end_unstarted(fn, "abort");
+      }
+    }
+    for (uint64_t h : cancels)
+      if (auto it = seq_of_.find(h); it != seq_of_.end()) llm_->abort_request(it->second);
+    if (stopping)
+      for (const auto& [h, id] : seq_of_) llm_->abort_request(id);
+    try {
+      // On stop, the aborts resolve in schedule() without a forward pass.
+      do {
+        if (llm_->has_unfinished()) finish_done(llm_->step());
+      } while (stopping && llm_->has_unfinished());
+    } catch (const std::exception& e) {
+      log_warn("engine: internal error, stopping: ", e.what());
+      std::lock_guard<std::mutex> lk(mu_);
+      metrics_.failed = true;
+      metrics_.failure = e.what();
+      for (auto& [h, fn] : fns) end_unstarted(fn, "abort");
+      for (auto& [h, r] : incoming_) end_unstarted(r.on_update, "abort");
+      incoming_.clear();
+      return;
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    publish_locked();
+  }
+}
+
+}  // namespace jinx

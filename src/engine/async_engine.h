@@ -1,0 +1,97 @@
+// AsyncEngine: the engine in its own thread, for the server. Any thread submits requests and
+// cancels them; the engine thread adds them to the LLM between steps, steps while work is
+// left, and sleeps otherwise. Each request's on_update callback runs on the engine thread
+// (keep it short: hand the update to the waiting thread and return).
+//
+//   AsyncEngine eng(std::move(llm), {.max_queue = 256});
+//   uint64_t h = eng.submit(std::move(request));   // throws QueueFull or jinx::Error
+//   ... eng.cancel(h);                               // e.g. the client went away
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/check.h"
+#include "engine/llm.h"
+
+namespace jinx {
+
+struct AsyncOptions {
+  int32_t max_queue = 256;  // requests waiting for a slot (not yet running) before submit fails
+};
+
+// Submitted while `max_queue` requests were already waiting.
+struct QueueFull : Error {
+  using Error::Error;
+};
+
+// Cumulative histogram with fixed upper bounds (Prometheus style).
+struct Histogram {
+  std::vector<double> bounds;    // increasing; +Inf is implicit
+  std::vector<int64_t> counts;   // [bounds.size() + 1], non-cumulative per bucket
+  double sum = 0.0;
+  int64_t count = 0;
+  explicit Histogram(std::vector<double> b = {});
+  void observe(double v);
+};
+
+struct EngineMetrics {
+  int32_t running = 0;
+  int32_t waiting = 0;  // queued in the engine or not yet handed to it
+  int64_t kv_blocks_used = 0;
+  int64_t kv_blocks_total = 0;
+  int64_t prompt_tokens = 0;         // of finished and running requests, at admission
+  int64_t prefix_hit_tokens = 0;     // prompt tokens served by the prefix cache
+  int64_t generation_tokens = 0;
+  int64_t preemptions = 0;
+  int64_t requests_finished = 0;
+  std::unordered_map<std::string, int64_t> finished_by_reason;
+  Histogram ttft;  // seconds, submission to first token
+  Histogram tpot;  // seconds per output token after the first
+  Histogram e2e;   // seconds, submission to last token
+  bool failed = false;  // the engine thread hit an internal error and stopped
+  std::string failure;
+};
+
+class AsyncEngine {
+ public:
+  AsyncEngine(std::unique_ptr<LLM> llm, const AsyncOptions& options);
+  ~AsyncEngine();  // aborts what is left (each gets its final "abort" update) and joins
+  AsyncEngine(const AsyncEngine&) = delete;
+  AsyncEngine& operator=(const AsyncEngine&) = delete;
+
+  // Validates (jinx::Error on a bad request; QueueFull when the queue is full) and queues.
+  // Returns a handle for cancel(). Thread-safe.
+  uint64_t submit(Request r);
+  // Ends the request (final update "abort"; KV blocks freed). Harmless if already done.
+  void cancel(uint64_t handle);
+  EngineMetrics metrics() const;
+  const LLM& llm() const { return *llm_; }  // immutable parts only (model, tokenizer, limits)
+
+ private:
+  void loop();
+  void publish_locked();
+  void record_finished(const RequestOutput& out);
+
+  std::unique_ptr<LLM> llm_;
+  AsyncOptions opt_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t next_handle_ = 1;
+  std::vector<std::pair<uint64_t, Request>> incoming_;
+  std::vector<uint64_t> cancels_;
+  EngineMetrics metrics_;  // guarded by mu_
+  // Engine thread only.
+  std::unordered_map<uint64_t, SeqId> seq_of_;
+  std::unordered_map<SeqId, uint64_t> handle_of_;
+  std::thread thread_;
+};
+
+}  // namespace jinx
