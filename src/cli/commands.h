@@ -11,5 +11,6 @@ void add_chat(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_make_random_model(CLI::App& app);
 void add_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, template
+void add_serve(CLI::App& app);
 
 }  // namespace jinx::cli

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   jinx::cli::add_bench(app);
   jinx::cli::add_make_random_model(app);
   jinx::cli::add_tokenizer_commands(app);
+  jinx::cli::add_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,42 @@
+// jinx serve: the OpenAI-compatible server.
+#include <string>
+
+#include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "server/server.h"
+
+namespace jinx::cli {
+
+void add_serve(CLI::App& app) {
+  auto* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat page at /)");
+  struct Args {
+    server::ServeOptions opt;
+    EngineFlags engine;
+  };
+  auto a = std::make_shared<Args>();
+  sub->add_option("-m,--model", a->opt.model_path, "GGUF file or Hugging Face folder")->required();
+  sub->add_option("--host", a->opt.host, "address to listen on")->capture_default_str();
+  sub->add_option("--port", a->opt.port, "port")->capture_default_str()->check(CLI::Range(0, 65535));
+  sub->add_option("--api-key", a->opt.api_key,
+                  "require Authorization: Bearer KEY on /v1/*, /tokenize, /detokenize");
+  sub->add_option("--served-model-name", a->opt.served_name,
+                  "model id in the API (default: the file name)");
+  sub->add_option("--max-queue", a->opt.max_queue,
+                  "waiting requests before new ones get 429")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--max-body-bytes", a->opt.max_body_bytes, "largest request body (413 above)")
+      ->capture_default_str();
+  sub->add_option("--http-threads", a->opt.http_threads,
+                  "connections served at once (each stream holds one)")
+      ->capture_default_str()
+      ->check(CLI::Range(4, 4096));
+  add_engine_flags(sub, &a->engine);
+  sub->callback([a] {
+    a->opt.engine = a->engine.resolve();
+    const int rc = server::serve(a->opt);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace jinx::cli

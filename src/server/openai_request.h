@@ -1,0 +1,75 @@
+// Parsing and validating OpenAI request bodies into what the engine runs. Every field is
+// type- and range-checked; anything wrong throws ApiError(400) naming the field.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/sampler.h"
+#include "server/api_error.h"
+#include "server/tool_calls.h"
+#include "structured/constraint.h"
+#include "tokenizer/template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace jinx {
+class JsonGrammar;
+class ConstraintVocab;
+}  // namespace jinx
+
+namespace jinx::server {
+
+// What the server knows that requests are checked against. Shared, immutable.
+struct ModelContext {
+  std::string served_name;
+  std::shared_ptr<const Tokenizer> tok;
+  std::shared_ptr<const ChatTemplate> tmpl;
+  std::string tmpl_source;
+  ToolFormat tool_format = ToolFormat::kHermes;
+  int32_t vocab_size = 0;  // the model's logits
+  int64_t max_model_len = 0;
+  int32_t max_n = 16;  // choices per request
+  // Built on first use (a pass over the vocabulary); returns null if unavailable.
+  std::function<std::shared_ptr<const ConstraintVocab>()> constraint_vocab;
+};
+
+enum class ToolMode { kNone, kAuto, kForced };
+
+// One prompt of a request, to be run `n` times.
+struct PromptPlan {
+  std::vector<int32_t> ids;
+  std::string text;  // the rendered prompt (completions echo / debugging)
+};
+
+struct GenPlan {
+  bool chat = false;
+  std::vector<PromptPlan> prompts;  // completions may batch several; chat has one
+  int n = 1;
+  SamplingParams params;  // seed, if set, is offset by the choice index
+  bool stream = false;
+  bool include_usage = false;
+  bool chat_logprobs = false;   // chat: logprobs: true
+  int completion_logprobs = -1;  // completions: logprobs: N
+  bool echo = false;             // completions: prepend the prompt text
+  ToolMode tool_mode = ToolMode::kNone;
+  ToolFormat tool_format = ToolFormat::kHermes;
+  std::string forced_prefix;  // appended to the prompt in forced tool mode (already in ids)
+  std::shared_ptr<const JsonGrammar> grammar;  // response_format / forced tool call
+};
+
+// The body as parsed from the request text, key order kept (schemas and tool parameters are
+// generated and rendered in the order the client wrote them).
+GenPlan parse_chat_request(const nlohmann::ordered_json& obody, const ModelContext& ctx);
+GenPlan parse_completion_request(const nlohmann::ordered_json& obody, const ModelContext& ctx);
+
+// One constraint per choice (null when the plan has no grammar).
+std::shared_ptr<TokenConstraint> make_constraint(const GenPlan& plan, const ModelContext& ctx);
+
+// Checks the optional "model" field: ApiError(404) when it names another model.
+void check_model_field(const nlohmann::json& body, const ModelContext& ctx);
+
+}  // namespace jinx::server

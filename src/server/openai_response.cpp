@@ -1,0 +1,266 @@
+#include "server/openai_response.h"
+
+#include <random>
+
+namespace jinx::server {
+
+namespace {
+
+using nlohmann::json;
+
+json token_bytes_json(const std::string& b) {
+  json a = json::array();
+  for (unsigned char ch : b) a.push_back(static_cast<int>(ch));
+  return a;
+}
+
+std::string token_text(const Tokenizer& tok, int32_t id) {
+  return tok.decode(std::span<const int32_t>(&id, 1), /*skip_special=*/false);
+}
+
+json chat_logprob_entry(const Tokenizer& tok, const SampleResult& s, int32_t id) {
+  json top = json::array();
+  for (const TokenLogprob& t : s.top)
+    top.push_back({{"token", token_text(tok, t.id)},
+                   {"logprob", t.logprob},
+                   {"bytes", token_bytes_json(tok.token_bytes(t.id, false))}});
+  return {{"token", token_text(tok, id)},
+          {"logprob", s.logprob},
+          {"bytes", token_bytes_json(tok.token_bytes(id, false))},
+          {"top_logprobs", top}};
+}
+
+json chat_logprobs(const Tokenizer& tok, const std::vector<SampleResult>& lp,
+                   const std::vector<int32_t>& ids, size_t from) {
+  json content = json::array();
+  for (size_t i = from; i < lp.size() && i < ids.size(); ++i)
+    content.push_back(chat_logprob_entry(tok, lp[i], ids[i]));
+  return {{"content", content}};
+}
+
+// Completions' legacy shape; advances c.text_offset.
+json completion_logprobs(const Tokenizer& tok, ChoiceState& c, size_t from, size_t to) {
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  for (size_t i = from; i < to && i < c.logprobs.size(); ++i) {
+    const std::string t = token_text(tok, c.token_ids[i]);
+    tokens.push_back(t);
+    lps.push_back(c.logprobs[i].logprob);
+    json top = json::object();
+    for (const TokenLogprob& e : c.logprobs[i].top) top[token_text(tok, e.id)] = e.logprob;
+    tops.push_back(top);
+    offs.push_back(c.text_offset);
+    c.text_offset += t.size();
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops},
+          {"text_offset", offs}};
+}
+
+json tool_call_json(const ToolCall& tc, int index, bool with_index) {
+  json j = {{"id", tc.id},
+            {"type", "function"},
+            {"function", {{"name", tc.name}, {"arguments", tc.arguments}}}};
+  if (with_index) j["index"] = index;
+  return j;
+}
+
+// A forced call's output is the call object itself: {"name": ..., "arguments": {...}}.
+bool forced_call(const std::string& text, ToolCall* out) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) return false;
+  out->id = new_response_id("call_");
+  out->name = j["name"];
+  const json args = j.contains("arguments") ? j["arguments"]
+                    : j.contains("parameters") ? j["parameters"] : json::object();
+  out->arguments = args.dump();
+  return true;
+}
+
+json chunk_base(const ResponseMeta& m, const char* object) {
+  return {{"id", m.id}, {"object", object}, {"created", m.created}, {"model", m.model}};
+}
+
+std::string reason_for(const GenPlan& plan, const ChoiceState& c, bool has_calls) {
+  if (has_calls && c.finish_reason == "stop") return "tool_calls";
+  if (has_calls && plan.tool_mode == ToolMode::kForced) return "tool_calls";
+  return c.finish_reason;
+}
+
+}  // namespace
+
+std::string new_response_id(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string id = prefix;
+  for (int i = 0; i < 24; ++i) id += hex[rng() % 16];
+  return id;
+}
+
+void apply_update(ChoiceState& c, const StreamUpdate& u) {
+  c.text += u.text;
+  c.token_ids.insert(c.token_ids.end(), u.token_ids.begin(), u.token_ids.end());
+  c.logprobs.insert(c.logprobs.end(), u.logprobs.begin(), u.logprobs.end());
+  c.n_prompt = u.n_prompt;
+  c.n_cached = u.n_cached_prompt;
+  c.n_generated = u.n_generated;
+  if (u.finished) {
+    c.finished = true;
+    c.finish_reason = u.finish_reason;
+  }
+}
+
+json usage_json(const GenPlan& plan, const std::vector<ChoiceState>& choices) {
+  int64_t prompt = 0, cached = 0, completion = 0;
+  std::vector<bool> seen(plan.prompts.size(), false);
+  for (const auto& c : choices) {
+    completion += c.n_generated;
+    if (!seen[c.prompt]) {  // a prompt counts once however many samples it has
+      seen[c.prompt] = true;
+      prompt += static_cast<int64_t>(plan.prompts[c.prompt].ids.size());
+      cached += c.n_cached;
+    }
+  }
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+json chat_response(const ResponseMeta& m, const GenPlan& plan, std::vector<ChoiceState>& choices,
+                   const Tokenizer& tok) {
+  json out = chunk_base(m, "chat.completion");
+  json arr = json::array();
+  for (auto& c : choices) {
+    json msg = {{"role", "assistant"}};
+    std::vector<ToolCall> calls;
+    std::string content = c.text;
+    if (plan.tool_mode == ToolMode::kForced) {
+      ToolCall tc;
+      if (forced_call(c.text, &tc)) {
+        calls.push_back(tc);
+        content.clear();
+      }
+    } else if (plan.tool_mode == ToolMode::kAuto) {
+      ParsedOutput p = parse_tool_calls(c.text, plan.tool_format);
+      calls = std::move(p.calls);
+      content = std::move(p.content);
+    }
+    msg["content"] = (calls.empty() || !content.empty()) ? json(content) : json();
+    if (!calls.empty()) {
+      json tcs = json::array();
+      for (const auto& tc : calls) tcs.push_back(tool_call_json(tc, 0, false));
+      msg["tool_calls"] = tcs;
+    }
+    json ch = {{"index", c.index},
+               {"message", msg},
+               {"logprobs", plan.chat_logprobs ? chat_logprobs(tok, c.logprobs, c.token_ids, 0)
+                                               : json()},
+               {"finish_reason", reason_for(plan, c, !calls.empty())}};
+    arr.push_back(ch);
+  }
+  out["choices"] = arr;
+  out["usage"] = usage_json(plan, choices);
+  return out;
+}
+
+json completion_response(const ResponseMeta& m, const GenPlan& plan,
+                         std::vector<ChoiceState>& choices, const Tokenizer& tok) {
+  json out = chunk_base(m, "text_completion");
+  json arr = json::array();
+  for (auto& c : choices) {
+    const std::string prefix = plan.echo ? plan.prompts[c.prompt].text : "";
+    c.text_offset = prefix.size();
+    json lp = plan.completion_logprobs >= 0
+                  ? completion_logprobs(tok, c, 0, c.token_ids.size())
+                  : json();
+    arr.push_back({{"index", c.index},
+                   {"text", prefix + c.text},
+                   {"logprobs", lp},
+                   {"finish_reason", c.finish_reason}});
+  }
+  out["choices"] = arr;
+  out["usage"] = usage_json(plan, choices);
+  return out;
+}
+
+std::vector<json> chat_chunks(const ResponseMeta& m, const GenPlan& plan, ChoiceState& c,
+                              const StreamUpdate& u, const Tokenizer& tok) {
+  std::vector<json> out;
+  auto chunk = [&](json delta, json logprobs, json reason) {
+    json j = chunk_base(m, "chat.completion.chunk");
+    j["choices"] = json::array({{{"index", c.index},
+                                 {"delta", std::move(delta)},
+                                 {"logprobs", std::move(logprobs)},
+                                 {"finish_reason", std::move(reason)}}});
+    if (plan.include_usage) j["usage"] = nullptr;
+    out.push_back(std::move(j));
+  };
+  if (!c.role_sent) {
+    chunk({{"role", "assistant"}, {"content", ""}}, json(), json());
+    c.role_sent = true;
+  }
+  bool any_calls = c.tool_calls_sent > 0;
+  if (plan.tool_mode == ToolMode::kForced) {
+    if (u.finished) {
+      ToolCall tc;
+      if (forced_call(c.text, &tc)) {
+        chunk({{"tool_calls", json::array({tool_call_json(tc, 0, true)})}}, json(), json());
+        c.tool_calls_sent = 1;
+        any_calls = true;
+      } else if (!c.text.empty()) {
+        chunk({{"content", c.text}}, json(), json());
+      }
+    }
+  } else if (plan.tool_mode == ToolMode::kAuto) {
+    if (!c.tool_stream) c.tool_stream = std::make_unique<ToolCallStreamParser>(plan.tool_format);
+    std::vector<StreamDelta> deltas = c.tool_stream->push(u.text);
+    if (u.finished) {
+      auto tail = c.tool_stream->finish();
+      deltas.insert(deltas.end(), tail.begin(), tail.end());
+    }
+    for (const StreamDelta& d : deltas) {
+      if (d.index >= 0) {
+        ToolCall tc{d.id, d.name, d.arguments};
+        chunk({{"tool_calls", json::array({tool_call_json(tc, d.index, true)})}}, json(), json());
+        c.tool_calls_sent = std::max(c.tool_calls_sent, d.index + 1);
+        any_calls = true;
+      } else if (!d.content.empty()) {
+        chunk({{"content", d.content}}, json(), json());
+      }
+    }
+  } else if (!u.text.empty() || (plan.chat_logprobs && !u.token_ids.empty())) {
+    const size_t from = c.token_ids.size() - u.token_ids.size();
+    chunk({{"content", u.text}},
+          plan.chat_logprobs ? chat_logprobs(tok, c.logprobs, c.token_ids, from) : json(),
+          json());
+  }
+  if (u.finished) chunk(json::object(), json(), reason_for(plan, c, any_calls));
+  return out;
+}
+
+std::vector<json> completion_chunks(const ResponseMeta& m, const GenPlan& plan, ChoiceState& c,
+                                    const StreamUpdate& u, const Tokenizer& tok) {
+  std::vector<json> out;
+  std::string text = u.text;
+  if (!c.role_sent) {  // first chunk of the choice: echo goes first
+    c.role_sent = true;
+    if (plan.echo) text = plan.prompts[c.prompt].text + text;
+    c.text_offset = plan.echo ? plan.prompts[c.prompt].text.size() : 0;
+  }
+  if (text.empty() && !u.finished && (plan.completion_logprobs < 0 || u.token_ids.empty()))
+    return out;
+  json lp;
+  if (plan.completion_logprobs >= 0) {
+    const size_t from = c.token_ids.size() - u.token_ids.size();
+    lp = completion_logprobs(tok, c, from, c.token_ids.size());
+  }
+  json j = chunk_base(m, "text_completion");
+  j["choices"] = json::array({{{"index", c.index},
+                               {"text", text},
+                               {"logprobs", lp},
+                               {"finish_reason", u.finished ? json(c.finish_reason) : json()}}});
+  if (plan.include_usage) j["usage"] = nullptr;
+  out.push_back(std::move(j));
+  return out;
+}
+
+}  // namespace jinx::server

@@ -1,0 +1,451 @@
+#include "server/server.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <httplib.h>
+
+#include "core/log.h"
+#include "model/model.h"
+#include "server/openai_response.h"
+#include "structured/json_constraint.h"
+
+namespace jinx::server {
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(dump(body), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  send_json(res, e.status, error_body(e.status, e.what(), e.param, e.type));
+}
+
+// Updates of every choice of one HTTP request, handed from the engine thread.
+struct Channel {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<int, StreamUpdate>> q;
+  int n_open = 0;  // choices not finished yet
+
+  void push(int choice, const StreamUpdate& u) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      q.emplace_back(choice, u);
+      if (u.finished) --n_open;
+    }
+    cv.notify_all();
+  }
+  // Waits up to `timeout` for updates; returns them (maybe none).
+  std::deque<std::pair<int, StreamUpdate>> take(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait_for(lk, timeout, [&] { return !q.empty(); });
+    std::deque<std::pair<int, StreamUpdate>> out;
+    out.swap(q);
+    return out;
+  }
+};
+
+struct ServerState {
+  ServeOptions opt;
+  std::atomic<bool> ready{false};
+  std::atomic<bool> load_failed{false};
+  std::string load_error;
+  std::unique_ptr<AsyncEngine> engine;
+  ModelContext ctx;
+  std::once_flag vocab_once;
+  std::shared_ptr<const ConstraintVocab> vocab;
+  int64_t created = 0;
+};
+
+// The choices of one request, submitted; cancels them all when dropped unfinished.
+struct Job {
+  ServerState* st = nullptr;
+  GenPlan plan;
+  std::shared_ptr<Channel> ch = std::make_shared<Channel>();
+  std::vector<uint64_t> handles;
+  std::vector<ChoiceState> choices;
+  ResponseMeta meta;
+
+  void cancel_all() {
+    for (uint64_t h : handles) st->engine->cancel(h);
+  }
+  ~Job() {
+    bool open;
+    {
+      std::lock_guard<std::mutex> lk(ch->mu);
+      open = ch->n_open > 0;
+    }
+    if (open) cancel_all();
+  }
+};
+
+void submit_job(Job& job) {
+  ServerState& st = *job.st;
+  const int n = job.plan.n;
+  const int total = static_cast<int>(job.plan.prompts.size()) * n;
+  job.choices.resize(total);
+  job.ch->n_open = total;
+  try {
+    for (int i = 0; i < total; ++i) {
+      ChoiceState& c = job.choices[i];
+      c.index = i;
+      c.prompt = i / n;
+      Request r;
+      r.prompt = job.plan.prompts[c.prompt].ids;
+      r.params = job.plan.params;
+      if (r.params.seed) r.params.seed = *r.params.seed + static_cast<uint64_t>(i);
+      r.constraint = make_constraint(job.plan, st.ctx);
+      std::weak_ptr<Channel> wch = job.ch;
+      r.on_update = [wch, i](const StreamUpdate& u) {
+        if (auto ch = wch.lock()) ch->push(i, u);
+      };
+      job.handles.push_back(st.engine->submit(std::move(r)));
+    }
+  } catch (const QueueFull& e) {
+    job.cancel_all();
+    job.ch->n_open = 0;
+    throw ApiError(429, e.what(), "", "server_busy");
+  } catch (const ApiError&) {
+    job.cancel_all();
+    job.ch->n_open = 0;
+    throw;
+  } catch (const Error& e) {
+    job.cancel_all();
+    job.ch->n_open = 0;
+    bad_request("", e.what());
+  }
+}
+
+nlohmann::ordered_json parse_body(const httplib::Request& req) {
+  auto body = nlohmann::ordered_json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) bad_request("", "the request body is not valid JSON");
+  if (!body.is_object()) bad_request("", "the request body must be a JSON object");
+  return body;
+}
+
+void require_ready(ServerState& st) {
+  if (st.load_failed) throw ApiError(503, "the model failed to load: " + st.load_error);
+  if (!st.ready) throw ApiError(503, "the model is still loading");
+  if (st.engine->metrics().failed) throw ApiError(503, "the engine stopped after an internal error");
+}
+
+void run_blocking(Job& job, httplib::Response& res) {
+  int open = static_cast<int>(job.choices.size());
+  while (open > 0) {
+    for (auto& [i, u] : job.ch->take(std::chrono::milliseconds(500))) {
+      apply_update(job.choices[i], u);
+      if (u.finished) --open;
+    }
+  }
+  const Tokenizer& tok = *job.st->ctx.tok;
+  send_json(res, 200, job.plan.chat ? chat_response(job.meta, job.plan, job.choices, tok)
+                                    : completion_response(job.meta, job.plan, job.choices, tok));
+}
+
+bool write_event(httplib::DataSink& sink, const std::string& data) {
+  const std::string ev = "data: " + data + "\n\n";
+  return sink.write(ev.data(), ev.size());
+}
+
+// Streams SSE until every choice finished or the client went away (then cancels).
+void run_streaming(std::shared_ptr<Job> job, httplib::Response& res) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [job](size_t, httplib::DataSink& sink) {
+        const Tokenizer& tok = *job->st->ctx.tok;
+        int open = static_cast<int>(job->choices.size());
+        auto last_write = Clock::now();
+        while (open > 0) {
+          auto updates = job->ch->take(std::chrono::milliseconds(200));
+          for (auto& [i, u] : updates) {
+            ChoiceState& c = job->choices[i];
+            apply_update(c, u);
+            if (u.finished) --open;
+            auto chunks = job->plan.chat ? chat_chunks(job->meta, job->plan, c, u, tok)
+                                         : completion_chunks(job->meta, job->plan, c, u, tok);
+            for (const json& j : chunks) {
+              if (!write_event(sink, dump(j))) {
+                job->cancel_all();
+                return false;
+              }
+              last_write = Clock::now();
+            }
+          }
+          // A comment line now and then: a client that left is noticed (and its request
+          // cancelled) even while nothing is generated for it, e.g. while it waits in the queue.
+          if (updates.empty() && Clock::now() - last_write > std::chrono::seconds(1)) {
+            static const char kPing[] = ": ping\n\n";
+            if (!sink.write(kPing, sizeof(kPing) - 1) || !sink.is_writable()) {
+              job->cancel_all();
+              return false;
+            }
+            last_write = Clock::now();
+          }
+        }
+        if (job->plan.include_usage) {
+          json u = {{"id", job->meta.id},
+                    {"object", job->plan.chat ? "chat.completion.chunk" : "text_completion"},
+                    {"created", job->meta.created},
+                    {"model", job->meta.model},
+                    {"choices", json::array()},
+                    {"usage", usage_json(job->plan, job->choices)}};
+          if (!write_event(sink, dump(u))) return false;
+        }
+        write_event(sink, "[DONE]");
+        sink.done();
+        return true;
+      },
+      [job](bool success) {
+        if (!success) job->cancel_all();
+      });
+}
+
+void handle_generate(ServerState& st, const httplib::Request& req, httplib::Response& res,
+                     bool chat) {
+  require_ready(st);
+  const auto body = parse_body(req);
+  auto job = std::make_shared<Job>();
+  job->st = &st;
+  job->plan = chat ? parse_chat_request(body, st.ctx) : parse_completion_request(body, st.ctx);
+  job->meta = {new_response_id(chat ? "chatcmpl-" : "cmpl-"),
+               static_cast<int64_t>(std::time(nullptr)), st.ctx.served_name};
+  submit_job(*job);
+  if (job->plan.stream) {
+    run_streaming(job, res);
+  } else {
+    run_blocking(*job, res);
+  }
+}
+
+json models_json(const ServerState& st) {
+  return {{"object", "list"},
+          {"data", json::array({{{"id", st.ctx.served_name},
+                                 {"object", "model"},
+                                 {"created", st.created},
+                                 {"owned_by", "jinx"},
+                                 {"max_model_len", st.ctx.max_model_len}}})}};
+}
+
+void handle_tokenize(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const auto body = parse_body(req);
+  check_model_field(json::parse(body.dump()), st.ctx);
+  std::vector<int32_t> ids;
+  if (body.contains("messages")) {
+    auto b = body;
+    b.erase("max_tokens");
+    b.erase("max_completion_tokens");
+    ids = parse_chat_request(b, st.ctx).prompts.at(0).ids;
+  } else {
+    if (!body.contains("prompt") || !body["prompt"].is_string())
+      bad_request("prompt", "'prompt' must be a string (or send 'messages')");
+    bool add = true;
+    if (body.contains("add_special_tokens")) {
+      if (!body["add_special_tokens"].is_boolean())
+        bad_request("add_special_tokens", "'add_special_tokens' must be a boolean");
+      add = body["add_special_tokens"];
+    }
+    ids = st.ctx.tok->encode(body["prompt"].get<std::string>(), add, true);
+  }
+  send_json(res, 200, {{"tokens", ids}, {"count", ids.size()},
+                       {"max_model_len", st.ctx.max_model_len}});
+}
+
+void handle_detokenize(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const json body = json::parse(parse_body(req).dump());
+  check_model_field(body, st.ctx);
+  if (!body.contains("tokens") || !body["tokens"].is_array())
+    bad_request("tokens", "'tokens' must be an array of token ids");
+  std::vector<int32_t> ids;
+  for (const json& t : body["tokens"]) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= st.ctx.vocab_size)
+      bad_request("tokens", str("token ids must be integers in [0, ", st.ctx.vocab_size, ")"));
+    ids.push_back(t.get<int32_t>());
+  }
+  send_json(res, 200, {{"prompt", st.ctx.tok->decode(ids)}});
+}
+
+// Wraps a handler: ApiError and jinx::Error become OpenAI-shaped error bodies.
+template <typename F>
+httplib::Server::Handler guarded(F f) {
+  return [f](const httplib::Request& req, httplib::Response& res) {
+    try {
+      f(req, res);
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const Error& e) {
+      send_error(res, ApiError(400, e.what()));
+    } catch (const std::exception& e) {
+      log_warn("server: internal error: ", e.what());
+      send_error(res, ApiError(500, str("internal error: ", e.what())));
+    }
+  };
+}
+
+void load_model(ServerState& st) {
+  try {
+    auto llm = std::make_unique<LLM>(st.opt.model_path, st.opt.engine);
+    ModelContext& c = st.ctx;
+    c.tok = std::shared_ptr<const Tokenizer>(llm->tokenizer_ptr());
+    c.tmpl_source = c.tok->chat_template().empty() ? fallback_chat_template()
+                                                    : c.tok->chat_template();
+    c.tmpl = std::make_shared<ChatTemplate>(c.tmpl_source);
+    c.tool_format = detect_tool_format(c.tmpl_source);
+    c.vocab_size = static_cast<int32_t>(llm->model().config().vocab_size);
+    c.max_model_len = llm->max_model_len();
+    c.max_n = st.opt.max_n;
+    c.constraint_vocab = [&st]() {
+      std::call_once(st.vocab_once, [&st] {
+        st.vocab = std::make_shared<const ConstraintVocab>(*st.ctx.tok);
+      });
+      return st.vocab;
+    };
+    st.engine = std::make_unique<AsyncEngine>(std::move(llm), AsyncOptions{st.opt.max_queue});
+    st.ready = true;
+    log_info("server: model ready (", c.served_name, ", context ", c.max_model_len, " tokens)");
+  } catch (const std::exception& e) {
+    st.load_error = e.what();
+    st.load_failed = true;
+    log_warn("server: the model failed to load: ", e.what());
+  }
+}
+
+std::string default_name(const std::string& path) {
+  std::filesystem::path p(path);
+  std::string name = p.filename().string();
+  if (name.empty()) name = p.parent_path().filename().string();
+  if (p.extension() == ".gguf") name = p.stem().string();
+  return name.empty() ? "model" : name;
+}
+
+void add_routes(httplib::Server& svr, ServerState& st) {
+  svr.Post("/v1/chat/completions", guarded([&st](const auto& req, auto& res) {
+             handle_generate(st, req, res, true);
+           }));
+  svr.Post("/v1/completions", guarded([&st](const auto& req, auto& res) {
+             handle_generate(st, req, res, false);
+           }));
+  svr.Get("/v1/models", guarded([&st](const auto&, auto& res) {
+            require_ready(st);
+            send_json(res, 200, models_json(st));
+          }));
+  svr.Get("/health", [&st](const auto&, auto& res) {
+    if (st.ready && !st.engine->metrics().failed) {
+      send_json(res, 200, {{"status", "ok"}});
+    } else {
+      send_json(res, 503, {{"status", st.load_failed ? "failed" : st.ready ? "failed" : "loading"}});
+    }
+  });
+  svr.Get("/metrics", [&st](const auto&, auto& res) {
+    EngineMetrics m;
+    if (st.ready) m = st.engine->metrics();
+    res.set_content(metrics_text(m, st.ctx.served_name), "text/plain; version=0.0.4");
+  });
+  svr.Post("/tokenize", guarded([&st](const auto& req, auto& res) { handle_tokenize(st, req, res); }));
+  svr.Post("/detokenize",
+           guarded([&st](const auto& req, auto& res) { handle_detokenize(st, req, res); }));
+  svr.Get("/", [](const auto&, auto& res) {
+    res.set_content(chat_page_html(), "text/html; charset=utf-8");
+  });
+}
+
+void add_policies(httplib::Server& svr, ServerState& st) {
+  svr.set_pre_routing_handler([&st](const auto& req, auto& res) {
+    if (req.method == "OPTIONS") {  // CORS preflight
+      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    const bool protected_path = req.path.rfind("/v1/", 0) == 0 || req.path == "/tokenize" ||
+                                req.path == "/detokenize";
+    if (!st.opt.api_key.empty() && protected_path &&
+        req.get_header_value("Authorization") != "Bearer " + st.opt.api_key) {
+      send_error(res, ApiError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
+                               "", "authentication_error"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  svr.set_error_handler([](const auto& req, auto& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+      send_json(res, 404, error_body(404, str("no route ", req.method, " ", req.path)));
+    } else if (res.status == 413) {
+      send_json(res, 413, error_body(413, "the request body is too large"));
+    } else if (res.status == 405) {
+      send_json(res, 405, error_body(405, str("method ", req.method, " not allowed here")));
+    } else {
+      send_json(res, res.status, error_body(res.status, "bad request"));
+    }
+  });
+  svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
+}
+
+}  // namespace
+
+int serve(const ServeOptions& options) {
+  // SIGINT/SIGTERM go to a thread that stops the server; SIGPIPE (client gone) is ignored.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ServerState st;
+  st.opt = options;
+  st.ctx.served_name =
+      options.served_name.empty() ? default_name(options.model_path) : options.served_name;
+  st.created = static_cast<int64_t>(std::time(nullptr));
+  httplib::Server svr;
+  const int threads = std::max(4, options.http_threads);
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  svr.set_payload_max_length(options.max_body_bytes);
+  svr.set_read_timeout(30, 0);
+  svr.set_write_timeout(30, 0);
+  svr.set_keep_alive_max_count(1000);
+  add_policies(svr, st);
+  add_routes(svr, st);
+  if (!svr.bind_to_port(options.host, options.port)) {
+    log_warn("server: cannot listen on ", options.host, ":", options.port);
+    return 1;
+  }
+  std::thread loader([&st] { load_model(st); });
+  std::thread signals([&svr, sigs] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    svr.stop();
+  });
+  log_info("server: listening on http://", options.host, ":", options.port, " (chat page at /)");
+  svr.listen_after_bind();
+  loader.join();
+  if (signals.joinable()) {
+    pthread_kill(signals.native_handle(), SIGTERM);  // wake it if the server stopped by itself
+    signals.join();
+  }
+  st.engine.reset();
+  return st.load_failed ? 1 : 0;
+}
+
+}  // namespace jinx::server

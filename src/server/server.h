@@ -1,0 +1,41 @@
+// `jinx serve`: an OpenAI-compatible HTTP server over AsyncEngine.
+//
+// HTTP threads (cpp-httplib's pool) parse, validate, tokenize, submit and stream; the engine
+// runs in its own thread. Routes: POST /v1/chat/completions, POST /v1/completions,
+// GET /v1/models, GET /health (503 while the model loads), GET /metrics (Prometheus text),
+// POST /tokenize, POST /detokenize, GET / (the chat page).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "engine/async_engine.h"
+#include "engine/llm.h"
+
+namespace jinx::server {
+
+struct ServeOptions {
+  std::string model_path;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;       // "" = no authentication
+  std::string served_name;   // "" = the model file or folder name
+  EngineOptions engine;
+  int32_t max_queue = 256;   // waiting requests before 429
+  size_t max_body_bytes = 8u << 20;
+  int http_threads = 128;    // concurrent connections served (streams hold one each)
+  int32_t max_n = 16;
+};
+
+// Listens, loads the model in the background (/health says 503 until it is ready), serves
+// until SIGINT or SIGTERM. Returns the process exit code.
+int serve(const ServeOptions& options);
+
+// Prometheus text for the engine's metrics.
+std::string metrics_text(const EngineMetrics& m, const std::string& model_name);
+
+// The embedded chat page.
+const std::string& chat_page_html();
+
+}  // namespace jinx::server

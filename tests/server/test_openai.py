@@ -1,0 +1,512 @@
+"""`jinx serve` driven by the official openai client (and raw HTTP for what the client hides).
+
+Run: python -m pytest tests/server/test_openai.py (needs openai, jsonschema, httpx).
+"""
+import asyncio
+import json
+import math
+import re
+import socket
+import time
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from conftest import API_KEY, Server
+
+MODEL = "smollm2"
+HDR = {"Authorization": f"Bearer {API_KEY}"}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"},
+                           "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {"name": "get_time", "description": "Current time in a timezone",
+                 "parameters": {"type": "object", "properties": {"tz": {"type": "string"}},
+                                "required": ["tz"]}},
+}
+
+
+def chat(client, content, **kw):
+    kw.setdefault("max_tokens", 24)
+    return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content}], **kw)
+
+
+def metrics(server):
+    text = httpx.get(server.url + "/metrics").text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        out[name] = float(value)
+    return out
+
+
+def metric(m, prefix):
+    return sum(v for k, v in m.items() if k.startswith(prefix))
+
+
+# --- basics --------------------------------------------------------------------------------
+
+def test_health_and_models(server, client):
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL]
+
+
+def test_chat_non_stream(client):
+    r = chat(client, "What is the capital of France?", temperature=0)
+    c = r.choices[0]
+    assert c.message.role == "assistant"
+    assert "Paris" in c.message.content
+    assert c.finish_reason in ("stop", "length")
+    assert r.usage.prompt_tokens > 5
+    assert r.usage.completion_tokens >= 1
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+@pytest.mark.parametrize("params", [dict(temperature=0), dict(temperature=0.9, seed=1234,
+                                                               top_p=0.9, top_k=40)])
+def test_chat_stream_equals_non_stream(client, params):
+    kw = dict(max_tokens=32, **{k: v for k, v in params.items() if k != "top_k"})
+    extra = {"top_k": params["top_k"]} if "top_k" in params else None
+    full = chat(client, "Tell me about the moon.", extra_body=extra, **kw)
+    stream = chat(client, "Tell me about the moon.", stream=True,
+                  stream_options={"include_usage": True}, extra_body=extra, **kw)
+    text, reasons, usage, roles = "", [], None, []
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            if ch.delta.role:
+                roles.append(ch.delta.role)
+            text += ch.delta.content or ""
+            if ch.finish_reason:
+                reasons.append(ch.finish_reason)
+    assert roles == ["assistant"]
+    assert text == full.choices[0].message.content
+    assert reasons == [full.choices[0].finish_reason]
+    assert usage is not None and usage.completion_tokens == full.usage.completion_tokens
+
+
+def test_completions_stream_and_non_stream(client):
+    kw = dict(model=MODEL, prompt="The three primary colors are", max_tokens=16, temperature=0)
+    full = client.completions.create(**kw)
+    text = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw)
+                   if c.choices)
+    assert full.choices[0].text and text == full.choices[0].text
+    assert full.object == "text_completion"
+    echo = client.completions.create(echo=True, **kw)
+    assert echo.choices[0].text == kw["prompt"] + full.choices[0].text
+
+
+def test_completions_token_prompt_and_batch(client):
+    ids = httpx.post(client.base_url.join("/tokenize").__str__().replace("/v1", ""), headers=HDR,
+                     json={"prompt": "Once upon a time"}).json()["tokens"]
+    by_ids = client.completions.create(model=MODEL, prompt=ids, max_tokens=8, temperature=0)
+    by_text = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=8,
+                                        temperature=0)
+    assert by_ids.choices[0].text == by_text.choices[0].text
+    batch = client.completions.create(model=MODEL, prompt=["Once upon a time", "1, 2, 3,"],
+                                      max_tokens=8, temperature=0)
+    assert [c.index for c in batch.choices] == [0, 1]
+    assert batch.choices[0].text == by_text.choices[0].text
+
+
+def test_n_choices(client):
+    r = chat(client, "Name a fruit.", n=3, temperature=1.0, seed=7, max_tokens=12)
+    assert sorted(c.index for c in r.choices) == [0, 1, 2]
+    assert all(c.message.content for c in r.choices)
+    again = chat(client, "Name a fruit.", n=3, temperature=1.0, seed=7, max_tokens=12)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in r.choices]
+    # Streamed: every index gets its own finish_reason.
+    reasons = {}
+    for chunk in chat(client, "Name a fruit.", n=3, stream=True, max_tokens=12):
+        for ch in chunk.choices:
+            if ch.finish_reason:
+                reasons[ch.index] = ch.finish_reason
+    assert sorted(reasons) == [0, 1, 2]
+
+
+def test_stop_strings(client):
+    base = chat(client, "Count from 1 to 20, separated by commas.", temperature=0, max_tokens=40)
+    text = base.choices[0].message.content
+    words = re.findall(r"[0-9A-Za-z]+", text)
+    assert len(words) >= 4, text
+    stop = words[3]
+    r = chat(client, "Count from 1 to 20, separated by commas.", temperature=0, max_tokens=40,
+             stop=[stop])
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.content == text[:text.index(stop)]
+    # Streaming holds back text that might start a stop string and never emits the stop.
+    streamed = "".join(c.choices[0].delta.content or "" for c in chat(
+        client, "Count from 1 to 20, separated by commas.", temperature=0, max_tokens=40,
+        stop=[stop], stream=True) if c.choices)
+    assert streamed == r.choices[0].message.content
+
+
+def test_max_tokens_and_length(client):
+    r = chat(client, "Write a long story about a dragon.", max_tokens=5, temperature=0)
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage.completion_tokens == 5
+    r = client.chat.completions.create(model=MODEL, max_completion_tokens=3, temperature=0,
+                                       messages=[{"role": "user", "content": "Hi there"}])
+    assert r.usage.completion_tokens <= 3
+
+
+def test_logprobs(client):
+    r = chat(client, "Say hello.", temperature=0, max_tokens=8, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for e in content:
+        assert len(e.top_logprobs) == 3
+        assert e.logprob <= 0
+        lps = [t.logprob for t in e.top_logprobs]
+        assert lps == sorted(lps, reverse=True)
+        assert sum(math.exp(x) for x in lps) <= 1.0 + 1e-4
+        # Greedy picks the most likely token.
+        assert e.top_logprobs[0].token == e.token
+        assert abs(e.top_logprobs[0].logprob - e.logprob) < 1e-5
+        assert bytes(e.bytes).decode("utf-8", "replace") == e.token
+    c = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, logprobs=2,
+                                  temperature=0)
+    lp = c.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 4
+    assert "".join(lp.tokens) == c.choices[0].text
+
+
+def test_sampling_parameters_accepted(client):
+    r = chat(client, "Pick a color.", temperature=0.7, top_p=0.8, seed=3, presence_penalty=0.5,
+             frequency_penalty=0.5, logit_bias={"28": -100},
+             extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1})
+    assert r.choices[0].message.content is not None
+
+
+def test_logit_bias_forces_token(client):
+    tok = httpx.post(f"{client.base_url}".replace("/v1/", "/tokenize"), headers=HDR,
+                     json={"prompt": " banana", "add_special_tokens": False}).json()["tokens"]
+    r = chat(client, "Say something.", temperature=0, max_tokens=3,
+             logit_bias={str(tok[0]): 100})
+    ids_text = r.choices[0].message.content
+    assert ids_text.startswith(httpx.post(f"{client.base_url}".replace("/v1/", "/detokenize"),
+                                          headers=HDR, json={"tokens": tok[:1]}).json()["prompt"])
+
+
+# --- tools and structured output -----------------------------------------------------------
+
+def test_tool_choice_required_gives_valid_call(client):
+    r = chat(client, "What is the weather in Paris?", tools=[WEATHER_TOOL, TIME_TOOL],
+             tool_choice="required", max_tokens=60, temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls"
+    assert c.message.tool_calls, c.message
+    call = c.message.tool_calls[0]
+    assert call.type == "function" and call.id.startswith("call_")
+    tool = {"get_weather": WEATHER_TOOL, "get_time": TIME_TOOL}[call.function.name]
+    args = json.loads(call.function.arguments)
+    jsonschema.validate(args, tool["function"]["parameters"])
+
+
+def test_named_tool_choice_and_stream(client):
+    choice = {"type": "function", "function": {"name": "get_time"}}
+    r = chat(client, "What time is it in Tokyo?", tools=[WEATHER_TOOL, TIME_TOOL],
+             tool_choice=choice, max_tokens=40, temperature=0)
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_time"
+    jsonschema.validate(json.loads(call.function.arguments),
+                        TIME_TOOL["function"]["parameters"])
+    # Streamed: tool-call deltas accumulate to the same call.
+    name, args, reason = "", "", None
+    for chunk in chat(client, "What time is it in Tokyo?", tools=[WEATHER_TOOL, TIME_TOOL],
+                      tool_choice=choice, max_tokens=40, temperature=0, stream=True):
+        for ch in chunk.choices:
+            for d in ch.delta.tool_calls or []:
+                name += d.function.name or ""
+                args += d.function.arguments or ""
+            reason = ch.finish_reason or reason
+    assert name == "get_time" and json.loads(args) == json.loads(call.function.arguments)
+    assert reason == "tool_calls"
+
+
+def test_tool_result_turn(client):
+    messages = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather",
+                          "arguments": "{\"city\": \"Paris\", \"unit\": \"celsius\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature\": 21}"},
+    ]
+    r = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL],
+                                       max_tokens=30, temperature=0)
+    assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "age": {"type": "integer"},
+        "languages": {"type": "array", "items": {"type": "string", "maxLength": 20},
+                      "maxItems": 3},
+        "role": {"enum": ["admin", "user", "guest"]},
+    },
+    "required": ["name", "age", "languages", "role"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_json_schema_output_validates(client, seed):
+    rf = {"type": "json_schema", "json_schema": {"name": "person", "strict": True,
+                                                 "schema": SCHEMA}}
+    r = chat(client, "Describe a software developer as JSON.", response_format=rf,
+             max_tokens=160, temperature=0.8, seed=seed)
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+    doc = json.loads(r.choices[0].message.content)
+    jsonschema.validate(doc, SCHEMA)
+    assert list(doc) == list(SCHEMA["properties"])  # in the schema's order
+
+
+def test_json_object_output_parses(client):
+    r = chat(client, "Give me a JSON object describing a cat.",
+             response_format={"type": "json_object"}, max_tokens=120, temperature=0.7, seed=5)
+    if r.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(r.choices[0].message.content), dict)
+    else:  # length: still a valid prefix of an object
+        assert r.choices[0].message.content.lstrip().startswith("{")
+
+
+def test_unsupported_schema_is_400(client):
+    rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "string", "pattern": "^a+$"}}}
+    with pytest.raises(openai.BadRequestError):
+        chat(client, "hi", response_format=rf)
+
+
+# --- concurrency and cancellation ----------------------------------------------------------
+
+def test_32_concurrent_streams(server):
+    async def one(ac, i):
+        text, reason = "", None
+        stream = await ac.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": f"Tell me fact number {i}."}],
+            max_tokens=16, temperature=0.8, seed=i, stream=True)
+        async for chunk in stream:
+            for ch in chunk.choices:
+                text += ch.delta.content or ""
+                reason = ch.finish_reason or reason
+        return text, reason
+
+    async def main():
+        ac = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0,
+                                timeout=600)
+        return await asyncio.gather(*(one(ac, i) for i in range(32)))
+
+    results = asyncio.run(main())
+    assert len(results) == 32
+    for text, reason in results:
+        assert reason in ("stop", "length")
+        assert text or reason == "stop"
+
+
+def test_disconnect_mid_stream_frees_blocks(server):
+    before = metrics(server)
+    aborted0 = metric(before, 'jinx:request_success_total{model_name="smollm2",finished_reason="abort"}')
+    body = {"model": MODEL, "stream": True, "max_tokens": 2000, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Write a very long essay."}]}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, headers=HDR,
+                      timeout=120) as r:
+        assert r.status_code == 200
+        n = 0
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                n += 1
+            if n >= 5:
+                break
+        m = metrics(server)
+        assert metric(m, "jinx:kv_blocks_used") > 0, (n, m)
+        assert metric(m, "jinx:num_requests_running") >= 1
+    # Closed: the server notices at its next write and cancels.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = metrics(server)
+        if metric(m, "jinx:kv_blocks_used") == 0 and metric(m, "jinx:num_requests_running") == 0:
+            break
+        time.sleep(0.1)
+    assert metric(m, "jinx:kv_blocks_used") == 0
+    assert metric(m, "jinx:num_requests_running") == 0
+    assert metric(m, 'jinx:request_success_total{model_name="smollm2",finished_reason="abort"}') == aborted0 + 1
+    assert metric(m, "jinx:generation_tokens_total") < metric(before, "jinx:generation_tokens_total") + 1000
+
+
+def test_metrics_shape(server, client):
+    chat(client, "Hello!", max_tokens=4)
+    text = httpx.get(server.url + "/metrics").text
+    for name in ["jinx:num_requests_running", "jinx:num_requests_waiting", "jinx:kv_blocks_used",
+                 "jinx:prefix_cache_hit_rate", "jinx:prompt_tokens_total",
+                 "jinx:generation_tokens_total", "jinx:time_to_first_token_seconds_bucket",
+                 "jinx:time_per_output_token_seconds_bucket"]:
+        assert name in text
+    m = metrics(server)
+    assert metric(m, "jinx:prompt_tokens_total") > 0
+    assert metric(m, "jinx:time_to_first_token_seconds_count") > 0
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+def post(server, path, data, headers=HDR, **kw):
+    return httpx.post(server.url + path, content=data if isinstance(data, (bytes, str)) else None,
+                      json=None if isinstance(data, (bytes, str)) else data,
+                      headers=headers, timeout=60, **kw)
+
+
+def msg(content="hi", **kw):
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 4,
+            **kw}
+
+
+BAD_400 = [
+    b"{not json",
+    b"[1, 2, 3]",
+    b"\xff\xfe{\"messages\": 1}",
+    {"model": MODEL, "messages": "hello"},
+    {"model": MODEL, "messages": []},
+    {"model": MODEL},
+    {"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]},
+    {"model": MODEL, "messages": [{"role": "user"}]},
+    {"model": MODEL, "messages": [{"role": "user", "content": 42}]},
+    {"model": MODEL, "messages": [{"content": "hi"}]},
+    {"model": MODEL, "messages": ["hi"]},
+    msg(temperature="hot"),
+    msg(temperature=5),
+    msg(temperature=float("nan")) if False else msg(top_p=0),
+    msg(top_p=1.5),
+    msg(max_tokens=0),
+    msg(max_tokens=-3),
+    msg(max_tokens=10_000_000),
+    msg(max_tokens="many"),
+    msg(n=0),
+    msg(n=1000),
+    msg(stop=[""]),
+    msg(stop=7),
+    msg(logit_bias={"abc": 1}),
+    msg(logit_bias={"999999999": 1}),
+    msg(logit_bias={"5": 1000}),
+    msg(top_logprobs=5),
+    msg(logprobs=True, top_logprobs=99),
+    msg(presence_penalty=3),
+    msg(seed="x"),
+    msg(stream="yes"),
+    msg(stream_options={"include_usage": True}),
+    msg(tools="nope"),
+    msg(tools=[{"type": "function", "function": {"name": ""}}]),
+    msg(tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "nope"}}),
+    msg(tool_choice="required"),
+    msg(response_format={"type": "xml"}),
+    msg(response_format={"type": "json_schema"}),
+    msg("x " * 9000),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_400)))
+def test_bad_request_400(server, i):
+    r = post(server, "/v1/chat/completions", BAD_400[i])
+    assert r.status_code == 400, (BAD_400[i] if not isinstance(BAD_400[i], bytes) else "", r.text)
+    err = r.json()["error"]
+    assert err["message"] and err["type"] == "invalid_request_error"
+
+
+def test_bad_completions_400(server):
+    for body in [{"model": MODEL}, {"model": MODEL, "prompt": []}, {"model": MODEL, "prompt": [-1]},
+                 {"model": MODEL, "prompt": [[1, 2], "x", 3]}, {"model": MODEL, "prompt": 12},
+                 {"model": MODEL, "prompt": "hi", "logprobs": 9},
+                 {"model": MODEL, "prompt": [10**12]}]:
+        r = post(server, "/v1/completions", body)
+        assert r.status_code == 400, (body, r.text)
+
+
+def test_invalid_utf8_in_string_is_400(server):
+    raw = b'{"model": "smollm2", "messages": [{"role": "user", "content": "\xc3\x28 bad"}]}'
+    r = post(server, "/v1/chat/completions", raw)
+    assert r.status_code == 400
+    assert "error" in r.json()
+
+
+def test_unknown_model_and_route_404(server):
+    r = post(server, "/v1/chat/completions", dict(msg(), model="gpt-9"))
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    r = httpx.get(server.url + "/v1/nothing-here", headers=HDR)
+    assert r.status_code == 404 and "error" in r.json()
+
+
+def test_oversized_body_413(server):
+    big = json.dumps(msg("a" * (2 << 20))).encode()
+    r = post(server, "/v1/chat/completions", big)
+    assert r.status_code == 413
+    assert "error" in r.json()
+
+
+def test_auth_401(server):
+    for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}]:
+        r = post(server, "/v1/chat/completions", msg(), headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    bad = openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    assert httpx.get(server.url + "/health").status_code == 200  # health stays open
+
+
+def test_garbage_connections_do_not_hurt(server, client):
+    for payload in [b"GARBAGE\r\n\r\n", b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n{",
+                    b"\x00" * 1000, b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 2000 + b"\r\n"]:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            try:
+                s.sendall(payload)
+                s.recv(1000)
+            except OSError:
+                pass
+    assert chat(client, "Still there?", max_tokens=3).choices[0].message.content is not None
+
+
+def test_tokenize_detokenize(server):
+    r = post(server, "/tokenize", {"prompt": "Hello world!", "add_special_tokens": False}).json()
+    assert r["count"] == len(r["tokens"]) > 0
+    back = post(server, "/detokenize", {"tokens": r["tokens"]}).json()["prompt"]
+    assert back == "Hello world!"
+    chat_ids = post(server, "/tokenize", {"messages": [{"role": "user", "content": "Hi"}]}).json()
+    assert chat_ids["count"] > r["count"] - 1
+    assert post(server, "/detokenize", {"tokens": [-5]}).status_code == 400
+
+
+def test_queue_full_429():
+    s = Server("queue", "--max-queue", "1", "--max-num-seqs", "1")
+    try:
+        body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 64, "ignore_eos": True}
+
+        async def main():
+            async with httpx.AsyncClient(timeout=300) as ac:
+                return await asyncio.gather(*(ac.post(s.url + "/v1/completions", json=body)
+                                              for _ in range(8)))
+
+        codes = [r.status_code for r in asyncio.run(main())]
+        assert codes.count(429) >= 1, codes
+        assert codes.count(200) >= 2, codes
+        assert set(codes) <= {200, 429}, codes
+        assert httpx.post(s.url + "/v1/completions", json=body, timeout=300).status_code == 200
+    finally:
+        s.stop()

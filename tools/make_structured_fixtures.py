@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Fixtures for structured output (src/structured): JSON Schema verdicts from `jsonschema`.
+
+Write tests/fixtures/structured/verdicts.json:
+    /work/refvenv/bin/python tools/make_structured_fixtures.py
+Check outputs that the C++ random-walk tests generated (JINX_STRUCTURED_DUMP=<file>):
+    JINX_STRUCTURED_DUMP=/tmp/out.jsonl build-structured/tests/jinx_structured_tests
+    /work/refvenv/bin/python tools/make_structured_fixtures.py --check-outputs /tmp/out.jsonl
+
+verdicts.json: a list of cases {name, schema, docs: [{hex, valid, policy}]}.
+  hex     the document's bytes (hex, so that invalid UTF-8 and control bytes survive)
+  valid   the reference verdict: the bytes are strict UTF-8, parse as JSON (no NaN/Infinity)
+          and jsonschema's Draft 2020-12 validator accepts the value
+  policy  whether the document is in Jinx's output policy (compact or one space after ':'
+          and ',', listed properties in schema order, canonical enum serialization, bounded
+          number digits, surrogates only in pairs). For policy docs the C++ matcher must agree
+          with `valid`; other docs it must reject (they may or may not be valid).
+"""
+import argparse
+import json
+import os
+import sys
+
+import jsonschema
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "tests", "fixtures", "structured")
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "ignored"},
+        "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+TREE = {
+    "$defs": {
+        "node": {
+            "type": "object",
+            "properties": {
+                "value": {"type": "integer"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+            },
+            "required": ["value"],
+            "additionalProperties": False,
+        }
+    },
+    "$ref": "#/$defs/node",
+}
+STEPS = {
+    "type": "object",
+    "properties": {
+        "steps": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"explanation": {"type": "string"}, "output": {"type": "string"}},
+                "required": ["explanation", "output"],
+                "additionalProperties": False,
+            },
+        },
+        "final_answer": {"type": "string"},
+    },
+    "required": ["steps", "final_answer"],
+    "additionalProperties": False,
+}
+TAGGED = {
+    "anyOf": [
+        {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}},
+         "required": ["kind", "x"], "additionalProperties": False},
+        {"type": "object", "properties": {"kind": {"const": "b"}, "y": {"type": "string"}},
+         "required": ["kind", "y"], "additionalProperties": False},
+    ]
+}
+
+# (name, schema, policy docs, out-of-policy docs). Docs are str (UTF-8) or bytes.
+CASES = [
+    ("string", {"type": "string"},
+     ['"abc"', '""', r'"a\"b"', r'"\\ \/ \b\f\n\r\t"', r'"\u00e9\u00E9"', r'"\ud83d\ude00"',
+      '"é😀中"', '"a\nb"', r'"\x"', '"abc', "abc", r'"\u12"', r'"\u12G4"', '"\t"',
+      b'"\xff"', b'"\xc3"', b'"\xc0\xaf"', b'"\xed\xa0\x80"', b'"\xf4\x90\x80\x80"', "1", "null"],
+     [r'"\ud83d"', r'"\ud83d\u0041"', r'"\ude00"', ' "a"', '"a" ', '"\x7f"']),
+    ("string_len", {"type": "string", "minLength": 2, "maxLength": 4},
+     ['"a"', '"ab"', '"abcd"', '"abcde"', '"éé"', '"😀😀😀😀"', '"😀😀😀😀😀"', r'"\ud83d\ude00"',
+      r'"\n\t"', r'"\u0041\u0042\u0043\u0044\u0045"', '""'], []),
+    ("integer", {"type": "integer"},
+     ["0", "-0", "12", "-12", "01", "1.5", '"1"', "-", "123456789012345678", "+1"],
+     ["1 ", "1e2", "1.0", "1234567890123456789012"]),
+    ("number", {"type": "number"},
+     ["0", "-0.5", "1.5e10", "1E+2", "1e-2", ".5", "1.", "1e", "-01", "NaN", "Infinity", "1e+",
+      "0.000001", "-", "1.5.2"],
+     ["1e123"]),
+    ("boolean", {"type": "boolean"}, ["true", "false", "True", "tru", "null", "truee"], []),
+    ("null", {"type": "null"}, ["null", '"null"', "nul"], []),
+    ("enum", {"enum": ["red", "green", 1, None, {"a": 1}, [1, 2], 10]},
+     ['"red"', '"green"', "1", "10", "null", '{"a":1}', "[1,2]", '"blue"', "2", '"gre"', "100"],
+     ['{"a": 1}', "[1, 2]", "1.0"]),
+    ("const", {"const": "x"}, ['"x"', '"y"', '"xx"'], []),
+    ("typed_enum", {"type": "string", "enum": ["a", 1]}, ['"a"', "1"], []),
+    ("object", PERSON,
+     ['{"name":"a","age":1}', '{"name": "a", "age": 1}', '{"name":"a","age":1,"tags":["x","y"]}',
+      '{"name":"a","age":1, "tags": []}', '{"name":"a"}', '{"name":"a","age":1,"x":2}', "{}",
+      '{"name":"a","age":"1"}', '{"name":"a","age":1,}', '{"name":"a","age":1,"tags":[1]}'],
+     ['{"age":1,"name":"a"}', '{"name":"a" ,"age":1}', '{ "name":"a","age":1}',
+      '{"name":  "a","age":1}', '{"name":"a",\n"age":1}']),
+    ("optional", {"type": "object", "properties": {"a": {"type": "integer"},
+                                                   "b": {"type": "boolean"}},
+                  "additionalProperties": False},
+     ["{}", '{"a":1}', '{"b":true}', '{"a":1,"b":false}', '{"c":1}'],
+     ['{"b":true,"a":1}', '{"a":1,"a":2}']),
+    ("free_object", {"type": "object"},
+     ["{}", '{"x":1}', '{"x":{"y":[1,"2",null,true,-1.5e3]}}', "[]", '{"x":}', '{"a":1,}',
+      '{"a":{"b":{"c":{}}}}', '{1:2}'],
+     ['{"a" :1}', '{"a":1, "b": [ ]}']),
+    ("map", {"type": "object", "additionalProperties": {"type": "integer"}},
+     ['{"a":1,"b":2}', '{"a":"x"}', "{}"], []),
+    ("array", {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 3},
+     ["[]", "[1]", "[1,2,3]", "[1, 2, 3]", "[1,2,3,4]", '["a"]', "[1,]", "[,1]"], ["[ 1]"]),
+    ("prefix", {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}],
+                "items": False},
+     ['["a",1]', '["a"]', "[]", '["a",1,2]', "[1]"], []),
+    ("prefix_rest", {"type": "array", "prefixItems": [{"type": "string"}],
+                     "items": {"type": "boolean"}, "minItems": 2},
+     ['["a",true]', '["a"]', '["a",true,false]', '["a","b"]'], []),
+    ("min_items", {"type": "array", "minItems": 2},
+     ['[1,"a"]', "[1]", "[[],{}]", '[null, {"a": [true]}]'], []),
+    ("anyof", {"anyOf": [{"type": "string", "maxLength": 2}, {"type": "integer"}]},
+     ['"ab"', '"abc"', "5", "true", "-3"], []),
+    ("two_strings", {"anyOf": [{"type": "string", "maxLength": 3},
+                               {"type": "string", "minLength": 5, "maxLength": 6}]},
+     ['"ab"', '"abcd"', '"abcde"', '"abcdefg"', '""'], []),
+    ("type_list", {"type": ["string", "null"], "maxLength": 3},
+     ['"x"', "null", "1", '"abcd"'], []),
+    ("tagged", TAGGED,
+     ['{"kind":"a","x":1}', '{"kind":"b","y":"s"}', '{"kind":"a","y":"s"}', '{"kind":"c","x":1}',
+      '{"kind":"b","y":1}'], []),
+    ("tree", TREE,
+     ['{"value":1}', '{"value":1,"children":[{"value":2,"children":[]}]}',
+      '{"value":1,"children":[{"children":[]}]}', '{"value":1,"children":[{"value":2}, {"value":3}]}'],
+     []),
+    ("definitions", {"definitions": {"c": {"enum": ["r", "g"]}}, "type": "object",
+                     "properties": {"color": {"$ref": "#/definitions/c"}},
+                     "required": ["color"]},
+     ['{"color":"r"}', '{"color":"x"}', "{}"], ['{"color":"r","z":1}']),
+    ("oneof", {"oneOf": [{"type": "boolean"}, {"type": "null"}]}, ["true", "null", "0"], []),
+    ("steps", STEPS,
+     ['{"steps":[{"explanation":"e","output":"o"}],"final_answer":"f"}',
+      '{"steps": [], "final_answer": "f"}', '{"steps":[{"explanation":"e"}],"final_answer":"f"}',
+      '{"final_answer":"f"}'], []),
+    ("odd_keys", {"type": "object", "properties": {'a"b': {"type": "integer"},
+                                                   "é": {"type": "integer"}},
+                  "required": ['a"b'], "additionalProperties": False},
+     [r'{"a\"b":1}', r'{"a\"b":1,"é":2}', '{"é":2}'], [r'{"a\"b":1,"\u00e9":2}']),
+    ("bool_schema", True, ["1", '"x"', "[]", "{}", "nul"], []),
+]
+
+
+def to_bytes(doc):
+    return doc if isinstance(doc, bytes) else doc.encode("utf-8")
+
+
+def reject_constant(name):
+    raise ValueError(f"not JSON: {name}")
+
+
+def verdict(schema, data):
+    """The reference verdict for a document given as bytes."""
+    try:
+        value = json.loads(data.decode("utf-8", errors="strict"), parse_constant=reject_constant)
+    except ValueError:
+        return False
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
+def write_verdicts():
+    cases = []
+    for name, schema, policy_docs, other_docs in CASES:
+        jsonschema.Draft202012Validator.check_schema(schema)
+        docs = []
+        for doc, policy in [(d, True) for d in policy_docs] + [(d, False) for d in other_docs]:
+            data = to_bytes(doc)
+            docs.append({"hex": data.hex(), "valid": verdict(schema, data), "policy": policy})
+        cases.append({"name": name, "schema": schema, "docs": docs})
+    os.makedirs(OUT, exist_ok=True)
+    path = os.path.join(OUT, "verdicts.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(cases, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    n = sum(len(c["docs"]) for c in cases)
+    print(f"wrote {path}: {len(cases)} schemas, {n} documents")
+
+
+def check_outputs(path):
+    """Validates outputs dumped by the C++ tests: one {"schema", "output_hex"} per line."""
+    n, bad = 0, 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            n += 1
+            if not verdict(rec["schema"], bytes.fromhex(rec["output_hex"])):
+                bad += 1
+                print("INVALID:", rec.get("case"), bytes.fromhex(rec["output_hex"])[:200])
+    print(f"{n} outputs checked with jsonschema, {bad} invalid")
+    return 1 if bad or n == 0 else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check-outputs", metavar="JSONL")
+    args = ap.parse_args()
+    if args.check_outputs:
+        sys.exit(check_outputs(args.check_outputs))
+    write_verdicts()
+
+
+if __name__ == "__main__":
+    main()
