@@ -353,7 +353,9 @@ void add_routes(httplib::Server& svr, ServerState& st) {
     if (st.ready && !st.engine->metrics().failed) {
       send_json(res, 200, {{"status", "ok"}});
     } else {
-      send_json(res, 503, {{"status", st.load_failed ? "failed" : st.ready ? "failed" : "loading"}});
+      // Not ready: still loading, or the load (or later the engine thread) failed.
+      const bool failed = st.load_failed || st.ready;
+      send_json(res, 503, {{"status", failed ? "failed" : "loading"}});
     }
   });
   svr.Get("/metrics", [&st](const auto&, auto& res) {
