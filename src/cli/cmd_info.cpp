@@ -5,10 +5,27 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "loader/gguf.h"
+#include "model/executor.h"
+#ifdef JINX_CUDA
+#include "backend/cuda/ops.h"
+#endif
 
 namespace jinx::cli {
 
 namespace {
+
+void print_cuda_devices() {
+  if (!cuda_built()) {
+    std::printf("cuda:            not built (configure with -DJINX_CUDA=ON)\n");
+    return;
+  }
+  const int n = cuda_device_count();
+  if (n == 0) std::printf("cuda:            built; no GPU visible\n");
+#ifdef JINX_CUDA
+  for (int i = 0; i < n; ++i)
+    std::printf("cuda:%d:          %s\n", i, cuda::describe_device(i).c_str());
+#endif
+}
 
 void run_info(const std::string& path) {
   auto store = WeightStore::open(path);
@@ -42,6 +59,7 @@ void run_info(const std::string& path) {
   }
   std::printf("chat template:   %s\n", has_template ? "present" : "absent");
   std::printf("cpu kernels:     %s\n", cpu::isa_name(cpu::active_isa()));
+  print_cuda_devices();
 }
 
 }  // namespace

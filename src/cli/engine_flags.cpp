@@ -6,7 +6,9 @@ namespace jinx::cli {
 
 EngineOptions EngineFlags::resolve() const {
   EngineOptions o = options;
-  if (kv_dtype == "f32") o.kv_dtype = DType::F32;
+  const bool gpu = o.device != "cpu";
+  if (kv_dtype == "auto") o.kv_dtype = gpu ? DType::BF16 : DType::F32;
+  else if (kv_dtype == "f32") o.kv_dtype = DType::F32;
   else if (kv_dtype == "f16") o.kv_dtype = DType::F16;
   else if (kv_dtype == "bf16") o.kv_dtype = DType::BF16;
   else fail("--kv-cache-dtype must be f32, f16 or bf16, not \"", kv_dtype, "\"");
@@ -21,7 +23,12 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   sub->add_option("--kv-cache-tokens", o.kv_cache_tokens, "KV cache size in tokens")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--block-size", o.block_size, "Tokens per KV block")->check(CLI::Range(1, 1024));
-  sub->add_option("--kv-cache-dtype", f->kv_dtype, "KV cache storage: f32, f16 or bf16");
+  sub->add_option("--kv-cache-dtype", f->kv_dtype,
+                  "KV cache storage: f32, f16, bf16 or auto (f32 on the CPU, bf16 on a GPU)");
+  sub->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N");
+  sub->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                  "Share of GPU memory for weights, activations and the KV pool")
+      ->check(CLI::Range(0.05, 0.99));
   sub->add_flag("--no-prefix-cache", f->no_prefix_cache, "Turn prefix caching off");
   sub->add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step at most")
       ->check(CLI::Range(1, 1 << 16));

@@ -12,7 +12,7 @@ namespace jinx::cli {
 
 struct EngineFlags {
   EngineOptions options;
-  std::string kv_dtype = "f32";
+  std::string kv_dtype = "auto";  // f32 on the CPU, bf16 on a GPU
   bool no_prefix_cache = false;
 
   // The options with the string flags applied; throws jinx::Error on a bad value.

@@ -120,23 +120,33 @@ LLM::~LLM() = default;
 void LLM::init(const EngineOptions& o) {
   opt_ = o;
   const ModelConfig& c = model_->config();
-  pool_ = std::make_unique<ThreadPool>(o.threads);
   kv::KVLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, c.head_dim,
                       static_cast<int64_t>(traits(o.kv_dtype).block_bytes)};
-  int32_t n_blocks;
+  int32_t n_blocks = 0;  // 0 on a GPU: sized from free device memory by the executor
+  const bool on_cpu = o.device == "cpu";
   if (o.kv_cache_gib > 0) {
     n_blocks = kv::kv_blocks_for_memory(o.kv_cache_gib, layout, o.block_size);
-  } else {
+  } else if (on_cpu || o.kv_cache_tokens > 0) {
     int64_t tokens = o.kv_cache_tokens > 0
                          ? o.kv_cache_tokens
                          : int64_t{65536};
     n_blocks = kv::kv_blocks_for_tokens(tokens, o.block_size);
   }
+  ExecutorOptions eo;
+  eo.device = o.device;
+  eo.threads = o.threads;
+  eo.block_size = o.block_size;
+  eo.kv_dtype = o.kv_dtype;
+  eo.n_blocks = n_blocks;
+  eo.gpu_memory_utilization = o.gpu_memory_utilization;
+  eo.max_batched_tokens = std::max(o.max_num_batched_tokens, o.max_num_seqs);
+  eo.max_seqs = o.max_num_seqs;
+  exec_ = make_executor(model_, eo);
+  n_blocks = static_cast<int32_t>(exec_->n_kv_blocks());
   kv_config_.block_size = o.block_size;
   kv_config_.n_blocks = n_blocks;
   kv_config_.enable_prefix_caching = o.prefix_caching;
   kv::validate(kv_config_);
-  kv_ = std::make_unique<PagedKvStorage>(c, n_blocks, o.block_size, o.kv_dtype);
   sched_config_.max_num_seqs = o.max_num_seqs;
   sched_config_.max_num_batched_tokens = std::max(o.max_num_batched_tokens, o.max_num_seqs);
   const int64_t pool_tokens = int64_t{n_blocks} * o.block_size;
@@ -256,7 +266,7 @@ std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
                batch.block_tables.data(), batch.max_blocks};
     fb.out_rows = batch.sample_rows;
     logits_.resize(batch.sample_rows.size() * V);
-    model_->forward_batch(fb, *kv_, logits_.data(), *pool_);
+    exec_->forward_batch(fb, logits_.data());
     std::vector<Live*> rows;
     for (int32_t s : batch.sample_seqs) rows.push_back(live_.at(batch.seq_ids[s]).get());
     std::vector<SampledToken> sampled;

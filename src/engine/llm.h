@@ -21,6 +21,7 @@
 #include "core/thread_pool.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
+#include "model/executor.h"
 #include "model/model.h"
 #include "structured/constraint.h"
 #include "tokenizer/tokenizer.h"
@@ -37,6 +38,9 @@ struct EngineOptions {
   int32_t max_num_seqs = 64;
   int32_t max_num_batched_tokens = 512;
   int32_t max_model_len = 0;              // 0: the model's context, capped by the pool
+  std::string device = "cpu";             // "cpu", "cuda" or "cuda:N" (a -DJINX_CUDA=ON build)
+  // On a GPU without a KV size given: the share of device memory the engine may fill.
+  double gpu_memory_utilization = 0.9;
 };
 
 // What one step added to a request (streaming), or its end.
@@ -118,6 +122,8 @@ class LLM {
   std::shared_ptr<const Tokenizer> tokenizer_ptr() const { return tok_; }
   const EngineStats& stats() const { return stats_; }
   int64_t kv_blocks() const;
+  // Where the forward pass runs, in words (device, weights, KV pool).
+  std::string executor_description() const { return exec_->describe(); }
   // Longest sequence (prompt + generated) the engine runs: the model's context, capped by the
   // KV pool.
   int64_t max_model_len() const;
@@ -136,8 +142,7 @@ class LLM {
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tok_;
   EngineOptions opt_;
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<PagedKvStorage> kv_;
+  std::unique_ptr<Executor> exec_;  // runs the forward pass and owns the KV pool
   kv::KVCacheConfig kv_config_;
   SchedulerConfig sched_config_;
   // Lives as long as the engine, so the prefix cache carries over from one generate() call to

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The GPU checks of the CUDA backend in one run (made for the short leases of the project's GPU
+# machine): op-parity and end-to-end tests, then benchmarks on a random Qwen2-0.5B-shaped bf16
+# checkpoint: batch-1 decode next to transformers (peer, same run), and the full-size seed
+# workload. Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
+# the shared libraries the GPU machine may lack in $DEV/lib. Logs go to $OUT (or ./cuda-out).
+set -uo pipefail
+DEV=${DEV:-.devrun}
+OUT=${OUT:-cuda-out}
+mkdir -p "$OUT"
+cublas=$(dirname "$(ls /usr/local/cuda/lib64/libcublas.so.13 /usr/local/cuda*/lib*/libcublas.so.13 \
+  /opt/*/.venv/lib/python3*/site-packages/nvidia/cu*/lib/libcublas.so.13 2>/dev/null | head -1)")
+libs="$PWD/$DEV/lib:$cublas"  # for our binaries only (python keeps the system's)
+jx() { LD_LIBRARY_PATH="$libs" "$DEV/jinx" "$@"; }
+# The test binary looks for fixtures where it was built.
+[ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+jx info -m tests/fixtures/models/tiny-qwen2 | grep -E "^cuda|cpu kernels" | tee -a "$OUT/gpu.txt"
+LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "OK|FAILED|PASSED|Failure|Expected|Which is|max \||parts at|identical|error" | head -120
+M=/tmp/qwen2-0.5b-bf16
+[ -d $M ] || jx make-random-model --like qwen2-0.5b --out $M --dtype bf16 > /dev/null
+bench() { LD_LIBRARY_PATH="$libs" timeout 150 "$DEV/jinx" bench -m $M --device cuda "$@" 2>&1 | tr '\r' '\n' | grep -v "^\[jinx bench\]"; }
+echo "== batch-1 decode, bf16 KV" | tee "$OUT/bench.txt"
+bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== peer: transformers" | tee -a "$OUT/bench.txt"
+timeout 120 python3 bench/hf_decode_peer.py $M --prompt-len 32 --new-tokens 256 2>&1 | grep -v Warning | tail -2 | tee -a "$OUT/bench.txt"
+echo "== seed workload: 256 seqs, input and output in [100, 1024]" | tee -a "$OUT/bench.txt"
+bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
+  --max-num-seqs 256 --max-num-batched-tokens 8192 | tee -a "$OUT/bench.txt"

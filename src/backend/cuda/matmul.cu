@@ -1,0 +1,208 @@
+// Weight x activation products. Decode (a few tokens): one warp per output row streams the row
+// once with 16-byte loads and dequantizes in registers, for up to kGemvMaxTokens tokens at a
+// time; that is the memory-bound case and the one batch-1 decode lives in. Prefill and large
+// batches: cuBLAS on bf16 (quantized weights are expanded to bf16 in scratch first), fp32
+// accumulation.
+#include <cublas_v2.h>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/quant.cuh"
+#include "core/check.h"
+
+namespace jinx::cuda {
+
+using namespace detail;
+
+bool supported_weight_dtype(DType t) {
+  return t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0;
+}
+
+namespace {
+
+constexpr int kRowsPerBlock = 4;  // warps per block, one output row each
+
+__device__ __forceinline__ void bf16x8_to_f32(const uint4& u, float* f) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __bfloat1622float2(h[i]);
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void dot_chunk(const float* w, const float* x, int64_t cols, int64_t c,
+                                          float* acc, int n_vals) {
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float* xt = x + t * cols + c;
+    float s = 0.0f;
+    for (int i = 0; i < n_vals; i += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(xt + i);
+      s += w[i] * v.x + w[i + 1] * v.y + w[i + 2] * v.z + w[i + 3] * v.w;
+    }
+    acc[t] += s;
+  }
+}
+
+// Vector path: cols % 32 == 0, x 16-byte aligned (the callers' buffers are).
+template <DType D, int NT>
+__global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ldy,
+                            const float* bias) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
+  if (row >= w.rows) return;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
+  float acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  float wf[32];
+  if constexpr (D == DType::BF16) {
+    for (int64_t c = lane * 8; c < w.cols; c += 32 * 8) {
+      bf16x8_to_f32(*reinterpret_cast<const uint4*>(base + c * 2), wf);
+      dot_chunk<NT>(wf, x, w.cols, c, acc, 8);
+    }
+  } else {
+    const int64_t nb = w.cols / kQBlock;
+    const __half* sc = static_cast<const __half*>(w.scales) + row * nb;
+    for (int64_t b = lane; b < nb; b += 32) {
+      const float d = __half2float(sc[b]);
+      if constexpr (D == DType::Q8_0) {
+        const uint4 q0 = *reinterpret_cast<const uint4*>(base + b * 32);
+        const uint4 q1 = *reinterpret_cast<const uint4*>(base + b * 32 + 16);
+        const int8_t* q = reinterpret_cast<const int8_t*>(&q0);
+        const int8_t* r = reinterpret_cast<const int8_t*>(&q1);
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+          wf[i] = d * static_cast<float>(q[i]);
+          wf[i + 16] = d * static_cast<float>(r[i]);
+        }
+      } else {  // Q4_0
+        const uint4 q0 = *reinterpret_cast<const uint4*>(base + b * 16);
+        const uint8_t* q = reinterpret_cast<const uint8_t*>(&q0);
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+          wf[i] = d * static_cast<float>((q[i] & 15) - 8);
+          wf[i + 16] = d * static_cast<float>((q[i] >> 4) - 8);
+        }
+      }
+      dot_chunk<NT>(wf, x, w.cols, b * kQBlock, acc, 32);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float s = warp_sum(acc[t]);
+    if (lane == 0) y[t * ldy + row] = bias ? s + bias[row] : s;
+  }
+}
+
+// Any shape: one element at a time (odd column counts; correctness over speed).
+__global__ void gemv_scalar_kernel(DeviceMatrix w, const float* x, int64_t n_tokens, float* y,
+                                   int64_t ldy, const float* bias) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
+  if (row >= w.rows) return;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    float s = 0.0f;
+    for (int64_t c = lane; c < w.cols; c += 32) s += load_weight(w, row, c) * x[t * w.cols + c];
+    s = warp_sum(s);
+    if (lane == 0) y[t * ldy + row] = bias ? s + bias[row] : s;
+  }
+}
+
+__global__ void dequant_bf16_kernel(DeviceMatrix w, __nv_bfloat16* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= w.rows * w.cols) return;
+  out[i] = __float2bfloat16_rn(load_weight(w, i / w.cols, i % w.cols));
+}
+
+template <DType D>
+void launch_gemv(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
+                 const float* bias, cudaStream_t s) {
+  const unsigned grid = blocks_for(w.rows, kRowsPerBlock);
+  const int threads = 32 * kRowsPerBlock;
+  for (int64_t t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
+    const int64_t nt = std::min<int64_t>(kGemvMaxTokens, n - t0);
+    const float* xt = x + t0 * w.cols;
+    float* yt = y + t0 * ldy;
+    switch (nt) {
+      case 1: gemv_kernel<D, 1><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 2: gemv_kernel<D, 2><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 3: gemv_kernel<D, 3><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 4: gemv_kernel<D, 4><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 5: gemv_kernel<D, 5><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 6: gemv_kernel<D, 6><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 7: gemv_kernel<D, 7><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      default: gemv_kernel<D, 8><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+    }
+  }
+}
+
+void check_blas(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: ", what, " failed (status ", int(st), ")");
+}
+
+bool vector_path(const DeviceMatrix& w, const float* x) {
+  return w.cols % 32 == 0 && w.row_bytes % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+}
+
+}  // namespace
+
+size_t matmul_scratch_bytes(const DeviceMatrix& w, int64_t n_tokens) {
+  if (n_tokens <= kGemvMaxTokens) return 0;
+  size_t b = static_cast<size_t>(n_tokens * w.cols) * 2 + 256;
+  if (w.dtype != DType::BF16) b += static_cast<size_t>(w.rows * w.cols) * 2;
+  return b;
+}
+
+void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+            const MatmulContext& ctx, const float* bias) {
+  if (n_tokens <= 0 || w.rows <= 0) return;
+  JINX_CHECK(supported_weight_dtype(w.dtype), "cuda matmul: weight dtype ", name(w.dtype));
+  JINX_CHECK(ldy >= w.rows, "cuda matmul: ldy ", ldy, " < rows ", w.rows);
+  cudaStream_t s = ctx.stream;
+  if (n_tokens <= kGemvMaxTokens || ctx.blas == nullptr) {
+    if (!vector_path(w, x)) {
+      gemv_scalar_kernel<<<blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s>>>(
+          w, x, n_tokens, y, ldy, bias);
+    } else if (w.dtype == DType::BF16) {
+      launch_gemv<DType::BF16>(w, x, n_tokens, y, ldy, bias, s);
+    } else if (w.dtype == DType::Q8_0) {
+      launch_gemv<DType::Q8_0>(w, x, n_tokens, y, ldy, bias, s);
+    } else {
+      launch_gemv<DType::Q4_0>(w, x, n_tokens, y, ldy, bias, s);
+    }
+    check_launch("gemv");
+    return;
+  }
+  JINX_CHECK(ctx.scratch_bytes >= matmul_scratch_bytes(w, n_tokens),
+             "cuda matmul: scratch too small");
+  auto* x16 = static_cast<__nv_bfloat16*>(ctx.scratch);
+  convert_f32_to_bf16(x, reinterpret_cast<uint16_t*>(x16), n_tokens * w.cols, s);
+  const void* a = w.data;
+  int64_t lda = static_cast<int64_t>(w.row_bytes / 2);
+  if (w.dtype != DType::BF16) {
+    // After the activations, 256-byte aligned.
+    const size_t off = (static_cast<size_t>(n_tokens * w.cols) * 2 + 255) / 256 * 256;
+    auto* w16 = reinterpret_cast<__nv_bfloat16*>(static_cast<uint8_t*>(ctx.scratch) + off);
+    dequant_bf16_kernel<<<blocks_for(w.rows * w.cols, 256), 256, 0, s>>>(w, w16);
+    check_launch("dequant_bf16");
+    a = w16;
+    lda = w.cols;
+  }
+  // Column-major view: y^T [rows, n] = W^T' ... i.e. C(rows x n) = A^T(rows x cols) * B(cols x n)
+  // with A = W (row-major [rows, cols] = column-major [cols, rows]) and B = x likewise.
+  const float alpha = 1.0f, beta = 0.0f;
+  check_blas(cublasSetStream(ctx.blas, s), "set stream");
+  check_blas(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows),
+                          static_cast<int>(n_tokens), static_cast<int>(w.cols), &alpha, a,
+                          CUDA_R_16BF, static_cast<int>(lda), x16, CUDA_R_16BF,
+                          static_cast<int>(w.cols), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
+                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             "gemm");
+  if (bias) add_bias(y, ldy, bias, n_tokens, w.rows, s);
+}
+
+}  // namespace jinx::cuda

@@ -1,0 +1,147 @@
+// CUDA kernels, each the twin of a CPU kernel in backend/cpu/ (same math, same layouts), so that
+// the op-parity tests can hold one against the other. All pointers are device pointers unless a
+// comment says otherwise; every launch goes to the given stream and returns at once (no sync).
+// Activations are fp32 between kernels, as on the CPU; weights stay in their storage format
+// (BF16, Q8_0, Q4_0; others are converted to BF16 at upload) and are dequantized in registers.
+//
+// Nothing here reads a host value that changes from step to step except through kernel
+// arguments fixed at launch, and no kernel's grid depends on data in device memory, so the
+// decode step can be captured once in a CUDA graph and replayed with new metadata in the same
+// device buffers.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+
+typedef struct cublasContext* cublasHandle_t;
+
+namespace jinx::cuda {
+
+// Throws jinx::Error with the CUDA error string (a bad launch, out of memory, ...).
+void check(cudaError_t e, const char* what);
+// The GPU's name, memory and compute capability, e.g. "NVIDIA H200 (sm_90, 139 GiB)".
+std::string describe_device(int device);
+int device_count();  // 0 when there is no driver or no GPU (never throws)
+
+// A weight matrix in device memory: [rows = out_features, cols = in_features], row-major,
+// row_bytes between rows of `data`. dtype BF16: data bf16 [rows, cols]. The block formats are
+// repacked at upload so that quants and scales are each aligned for vector loads:
+// Q8_0: data int8 [rows, cols] (x = d * q), scales f16 [rows, cols / 32];
+// Q4_0: data uint8 [rows, cols / 32, 16], each block's 16 bytes as in the file (element j in
+// the low nibble of byte j, element j + 16 in the high one; x = d * (q - 8)), scales as Q8_0.
+struct DeviceMatrix {
+  DType dtype = DType::BF16;
+  const void* data = nullptr;
+  const void* scales = nullptr;
+  int64_t rows = 0, cols = 0;
+  size_t row_bytes = 0;
+};
+bool supported_weight_dtype(DType t);
+
+// What a matmul needs besides its operands: the stream, a cuBLAS handle and scratch memory for
+// the bf16 copies of activations and dequantized weights that the cuBLAS path uses.
+struct MatmulContext {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  void* scratch = nullptr;   // device
+  size_t scratch_bytes = 0;  // >= matmul_scratch_bytes(...) of every call
+};
+// Scratch bytes a matmul of w with n_tokens rows needs.
+size_t matmul_scratch_bytes(const DeviceMatrix& w, int64_t n_tokens);
+
+// y[t, r] = sum_c w[r, c] * x[t, c] for t < n_tokens. x: [n_tokens, w.cols] fp32,
+// y: [n_tokens, ldy] fp32 (ldy >= w.rows). Few tokens: a GEMV kernel that streams each weight
+// row once for all tokens; many tokens: cuBLAS on bf16 copies (fp32 accumulation).
+// bias: [w.rows] fp32 added to every row of y, or null.
+void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+            const MatmulContext& ctx, const float* bias = nullptr);
+// Token counts up to this use the GEMV kernel.
+constexpr int64_t kGemvMaxTokens = 8;
+
+// out[t, :] = row tokens[t] of table, dequantized to fp32. tokens: [n] int32 (device).
+// Ids outside [0, table.rows) give a row of zeros (the host checks ids before the step).
+void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t n, float* out,
+           cudaStream_t s);
+
+// out[t, :] = x[t, :] / rms(x[t, :]) * w. x, out: [n_rows, n]; w: [n] fp32. out may be x.
+void rmsnorm(const float* x, const float* w, float* out, int64_t n_rows, int64_t n, float eps,
+             cudaStream_t s);
+// x += r, then out = rmsnorm(x) * w (the residual add fused with the next norm).
+void add_rmsnorm(float* x, const float* r, const float* w, float* out, int64_t n_rows, int64_t n,
+                 float eps, cudaStream_t s);
+
+// y[t, :n] += bias for token rows t at y + t * ldy.
+void add_bias(float* y, int64_t ldy, const float* bias, int64_t n_tokens, int64_t n,
+              cudaStream_t s);
+
+// Per-head RMSNorm in place (Qwen3's q/k norm): head h of token t is x[t * ld + h * head_dim ..],
+// w: [head_dim].
+void rmsnorm_heads(float* x, int64_t ld, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                   const float* w, float eps, cudaStream_t s);
+
+// Rotates the heads of q and k in place by their token's position (one launch for both): token t's
+// heads are q[t * ld ..] ([n_q_heads, head_dim]) and k[t * ld ..] ([n_k_heads, head_dim]). Pairs
+// (i, i + head_dim/2), or (2i, 2i+1) when interleaved. inv_freq: [head_dim / 2] fp32.
+void rope(float* q, float* k, int64_t ld, int64_t n_tokens, int64_t n_q_heads, int64_t n_k_heads,
+          int64_t head_dim, const int32_t* positions, const float* inv_freq, bool interleaved,
+          cudaStream_t s);
+
+// out[t, i] = silu(gu[t, i]) * gu[t, n + i]: the gate and up projections side by side in gu
+// [n_tokens, 2n] (one matmul computes both). out: [n_tokens, n]
+void silu_mul(const float* gu, int64_t n_tokens, int64_t n, float* out, cudaStream_t s);
+
+// One layer's paged cache: k and v [n_blocks, block_size, n_kv_heads, head_dim] in dtype
+// (F32, F16 or BF16), as cpu::PagedKv.
+struct PagedKv {
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::BF16;
+  int64_t n_blocks = 0, block_size = 0, n_kv_heads = 0, head_dim = 0;
+};
+
+// Writes k/v rows (token t at k + t * ld, n_kv_heads * head_dim fp32) into their slots
+// (block * block_size + offset; < 0: skip), converting to kv.dtype (round to nearest even).
+// Slots >= n_blocks * block_size are skipped too (the host checks them).
+void kv_store(const PagedKv& kv, const float* k, const float* v, int64_t ld,
+              const int64_t* slot_mapping, int64_t n_tokens, cudaStream_t s);
+
+// A varlen batch, as cpu::AttnBatch, with the arrays in device memory.
+struct AttnBatch {
+  int64_t n_seqs = 0;
+  int64_t n_tokens = 0;                   // query_start[n_seqs]: query rows in all
+  const int32_t* query_start = nullptr;   // [n_seqs + 1]
+  const int32_t* context_len = nullptr;   // [n_seqs]
+  const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks_per_seq]
+  int64_t max_blocks_per_seq = 0;
+  int64_t max_context_len = 0;  // >= every context_len (sizes the split over the KV range)
+};
+
+// Causal attention over the paged cache, the contract of cpu::paged_attention: query row
+// query_start[s] + i is at position context_len[s] - n_new + i and attends to [0, position].
+// q: row t at q + t * ldq ([n_heads, head_dim]); out: [n_tokens, n_heads, head_dim] fp32.
+// head_dim: 64, 80, 96, 128 or 256.
+// scale <= 0: 1/sqrt(head_dim). work: device scratch of attention_work_bytes(...).
+// One kernel for prefill chunks and decode; long contexts are split over the KV range
+// (flash decoding) and merged by a second kernel.
+// Batches of more than kMaxSplitTokens query rows are never split (and need no work memory).
+constexpr int64_t kMaxSplits = 32;
+constexpr int64_t kMaxSplitTokens = 64;
+size_t attention_work_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim);
+void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, const PagedKv& kv,
+                     const AttnBatch& b, float scale, void* work, cudaStream_t s);
+
+// out[i, :] = x[rows[i], :] for i < n_rows. x: [*, n], rows: [n_rows] int32 (device).
+void gather_rows(const float* x, int64_t n, const int32_t* rows, int64_t n_rows, float* out,
+                 cudaStream_t s);
+
+// out[r] = argmax_j x[r, j] (lowest index on ties). x: [n_rows, n]
+void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out, cudaStream_t s);
+
+// fp32 <-> 16-bit conversions (weights at upload, tests).
+void convert_f32_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t s);
+
+}  // namespace jinx::cuda

@@ -1,0 +1,449 @@
+// The forward pass on an NVIDIA GPU: the weights copied to device memory once (BF16, or Q8_0 /
+// Q4_0 repacked for aligned loads; every other format expanded to BF16), a paged KV pool sized
+// from free device memory, and per step the decoder layers of model/decoder.cpp as a sequence of
+// kernels from backend/cuda on one stream. The projections that read the same input are stacked
+// into one matrix at upload (q|k|v, gate|up) so that a decode step streams each layer's input
+// once and launches fewer kernels.
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cuda/ops.h"
+#include "core/check.h"
+#include "core/half.h"
+#include "core/log.h"
+#include "core/quant_blocks.h"
+#include "model/executor.h"
+
+namespace jinx {
+namespace {
+
+using cuda::check;
+
+// Device memory freed with the executor.
+class DeviceArena {
+ public:
+  ~DeviceArena() {
+    for (void* p : ptrs_) cudaFree(p);
+  }
+  void* alloc(size_t bytes) {
+    void* p = nullptr;
+    check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), str("cudaMalloc ", bytes >> 20, " MiB").c_str());
+    ptrs_.push_back(p);
+    total_ += bytes;
+    return p;
+  }
+  template <typename T>
+  T* upload(const T* host, size_t n) {
+    T* d = static_cast<T*>(alloc(n * sizeof(T)));
+    check(cudaMemcpy(d, host, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    return d;
+  }
+  size_t total() const { return total_; }
+
+ private:
+  std::vector<void*> ptrs_;
+  size_t total_ = 0;
+};
+
+// A device buffer that grows to the largest size asked of it.
+struct GrowBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  ~GrowBuffer() { cudaFree(ptr); }
+  template <typename T>
+  T* get(size_t n) {
+    const size_t need = std::max<size_t>(n * sizeof(T), 256);
+    if (need > bytes) {
+      cudaFree(ptr);
+      ptr = nullptr;
+      bytes = 0;
+      check(cudaMalloc(&ptr, need), "cudaMalloc (activations)");
+      bytes = need;
+    }
+    return static_cast<T*>(ptr);
+  }
+};
+
+struct DevLinear {
+  cuda::DeviceMatrix w;
+  const float* bias = nullptr;  // [w.rows] or null
+};
+
+struct DevLayer {
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  const float* q_norm = nullptr;  // Qwen3
+  const float* k_norm = nullptr;
+  DevLinear qkv, o, gate_up, down;
+};
+
+// The device format of a stack of host matrices: kept when they all share BF16, Q8_0 or Q4_0,
+// else BF16.
+DType device_format(const std::vector<const WeightMatrix*>& parts) {
+  const DType d = parts[0]->dtype;
+  for (const WeightMatrix* p : parts)
+    if (p->dtype != d || p->is_mlx()) return DType::BF16;
+  return cuda::supported_weight_dtype(d) && (d == DType::BF16 || parts[0]->cols % 32 == 0)
+             ? d
+             : DType::BF16;
+}
+
+// Stacks the rows of `parts` (same cols) into one device matrix.
+cuda::DeviceMatrix upload_stacked(const std::vector<const WeightMatrix*>& parts,
+                                  DeviceArena& arena) {
+  const int64_t cols = parts[0]->cols;
+  int64_t rows = 0;
+  for (const WeightMatrix* p : parts) {
+    JINX_CHECK(p->cols == cols, "stacked weights differ in columns");
+    rows += p->rows;
+  }
+  cuda::DeviceMatrix m;
+  m.dtype = device_format(parts);
+  m.rows = rows;
+  m.cols = cols;
+  const size_t n = static_cast<size_t>(rows * cols);
+  if (m.dtype == DType::BF16) {
+    std::vector<uint16_t> host(n);
+    std::vector<float> row(static_cast<size_t>(cols));
+    int64_t r0 = 0;
+    for (const WeightMatrix* p : parts) {
+      for (int64_t r = 0; r < p->rows; ++r) {
+        uint16_t* dst = &host[static_cast<size_t>((r0 + r) * cols)];
+        if (p->dtype == DType::BF16 && !p->is_mlx()) {
+          std::memcpy(dst, static_cast<const uint8_t*>(p->data) + r * p->row_bytes, cols * 2);
+        } else {
+          cpu::weight_row(*p, r, row.data());
+          for (int64_t c = 0; c < cols; ++c) dst[c] = f32_to_bf16(row[static_cast<size_t>(c)]);
+        }
+      }
+      r0 += p->rows;
+    }
+    m.data = arena.upload(host.data(), n);
+    m.row_bytes = static_cast<size_t>(cols) * 2;
+    return m;
+  }
+  // Q8_0 / Q4_0: quants and scales split into two aligned arrays.
+  const int64_t nb = cols / kQK8_0;
+  const size_t qbytes = m.dtype == DType::Q8_0 ? 32 : 16;
+  const size_t block_bytes = m.dtype == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  std::vector<uint8_t> quants(static_cast<size_t>(rows * nb) * qbytes);
+  std::vector<uint16_t> scales(static_cast<size_t>(rows * nb));
+  int64_t r0 = 0;
+  for (const WeightMatrix* p : parts) {
+    for (int64_t r = 0; r < p->rows; ++r) {
+      const uint8_t* src = static_cast<const uint8_t*>(p->data) + r * p->row_bytes;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = src + b * block_bytes;  // d (f16) first, then the quants
+        const size_t i = static_cast<size_t>((r0 + r) * nb + b);
+        std::memcpy(&scales[i], blk, 2);
+        std::memcpy(&quants[i * qbytes], blk + 2, qbytes);
+      }
+    }
+    r0 += p->rows;
+  }
+  m.data = arena.upload(quants.data(), quants.size());
+  m.scales = arena.upload(scales.data(), scales.size());
+  m.row_bytes = static_cast<size_t>(nb) * qbytes;
+  return m;
+}
+
+const float* upload_vec(const std::vector<float>& v, DeviceArena& arena) {
+  return v.empty() ? nullptr : arena.upload(v.data(), v.size());
+}
+
+// Biases of stacked projections side by side (zeros for a part without one); null when none has.
+const float* upload_biases(const std::vector<const Linear*>& parts, DeviceArena& arena) {
+  bool any = false;
+  for (const Linear* l : parts) any = any || !l->bias.empty();
+  if (!any) return nullptr;
+  std::vector<float> b;
+  for (const Linear* l : parts) {
+    if (l->bias.empty()) {
+      b.insert(b.end(), static_cast<size_t>(l->w.rows), 0.0f);
+    } else {
+      b.insert(b.end(), l->bias.begin(), l->bias.end());
+    }
+  }
+  return arena.upload(b.data(), b.size());
+}
+
+DevLinear upload_linear(const std::vector<const Linear*>& parts, DeviceArena& arena) {
+  std::vector<const WeightMatrix*> ws;
+  for (const Linear* l : parts) ws.push_back(&l->w);
+  return {upload_stacked(ws, arena), upload_biases(parts, arena)};
+}
+
+class CudaExecutor final : public Executor {
+ public:
+  CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o, int device);
+  ~CudaExecutor() override;
+  void forward_batch(const ForwardBatch& batch, float* logits) override;
+  int64_t n_kv_blocks() const override { return n_blocks_; }
+  size_t kv_bytes() const override { return kv_bytes_; }
+  std::string describe() const override { return description_; }
+
+ private:
+  void upload_weights();
+  void allocate_kv(const ExecutorOptions& o);
+  void check_batch(const ForwardBatch& b) const;
+  void layer(int64_t li, int64_t n, const cuda::AttnBatch& ab, bool first);
+
+  std::shared_ptr<const Model> model_;
+  const ModelConfig& c_;
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  DeviceArena arena_;
+  cuda::DeviceMatrix embed_, lm_head_;
+  const float* final_norm_ = nullptr;
+  const float* inv_freq_ = nullptr;
+  std::vector<DevLayer> layers_;
+  std::vector<cuda::PagedKv> kv_;
+  int64_t n_blocks_ = 0, block_size_ = 0;
+  size_t kv_bytes_ = 0;
+  std::string description_;
+  // Per-step buffers.
+  GrowBuffer x_, h_, qkv_, att_, gu_, act_, r_, out_h_, logits_, work_, scratch_;
+  GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_;
+};
+
+CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o,
+                           int device)
+    : model_(std::move(model)), c_(model_->config()), device_(device) {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: cannot create a handle");
+  upload_weights();
+  allocate_kv(o);
+}
+
+CudaExecutor::~CudaExecutor() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  if (blas_) cublasDestroy(blas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaExecutor::upload_weights() {
+  const ModelWeights& w = model_->weights();
+  embed_ = upload_stacked({&w.embed}, arena_);
+  // Tied heads share the embedding's device copy.
+  lm_head_ = w.lm_head.data == w.embed.data ? embed_ : upload_stacked({&w.lm_head}, arena_);
+  final_norm_ = upload_vec(w.final_norm, arena_);
+  const std::vector<float> inv_freq = c_.rope_inv_freq();
+  inv_freq_ = upload_vec(inv_freq, arena_);
+  for (const LayerWeights& L : w.layers) {
+    DevLayer d;
+    d.attn_norm = upload_vec(L.attn_norm, arena_);
+    d.ffn_norm = upload_vec(L.ffn_norm, arena_);
+    d.q_norm = upload_vec(L.q_norm, arena_);
+    d.k_norm = upload_vec(L.k_norm, arena_);
+    d.qkv = upload_linear({&L.q, &L.k, &L.v}, arena_);
+    d.o = upload_linear({&L.o}, arena_);
+    d.gate_up = upload_linear({&L.gate, &L.up}, arena_);
+    d.down = upload_linear({&L.down}, arena_);
+    layers_.push_back(d);
+  }
+}
+
+void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
+  if (o.kv_dtype != DType::F32 && o.kv_dtype != DType::F16 && o.kv_dtype != DType::BF16)
+    fail("KV cache dtype must be f32, f16 or bf16 on CUDA, not ", name(o.kv_dtype));
+  block_size_ = o.block_size;
+  const size_t per_block = PagedKvStorage::bytes_per_block(c_, o.block_size, o.kv_dtype);
+  // Activations for a full step, claimed now so that the pool does not take their memory.
+  const int64_t T = std::max<int64_t>(o.max_batched_tokens, 1);
+  const int64_t q_dim = c_.n_heads * c_.head_dim, kv_dim = c_.n_kv_heads * c_.head_dim;
+  x_.get<float>(T * c_.hidden_size);
+  h_.get<float>(T * c_.hidden_size);
+  r_.get<float>(T * c_.hidden_size);
+  qkv_.get<float>(T * (q_dim + 2 * kv_dim));
+  att_.get<float>(T * q_dim);
+  gu_.get<float>(T * 2 * c_.intermediate_size);
+  act_.get<float>(T * c_.intermediate_size);
+  logits_.get<float>(std::max<int64_t>(o.max_seqs, 1) * c_.vocab_size);
+  size_t scratch = cuda::matmul_scratch_bytes(lm_head_, T);
+  for (const DevLayer& d : layers_)
+    for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down})
+      scratch = std::max(scratch, cuda::matmul_scratch_bytes(l->w, T));
+  scratch_.get<uint8_t>(scratch);
+  work_.get<uint8_t>(cuda::attention_work_bytes(cuda::kMaxSplitTokens, c_.n_heads, c_.head_dim));
+  if (o.n_blocks > 0) {
+    n_blocks_ = o.n_blocks;
+  } else {
+    size_t free_b = 0, total_b = 0;
+    check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    const double util = std::clamp(o.gpu_memory_utilization, 0.05, 0.99);
+    const double reserve = static_cast<double>(total_b) * (1.0 - util);  // left to others
+    const double avail = static_cast<double>(free_b) - reserve - 256.0 * (1 << 20);
+    n_blocks_ = avail > 0 ? static_cast<int64_t>(avail / static_cast<double>(per_block)) : 0;
+    n_blocks_ = std::min<int64_t>(n_blocks_, int64_t{1} << 30 >> 4);  // block ids are int32
+  }
+  if (n_blocks_ < 1)
+    fail("no GPU memory is left for the KV cache after the weights (",
+         arena_.total() >> 20, " MiB); raise --gpu-memory-utilization");
+  const size_t half = static_cast<size_t>(n_blocks_ * o.block_size * kv_dim) *
+                      traits(o.kv_dtype).block_bytes;
+  for (int64_t i = 0; i < c_.n_layers; ++i) {
+    cuda::PagedKv kv;
+    kv.k = arena_.alloc(half);
+    kv.v = arena_.alloc(half);
+    kv.dtype = o.kv_dtype;
+    kv.n_blocks = n_blocks_;
+    kv.block_size = o.block_size;
+    kv.n_kv_heads = c_.n_kv_heads;
+    kv.head_dim = c_.head_dim;
+    kv_.push_back(kv);
+  }
+  kv_bytes_ = half * 2 * static_cast<size_t>(c_.n_layers);
+  description_ = str("cuda:", device_, " ", cuda::describe_device(device_), ", weights ",
+                     (arena_.total() - kv_bytes_) >> 20, " MiB (", name(layers_.empty()
+                         ? embed_.dtype : layers_[0].gate_up.w.dtype), "), KV pool ", n_blocks_,
+                     " blocks (", kv_bytes_ >> 20, " MiB, ", name(o.kv_dtype), ")");
+}
+
+// The kernels trust their metadata; everything is checked here first, as the CPU kernels do.
+void CudaExecutor::check_batch(const ForwardBatch& b) const {
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  JINX_CHECK(static_cast<int64_t>(b.positions.size()) == n, "one position per token");
+  JINX_CHECK(static_cast<int64_t>(b.slot_mapping.size()) == n, "one KV slot per token");
+  const cpu::AttnBatch& a = b.attn;
+  JINX_CHECK(a.n_seqs > 0 && a.query_start[0] == 0 && a.query_start[a.n_seqs] == n,
+             "sequence boundaries must cover the batch");
+  for (int64_t t = 0; t < n; ++t) {
+    if (b.tokens[t] < 0 || b.tokens[t] >= c_.vocab_size)
+      fail("token id ", b.tokens[t], " is outside the vocabulary (", c_.vocab_size, ")");
+    JINX_CHECK(b.slot_mapping[t] < n_blocks_ * block_size_, "KV slot ", b.slot_mapping[t],
+               " outside the pool");
+  }
+  for (int64_t s = 0; s < a.n_seqs; ++s) {
+    const int64_t n_new = int64_t{a.query_start[s + 1]} - a.query_start[s];
+    const int64_t ctx = a.context_len[s];
+    JINX_CHECK(n_new >= 0 && ctx >= n_new, "sequence ", s, ": bad context length");
+    JINX_CHECK(ctx <= a.max_blocks_per_seq * block_size_, "sequence ", s, " exceeds its table");
+    const int32_t* bt = a.block_tables + s * a.max_blocks_per_seq;
+    for (int64_t i = 0; i < (ctx + block_size_ - 1) / block_size_; ++i)
+      JINX_CHECK(bt[i] >= 0 && bt[i] < n_blocks_, "sequence ", s, " block ", bt[i],
+                 " outside the pool");
+  }
+  for (int32_t r : b.out_rows) JINX_CHECK(r >= 0 && r < n, "output row out of range");
+}
+
+template <typename T>
+T* to_device(GrowBuffer& buf, std::span<const T> host, cudaStream_t s) {
+  T* d = buf.get<T>(host.size());
+  if (!host.empty())
+    check(cudaMemcpyAsync(d, host.data(), host.size_bytes(), cudaMemcpyHostToDevice, s),
+          "copy batch metadata");
+  return d;
+}
+
+void CudaExecutor::layer(int64_t li, int64_t n, const cuda::AttnBatch& ab, bool first) {
+  const DevLayer& L = layers_[static_cast<size_t>(li)];
+  const int64_t H = c_.hidden_size, hd = c_.head_dim, ff = c_.intermediate_size;
+  const int64_t q_dim = c_.n_heads * hd, kv_dim = c_.n_kv_heads * hd, ld = q_dim + 2 * kv_dim;
+  const float eps = c_.rms_norm_eps;
+  float *x = x_.get<float>(0), *h = h_.get<float>(0), *r = r_.get<float>(0);
+  float* qkv = qkv_.get<float>(0);
+  const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
+  // x += r (the previous layer's MLP output), h = norm(x)
+  if (first) {
+    cuda::rmsnorm(x, L.attn_norm, h, n, H, eps, stream_);
+  } else {
+    cuda::add_rmsnorm(x, r, L.attn_norm, h, n, H, eps, stream_);
+  }
+  cuda::matmul(L.qkv.w, h, n, qkv, ld, mc, L.qkv.bias);
+  if (L.q_norm) {
+    cuda::rmsnorm_heads(qkv, ld, n, c_.n_heads, hd, L.q_norm, eps, stream_);
+    cuda::rmsnorm_heads(qkv + q_dim, ld, n, c_.n_kv_heads, hd, L.k_norm, eps, stream_);
+  }
+  cuda::rope(qkv, qkv + q_dim, ld, n, c_.n_heads, c_.n_kv_heads, hd,
+             static_cast<const int32_t*>(positions_.ptr), inv_freq_, c_.rope_interleaved,
+             stream_);
+  const cuda::PagedKv& kv = kv_[static_cast<size_t>(li)];
+  cuda::kv_store(kv, qkv + q_dim, qkv + q_dim + kv_dim, ld,
+                 static_cast<const int64_t*>(slots_.ptr), n, stream_);
+  float* att = att_.get<float>(0);
+  cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, ab, 0.0f, work_.ptr, stream_);
+  cuda::matmul(L.o.w, att, n, r, H, mc, L.o.bias);
+  cuda::add_rmsnorm(x, r, L.ffn_norm, h, n, H, eps, stream_);
+  float* gu = gu_.get<float>(0);
+  cuda::matmul(L.gate_up.w, h, n, gu, 2 * ff, mc, L.gate_up.bias);
+  float* act = act_.get<float>(0);
+  cuda::silu_mul(gu, n, ff, act, stream_);
+  cuda::matmul(L.down.w, act, n, r, H, mc, L.down.bias);
+}
+
+void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits) {
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  if (n == 0) return;
+  check_batch(b);
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  const int64_t H = c_.hidden_size, q_dim = c_.n_heads * c_.head_dim;
+  const int64_t kv_dim = c_.n_kv_heads * c_.head_dim, ff = c_.intermediate_size;
+  const int64_t n_out = static_cast<int64_t>(b.out_rows.size());
+  // Buffers for this step's size (they only grow).
+  x_.get<float>(n * H);
+  h_.get<float>(n * H);
+  r_.get<float>(n * H);
+  qkv_.get<float>(n * (q_dim + 2 * kv_dim));
+  att_.get<float>(n * q_dim);
+  gu_.get<float>(n * 2 * ff);
+  act_.get<float>(n * ff);
+  out_h_.get<float>(std::max<int64_t>(n_out, 1) * H);
+  float* dlogits = logits_.get<float>(std::max<int64_t>(n_out, 1) * c_.vocab_size);
+  size_t scratch = cuda::matmul_scratch_bytes(lm_head_, n_out);
+  for (const DevLayer& d : layers_)
+    for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down})
+      scratch = std::max(scratch, cuda::matmul_scratch_bytes(l->w, n));
+  scratch_.get<uint8_t>(scratch);
+
+  const cpu::AttnBatch& a = b.attn;
+  const int32_t* tokens = to_device(tokens_, b.tokens, stream_);
+  to_device(positions_, b.positions, stream_);
+  to_device(slots_, b.slot_mapping, stream_);
+  cuda::AttnBatch ab;
+  ab.n_seqs = a.n_seqs;
+  ab.n_tokens = n;
+  ab.query_start = to_device(qstart_, std::span<const int32_t>(a.query_start, a.n_seqs + 1),
+                             stream_);
+  ab.context_len = to_device(ctx_, std::span<const int32_t>(a.context_len, a.n_seqs), stream_);
+  ab.block_tables = to_device(
+      tables_, std::span<const int32_t>(a.block_tables, a.n_seqs * a.max_blocks_per_seq), stream_);
+  ab.max_blocks_per_seq = a.max_blocks_per_seq;
+  ab.max_context_len = *std::max_element(a.context_len, a.context_len + a.n_seqs);
+  const int32_t* out_rows = to_device(out_rows_, b.out_rows, stream_);
+
+  cuda::embed(embed_, tokens, n, x_.get<float>(0), stream_);
+  for (int64_t li = 0; li < c_.n_layers; ++li) layer(li, n, ab, li == 0);
+  if (n_out == 0) {
+    check(cudaStreamSynchronize(stream_), "forward");
+    return;
+  }
+  // The last residual add and the final norm over every row (cheap), then only the rows that
+  // sample go through the output head.
+  float *x = x_.get<float>(0), *h = h_.get<float>(0), *out_h = out_h_.get<float>(0);
+  cuda::add_rmsnorm(x, r_.get<float>(0), final_norm_, h, n, H, c_.rms_norm_eps, stream_);
+  cuda::gather_rows(h, H, out_rows, n_out, out_h, stream_);
+  const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
+  cuda::matmul(lm_head_, out_h, n_out, dlogits, c_.vocab_size, mc);
+  check(cudaMemcpyAsync(logits, dlogits, static_cast<size_t>(n_out * c_.vocab_size) * 4,
+                        cudaMemcpyDeviceToHost, stream_),
+        "copy logits");
+  check(cudaStreamSynchronize(stream_), "forward");
+}
+
+}  // namespace
+
+std::unique_ptr<Executor> make_cuda_executor(std::shared_ptr<const Model> model,
+                                             const ExecutorOptions& options, int device) {
+  auto e = std::make_unique<CudaExecutor>(std::move(model), options, device);
+  log_info("executor: ", e->describe());
+  return e;
+}
+
+}  // namespace jinx

@@ -1,0 +1,81 @@
+#include "model/executor.h"
+
+#include <charconv>
+
+#include "core/check.h"
+#include "core/thread_pool.h"
+
+#ifdef JINX_CUDA
+#include "backend/cuda/ops.h"
+#endif
+
+namespace jinx {
+namespace {
+
+class CpuExecutor final : public Executor {
+ public:
+  CpuExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o)
+      : model_(std::move(model)),
+        pool_(o.threads),
+        kv_(model_->config(), o.n_blocks, o.block_size, o.kv_dtype) {}
+
+  void forward_batch(const ForwardBatch& batch, float* logits) override {
+    model_->forward_batch(batch, kv_, logits, pool_);
+  }
+  int64_t n_kv_blocks() const override { return kv_.n_blocks(); }
+  size_t kv_bytes() const override { return kv_.bytes(); }
+  std::string describe() const override {
+    return str("cpu, ", pool_.size(), " threads, KV pool ", kv_.n_blocks(), " blocks (",
+               kv_.bytes() >> 20, " MiB, ", name(kv_.dtype()), ")");
+  }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  ThreadPool pool_;
+  PagedKvStorage kv_;
+};
+
+}  // namespace
+
+bool cuda_built() {
+#ifdef JINX_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count() {
+#ifdef JINX_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+std::unique_ptr<Executor> make_executor(std::shared_ptr<const Model> model,
+                                        const ExecutorOptions& o) {
+  JINX_CHECK(model != nullptr, "make_executor: no model");
+  if (o.device == "cpu") {
+    if (o.n_blocks <= 0) fail("the CPU KV pool needs a size in blocks");
+    return std::make_unique<CpuExecutor>(std::move(model), o);
+  }
+  if (o.device.rfind("cuda", 0) != 0) fail("unknown device \"", o.device, "\" (cpu, cuda, cuda:N)");
+  int dev = 0;
+  if (o.device.size() > 4) {
+    const std::string_view n = std::string_view(o.device).substr(4);
+    const char* end = n.data() + n.size();
+    if (n[0] != ':' || std::from_chars(n.data() + 1, end, dev).ptr != end || dev < 0)
+      fail("bad device \"", o.device, "\": use cuda or cuda:N");
+  }
+#ifdef JINX_CUDA
+  const int n_dev = cuda::device_count();
+  if (n_dev == 0) fail("--device ", o.device, ": no CUDA GPU is visible to this process");
+  if (dev >= n_dev) fail("--device ", o.device, ": only ", n_dev, " CUDA GPU(s) present");
+  return make_cuda_executor(std::move(model), o, dev);
+#else
+  fail("--device ", o.device, ": this build has no CUDA backend (configure with -DJINX_CUDA=ON)");
+#endif
+}
+
+}  // namespace jinx

@@ -1,0 +1,369 @@
+// Op parity: every CUDA kernel against its CPU twin (backend/cpu) or a plain reference, on random
+// shapes. Skipped, with the reason printed, where no GPU is visible.
+#include <gtest/gtest.h>
+#include <cublas_v2.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cuda/ops.h"
+#include "core/half.h"
+#include "core/quant_blocks.h"
+
+namespace jinx {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                   \
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: skipped"
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) {
+    cuda::check(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(1, n) * sizeof(T)),
+                "test alloc");
+  }
+  explicit Dev(const std::vector<T>& h) : Dev(h.size()) { put(h); }
+  ~Dev() { cudaFree(p); }
+  void put(const std::vector<T>& h) {
+    cuda::check(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "put");
+  }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    cuda::check(cudaDeviceSynchronize(), "sync");
+    cuda::check(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), "get");
+    return h;
+  }
+};
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// max |a - b| / max(1e-6, max |b|)
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0, e = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::fabs(double(b[i])));
+    e = std::max(e, std::fabs(double(a[i]) - b[i]));
+  }
+  return e / std::max(1e-6, m);
+}
+
+// A random weight in both layouts: the CPU's (GGUF blocks / bf16 rows) and the device's.
+struct TestWeight {
+  std::vector<uint8_t> cpu_bytes;
+  std::vector<uint8_t> dev_quants;
+  std::vector<uint16_t> dev_scales;
+  WeightMatrix cpu;
+};
+
+TestWeight make_weight(DType dt, int64_t rows, int64_t cols, std::mt19937& rng) {
+  TestWeight w;
+  std::uniform_int_distribution<int> q8(-127, 127), q4(0, 15);
+  std::uniform_real_distribution<float> sc(0.001f, 0.02f);
+  const int64_t nb = cols / 32;
+  if (dt == DType::BF16) {
+    auto v = randn(rows * cols, rng, 0.05f);
+    w.cpu_bytes.resize(v.size() * 2);
+    for (size_t i = 0; i < v.size(); ++i) {
+      const uint16_t h = f32_to_bf16(v[i]);
+      std::memcpy(&w.cpu_bytes[i * 2], &h, 2);
+    }
+    w.dev_quants = w.cpu_bytes;
+    w.cpu.row_bytes = cols * 2;
+  } else {
+    const size_t bb = dt == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+    const size_t qb = dt == DType::Q8_0 ? 32 : 16;
+    w.cpu_bytes.resize(rows * nb * bb);
+    w.dev_quants.resize(rows * nb * qb);
+    w.dev_scales.resize(rows * nb);
+    for (int64_t i = 0; i < rows * nb; ++i) {
+      const uint16_t d = f32_to_f16(sc(rng));
+      w.dev_scales[i] = d;
+      std::memcpy(&w.cpu_bytes[i * bb], &d, 2);
+      for (size_t j = 0; j < qb; ++j) {
+        const uint8_t b = dt == DType::Q8_0 ? static_cast<uint8_t>(static_cast<int8_t>(q8(rng)))
+                                            : static_cast<uint8_t>(q4(rng) | q4(rng) << 4);
+        w.cpu_bytes[i * bb + 2 + j] = b;
+        w.dev_quants[i * qb + j] = b;
+      }
+    }
+    w.cpu.row_bytes = nb * bb;
+  }
+  w.cpu.dtype = dt;
+  w.cpu.data = w.cpu_bytes.data();
+  w.cpu.rows = rows;
+  w.cpu.cols = cols;
+  return w;
+}
+
+TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(1);
+  cublasHandle_t blas = nullptr;
+  ASSERT_EQ(cublasCreate(&blas), 0);
+  ThreadPool pool(2);
+  cpu::set_exact_activations(true);  // fp32 reference on the dequantized weights
+  struct Shape { int64_t rows, cols; };
+  for (DType dt : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    for (Shape sh : {Shape{37, 64}, Shape{256, 896}, Shape{129, 4864}, Shape{1000, 96}}) {
+      TestWeight w = make_weight(dt, sh.rows, sh.cols, rng);
+      Dev<uint8_t> dq(w.dev_quants);
+      Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
+      if (!w.dev_scales.empty()) ds.put(w.dev_scales);
+      cuda::DeviceMatrix dm{dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, sh.rows, sh.cols,
+                            static_cast<size_t>(dt == DType::BF16 ? sh.cols * 2
+                                                : dt == DType::Q8_0 ? sh.cols : sh.cols / 2)};
+      for (int64_t n : {1, 2, 5, 8, 9, 33}) {
+        auto x = randn(n * sh.cols, rng);
+        std::vector<float> ref(n * sh.rows);
+        cpu::matmul(w.cpu, x.data(), n, ref.data(), sh.rows, pool);
+        auto bias = randn(sh.rows, rng);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < sh.rows; ++r) ref[t * sh.rows + r] += bias[r];
+        Dev<float> dx(x), dy(n * (sh.rows + 3)), db(bias);
+        Dev<uint8_t> scratch(cuda::matmul_scratch_bytes(dm, n) + 1);
+        cuda::MatmulContext mc{nullptr, blas, scratch.p, scratch.n};
+        cuda::matmul(dm, dx.p, n, dy.p, sh.rows + 3, mc, db.p);
+        auto y = dy.get();
+        std::vector<float> got(n * sh.rows);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < sh.rows; ++r) got[t * sh.rows + r] = y[t * (sh.rows + 3) + r];
+        // GEMV: fp32 throughout; cuBLAS: activations rounded to bf16 (2^-9 relative).
+        const double tol = n <= cuda::kGemvMaxTokens ? 1e-4 : 2e-2;
+        EXPECT_LE(rel_err(got, ref), tol) << name(dt) << " " << sh.rows << "x" << sh.cols
+                                          << " n=" << n;
+      }
+    }
+  }
+  cpu::set_exact_activations(false);
+  cublasDestroy(blas);
+}
+
+TEST(CudaOps, OddColumnsUseTheScalarPath) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(2);
+  ThreadPool pool(1);
+  TestWeight w = make_weight(DType::BF16, 19, 50, rng);
+  Dev<uint8_t> dq(w.dev_quants);
+  cuda::DeviceMatrix dm{DType::BF16, dq.p, nullptr, 19, 50, 100};
+  auto x = randn(3 * 50, rng);
+  std::vector<float> ref(3 * 19);
+  cpu::matmul(w.cpu, x.data(), 3, ref.data(), 19, pool);
+  Dev<float> dx(x), dy(3 * 19);
+  cuda::matmul(dm, dx.p, 3, dy.p, 19, cuda::MatmulContext{});
+  EXPECT_LE(rel_err(dy.get(), ref), 1e-5);
+}
+
+TEST(CudaOps, EmbedGathersDequantizedRows) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(3);
+  for (DType dt : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    TestWeight w = make_weight(dt, 50, 64, rng);
+    Dev<uint8_t> dq(w.dev_quants);
+    Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
+    if (!w.dev_scales.empty()) ds.put(w.dev_scales);
+    cuda::DeviceMatrix dm{dt, dq.p, ds.p, 50, 64,
+                          static_cast<size_t>(dt == DType::BF16 ? 128 : dt == DType::Q8_0 ? 64 : 32)};
+    std::vector<int32_t> ids = {0, 49, 7, 7, 23};
+    Dev<int32_t> dids(ids);
+    Dev<float> out(ids.size() * 64);
+    cuda::embed(dm, dids.p, ids.size(), out.p, nullptr);
+    std::vector<float> ref(ids.size() * 64);
+    for (size_t i = 0; i < ids.size(); ++i) cpu::weight_row(w.cpu, ids[i], &ref[i * 64]);
+    EXPECT_LE(rel_err(out.get(), ref), 1e-6) << name(dt);
+  }
+}
+
+TEST(CudaOps, NormsRopeSiluGatherArgmax) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(4);
+  const int64_t n = 5, H = 896;
+  auto x = randn(n * H, rng), r = randn(n * H, rng), w = randn(H, rng);
+  // rmsnorm and the fused residual add
+  std::vector<float> ref(n * H), xr(n * H);
+  for (size_t i = 0; i < xr.size(); ++i) xr[i] = x[i] + r[i];
+  cpu::rmsnorm(xr.data(), w.data(), ref.data(), n, H, 1e-6f);
+  Dev<float> dx(x), dr(r), dw(w), dout(n * H);
+  cuda::add_rmsnorm(dx.p, dr.p, dw.p, dout.p, n, H, 1e-6f, nullptr);
+  EXPECT_LE(rel_err(dout.get(), ref), 1e-5);
+  EXPECT_LE(rel_err(dx.get(), xr), 1e-7);
+  cpu::rmsnorm(x.data(), w.data(), ref.data(), n, H, 1e-6f);
+  dx.put(x);
+  cuda::rmsnorm(dx.p, dw.p, dout.p, n, H, 1e-6f, nullptr);
+  EXPECT_LE(rel_err(dout.get(), ref), 1e-5);
+
+  // per-head norm and rope over a strided q|k layout
+  const int64_t hd = 64, nq = 3, nk = 2, ld = (nq + nk) * hd + 7;
+  auto qk = randn(n * ld, rng), hw = randn(hd, rng);
+  std::vector<int32_t> pos = {0, 1, 17, 300, 4095};
+  std::vector<float> inv(hd / 2);
+  for (int64_t i = 0; i < hd / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / hd);
+  for (bool interleaved : {false, true}) {
+    std::vector<float> ref_qk = qk;
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t h = 0; h < nq + nk; ++h) {
+        float* v = &ref_qk[t * ld + h * hd];
+        cpu::rmsnorm(v, hw.data(), v, 1, hd, 1e-6f);
+        for (int64_t i = 0; i < hd / 2; ++i) {
+          const double a = double(pos[t]) * inv[i];
+          const int64_t p = interleaved ? 2 * i : i, q = interleaved ? 2 * i + 1 : i + hd / 2;
+          const double x0 = v[p], x1 = v[q];
+          v[p] = float(x0 * std::cos(a) - x1 * std::sin(a));
+          v[q] = float(x1 * std::cos(a) + x0 * std::sin(a));
+        }
+      }
+    Dev<float> dqk(qk), dhw(hw), dinv(inv);
+    Dev<int32_t> dpos(pos);
+    cuda::rmsnorm_heads(dqk.p, ld, n, nq + nk, hd, dhw.p, 1e-6f, nullptr);
+    cuda::rope(dqk.p, dqk.p + nq * hd, ld, n, nq, nk, hd, dpos.p, dinv.p, interleaved, nullptr);
+    auto got = dqk.get();
+    for (int64_t t = 0; t < n; ++t)  // the padding columns stay as they were
+      for (int64_t c = (nq + nk) * hd; c < ld; ++c) ref_qk[t * ld + c] = qk[t * ld + c];
+    EXPECT_LE(rel_err(got, ref_qk), 2e-4) << "interleaved " << interleaved;
+  }
+
+  // silu x gate over [n, 2 ff]
+  const int64_t ff = 300;
+  auto gu = randn(n * 2 * ff, rng);
+  std::vector<float> sref(n * ff);
+  for (int64_t t = 0; t < n; ++t) {
+    std::copy_n(&gu[t * 2 * ff], ff, &sref[t * ff]);
+    cpu::silu_mul(&sref[t * ff], &gu[t * 2 * ff + ff], ff);
+  }
+  Dev<float> dgu(gu), dact(n * ff);
+  cuda::silu_mul(dgu.p, n, ff, dact.p, nullptr);
+  EXPECT_LE(rel_err(dact.get(), sref), 1e-5);
+
+  // gather and argmax (ties: lowest index)
+  std::vector<int32_t> rows = {4, 0, 2};
+  Dev<int32_t> drows(rows);
+  Dev<float> g(rows.size() * H);
+  dx.put(x);
+  cuda::gather_rows(dx.p, H, drows.p, rows.size(), g.p, nullptr);
+  auto gh = g.get();
+  for (size_t i = 0; i < rows.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(&gh[i * H], &x[rows[i] * H], H * 4));
+  const int64_t V = 151936;
+  auto big = randn(3 * V, rng);
+  big[1 * V + 777] = 50.0f;
+  big[1 * V + 99999] = 50.0f;
+  big[2 * V + V - 1] = 60.0f;
+  Dev<float> dbig(big);
+  Dev<int32_t> am(3);
+  cuda::argmax_rows(dbig.p, 3, V, am.p, nullptr);
+  auto a = am.get();
+  EXPECT_EQ(a[0], std::max_element(big.begin(), big.begin() + V) - big.begin());
+  EXPECT_EQ(a[1], 777);
+  EXPECT_EQ(a[2], V - 1);
+}
+
+// Paged attention against the CPU kernel: random block tables, block sizes, GQA ratios, head
+// sizes, KV dtypes, chunk sizes 1..130 over cached prefixes, and long decodes that split.
+TEST(CudaOps, PagedAttentionMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  struct Case { int64_t hd, n_kv, group, bs; DType dt; std::vector<std::pair<int, int>> seqs; };
+  // seqs: (new tokens, cached tokens before this step)
+  std::vector<Case> cases = {
+      {64, 2, 7, 16, DType::F32, {{1, 0}, {1, 40}, {7, 9}, {64, 0}}},
+      {64, 2, 7, 16, DType::BF16, {{1, 1500}, {1, 3}, {1, 700}}},
+      {128, 8, 2, 16, DType::F16, {{130, 20}, {1, 77}}},
+      {128, 4, 1, 3, DType::F32, {{5, 11}, {1, 0}, {33, 2}}},
+      {64, 3, 3, 16, DType::BF16, {{512, 0}}},
+      {96, 1, 9, 8, DType::F32, {{1, 4000}}},
+      {80, 2, 4, 16, DType::F32, {{3, 5}, {1, 1}}},
+      {256, 1, 2, 16, DType::BF16, {{2, 300}}},
+  };
+  for (const Case& c : cases) {
+    const int64_t n_heads = c.n_kv * c.group, kv_dim = c.n_kv * c.hd;
+    int64_t n_tokens = 0, max_ctx = 0, total_blocks = 0;
+    for (auto [nn, cached] : c.seqs) {
+      n_tokens += nn;
+      max_ctx = std::max<int64_t>(max_ctx, nn + cached);
+      total_blocks += (nn + cached + c.bs - 1) / c.bs;
+    }
+    const int64_t n_blocks = total_blocks + 5, max_blocks = (max_ctx + c.bs - 1) / c.bs;
+    std::vector<int32_t> perm(n_blocks);
+    for (int64_t i = 0; i < n_blocks; ++i) perm[i] = static_cast<int32_t>(i);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<int32_t> qstart{0}, ctx, tables(c.seqs.size() * max_blocks, -1);
+    size_t next = 0;
+    for (size_t s = 0; s < c.seqs.size(); ++s) {
+      const int64_t len = c.seqs[s].first + c.seqs[s].second;
+      for (int64_t b = 0; b < (len + c.bs - 1) / c.bs; ++b) tables[s * max_blocks + b] = perm[next++];
+      qstart.push_back(qstart.back() + c.seqs[s].first);
+      ctx.push_back(static_cast<int32_t>(len));
+    }
+    // Fill every slot of every sequence (prefix and new tokens) with random K/V on both sides.
+    const size_t esz = c.dt == DType::F32 ? 4 : 2;
+    const size_t half = n_blocks * c.bs * kv_dim * esz;
+    std::vector<uint8_t> kh(half), vh(half);
+    cpu::PagedKv ckv{kh.data(), vh.data(), c.dt, n_blocks, c.bs, c.n_kv, c.hd};
+    for (size_t s = 0; s < c.seqs.size(); ++s) {
+      const int64_t len = ctx[s];
+      auto k = randn(len * kv_dim, rng), v = randn(len * kv_dim, rng);
+      std::vector<int64_t> slots(len);
+      for (int64_t p = 0; p < len; ++p)
+        slots[p] = int64_t{tables[s * max_blocks + p / c.bs]} * c.bs + p % c.bs;
+      cpu::kv_store(ckv, k.data(), v.data(), slots.data(), len, pool);
+    }
+    auto q = randn(n_tokens * n_heads * c.hd, rng);
+    std::vector<float> ref(q.size());
+    cpu::AttnBatch cb{static_cast<int64_t>(c.seqs.size()), qstart.data(), ctx.data(),
+                      tables.data(), max_blocks};
+    cpu::paged_attention(q.data(), ref.data(), n_heads, ckv, cb, 0.0f, pool);
+
+    Dev<uint8_t> dk(kh), dv(vh);
+    Dev<int32_t> dqs(qstart), dctx(ctx), dtab(tables);
+    Dev<float> dq(q), dout(q.size());
+    Dev<uint8_t> work(cuda::attention_work_bytes(n_tokens, n_heads, c.hd) + 1);
+    cuda::PagedKv gkv{dk.p, dv.p, c.dt, n_blocks, c.bs, c.n_kv, c.hd};
+    cuda::AttnBatch gb{static_cast<int64_t>(c.seqs.size()), n_tokens, dqs.p, dctx.p, dtab.p,
+                       max_blocks, max_ctx};
+    cuda::paged_attention(dq.p, n_heads * c.hd, dout.p, n_heads, gkv, gb, 0.0f, work.p, nullptr);
+    EXPECT_LE(rel_err(dout.get(), ref), 1e-4)
+        << "hd " << c.hd << " kv " << c.n_kv << " group " << c.group << " bs " << c.bs << " "
+        << name(c.dt);
+  }
+}
+
+TEST(CudaOps, KvStoreRoundsLikeTheCpu) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(6);
+  ThreadPool pool(1);
+  const int64_t n_blocks = 4, bs = 4, n_kv = 2, hd = 64, dim = n_kv * hd, ld = dim * 2 + 3;
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    const size_t bytes = n_blocks * bs * dim * (dt == DType::F32 ? 4 : 2);
+    std::vector<uint8_t> kc(bytes, 0), vc(bytes, 0);
+    cpu::PagedKv ckv{kc.data(), vc.data(), dt, n_blocks, bs, n_kv, hd};
+    auto kv = randn(5 * ld, rng);
+    std::vector<int64_t> slots = {3, 15, -1, 8, 0};
+    std::vector<float> k(5 * dim), v(5 * dim);
+    for (int t = 0; t < 5; ++t) {
+      std::copy_n(&kv[t * ld], dim, &k[t * dim]);
+      std::copy_n(&kv[t * ld + dim], dim, &v[t * dim]);
+    }
+    cpu::kv_store(ckv, k.data(), v.data(), slots.data(), 5, pool);
+    Dev<uint8_t> dk(std::vector<uint8_t>(bytes, 0)), dv(std::vector<uint8_t>(bytes, 0));
+    Dev<float> dkv(kv);
+    Dev<int64_t> ds(slots);
+    cuda::PagedKv gkv{dk.p, dv.p, dt, n_blocks, bs, n_kv, hd};
+    cuda::kv_store(gkv, dkv.p, dkv.p + dim, ld, ds.p, 5, nullptr);
+    EXPECT_EQ(dk.get(), kc) << name(dt);
+    EXPECT_EQ(dv.get(), vc) << name(dt);
+  }
+}
+
+}  // namespace
+}  // namespace jinx
