@@ -20,8 +20,12 @@ LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda
 M=/tmp/qwen2-0.5b-bf16
 [ -d $M ] || jx make-random-model --like qwen2-0.5b --out $M --dtype bf16 > /dev/null
 bench() { LD_LIBRARY_PATH="$libs" timeout 150 "$DEV/jinx" bench -m $M --device cuda "$@" 2>&1 | tr '\r' '\n' | grep -v "^\[jinx bench\]"; }
-echo "== batch-1 decode, bf16 KV" | tee "$OUT/bench.txt"
+echo "== batch-1 decode, bf16 KV, CUDA graphs" | tee "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
+bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
+echo "== batch-8 decode (graphs)" | tee -a "$OUT/bench.txt"
+bench --num-seqs 8 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== peer: transformers" | tee -a "$OUT/bench.txt"
 timeout 120 python3 bench/hf_decode_peer.py $M --prompt-len 32 --new-tokens 256 2>&1 | grep -v Warning | tail -2 | tee -a "$OUT/bench.txt"
 echo "== seed workload: 256 seqs, input and output in [100, 1024]" | tee -a "$OUT/bench.txt"

@@ -51,8 +51,11 @@ SafetensorsEntry random_tensor(std::string name, std::vector<int64_t> shape, DTy
 }
 
 void write_config(const Shape& s, const std::string& dir, const std::string& dtype) {
+  // model_type lets transformers load the file too (a peer for benchmarks).
+  const std::string arch = s.arch;
+  const char* model_type = arch.rfind("Qwen2", 0) == 0 ? "qwen2" : "llama";
   nlohmann::ordered_json c = {
-      {"architectures", {s.arch}}, {"hidden_size", s.hidden}, {"intermediate_size", s.inter},
+      {"architectures", {s.arch}}, {"model_type", model_type}, {"hidden_size", s.hidden}, {"intermediate_size", s.inter},
       {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
       {"num_key_value_heads", s.kv_heads}, {"vocab_size", s.vocab},
       {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", s.theta},

@@ -13,6 +13,7 @@ EngineOptions EngineFlags::resolve() const {
   else if (kv_dtype == "bf16") o.kv_dtype = DType::BF16;
   else fail("--kv-cache-dtype must be f32, f16 or bf16, not \"", kv_dtype, "\"");
   o.prefix_caching = !no_prefix_cache;
+  o.cuda_graphs = !enforce_eager;
   return o;
 }
 
@@ -29,6 +30,8 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   sub->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                   "Share of GPU memory for weights, activations and the KV pool")
       ->check(CLI::Range(0.05, 0.99));
+  sub->add_flag("--enforce-eager", f->enforce_eager,
+                "GPU: launch every kernel of a decode step instead of replaying a CUDA graph");
   sub->add_flag("--no-prefix-cache", f->no_prefix_cache, "Turn prefix caching off");
   sub->add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step at most")
       ->check(CLI::Range(1, 1 << 16));

@@ -14,6 +14,7 @@ struct EngineFlags {
   EngineOptions options;
   std::string kv_dtype = "auto";  // f32 on the CPU, bf16 on a GPU
   bool no_prefix_cache = false;
+  bool enforce_eager = false;
 
   // The options with the string flags applied; throws jinx::Error on a bad value.
   EngineOptions resolve() const;

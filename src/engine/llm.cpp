@@ -141,6 +141,8 @@ void LLM::init(const EngineOptions& o) {
   eo.gpu_memory_utilization = o.gpu_memory_utilization;
   eo.max_batched_tokens = std::max(o.max_num_batched_tokens, o.max_num_seqs);
   eo.max_seqs = o.max_num_seqs;
+  eo.max_model_len = o.max_model_len;
+  eo.cuda_graphs = o.cuda_graphs;
   exec_ = make_executor(model_, eo);
   n_blocks = static_cast<int32_t>(exec_->n_kv_blocks());
   kv_config_.block_size = o.block_size;

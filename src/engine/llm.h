@@ -41,6 +41,7 @@ struct EngineOptions {
   std::string device = "cpu";             // "cpu", "cuda" or "cuda:N" (a -DJINX_CUDA=ON build)
   // On a GPU without a KV size given: the share of device memory the engine may fill.
   double gpu_memory_utilization = 0.9;
+  bool cuda_graphs = true;  // replay decode steps as CUDA graphs (false: --enforce-eager)
 };
 
 // What one step added to a request (streaming), or its end.

@@ -24,6 +24,8 @@ struct ExecutorOptions {
   double gpu_memory_utilization = 0.9;
   int64_t max_batched_tokens = 512;  // most tokens in one forward pass (sizes GPU buffers)
   int64_t max_seqs = 64;             // most sequences in one forward pass
+  int64_t max_model_len = 0;         // longest sequence (0: the model's context)
+  bool cuda_graphs = true;           // replay decode steps as CUDA graphs (GPU only)
 };
 
 class Executor {

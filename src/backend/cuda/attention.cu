@@ -22,6 +22,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kHeadsPerBlock = 8;
+constexpr int64_t kMinSplit = 32;  // fewest KV positions worth a block of their own
 
 template <typename KV>
 __global__ void kv_store_kernel(PagedKv kv, const float* k, const float* v, int64_t ld,
@@ -64,8 +65,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   const int64_t s = lo, q0 = b.query_start[s], n_new = b.query_start[s + 1] - q0;
   const int64_t kv_len = b.context_len[s] - n_new + (t - q0) + 1;
-  const int64_t kv0 = blockIdx.z * a.split_len;
-  const int64_t kv1 = kv_len < kv0 + a.split_len ? kv_len : kv0 + a.split_len;
+  // split_len 0: this row's own context in n_splits near-equal pieces (a graph's launch shape
+  // is fixed, the contexts are not).
+  int64_t split = a.split_len;
+  if (split == 0) {
+    split = (kv_len + a.n_splits - 1) / a.n_splits;
+    split = split < kMinSplit ? kMinSplit : split;
+  }
+  const int64_t kv0 = blockIdx.z * split;
+  const int64_t kv1 = kv_len < kv0 + split ? kv_len : kv0 + split;
   const int32_t* bt = b.block_tables + s * b.max_blocks_per_seq;
 
   __shared__ float qs[kHeadsPerBlock][HD];
@@ -239,7 +247,14 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
   a.n_splits = 1;
   a.split_len = b.max_context_len;
   const int64_t blocks = a.n_tokens * kv.n_kv_heads * a.n_gchunks;
-  if (a.n_tokens <= kMaxSplitTokens && work != nullptr) {
+  if (b.fixed_split_len > 0) {
+    JINX_CHECK(a.n_tokens <= kMaxSplitTokens && work != nullptr,
+               "cuda attention: a fixed split needs work memory and at most ", kMaxSplitTokens,
+               " rows");
+    a.split_len = 0;  // per row, in the kernel
+    a.n_splits = std::clamp<int64_t>((b.max_context_len + kMinSplit - 1) / kMinSplit, 1,
+                                     b.fixed_split_len);
+  } else if (a.n_tokens <= kMaxSplitTokens && work != nullptr) {
     const int64_t want = std::clamp<int64_t>((2 * sm_count() + blocks - 1) / blocks, 1, kMaxSplits);
     int64_t len = (b.max_context_len + want - 1) / want;
     len = std::max<int64_t>(64, (len + 15) / 16 * 16);

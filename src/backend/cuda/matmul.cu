@@ -59,35 +59,64 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
   float wf[32];
   if constexpr (D == DType::BF16) {
-    for (int64_t c = lane * 8; c < w.cols; c += 32 * 8) {
+    // Four 16-byte loads in flight per lane before any math: decode is latency-bound on the
+    // loads, not on the FMAs.
+    constexpr int64_t kStep = 32 * 8;
+    int64_t c = lane * 8;
+    for (; c + 3 * kStep < w.cols; c += 4 * kStep) {
+      uint4 u[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) u[k] = *reinterpret_cast<const uint4*>(base + (c + k * kStep) * 2);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        bf16x8_to_f32(u[k], wf);
+        dot_chunk<NT>(wf, x, w.cols, c + k * kStep, acc, 8);
+      }
+    }
+    for (; c < w.cols; c += kStep) {
       bf16x8_to_f32(*reinterpret_cast<const uint4*>(base + c * 2), wf);
       dot_chunk<NT>(wf, x, w.cols, c, acc, 8);
     }
   } else {
     const int64_t nb = w.cols / kQBlock;
     const __half* sc = static_cast<const __half*>(w.scales) + row * nb;
-    for (int64_t b = lane; b < nb; b += 32) {
-      const float d = __half2float(sc[b]);
-      if constexpr (D == DType::Q8_0) {
-        const uint4 q0 = *reinterpret_cast<const uint4*>(base + b * 32);
-        const uint4 q1 = *reinterpret_cast<const uint4*>(base + b * 32 + 16);
-        const int8_t* q = reinterpret_cast<const int8_t*>(&q0);
-        const int8_t* r = reinterpret_cast<const int8_t*>(&q1);
+    constexpr int kQBytes = D == DType::Q8_0 ? 32 : 16;
+    // Two blocks' loads in flight per lane.
+    for (int64_t b0 = lane; b0 < nb; b0 += 64) {
+      uint4 q[2][2];
+      float d[2];
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
-          wf[i] = d * static_cast<float>(q[i]);
-          wf[i + 16] = d * static_cast<float>(r[i]);
-        }
-      } else {  // Q4_0
-        const uint4 q0 = *reinterpret_cast<const uint4*>(base + b * 16);
-        const uint8_t* q = reinterpret_cast<const uint8_t*>(&q0);
-#pragma unroll
-        for (int i = 0; i < 16; ++i) {
-          wf[i] = d * static_cast<float>((q[i] & 15) - 8);
-          wf[i + 16] = d * static_cast<float>((q[i] >> 4) - 8);
+      for (int k = 0; k < 2; ++k) {
+        const int64_t b = b0 + 32 * k;
+        if (b < nb) {
+          d[k] = __half2float(sc[b]);
+          q[k][0] = *reinterpret_cast<const uint4*>(base + b * kQBytes);
+          if constexpr (D == DType::Q8_0)
+            q[k][1] = *reinterpret_cast<const uint4*>(base + b * kQBytes + 16);
         }
       }
-      dot_chunk<NT>(wf, x, w.cols, b * kQBlock, acc, 32);
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const int64_t b = b0 + 32 * k;
+        if (b >= nb) break;
+        if constexpr (D == DType::Q8_0) {
+          const int8_t* lo = reinterpret_cast<const int8_t*>(&q[k][0]);
+          const int8_t* hi = reinterpret_cast<const int8_t*>(&q[k][1]);
+#pragma unroll
+          for (int i = 0; i < 16; ++i) {
+            wf[i] = d[k] * static_cast<float>(lo[i]);
+            wf[i + 16] = d[k] * static_cast<float>(hi[i]);
+          }
+        } else {  // Q4_0
+          const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
+#pragma unroll
+          for (int i = 0; i < 16; ++i) {
+            wf[i] = d[k] * static_cast<float>((qb[i] & 15) - 8);
+            wf[i + 16] = d[k] * static_cast<float>((qb[i] >> 4) - 8);
+          }
+        }
+        dot_chunk<NT>(wf, x, w.cols, b * kQBlock, acc, 32);
+      }
     }
   }
 #pragma unroll

@@ -118,6 +118,10 @@ struct AttnBatch {
   const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks_per_seq]
   int64_t max_blocks_per_seq = 0;
   int64_t max_context_len = 0;  // >= every context_len (sizes the split over the KV range)
+  // > 0: a launch shape that depends only on n_tokens and max_context_len (for CUDA graphs):
+  // every row's context is split into min(this, max_context_len / 32) near-equal pieces, at
+  // most kMaxSplits, sized in the kernel from the row's own length. 0: chosen per launch.
+  int64_t fixed_split_len = 0;
 };
 
 // Causal attention over the paged cache, the contract of cpu::paged_attention: query row

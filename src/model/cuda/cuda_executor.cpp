@@ -24,6 +24,10 @@ namespace {
 
 using cuda::check;
 
+void check_blas_ok(cublasStatus_t st) {
+  if (st != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: setting the workspace failed (", int(st), ")");
+}
+
 // Device memory freed with the executor.
 class DeviceArena {
  public:
@@ -191,7 +195,25 @@ class CudaExecutor final : public Executor {
   void upload_weights();
   void allocate_kv(const ExecutorOptions& o);
   void check_batch(const ForwardBatch& b) const;
-  void layer(int64_t li, int64_t n, const cuda::AttnBatch& ab, bool first);
+  // Device pointers to one step's metadata.
+  struct StepMeta {
+    const int32_t* tokens = nullptr;     // [n]
+    const int32_t* positions = nullptr;  // [n]
+    const int64_t* slots = nullptr;      // [n]
+    const int32_t* out_rows = nullptr;   // [n_out]
+    cuda::AttnBatch ab;
+  };
+  // Enqueues the whole forward pass (no copies, no sync): logits [n_out, vocab] to logits_.
+  void run(int64_t n, int64_t n_out, const StepMeta& m);
+  void layer(int64_t li, int64_t n, const StepMeta& m, bool first);
+  void size_buffers(int64_t n, int64_t n_out);
+  // Decode steps (one new token per sequence, every row sampled) replay a CUDA graph captured
+  // once per padded batch size.
+  bool graph_eligible(const ForwardBatch& b) const;
+  void forward_graph(const ForwardBatch& b, float* logits);
+  void setup_graphs(const ExecutorOptions& o);
+  void drop_graphs();
+  std::vector<void*> buffer_ptrs() const;
 
   std::shared_ptr<const Model> model_;
   const ModelConfig& c_;
@@ -210,6 +232,22 @@ class CudaExecutor final : public Executor {
   // Per-step buffers.
   GrowBuffer x_, h_, qkv_, att_, gu_, act_, r_, out_h_, logits_, work_, scratch_;
   GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_;
+  // CUDA graphs for decode: sizes 1, 2, 4, ... up to max_seqs (at most kMaxSplitTokens).
+  struct Graph {
+    int64_t size = 0;
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::vector<Graph> graphs_;
+  int64_t graph_width_ = 0;     // block-table columns of the graph layout
+  int64_t graph_max_ctx_ = 0;   // longest context a graph step may hold
+  int64_t graph_split_len_ = 0;
+  // The graphs' metadata: one pinned host block and its device twin, laid out for the largest
+  // size (each graph uses a prefix of every array).
+  void* meta_host_ = nullptr;
+  GrowBuffer meta_dev_;
+  size_t meta_bytes_ = 0;
+  std::vector<void*> graph_ptrs_;  // buffer addresses the graphs were captured with
+  GrowBuffer blas_workspace_;
 };
 
 CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o,
@@ -220,10 +258,13 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
   if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: cannot create a handle");
   upload_weights();
   allocate_kv(o);
+  if (o.cuda_graphs) setup_graphs(o);
 }
 
 CudaExecutor::~CudaExecutor() {
   if (stream_) cudaStreamSynchronize(stream_);
+  drop_graphs();
+  if (meta_host_) cudaFreeHost(meta_host_);
   if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -342,7 +383,7 @@ T* to_device(GrowBuffer& buf, std::span<const T> host, cudaStream_t s) {
   return d;
 }
 
-void CudaExecutor::layer(int64_t li, int64_t n, const cuda::AttnBatch& ab, bool first) {
+void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m, bool first) {
   const DevLayer& L = layers_[static_cast<size_t>(li)];
   const int64_t H = c_.hidden_size, hd = c_.head_dim, ff = c_.intermediate_size;
   const int64_t q_dim = c_.n_heads * hd, kv_dim = c_.n_kv_heads * hd, ld = q_dim + 2 * kv_dim;
@@ -362,13 +403,12 @@ void CudaExecutor::layer(int64_t li, int64_t n, const cuda::AttnBatch& ab, bool 
     cuda::rmsnorm_heads(qkv + q_dim, ld, n, c_.n_kv_heads, hd, L.k_norm, eps, stream_);
   }
   cuda::rope(qkv, qkv + q_dim, ld, n, c_.n_heads, c_.n_kv_heads, hd,
-             static_cast<const int32_t*>(positions_.ptr), inv_freq_, c_.rope_interleaved,
-             stream_);
+             m.positions, inv_freq_, c_.rope_interleaved, stream_);
   const cuda::PagedKv& kv = kv_[static_cast<size_t>(li)];
   cuda::kv_store(kv, qkv + q_dim, qkv + q_dim + kv_dim, ld,
-                 static_cast<const int64_t*>(slots_.ptr), n, stream_);
+                 m.slots, n, stream_);
   float* att = att_.get<float>(0);
-  cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, ab, 0.0f, work_.ptr, stream_);
+  cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, m.ab, 0.0f, work_.ptr, stream_);
   cuda::matmul(L.o.w, att, n, r, H, mc, L.o.bias);
   cuda::add_rmsnorm(x, r, L.ffn_norm, h, n, H, eps, stream_);
   float* gu = gu_.get<float>(0);
@@ -378,15 +418,9 @@ void CudaExecutor::layer(int64_t li, int64_t n, const cuda::AttnBatch& ab, bool 
   cuda::matmul(L.down.w, act, n, r, H, mc, L.down.bias);
 }
 
-void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits) {
-  const int64_t n = static_cast<int64_t>(b.tokens.size());
-  if (n == 0) return;
-  check_batch(b);
-  check(cudaSetDevice(device_), "cudaSetDevice");
+void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
   const int64_t H = c_.hidden_size, q_dim = c_.n_heads * c_.head_dim;
   const int64_t kv_dim = c_.n_kv_heads * c_.head_dim, ff = c_.intermediate_size;
-  const int64_t n_out = static_cast<int64_t>(b.out_rows.size());
-  // Buffers for this step's size (they only grow).
   x_.get<float>(n * H);
   h_.get<float>(n * H);
   r_.get<float>(n * H);
@@ -395,46 +429,179 @@ void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits) {
   gu_.get<float>(n * 2 * ff);
   act_.get<float>(n * ff);
   out_h_.get<float>(std::max<int64_t>(n_out, 1) * H);
-  float* dlogits = logits_.get<float>(std::max<int64_t>(n_out, 1) * c_.vocab_size);
+  logits_.get<float>(std::max<int64_t>(n_out, 1) * c_.vocab_size);
   size_t scratch = cuda::matmul_scratch_bytes(lm_head_, n_out);
   for (const DevLayer& d : layers_)
     for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down})
       scratch = std::max(scratch, cuda::matmul_scratch_bytes(l->w, n));
   scratch_.get<uint8_t>(scratch);
+}
 
-  const cpu::AttnBatch& a = b.attn;
-  const int32_t* tokens = to_device(tokens_, b.tokens, stream_);
-  to_device(positions_, b.positions, stream_);
-  to_device(slots_, b.slot_mapping, stream_);
-  cuda::AttnBatch ab;
-  ab.n_seqs = a.n_seqs;
-  ab.n_tokens = n;
-  ab.query_start = to_device(qstart_, std::span<const int32_t>(a.query_start, a.n_seqs + 1),
-                             stream_);
-  ab.context_len = to_device(ctx_, std::span<const int32_t>(a.context_len, a.n_seqs), stream_);
-  ab.block_tables = to_device(
-      tables_, std::span<const int32_t>(a.block_tables, a.n_seqs * a.max_blocks_per_seq), stream_);
-  ab.max_blocks_per_seq = a.max_blocks_per_seq;
-  ab.max_context_len = *std::max_element(a.context_len, a.context_len + a.n_seqs);
-  const int32_t* out_rows = to_device(out_rows_, b.out_rows, stream_);
-
-  cuda::embed(embed_, tokens, n, x_.get<float>(0), stream_);
-  for (int64_t li = 0; li < c_.n_layers; ++li) layer(li, n, ab, li == 0);
-  if (n_out == 0) {
-    check(cudaStreamSynchronize(stream_), "forward");
-    return;
-  }
+void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
+  cuda::embed(embed_, m.tokens, n, x_.get<float>(0), stream_);
+  for (int64_t li = 0; li < c_.n_layers; ++li) layer(li, n, m, li == 0);
+  if (n_out == 0) return;
   // The last residual add and the final norm over every row (cheap), then only the rows that
   // sample go through the output head.
+  const int64_t H = c_.hidden_size;
   float *x = x_.get<float>(0), *h = h_.get<float>(0), *out_h = out_h_.get<float>(0);
   cuda::add_rmsnorm(x, r_.get<float>(0), final_norm_, h, n, H, c_.rms_norm_eps, stream_);
-  cuda::gather_rows(h, H, out_rows, n_out, out_h, stream_);
+  cuda::gather_rows(h, H, m.out_rows, n_out, out_h, stream_);
   const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
-  cuda::matmul(lm_head_, out_h, n_out, dlogits, c_.vocab_size, mc);
-  check(cudaMemcpyAsync(logits, dlogits, static_cast<size_t>(n_out * c_.vocab_size) * 4,
+  cuda::matmul(lm_head_, out_h, n_out, logits_.get<float>(0), c_.vocab_size, mc);
+}
+
+std::vector<void*> CudaExecutor::buffer_ptrs() const {
+  return {x_.ptr, h_.ptr, r_.ptr, qkv_.ptr, att_.ptr, gu_.ptr, act_.ptr, out_h_.ptr,
+          logits_.ptr, work_.ptr, scratch_.ptr, meta_dev_.ptr};
+}
+
+void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits) {
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  if (n == 0) return;
+  check_batch(b);
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  if (graph_eligible(b)) return forward_graph(b, logits);
+  const int64_t n_out = static_cast<int64_t>(b.out_rows.size());
+  size_buffers(n, n_out);
+  const cpu::AttnBatch& a = b.attn;
+  StepMeta m;
+  m.tokens = to_device(tokens_, b.tokens, stream_);
+  m.positions = to_device(positions_, b.positions, stream_);
+  m.slots = to_device(slots_, b.slot_mapping, stream_);
+  m.ab.n_seqs = a.n_seqs;
+  m.ab.n_tokens = n;
+  m.ab.query_start =
+      to_device(qstart_, std::span<const int32_t>(a.query_start, a.n_seqs + 1), stream_);
+  m.ab.context_len = to_device(ctx_, std::span<const int32_t>(a.context_len, a.n_seqs), stream_);
+  m.ab.block_tables = to_device(
+      tables_, std::span<const int32_t>(a.block_tables, a.n_seqs * a.max_blocks_per_seq), stream_);
+  m.ab.max_blocks_per_seq = a.max_blocks_per_seq;
+  m.ab.max_context_len = *std::max_element(a.context_len, a.context_len + a.n_seqs);
+  m.out_rows = to_device(out_rows_, b.out_rows, stream_);
+  run(n, n_out, m);
+  if (n_out > 0)
+    check(cudaMemcpyAsync(logits, logits_.ptr, static_cast<size_t>(n_out * c_.vocab_size) * 4,
+                          cudaMemcpyDeviceToHost, stream_),
+          "copy logits");
+  check(cudaStreamSynchronize(stream_), "forward");
+  if (!graphs_.empty() && buffer_ptrs() != graph_ptrs_) drop_graphs();  // a buffer moved
+}
+
+void CudaExecutor::setup_graphs(const ExecutorOptions& o) {
+  const int64_t max_size = std::min<int64_t>(o.max_seqs, cuda::kMaxSplitTokens);
+  const int64_t model_len = o.max_model_len > 0 ? o.max_model_len : c_.max_position_embeddings;
+  graph_max_ctx_ = std::min(model_len, n_blocks_ * block_size_);
+  graph_width_ = (graph_max_ctx_ + block_size_ - 1) / block_size_;
+  graph_split_len_ = cuda::kMaxSplits;  // pieces per row (fixed_split_len)
+  for (int64_t sz = 1; sz <= max_size; sz *= 2) graphs_.push_back({sz, nullptr});
+  if (graphs_.empty()) return;
+  const int64_t B = graphs_.back().size;
+  // tokens, positions, out_rows, context_len [B]; query_start [B + 1]; tables [B, W]; then
+  // slots [B] (int64, 8-aligned)
+  meta_bytes_ = static_cast<size_t>(4 * (5 * B + 1 + B * graph_width_) + 8 + 8 * B);
+  check(cudaMallocHost(&meta_host_, meta_bytes_), "cudaMallocHost (graph metadata)");
+  meta_dev_.get<uint8_t>(meta_bytes_);
+  // cuBLAS may not allocate while a stream is being captured: give it its workspace now.
+  constexpr size_t kBlasWorkspace = size_t{32} << 20;
+  check_blas_ok(cublasSetWorkspace(blas_, blas_workspace_.get<uint8_t>(kBlasWorkspace),
+                                   kBlasWorkspace));
+  size_buffers(B, B);
+  graph_ptrs_ = buffer_ptrs();
+}
+
+void CudaExecutor::drop_graphs() {
+  for (Graph& g : graphs_) {
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+    g.exec = nullptr;
+  }
+  graph_ptrs_ = buffer_ptrs();
+}
+
+bool CudaExecutor::graph_eligible(const ForwardBatch& b) const {
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  if (graphs_.empty() || n > graphs_.back().size || b.attn.n_seqs != n) return false;
+  if (static_cast<int64_t>(b.out_rows.size()) != n) return false;
+  for (int64_t i = 0; i < n; ++i) {  // one new token per sequence, every row sampled
+    if (b.out_rows[i] != i || b.attn.query_start[i + 1] != i + 1) return false;
+    if (b.attn.context_len[i] > graph_max_ctx_) return false;
+  }
+  return true;
+}
+
+// Pads the batch to the graph's size (padding rows: token 0 at position 0, KV slot -1 so
+// nothing is stored, a one-token context in block 0; their outputs are ignored), copies the
+// metadata in one transfer and replays the graph, capturing it on first use.
+void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits) {
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  Graph* g = &graphs_.front();
+  while (g->size < n) ++g;
+  const int64_t B = graphs_.back().size, W = graph_width_, sz = g->size;
+  auto* h = static_cast<uint8_t*>(meta_host_);
+  auto* tokens = reinterpret_cast<int32_t*>(h);
+  auto* positions = tokens + B;
+  auto* out_rows = positions + B;
+  auto* ctx = out_rows + B;
+  auto* qstart = ctx + B;
+  auto* tables = qstart + B + 1;
+  const size_t slots_off = (4 * static_cast<size_t>(5 * B + 1 + B * W) + 7) / 8 * 8;
+  auto* slots = reinterpret_cast<int64_t*>(h + slots_off);
+  const cpu::AttnBatch& a = b.attn;
+  for (int64_t i = 0; i < sz; ++i) {
+    const bool real = i < n;
+    tokens[i] = real ? b.tokens[i] : 0;
+    positions[i] = real ? b.positions[i] : 0;
+    out_rows[i] = static_cast<int32_t>(i);
+    ctx[i] = real ? a.context_len[i] : 1;
+    qstart[i] = static_cast<int32_t>(i);
+    slots[i] = real ? b.slot_mapping[i] : -1;
+    int32_t* row = tables + i * W;
+    const int64_t used =
+        real ? std::min<int64_t>(W, (ctx[i] + block_size_ - 1) / block_size_) : 0;
+    if (used > 0) std::copy_n(a.block_tables + i * a.max_blocks_per_seq, used, row);
+    std::fill(row + used, row + W, 0);
+  }
+  qstart[sz] = static_cast<int32_t>(sz);
+  // Two copies: everything up to this size's block-table rows, then the slots.
+  auto* d = static_cast<uint8_t*>(meta_dev_.ptr);
+  const size_t head = reinterpret_cast<uint8_t*>(tables + sz * W) - h;
+  check(cudaMemcpyAsync(d, h, head, cudaMemcpyHostToDevice, stream_), "copy graph metadata");
+  check(cudaMemcpyAsync(d + slots_off, slots, 8 * static_cast<size_t>(sz), cudaMemcpyHostToDevice,
+                        stream_),
+        "copy graph slots");
+  if (!g->exec) {
+    StepMeta m;
+    m.tokens = reinterpret_cast<const int32_t*>(d);
+    m.positions = m.tokens + B;
+    m.out_rows = m.positions + B;
+    m.ab.context_len = m.out_rows + B;
+    m.ab.query_start = m.ab.context_len + B;
+    m.ab.block_tables = m.ab.query_start + B + 1;
+    m.slots = reinterpret_cast<const int64_t*>(d + slots_off);
+    m.ab.n_seqs = sz;
+    m.ab.n_tokens = sz;
+    m.ab.max_blocks_per_seq = W;
+    m.ab.max_context_len = graph_max_ctx_;
+    m.ab.fixed_split_len = graph_split_len_;
+    cudaGraph_t graph = nullptr;
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+    try {
+      run(sz, sz, m);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    check(cudaStreamEndCapture(stream_, &graph), "end capture");
+    const cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(e, "instantiate graph");
+  }
+  check(cudaGraphLaunch(g->exec, stream_), "graph launch");
+  check(cudaMemcpyAsync(logits, logits_.ptr, static_cast<size_t>(n * c_.vocab_size) * 4,
                         cudaMemcpyDeviceToHost, stream_),
         "copy logits");
-  check(cudaStreamSynchronize(stream_), "forward");
+  check(cudaStreamSynchronize(stream_), "forward (graph)");
 }
 
 }  // namespace
