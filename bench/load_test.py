@@ -239,41 +239,55 @@ def _free_port():
 
 
 def start_server(args):
-    """Launches `jinx serve` on a free port; returns the process once /health answers 200."""
-    import urllib.error
+    """Launches `jinx serve` on a free port; returns the process once /health answers 200.
+
+    A port another process took between _free_port() and the bind makes jinx serve exit at once
+    ("cannot listen on"): then it tries another port."""
+    import tempfile
+    if args.server_log:
+        Path(args.server_log).parent.mkdir(parents=True, exist_ok=True)
+        log_path = Path(args.server_log)
+    else:
+        fd, name = tempfile.mkstemp(prefix="jinx-serve-", suffix=".log")
+        os.close(fd)
+        log_path = Path(name)
+    for _ in range(5):
+        proc = _launch(args, log_path)
+        if proc:
+            return proc
+    die(f"jinx serve found no free port (log: {log_path})")
+
+
+def _launch(args, log_path):
+    """One try of start_server; None if the port was taken."""
     import urllib.request
     port = _free_port()
     cmd = [args.bin, "serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(port)]
     if args.api_key:
         cmd += ["--api-key", args.api_key]
     cmd += args.server_arg
-    log = open(args.server_log, "w") if args.server_log else subprocess.DEVNULL
     print("starting:", " ".join(cmd), file=sys.stderr)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     args.url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + args.start_timeout
     while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
         if proc.poll() is not None:
-            die(f"jinx serve exited with {proc.returncode} (see its output with --server-log)")
-        try:
-            with urllib.request.urlopen(args.url + "/health", timeout=2) as r:
-                healthy = r.status == 200
-        except urllib.error.HTTPError as e:  # 503 while loading, {"status": "failed"} after
-            if b"failed" in e.read():
-                stop_server(proc)
-                die("jinx serve could not load the model (see its output with --server-log)")
-            healthy = False
-        except OSError:
-            healthy = False
-        if healthy:
-            # Another process may have taken the port first: then ours exits (cannot listen).
-            time.sleep(0.5)
-            if proc.poll() is None:
-                return proc
-            die(f"jinx serve exited with {proc.returncode} (is port {port} taken?)")
+            if "cannot listen on" in text:
+                return None
+            die(f"jinx serve exited with {proc.returncode}:\n{text[-2000:]}")
+        # /health counts only once ours listens: whoever took the port could answer it.
+        if "jinx serve: listening on" in text:
+            try:
+                with urllib.request.urlopen(args.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return proc
+            except OSError:  # 503 while loading (HTTPError is an OSError), or not answering
+                pass
         time.sleep(0.2)
     stop_server(proc)
-    die(f"jinx serve not healthy after {args.start_timeout} s")
+    die(f"jinx serve not healthy after {args.start_timeout} s (log: {log_path})")
 
 
 def stop_server(proc):
@@ -328,6 +342,7 @@ def main(argv=None):
     summary = summarize(results, wall_s, args)
     print_summary(summary, args)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     return 1 if summary["failed"] or not results else 0
 

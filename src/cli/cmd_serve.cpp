@@ -22,7 +22,8 @@ void add_serve(CLI::App& app) {
   sub->add_option("--served-model-name", a->opt.served_name,
                   "model id in the API (default: the file name)");
   sub->add_option("--max-queue", a->opt.max_queue,
-                  "waiting requests before new ones get 429")
+                  "requests waiting for a run slot (beyond --max-num-seqs running) before new "
+                  "ones get 429")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   sub->add_option("--max-body-bytes", a->opt.max_body_bytes, "largest request body (413 above)")

@@ -20,6 +20,7 @@ AsyncEngine::AsyncEngine(std::unique_ptr<LLM> llm, const AsyncOptions& options)
     : llm_(std::move(llm)), opt_(options) {
   JINX_CHECK(llm_ != nullptr, "AsyncEngine needs an engine");
   JINX_CHECK(opt_.max_queue >= 0, "max_queue must be >= 0, got ", opt_.max_queue);
+  JINX_CHECK(opt_.max_running >= 0, "max_running must be >= 0, got ", opt_.max_running);
   metrics_.ttft = Histogram({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
   metrics_.tpot = Histogram({0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5});
   metrics_.e2e = Histogram({0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300});
@@ -40,7 +41,7 @@ uint64_t AsyncEngine::submit(Request r) {
   llm_->check_request(r, 0);  // reads only immutable limits: safe off the engine thread
   std::lock_guard<std::mutex> lk(mu_);
   if (metrics_.failed) fail("the engine stopped after an internal error: ", metrics_.failure);
-  const int64_t waiting = metrics_.waiting + static_cast<int64_t>(incoming_.size());
+  const int64_t waiting = waiting_for_slot_locked();
   if (waiting >= opt_.max_queue)
     throw QueueFull(str("the server is busy: ", waiting, " requests are already waiting"));
   const uint64_t h = next_handle_++;
@@ -58,10 +59,20 @@ void AsyncEngine::cancel(uint64_t handle) {
   cv_.notify_all();
 }
 
+// Requests not running yet (queued in the engine, taken by its thread, or not yet handed to
+// it) less the run slots free at the last published step: those would start at the next step.
+// metrics_ lags the engine by at most one step; a request that finished since still counts as
+// running, so this errs towards refusing, never towards an unbounded queue.
+int64_t AsyncEngine::waiting_for_slot_locked() const {
+  const int64_t unstarted = metrics_.waiting + in_transit_ + static_cast<int64_t>(incoming_.size());
+  const int64_t free_slots = std::max<int64_t>(0, int64_t{opt_.max_running} - metrics_.running);
+  return std::max<int64_t>(0, unstarted - free_slots);
+}
+
 EngineMetrics AsyncEngine::metrics() const {
   std::lock_guard<std::mutex> lk(mu_);
   EngineMetrics m = metrics_;
-  m.waiting += static_cast<int32_t>(incoming_.size());
+  m.waiting += static_cast<int32_t>(in_transit_ + static_cast<int64_t>(incoming_.size()));
   return m;
 }
 
@@ -69,6 +80,7 @@ void AsyncEngine::publish_locked() {
   const EngineStats& st = llm_->stats();
   metrics_.running = llm_->n_running();
   metrics_.waiting = llm_->n_waiting();
+  in_transit_ = 0;
   metrics_.kv_blocks_used = llm_->kv_blocks_used();
   metrics_.prefix_hit_tokens = st.prefix_hit_tokens;
   metrics_.generation_tokens = st.generated_tokens;
@@ -123,6 +135,7 @@ void AsyncEngine::loop() {
       stopping = stop_;
       in.swap(incoming_);
       cancels.swap(cancels_);
+      in_transit_ += static_cast<int64_t>(in.size());
     }
     for (auto& [h, r] : in) {
       StreamFn fn = r.on_update;
@@ -144,6 +157,10 @@ void AsyncEngine::loop() {
       if (auto it = seq_of_.find(h); it != seq_of_.end()) llm_->abort_request(it->second);
     if (stopping)
       for (const auto& [h, id] : seq_of_) llm_->abort_request(id);
+    if (!in.empty()) {  // they are in the engine's waiting queue now: count them there
+      std::lock_guard<std::mutex> lk(mu_);
+      publish_locked();
+    }
     try {
       // On stop, the aborts resolve in schedule() without a forward pass.
       do {

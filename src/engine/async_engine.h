@@ -24,9 +24,13 @@ namespace jinx {
 
 struct AsyncOptions {
   int32_t max_queue = 256;  // requests waiting for a slot (not yet running) before submit fails
+  // The engine's run slots (EngineOptions::max_num_seqs). A submitted request that a free slot
+  // will take at the next step is not counted as waiting, so a burst is admitted up to
+  // max_running (minus those running) + max_queue. 0: every unstarted request counts as waiting.
+  int32_t max_running = 0;
 };
 
-// Submitted while `max_queue` requests were already waiting.
+// Submitted while `max_queue` requests were already waiting for a run slot.
 struct QueueFull : Error {
   using Error::Error;
 };
@@ -77,6 +81,7 @@ class AsyncEngine {
  private:
   void loop();
   void publish_locked();
+  int64_t waiting_for_slot_locked() const;
   void record_finished(const RequestOutput& out);
 
   std::unique_ptr<LLM> llm_;
@@ -86,6 +91,8 @@ class AsyncEngine {
   bool stop_ = false;
   uint64_t next_handle_ = 1;
   std::vector<std::pair<uint64_t, Request>> incoming_;
+  // Taken from incoming_ by the engine thread but not yet in the published metrics_.
+  int64_t in_transit_ = 0;
   std::vector<uint64_t> cancels_;
   EngineMetrics metrics_;  // guarded by mu_
   // Engine thread only.

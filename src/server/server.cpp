@@ -1,10 +1,14 @@
 #include "server/server.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -320,14 +324,21 @@ void load_model(ServerState& st) {
       });
       return st.vocab;
     };
-    st.engine = std::make_unique<AsyncEngine>(std::move(llm), AsyncOptions{st.opt.max_queue});
+    st.engine = std::make_unique<AsyncEngine>(
+        std::move(llm),
+        AsyncOptions{.max_queue = st.opt.max_queue, .max_running = st.opt.engine.max_num_seqs});
     st.ready = true;
     log_info("server: model ready (", c.served_name, ", context ", c.max_model_len, " tokens)");
   } catch (const std::exception& e) {
     st.load_error = e.what();
     st.load_failed = true;
-    log_warn("server: the model failed to load: ", e.what());
   }
+}
+
+// What the user sees at the default log level (warnings only): where to point the browser.
+void print_line(const std::string& line) {
+  std::fprintf(stderr, "jinx serve: %s\n", line.c_str());
+  std::fflush(stderr);
 }
 
 std::string default_name(const std::string& path) {
@@ -404,6 +415,46 @@ void add_policies(httplib::Server& svr, ServerState& st) {
   svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
 }
 
+// Binds the listening socket, fixing two defaults of cpp-httplib 0.11:
+// - it sets SO_REUSEPORT, so a second server on a taken port binds too and the kernel splits
+//   the connections between the two; only SO_REUSEADDR here (restart while old connections
+//   linger in TIME_WAIT), so a taken port fails plainly;
+// - its listen backlog is 5, compiled into the library: a burst of connections (a client
+//   opening 32 streams at once) overflows it, and overflowed connections stall or reset.
+//   listen() again on the bound socket raises the backlog.
+bool bind_with_backlog(httplib::Server& svr, const ServeOptions& options) {
+  int listen_fd = -1;
+  svr.set_socket_options([&listen_fd](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd = sock;
+  });
+  if (!svr.bind_to_port(options.host, options.port)) {
+    print_line(str("error: cannot listen on ", options.host, ":", options.port,
+                   " (address in use, or not an address of this machine)"));
+    return false;
+  }
+  if (listen_fd >= 0 && ::listen(listen_fd, SOMAXCONN) != 0)
+    log_warn("server: could not raise the listen backlog: ", std::strerror(errno));
+  return true;
+}
+
+// The loader thread: loads the model; if that fails, says why and stops the server (nothing
+// to serve, so `jinx serve` exits 1 instead of answering 503 forever).
+void load_or_stop(ServerState& st, httplib::Server& svr, const std::atomic<bool>& listen_returned,
+                  const std::string& url) {
+  load_model(st);
+  if (!st.load_failed) {
+    print_line(str("ready: model ", st.ctx.served_name, ", chat page at ", url, "/"));
+    return;
+  }
+  print_line("error: the model failed to load: " + st.load_error);
+  // stop() does nothing until listen_after_bind() runs: wait for it (a fast failure).
+  while (!svr.is_running() && !listen_returned)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  svr.stop();
+}
+
 }  // namespace
 
 int serve(const ServeOptions& options) {
@@ -429,18 +480,19 @@ int serve(const ServeOptions& options) {
   svr.set_keep_alive_max_count(1000);
   add_policies(svr, st);
   add_routes(svr, st);
-  if (!svr.bind_to_port(options.host, options.port)) {
-    log_warn("server: cannot listen on ", options.host, ":", options.port);
-    return 1;
-  }
-  std::thread loader([&st] { load_model(st); });
+  if (!bind_with_backlog(svr, options)) return 1;
+  const std::string url = str("http://", options.host, ":", options.port);
+  print_line(str("listening on ", url, " (model ", st.ctx.served_name, ", loading ",
+                 options.model_path, ")"));
+  std::atomic<bool> listen_returned{false};
+  std::thread loader([&] { load_or_stop(st, svr, listen_returned, url); });
   std::thread signals([&svr, sigs] {
     int sig = 0;
     sigwait(&sigs, &sig);
     svr.stop();
   });
-  log_info("server: listening on http://", options.host, ":", options.port, " (chat page at /)");
   svr.listen_after_bind();
+  listen_returned = true;
   loader.join();
   if (signals.joinable()) {
     pthread_kill(signals.native_handle(), SIGTERM);  // wake it if the server stopped by itself

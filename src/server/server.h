@@ -22,14 +22,15 @@ struct ServeOptions {
   std::string api_key;       // "" = no authentication
   std::string served_name;   // "" = the model file or folder name
   EngineOptions engine;
-  int32_t max_queue = 256;   // waiting requests before 429
+  int32_t max_queue = 256;   // requests waiting for a run slot (max_num_seqs) before 429
   size_t max_body_bytes = 8u << 20;
   int http_threads = 128;    // concurrent connections served (streams hold one each)
   int32_t max_n = 16;
 };
 
 // Listens, loads the model in the background (/health says 503 until it is ready), serves
-// until SIGINT or SIGTERM. Returns the process exit code.
+// until SIGINT or SIGTERM. Returns the process exit code: 1 when it cannot listen or the model
+// fails to load (it stops serving then), else 0. Prints where it listens and when it is ready.
 int serve(const ServeOptions& options);
 
 // Prometheus text for the engine's metrics.

@@ -153,6 +153,76 @@ TEST(AsyncEngine, FullQueueRefusesAndBadRequestThrows) {
   for (auto& s : sinks) ASSERT_TRUE(s->wait());
 }
 
+// A burst larger than run slots + queue: the requests free run slots will take at the next step
+// are not "waiting", so max_num_seqs + max_queue are admitted (before the fix, requests not yet
+// picked up by the engine thread all counted as waiting and only max_queue + 1 got through).
+TEST(AsyncEngine, BurstFillsRunSlotsThenQueue) {
+  std::shared_ptr<const Model> model = Model::load(kModels + "tiny-llama");
+  EngineOptions o;
+  o.threads = 1;
+  o.max_num_seqs = 8;
+  o.kv_cache_tokens = 8192;
+  AsyncEngine eng(std::make_unique<LLM>(model, nullptr, o),
+                  {.max_queue = 4, .max_running = o.max_num_seqs});
+  // The first request's first update holds the engine thread inside a step until the burst is
+  // in, so no request can start or finish meanwhile: the count does not depend on timing.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = false, release = false;
+  Sink first;
+  Request r0{prompt_of(0), greedy(200)};
+  r0.on_update = [&, fn = first.fn()](const StreamUpdate& u) {
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      if (!held) {
+        held = true;
+        cv.notify_all();
+        cv.wait(lk, [&] { return release; });
+      }
+    }
+    fn(u);
+  };
+  std::vector<uint64_t> handles{eng.submit(std::move(r0))};
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(60), [&] { return held; }));
+  }
+  std::vector<std::unique_ptr<Sink>> sinks;
+  int refused = 0;
+  for (int i = 1; i < 32; ++i) {
+    auto s = std::make_unique<Sink>();
+    Request r{prompt_of(i), greedy(200)};
+    r.on_update = s->fn();
+    try {
+      handles.push_back(eng.submit(std::move(r)));
+      sinks.push_back(std::move(s));
+    } catch (const QueueFull&) {
+      ++refused;
+    }
+  }
+  EXPECT_EQ(handles.size(), 12u);  // 8 run slots + 4 waiting
+  EXPECT_EQ(refused, 20);
+  EXPECT_EQ(eng.metrics().waiting + eng.metrics().running, 12);
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  // Once the engine ran a step: 8 run, 4 wait, and the queue is full.
+  EngineMetrics m = eng.metrics();
+  for (int i = 0; i < 5000 && m.running != 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    m = eng.metrics();
+  }
+  EXPECT_EQ(m.running, 8);
+  if (m.requests_finished == 0) {
+    EXPECT_EQ(m.waiting, 4);
+  }
+  for (uint64_t h : handles) eng.cancel(h);
+  ASSERT_TRUE(first.wait());
+  for (auto& s : sinks) ASSERT_TRUE(s->wait());
+}
+
 // Allows only even token ids, and finishes after 5 tokens.
 struct EvenOnly : TokenConstraint {
   int n = 0;

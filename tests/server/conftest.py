@@ -35,9 +35,18 @@ class Server:
         if not MODEL.exists():
             pytest.skip(f"{MODEL} is missing (tools/get_models.sh)")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.log_path = ARTIFACTS / f"server-{name}.log"
+        # A free port can be taken by another process before the server binds it (tests run in
+        # parallel under ctest): then jinx serve exits at once saying so, and we try another.
+        for _ in range(5):
+            if self._start(args):
+                return
+        raise RuntimeError(f"jinx serve found no free port: {self.log_path.read_text()[-2000:]}")
+
+    def _start(self, args):
+        """Starts the server; True once /health is 200, False if the port was taken."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = ARTIFACTS / f"server-{name}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "-m", str(MODEL), "--port", str(self.port),
@@ -46,13 +55,19 @@ class Server:
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jinx serve exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+                self.log.close()
+                text = self.log_path.read_text()
+                if "cannot listen on" in text:
+                    return False
+                raise RuntimeError(f"jinx serve exited: {text[-2000:]}")
+            # Only once ours listens: /health could answer from whoever took the port.
+            if "jinx serve: listening on" in self.log_path.read_text(errors="replace"):
+                try:
+                    with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                        if r.status == 200:
+                            return True
+                except (urllib.error.URLError, OSError):
+                    pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError("jinx serve did not become healthy in 120 s")

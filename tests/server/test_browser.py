@@ -58,6 +58,35 @@ def _log_tail(path, n=40):
         return "(no log)"
 
 
+def _start_server(binary, model, key, log_path):
+    """Starts `jinx serve` on a free port; (process, url) once /health is 200. A port another
+    process took between _free_port() and the bind makes ours exit at once: then another port."""
+    for _ in range(5):
+        port = _free_port()
+        cmd = [str(binary), "serve", "-m", str(model), "--host", "127.0.0.1", "--port",
+               str(port), "--api-key", key]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            log = log_path.read_text(errors="replace")
+            if proc.poll() is not None:
+                if "cannot listen on" in log:
+                    break  # try another port
+                pytest.fail(f"jinx serve failed to start ({proc.poll()}):\n{_log_tail(log_path)}")
+            # /health counts only once ours listens: whoever took the port could answer it.
+            if "jinx serve: listening on" in log and _health_ok(url):
+                return proc, url
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"jinx serve not healthy after {START_TIMEOUT_S} s:\n"
+                            f"{_log_tail(log_path)}")
+            time.sleep(0.2)
+    pytest.fail(f"jinx serve found no free port:\n{_log_tail(log_path)}")
+
+
 @pytest.fixture(scope="module")
 def server():
     """Yields (base_url, api_key) of a running `jinx serve`."""
@@ -75,27 +104,10 @@ def server():
     if not model.is_file():
         pytest.skip(f"model not found at {model} (run `make models` or set JINX_MODEL)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port, key = _free_port(), "sk-test-" + secrets.token_hex(8)
+    key = "sk-test-" + secrets.token_hex(8)
     log_path = ARTIFACTS / "browser_test_server.log"
-    cmd = [str(binary), "serve", "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-           "--api-key", key]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _start_server(binary, model, key, log_path)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while (health := _health(url)) != "ok":
-            if proc.poll() is not None or health == "failed":
-                pytest.fail(f"jinx serve failed to start ({proc.poll()}):\n{_log_tail(log_path)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"jinx serve not healthy after {START_TIMEOUT_S} s:\n"
-                            f"{_log_tail(log_path)}")
-            time.sleep(0.2)
-        # Another process may have taken the port between _free_port() and the bind: then ours
-        # exits at once (it cannot listen) while the other one answered /health.
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            pytest.fail(f"jinx serve exited with {proc.returncode}:\n{_log_tail(log_path)}")
         yield url, key
         if proc.poll() is not None:  # it must still be serving after every test
             pytest.fail(f"jinx serve died during the tests with exit code {proc.returncode}:\n"

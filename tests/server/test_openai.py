@@ -333,7 +333,10 @@ def test_disconnect_mid_stream_frees_blocks(server):
                       timeout=120) as r:
         assert r.status_code == 200
         n = 0
-        for line in r.iter_lines():
+        # Keep the line iterator referenced: breaking out of a temporary one closes it, and
+        # closing it closes the connection, which the server may notice before we ask.
+        lines = r.iter_lines()
+        for line in lines:
             if line.startswith("data: "):
                 n += 1
             if n >= 5:
@@ -508,5 +511,25 @@ def test_queue_full_429():
         assert codes.count(200) >= 2, codes
         assert set(codes) <= {200, 429}, codes
         assert httpx.post(s.url + "/v1/completions", json=body, timeout=300).status_code == 200
+    finally:
+        s.stop()
+
+
+def test_burst_admits_run_slots_plus_queue():
+    # --max-queue counts requests waiting for a run slot: of a burst of 24, the 8 that free
+    # slots take and the 4 queued are admitted (more if some finish before the burst is in).
+    s = Server("burst", "--max-queue", "4", "--max-num-seqs", "8")
+    try:
+        body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 48, "ignore_eos": True}
+
+        async def main():
+            async with httpx.AsyncClient(timeout=300) as ac:
+                return await asyncio.gather(*(ac.post(s.url + "/v1/completions", json=body)
+                                              for _ in range(24)))
+
+        codes = [r.status_code for r in asyncio.run(main())]
+        assert set(codes) <= {200, 429}, codes
+        assert codes.count(200) >= 12, codes
+        assert codes.count(429) >= 1, codes
     finally:
         s.stop()
