@@ -6,6 +6,10 @@
 # the shared libraries the GPU machine may lack in $DEV/lib. Logs go to $OUT (or ./cuda-out).
 set -uo pipefail
 DEV=${DEV:-.devrun}
+# The binaries may come packed (the lease's transfer limit): .devpack/devrun.tar.xz.
+if [ ! -x "$DEV/jinx" ] && [ -f .devpack/devrun.tar.xz ]; then
+  mkdir -p "$DEV" && tar -C "$DEV" -xJf .devpack/devrun.tar.xz
+fi
 OUT=${OUT:-cuda-out}
 mkdir -p "$OUT"
 cublas=$(dirname "$(ls /usr/local/cuda/lib64/libcublas.so.13 /usr/local/cuda*/lib*/libcublas.so.13 \
@@ -31,3 +35,28 @@ timeout 120 python3 bench/hf_decode_peer.py $M --prompt-len 32 --new-tokens 256 
 echo "== seed workload: 256 seqs, input and output in [100, 1024]" | tee -a "$OUT/bench.txt"
 bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
   --max-num-seqs 256 --max-num-batched-tokens 8192 | tee -a "$OUT/bench.txt"
+# Optional: per-kernel GPU times of a few batch-1 decode steps (Nsight Compute), eager launches
+# so each kernel is seen; NCU=1 to run it.
+if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
+  echo "== ncu: per-kernel time, batch-1 decode (eager)" | tee -a "$OUT/bench.txt"
+  LD_LIBRARY_PATH="$libs" timeout 200 ncu --csv --print-summary per-kernel --metrics gpu__time_duration.sum \
+    --cache-control none --clock-control none \
+    --launch-skip 600 --launch-count 300 "$DEV/jinx" bench -m $M --device cuda --num-seqs 1 \
+    --min-input 32 --max-input 32 --min-output 16 --max-output 16 --enforce-eager > "$OUT/ncu.csv" 2>&1
+  python3 - "$OUT/ncu.csv" <<'PY' | tee -a "$OUT/bench.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
+hdr = next((r for r in rows if "Kernel Name" in r), None)
+if hdr is None:
+    print(open(sys.argv[1]).read()[-2000:]); sys.exit()
+ki, vi = hdr.index("Kernel Name"), len(hdr) - 1
+for c in ("Average", "Sum", "Metric Value"):
+    if c in hdr: vi = hdr.index(c)
+tot = collections.Counter()
+for r in rows:
+    if r is hdr or len(r) <= vi: continue
+    try: tot[r[ki][:60]] += float(r[vi].replace(",", ""))
+    except ValueError: pass
+for k, v in tot.most_common(15): print(f"{v:12.1f}  {k}")
+PY
+fi

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <unordered_map>
 
 #include "core/check.h"
@@ -45,6 +46,14 @@ struct LLM::Live {
   size_t sent_tokens = 0;  // out.token_ids already reported
   Clock::time_point t0;
 
+  // Greedy with nothing that needs the logits on the host: the token is their argmax (the
+  // Sampler's greedy rule, ties to the lowest id).
+  bool argmax_only() const {
+    const SamplingParams& p = params;
+    return p.temperature < kGreedyTemperature && !constraint && p.logprobs < 0 &&
+           p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+           p.frequency_penalty == 0.0f;
+  }
   Live(Request& r, const Tokenizer* tok)
       : params(r.params),
         sampler(r.params, r.prompt),
@@ -190,8 +199,13 @@ void LLM::sample_step(const Batch& batch, float* logits, std::vector<Live*>& liv
   for (size_t k = 0; k < batch.sample_rows.size(); ++k) {
     Live& L = *live[k];
     float* row = logits + k * V;  // the sampler modifies its row in place
-    if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
-    SampleResult sr = L.sampler.sample(row, static_cast<int32_t>(V));
+    SampleResult sr{argmax_[k], std::numeric_limits<float>::quiet_NaN(), {}};
+    if (!argmax_only_[k]) {
+      if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
+      sr = L.sampler.sample(row, static_cast<int32_t>(V));
+    }
+    JINX_CHECK(sr.token >= 0 && sr.token < V, "engine: sampled token ", sr.token,
+               " outside the vocabulary");
     const int32_t token = sr.token;
     L.sampler.accept(token);
     L.out.token_ids.push_back(token);
@@ -267,10 +281,17 @@ std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
     fb.attn = {batch.n_seqs, batch.query_start.data(), batch.context_len.data(),
                batch.block_tables.data(), batch.max_blocks};
     fb.out_rows = batch.sample_rows;
-    logits_.resize(batch.sample_rows.size() * V);
-    exec_->forward_batch(fb, logits_.data());
     std::vector<Live*> rows;
     for (int32_t s : batch.sample_seqs) rows.push_back(live_.at(batch.seq_ids[s]).get());
+    // Plain greedy rows need only the argmax, which a GPU computes where the logits are.
+    argmax_only_.assign(rows.size(), 0);
+    for (size_t k = 0; k < rows.size(); ++k) argmax_only_[k] = rows[k]->argmax_only() ? 1 : 0;
+    fb.argmax_only = argmax_only_;
+    argmax_.assign(rows.size(), -1);
+    logits_.resize(batch.sample_rows.size() * V);
+    const auto tf = Clock::now();
+    exec_->forward_batch(fb, logits_.data(), argmax_.data());
+    stats_.forward_seconds += since(tf);
     std::vector<SampledToken> sampled;
     sample_step(batch, logits_.data(), rows, &sampled);
     stats_.generated_tokens += static_cast<int64_t>(sampled.size());

@@ -86,6 +86,7 @@ struct EngineStats {
   int64_t prefix_hit_tokens = 0;
   int64_t preemptions = 0;
   double seconds = 0.0;
+  double forward_seconds = 0.0;  // of which in the executor's forward pass (results copied back)
 };
 
 class LLM {
@@ -152,6 +153,8 @@ class LLM {
   std::unordered_map<SeqId, std::unique_ptr<Live>> live_;
   std::unique_ptr<struct Batch> batch_;
   std::vector<float> logits_;
+  std::vector<uint8_t> argmax_only_;  // per sampling row of the step
+  std::vector<int32_t> argmax_;
   EngineStats stats_;
 };
 

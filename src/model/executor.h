@@ -32,8 +32,11 @@ class Executor {
  public:
   virtual ~Executor() = default;
   // One step: stores the batch's K/V in the pool and writes logits [out_rows.size(), vocab]
-  // (host memory) for the rows listed.
-  virtual void forward_batch(const ForwardBatch& batch, float* logits) = 0;
+  // (host memory) for the rows listed, except rows marked batch.argmax_only, whose logits may
+  // be left unwritten. argmax (host, [out_rows.size()], may be null when no row is marked)
+  // receives each marked row's argmax (ties to the lowest id).
+  virtual void forward_batch(const ForwardBatch& batch, float* logits,
+                             int32_t* argmax = nullptr) = 0;
   virtual int64_t n_kv_blocks() const = 0;
   virtual size_t kv_bytes() const = 0;
   // One line for logs and `jinx info`: device, weights, KV pool.

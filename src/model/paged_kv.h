@@ -45,6 +45,9 @@ struct ForwardBatch {
   std::span<const int64_t> slot_mapping;  // [n_tokens]: block * block_size + offset
   cpu::AttnBatch attn;                    // sequence boundaries, context lengths, block tables
   std::span<const int32_t> out_rows;      // rows whose logits are needed
+  // [out_rows.size()] or empty: 1 where the caller needs only the row's argmax (greedy, no
+  // penalties, no logprobs), so a GPU can keep those logits on the device.
+  std::span<const uint8_t> argmax_only;
 };
 
 }  // namespace jinx

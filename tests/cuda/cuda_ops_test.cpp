@@ -258,9 +258,11 @@ TEST(CudaOps, NormsRopeSiluGatherArgmax) {
   big[1 * V + 777] = 50.0f;
   big[1 * V + 99999] = 50.0f;
   big[2 * V + V - 1] = 60.0f;
+  big[2 * V + 5] = std::nanf("");  // ignored
   Dev<float> dbig(big);
   Dev<int32_t> am(3);
-  cuda::argmax_rows(dbig.p, 3, V, am.p, nullptr);
+  Dev<unsigned long long> keys(3);
+  cuda::argmax_rows(dbig.p, 3, V, am.p, keys.p, nullptr);
   auto a = am.get();
   EXPECT_EQ(a[0], std::max_element(big.begin(), big.begin() + V) - big.begin());
   EXPECT_EQ(a[1], 777);
@@ -284,6 +286,11 @@ TEST(CudaOps, PagedAttentionMatchesCpu) {
       {96, 1, 9, 8, DType::F32, {{1, 4000}}},
       {80, 2, 4, 16, DType::F32, {{3, 5}, {1, 1}}},
       {256, 1, 2, 16, DType::BF16, {{2, 300}}},
+      // The tensor-core prefill kernel (bf16 KV, head_dim 64/128, >= 16 new rows), mixed with
+      // decode rows and short chunks that stay on the row kernel, over cached prefixes.
+      {128, 2, 7, 16, DType::BF16, {{100, 37}, {1, 200}, {17, 0}, {64, 64}, {15, 3}}},
+      {64, 2, 7, 3, DType::BF16, {{300, 0}, {1, 1000}, {16, 129}}},
+      {128, 8, 1, 16, DType::BF16, {{65, 500}}},
   };
   for (const Case& c : cases) {
     const int64_t n_heads = c.n_kv * c.group, kv_dim = c.n_kv * c.hd;
@@ -331,10 +338,36 @@ TEST(CudaOps, PagedAttentionMatchesCpu) {
     cuda::PagedKv gkv{dk.p, dv.p, c.dt, n_blocks, c.bs, c.n_kv, c.hd};
     cuda::AttnBatch gb{static_cast<int64_t>(c.seqs.size()), n_tokens, dqs.p, dctx.p, dtab.p,
                        max_blocks, max_ctx};
+    const std::vector<int32_t> tiles =
+        cuda::make_prefill_tiles(qstart.data(), static_cast<int64_t>(c.seqs.size()), gkv);
+    Dev<int32_t> dtiles(std::max<size_t>(1, tiles.size()));
+    if (!tiles.empty()) dtiles.put(tiles);
+    gb.prefill_tiles = dtiles.p;
+    gb.n_prefill_tiles = static_cast<int64_t>(tiles.size() / 2);
     cuda::paged_attention(dq.p, n_heads * c.hd, dout.p, n_heads, gkv, gb, 0.0f, work.p, nullptr);
-    EXPECT_LE(rel_err(dout.get(), ref), 1e-4)
-        << "hd " << c.hd << " kv " << c.n_kv << " group " << c.group << " bs " << c.bs << " "
-        << name(c.dt);
+    // Row kernel: fp32 math on the stored K/V. Prefill tiles: q and P rounded to bf16 for the
+    // tensor cores (2^-9 relative each), as FlashAttention does.
+    const double tol = tiles.empty() ? 1e-4 : 1e-2;
+    const double err = rel_err(dout.get(), ref);
+    std::printf("attention hd %lld kv %lld group %lld bs %lld %s: %zu prefill tiles, rel err %.3g\n",
+                (long long)c.hd, (long long)c.n_kv, (long long)c.group, (long long)c.bs,
+                std::string(name(c.dt)).c_str(), tiles.size() / 2, err);
+    EXPECT_LE(err, tol) << "hd " << c.hd << " kv " << c.n_kv << " group " << c.group << " bs "
+                        << c.bs << " " << name(c.dt);
+    // The decode rows (left to the row kernel) keep the tight bound.
+    if (!tiles.empty()) {
+      auto got = dout.get();
+      double m = 1e-6, e = 0;
+      for (size_t s = 0; s < c.seqs.size(); ++s) {
+        if (qstart[s + 1] - qstart[s] >= cuda::kPrefillMinRows) continue;
+        for (int64_t i = int64_t{qstart[s]} * n_heads * c.hd;
+             i < int64_t{qstart[s + 1]} * n_heads * c.hd; ++i) {
+          m = std::max(m, std::fabs(double(ref[i])));
+          e = std::max(e, std::fabs(double(got[i]) - ref[i]));
+        }
+      }
+      EXPECT_LE(e / m, 1e-4) << "row-kernel rows next to prefill tiles";
+    }
   }
 }
 

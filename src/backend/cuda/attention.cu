@@ -18,6 +18,10 @@ namespace jinx::cuda {
 
 using namespace detail;
 
+// attention_prefill.cu
+void paged_attention_prefill(const float* q, int64_t ldq, float* out, int64_t n_heads,
+                             const PagedKv& kv, const AttnBatch& b, float scale, cudaStream_t s);
+
 namespace {
 
 constexpr int kWarps = 4;
@@ -45,7 +49,18 @@ struct AttnArgs {
   float* part_acc;  // [n_splits, n_tokens, n_heads, head_dim]
   int64_t n_heads, n_tokens, group, n_gchunks, split_len, n_splits;
   float scale;
+  bool skip_prefill;  // rows of sequences with >= kPrefillMinRows new rows: the prefill kernel's
 };
+
+// The last s with query_start[s] <= t.
+__device__ __forceinline__ int64_t seq_of_row(const AttnBatch& b, int64_t t) {
+  int64_t lo = 0, hi = b.n_seqs - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (b.query_start[mid] <= t) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
 
 template <typename KV, int HD>
 __global__ void __launch_bounds__(kWarps * 32)
@@ -57,13 +72,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t h0 = kvh * a.group + gchunk * kHeadsPerBlock;
   const int64_t rem = a.group - gchunk * kHeadsPerBlock;
   const int nh = static_cast<int>(rem < kHeadsPerBlock ? rem : kHeadsPerBlock);
-  // The sequence of row t: the last s with query_start[s] <= t.
-  int64_t lo = 0, hi = b.n_seqs - 1;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi + 1) / 2;
-    if (b.query_start[mid] <= t) lo = mid; else hi = mid - 1;
-  }
-  const int64_t s = lo, q0 = b.query_start[s], n_new = b.query_start[s + 1] - q0;
+  const int64_t s = seq_of_row(b, t), q0 = b.query_start[s], n_new = b.query_start[s + 1] - q0;
+  if (a.skip_prefill && n_new >= kPrefillMinRows) return;  // the whole block: uniform
   const int64_t kv_len = b.context_len[s] - n_new + (t - q0) + 1;
   // split_len 0: this row's own context in n_splits near-equal pieces (a graph's launch shape
   // is fixed, the contexts are not).
@@ -163,8 +173,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-__global__ void merge_kernel(AttnArgs a, int64_t head_dim) {
+__global__ void merge_kernel(AttnArgs a, AttnBatch b, int64_t head_dim) {
   const int64_t t = blockIdx.x, h = blockIdx.y;
+  if (a.skip_prefill) {
+    const int64_t s = seq_of_row(b, t);
+    if (b.query_start[s + 1] - b.query_start[s] >= kPrefillMinRows) return;
+  }
   float mx = -INFINITY;
   for (int64_t z = 0; z < a.n_splits; ++z)
     mx = fmaxf(mx, a.part_ml[((z * a.n_tokens + t) * a.n_heads + h) * 2]);
@@ -243,6 +257,7 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
   a.n_gchunks = (a.group + kHeadsPerBlock - 1) / kHeadsPerBlock;
   a.scale = scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
   a.n_tokens = b.n_tokens;
+  a.skip_prefill = b.n_prefill_tiles > 0;
   // Split the KV range when the rows alone leave SMs idle.
   a.n_splits = 1;
   a.split_len = b.max_context_len;
@@ -277,9 +292,10 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
   check_launch("paged_attention");
   if (a.n_splits > 1) {
     merge_kernel<<<dim3(static_cast<unsigned>(a.n_tokens), static_cast<unsigned>(n_heads)), 64,
-                   0, s>>>(a, kv.head_dim);
+                   0, s>>>(a, b, kv.head_dim);
     check_launch("attention merge");
   }
+  paged_attention_prefill(q, ldq, out, n_heads, kv, b, a.scale, s);
 }
 
 }  // namespace jinx::cuda

@@ -105,34 +105,43 @@ __global__ void silu_mul_kernel(const float* gu, int64_t n_tokens, int64_t n, fl
   out[i] = g / (1.0f + expf(-g)) * gu[t * 2 * n + n + c];
 }
 
-__global__ void argmax_kernel(const float* x, int64_t n, int32_t* out) {
+// Argmax in two kernels: blocks over (row, chunk of the row) fold their best (value, index)
+// into one 64-bit key per row with atomicMax (value bits made order-preserving in the high
+// word, the complemented index in the low word so that ties go to the lowest index); then the
+// keys become indices. A row of 152k logits is read by ~37 blocks instead of one.
+constexpr int kArgmaxChunk = 4096;
+
+__device__ __forceinline__ unsigned long long argmax_key(float v, int64_t i) {
+  uint32_t u = __float_as_uint(v);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // monotone in v
+  return (static_cast<unsigned long long>(u) << 32) | (0xffffffffu - static_cast<uint32_t>(i));
+}
+
+__global__ void argmax_partial_kernel(const float* x, int64_t n, unsigned long long* keys) {
   const float* xr = x + blockIdx.x * n;
-  float best = -INFINITY;
-  int64_t arg = n;  // "none yet": loses every tie
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+  const int64_t c0 = blockIdx.y * static_cast<int64_t>(kArgmaxChunk);
+  const int64_t c1 = c0 + kArgmaxChunk < n ? c0 + kArgmaxChunk : n;
+  unsigned long long best = 0;
+  for (int64_t i = c0 + threadIdx.x; i < c1; i += blockDim.x) {
     const float v = xr[i];
-    if (arg == n || v > best) {  // ascending i: a tie keeps the lowest index
-      best = v;
-      arg = i;
-    }
+    if (v == v) best = max(best, argmax_key(v, i));  // NaN never wins
   }
-  __shared__ float sv[1024];
-  __shared__ int64_t si[1024];
-  sv[threadIdx.x] = best;
-  si[threadIdx.x] = arg;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) best = max(best, __shfl_xor_sync(0xffffffffu, best, o));
+  __shared__ unsigned long long warp_best[32];
+  if ((threadIdx.x & 31) == 0) warp_best[threadIdx.x >> 5] = best;
   __syncthreads();
-  for (int o = blockDim.x / 2; o > 0; o >>= 1) {
-    if (threadIdx.x < o) {
-      const float v = sv[threadIdx.x + o];
-      const int64_t i = si[threadIdx.x + o];
-      if (v > sv[threadIdx.x] || (v == sv[threadIdx.x] && i < si[threadIdx.x])) {
-        sv[threadIdx.x] = v;
-        si[threadIdx.x] = i;
-      }
-    }
-    __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) best = max(best, warp_best[w]);
+    atomicMax(&keys[blockIdx.x], best);
   }
-  if (threadIdx.x == 0) out[blockIdx.x] = static_cast<int32_t>(si[0] < n ? si[0] : 0);
+}
+
+__global__ void argmax_finish_kernel(const unsigned long long* keys, int64_t n_rows, int32_t* out) {
+  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (r >= n_rows) return;
+  const unsigned long long k = keys[r];
+  out[r] = k == 0 ? 0 : static_cast<int32_t>(0xffffffffu - static_cast<uint32_t>(k & 0xffffffffu));
 }
 
 __global__ void gather_rows_kernel(const float* x, int64_t n, const int32_t* rows, float* out) {
@@ -203,9 +212,13 @@ void silu_mul(const float* gu, int64_t n_tokens, int64_t n, float* out, cudaStre
   check_launch("silu_mul");
 }
 
-void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out, cudaStream_t s) {
+void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out,
+                 unsigned long long* keys, cudaStream_t s) {
   if (n_rows <= 0) return;
-  argmax_kernel<<<static_cast<unsigned>(n_rows), 1024, 0, s>>>(x, n, out);
+  check(cudaMemsetAsync(keys, 0, static_cast<size_t>(n_rows) * sizeof(*keys), s), "argmax keys");
+  const dim3 grid(static_cast<unsigned>(n_rows), blocks_for(n, kArgmaxChunk));
+  argmax_partial_kernel<<<grid, 256, 0, s>>>(x, n, keys);
+  argmax_finish_kernel<<<blocks_for(n_rows, 128), 128, 0, s>>>(keys, n_rows, out);
   check_launch("argmax_rows");
 }
 

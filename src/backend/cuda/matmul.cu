@@ -31,14 +31,17 @@ __device__ __forceinline__ void bf16x8_to_f32(const uint4& u, float* f) {
   }
 }
 
-template <int NT>
+// NV (values per chunk) is a template argument so that the loops unroll and w stays in
+// registers (a runtime count puts it in local memory).
+template <int NT, int NV>
 __device__ __forceinline__ void dot_chunk(const float* w, const float* x, int64_t cols, int64_t c,
-                                          float* acc, int n_vals) {
+                                          float* acc) {
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const float* xt = x + t * cols + c;
     float s = 0.0f;
-    for (int i = 0; i < n_vals; i += 4) {
+#pragma unroll
+    for (int i = 0; i < NV; i += 4) {
       const float4 v = *reinterpret_cast<const float4*>(xt + i);
       s += w[i] * v.x + w[i + 1] * v.y + w[i + 2] * v.z + w[i + 3] * v.w;
     }
@@ -46,13 +49,16 @@ __device__ __forceinline__ void dot_chunk(const float* w, const float* x, int64_
   }
 }
 
-// Vector path: cols % 32 == 0, x 16-byte aligned (the callers' buffers are).
-template <DType D, int NT>
+// Vector path: cols % 32 == 0, x 16-byte aligned (the callers' buffers are). WPR warps share
+// a row (each a slice of the columns, summed through shared memory): matrices with few rows
+// (the down and output projections) would otherwise leave most of the GPU idle.
+template <DType D, int NT, int WPR>
 __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ldy,
                             const float* bias) {
-  const int lane = threadIdx.x & 31;
-  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
-  if (row >= w.rows) return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % WPR;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
+  const bool valid = row < w.rows;
+  if (WPR == 1 && !valid) return;
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
   float acc[NT];
 #pragma unroll
@@ -61,8 +67,8 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
   if constexpr (D == DType::BF16) {
     // Four 16-byte loads in flight per lane before any math: decode is latency-bound on the
     // loads, not on the FMAs.
-    constexpr int64_t kStep = 32 * 8;
-    int64_t c = lane * 8;
+    constexpr int64_t kStep = 32 * 8 * WPR;
+    int64_t c = valid ? (sub * 32 + lane) * 8 : w.cols;
     for (; c + 3 * kStep < w.cols; c += 4 * kStep) {
       uint4 u[4];
 #pragma unroll
@@ -70,24 +76,24 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         bf16x8_to_f32(u[k], wf);
-        dot_chunk<NT>(wf, x, w.cols, c + k * kStep, acc, 8);
+        dot_chunk<NT, 8>(wf, x, w.cols, c + k * kStep, acc);
       }
     }
     for (; c < w.cols; c += kStep) {
       bf16x8_to_f32(*reinterpret_cast<const uint4*>(base + c * 2), wf);
-      dot_chunk<NT>(wf, x, w.cols, c, acc, 8);
+      dot_chunk<NT, 8>(wf, x, w.cols, c, acc);
     }
   } else {
     const int64_t nb = w.cols / kQBlock;
     const __half* sc = static_cast<const __half*>(w.scales) + row * nb;
     constexpr int kQBytes = D == DType::Q8_0 ? 32 : 16;
     // Two blocks' loads in flight per lane.
-    for (int64_t b0 = lane; b0 < nb; b0 += 64) {
+    for (int64_t b0 = valid ? sub * 32 + lane : nb; b0 < nb; b0 += 64 * WPR) {
       uint4 q[2][2];
       float d[2];
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
-        const int64_t b = b0 + 32 * k;
+        const int64_t b = b0 + 32 * WPR * k;
         if (b < nb) {
           d[k] = __half2float(sc[b]);
           q[k][0] = *reinterpret_cast<const uint4*>(base + b * kQBytes);
@@ -97,7 +103,7 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
       }
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
-        const int64_t b = b0 + 32 * k;
+        const int64_t b = b0 + 32 * WPR * k;
         if (b >= nb) break;
         if constexpr (D == DType::Q8_0) {
           const int8_t* lo = reinterpret_cast<const int8_t*>(&q[k][0]);
@@ -115,14 +121,30 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
             wf[i + 16] = d[k] * static_cast<float>((qb[i] >> 4) - 8);
           }
         }
-        dot_chunk<NT>(wf, x, w.cols, b * kQBlock, acc, 32);
+        dot_chunk<NT, 32>(wf, x, w.cols, b * kQBlock, acc);
       }
     }
   }
+  if constexpr (WPR == 1) {
 #pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    const float s = warp_sum(acc[t]);
-    if (lane == 0) y[t * ldy + row] = bias ? s + bias[row] : s;
+    for (int t = 0; t < NT; ++t) {
+      const float s = warp_sum(acc[t]);
+      if (lane == 0) y[t * ldy + row] = bias ? s + bias[row] : s;
+    }
+  } else {
+    __shared__ float part[kRowsPerBlock][NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float s = warp_sum(acc[t]);
+      if (lane == 0) part[warp][t] = s;
+    }
+    __syncthreads();
+    if (valid && sub == 0 && lane < NT) {
+      float s = 0.0f;
+#pragma unroll
+      for (int k = 0; k < WPR; ++k) s += part[warp + k][lane];
+      y[lane * ldy + row] = bias ? s + bias[row] : s;
+    }
   }
 }
 
@@ -146,25 +168,38 @@ __global__ void dequant_bf16_kernel(DeviceMatrix w, __nv_bfloat16* out) {
   out[i] = __float2bfloat16_rn(load_weight(w, i / w.cols, i % w.cols));
 }
 
-template <DType D>
-void launch_gemv(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
-                 const float* bias, cudaStream_t s) {
-  const unsigned grid = blocks_for(w.rows, kRowsPerBlock);
+template <DType D, int WPR>
+void launch_gemv_split(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
+                       const float* bias, cudaStream_t s) {
+  const unsigned grid = blocks_for(w.rows, kRowsPerBlock / WPR);
   const int threads = 32 * kRowsPerBlock;
   for (int64_t t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
     const int64_t nt = std::min<int64_t>(kGemvMaxTokens, n - t0);
     const float* xt = x + t0 * w.cols;
     float* yt = y + t0 * ldy;
     switch (nt) {
-      case 1: gemv_kernel<D, 1><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 2: gemv_kernel<D, 2><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 3: gemv_kernel<D, 3><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 4: gemv_kernel<D, 4><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 5: gemv_kernel<D, 5><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 6: gemv_kernel<D, 6><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 7: gemv_kernel<D, 7><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      default: gemv_kernel<D, 8><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 1: gemv_kernel<D, 1, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 2: gemv_kernel<D, 2, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 3: gemv_kernel<D, 3, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 4: gemv_kernel<D, 4, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 5: gemv_kernel<D, 5, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 6: gemv_kernel<D, 6, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 7: gemv_kernel<D, 7, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      default: gemv_kernel<D, 8, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
     }
+  }
+}
+
+// Fewer rows than ~8 warps per SM's worth: four warps per row.
+constexpr int64_t kSplitBelowRows = 8192;
+
+template <DType D>
+void launch_gemv(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
+                 const float* bias, cudaStream_t s) {
+  if (w.rows < kSplitBelowRows) {
+    launch_gemv_split<D, 4>(w, x, n, y, ldy, bias, s);
+  } else {
+    launch_gemv_split<D, 1>(w, x, n, y, ldy, bias, s);
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -122,7 +123,23 @@ struct AttnBatch {
   // every row's context is split into min(this, max_context_len / 32) near-equal pieces, at
   // most kMaxSplits, sized in the kernel from the row's own length. 0: chosen per launch.
   int64_t fixed_split_len = 0;
+  // Query tiles of the sequences with at least kPrefillMinRows new rows, for the tensor-core
+  // prefill kernel: [n_prefill_tiles, 2] int32 (sequence, first new row), from
+  // make_prefill_tiles(). Those sequences' rows are skipped by the row kernel. 0: none.
+  const int32_t* prefill_tiles = nullptr;
+  int64_t n_prefill_tiles = 0;
 };
+
+// The tensor-core prefill kernel (FlashAttention-2 style: 64 query rows x 64 KV positions per
+// step, bf16 mma with fp32 accumulation, online softmax) takes sequences with this many new rows
+// or more, when kv is bf16 with head_dim 64 or 128; decode rows stay on the row kernel.
+constexpr int64_t kPrefillMinRows = 16;
+constexpr int64_t kPrefillTileRows = 64;
+bool prefill_kernel_supported(const PagedKv& kv);
+// The tile list for AttnBatch::prefill_tiles from the host copy of query_start [n_seqs + 1]:
+// empty when the kernel does not apply.
+std::vector<int32_t> make_prefill_tiles(const int32_t* query_start, int64_t n_seqs,
+                                        const PagedKv& kv);
 
 // Causal attention over the paged cache, the contract of cpu::paged_attention: query row
 // query_start[s] + i is at position context_len[s] - n_new + i and attends to [0, position].
@@ -142,8 +159,10 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
 void gather_rows(const float* x, int64_t n, const int32_t* rows, int64_t n_rows, float* out,
                  cudaStream_t s);
 
-// out[r] = argmax_j x[r, j] (lowest index on ties). x: [n_rows, n]
-void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out, cudaStream_t s);
+// out[r] = argmax_j x[r, j] (lowest index on ties; NaN ignored; 0 for a row of NaN).
+// x: [n_rows, n]; keys: device scratch [n_rows].
+void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out,
+                 unsigned long long* keys, cudaStream_t s);
 
 // fp32 <-> 16-bit conversions (weights at upload, tests).
 void convert_f32_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t s);

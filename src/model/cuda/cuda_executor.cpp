@@ -186,7 +186,7 @@ class CudaExecutor final : public Executor {
  public:
   CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o, int device);
   ~CudaExecutor() override;
-  void forward_batch(const ForwardBatch& batch, float* logits) override;
+  void forward_batch(const ForwardBatch& batch, float* logits, int32_t* argmax) override;
   int64_t n_kv_blocks() const override { return n_blocks_; }
   size_t kv_bytes() const override { return kv_bytes_; }
   std::string describe() const override { return description_; }
@@ -210,7 +210,10 @@ class CudaExecutor final : public Executor {
   // Decode steps (one new token per sequence, every row sampled) replay a CUDA graph captured
   // once per padded batch size.
   bool graph_eligible(const ForwardBatch& b) const;
-  void forward_graph(const ForwardBatch& b, float* logits);
+  void forward_graph(const ForwardBatch& b, float* logits, int32_t* argmax);
+  // Copies the step's results back: every row's argmax when any row wants it, and the logits
+  // of the rows that are not argmax_only (in runs of consecutive rows). Then waits.
+  void fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int32_t* argmax);
   void setup_graphs(const ExecutorOptions& o);
   void drop_graphs();
   std::vector<void*> buffer_ptrs() const;
@@ -230,8 +233,9 @@ class CudaExecutor final : public Executor {
   size_t kv_bytes_ = 0;
   std::string description_;
   // Per-step buffers.
-  GrowBuffer x_, h_, qkv_, att_, gu_, act_, r_, out_h_, logits_, work_, scratch_;
-  GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_;
+  GrowBuffer x_, h_, qkv_, att_, gu_, act_, r_, out_h_, logits_, work_, scratch_, argmax_,
+      argmax_keys_;
+  GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_, tiles_;
   // CUDA graphs for decode: sizes 1, 2, 4, ... up to max_seqs (at most kMaxSplitTokens).
   struct Graph {
     int64_t size = 0;
@@ -430,6 +434,8 @@ void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
   act_.get<float>(n * ff);
   out_h_.get<float>(std::max<int64_t>(n_out, 1) * H);
   logits_.get<float>(std::max<int64_t>(n_out, 1) * c_.vocab_size);
+  argmax_.get<int32_t>(std::max<int64_t>(n_out, 1));
+  argmax_keys_.get<unsigned long long>(std::max<int64_t>(n_out, 1));
   size_t scratch = cuda::matmul_scratch_bytes(lm_head_, n_out);
   for (const DevLayer& d : layers_)
     for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down})
@@ -449,19 +455,54 @@ void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
   cuda::gather_rows(h, H, m.out_rows, n_out, out_h, stream_);
   const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
   cuda::matmul(lm_head_, out_h, n_out, logits_.get<float>(0), c_.vocab_size, mc);
+  // Every row's argmax (one small launch): greedy rows then need only their id back.
+  cuda::argmax_rows(logits_.get<float>(0), n_out, c_.vocab_size, argmax_.get<int32_t>(0),
+                    argmax_keys_.get<unsigned long long>(0), stream_);
 }
 
 std::vector<void*> CudaExecutor::buffer_ptrs() const {
-  return {x_.ptr, h_.ptr, r_.ptr, qkv_.ptr, att_.ptr, gu_.ptr, act_.ptr, out_h_.ptr,
-          logits_.ptr, work_.ptr, scratch_.ptr, meta_dev_.ptr};
+  return {x_.ptr,      h_.ptr,    r_.ptr,       qkv_.ptr,      att_.ptr,
+          gu_.ptr,     act_.ptr,  out_h_.ptr,   logits_.ptr,   work_.ptr,
+          scratch_.ptr, argmax_.ptr, argmax_keys_.ptr, meta_dev_.ptr};
 }
 
-void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits) {
+void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* logits,
+                                 int32_t* argmax) {
+  const int64_t V = c_.vocab_size;
+  const bool any_argmax =
+      std::find(b.argmax_only.begin(), b.argmax_only.end(), 1) != b.argmax_only.end();
+  if (any_argmax) {
+    JINX_CHECK(argmax != nullptr, "forward_batch: argmax rows without an output");
+    check(cudaMemcpyAsync(argmax, argmax_.ptr, static_cast<size_t>(n_out) * 4,
+                          cudaMemcpyDeviceToHost, stream_),
+          "copy argmax");
+  }
+  auto wants_logits = [&](int64_t i) {
+    return b.argmax_only.empty() || !b.argmax_only[static_cast<size_t>(i)];
+  };
+  for (int64_t i = 0; i < n_out;) {
+    if (!wants_logits(i)) {
+      ++i;
+      continue;
+    }
+    int64_t j = i;
+    while (j < n_out && wants_logits(j)) ++j;
+    check(cudaMemcpyAsync(logits + i * V, static_cast<float*>(logits_.ptr) + i * V,
+                          static_cast<size_t>((j - i) * V) * 4, cudaMemcpyDeviceToHost, stream_),
+          "copy logits");
+    i = j;
+  }
+  check(cudaStreamSynchronize(stream_), "forward");
+}
+
+void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits, int32_t* argmax) {
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   if (n == 0) return;
   check_batch(b);
+  JINX_CHECK(b.argmax_only.empty() || b.argmax_only.size() == b.out_rows.size(),
+             "argmax_only must have one flag per output row");
   check(cudaSetDevice(device_), "cudaSetDevice");
-  if (graph_eligible(b)) return forward_graph(b, logits);
+  if (graph_eligible(b)) return forward_graph(b, logits, argmax);
   const int64_t n_out = static_cast<int64_t>(b.out_rows.size());
   size_buffers(n, n_out);
   const cpu::AttnBatch& a = b.attn;
@@ -479,12 +520,14 @@ void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits) {
   m.ab.max_blocks_per_seq = a.max_blocks_per_seq;
   m.ab.max_context_len = *std::max_element(a.context_len, a.context_len + a.n_seqs);
   m.out_rows = to_device(out_rows_, b.out_rows, stream_);
+  // Sequences with many new rows go to the tensor-core prefill kernel, tile by tile.
+  const std::vector<int32_t> tiles = cuda::make_prefill_tiles(a.query_start, a.n_seqs, kv_[0]);
+  if (!tiles.empty()) {
+    m.ab.prefill_tiles = to_device(tiles_, std::span<const int32_t>(tiles), stream_);
+    m.ab.n_prefill_tiles = static_cast<int64_t>(tiles.size() / 2);
+  }
   run(n, n_out, m);
-  if (n_out > 0)
-    check(cudaMemcpyAsync(logits, logits_.ptr, static_cast<size_t>(n_out * c_.vocab_size) * 4,
-                          cudaMemcpyDeviceToHost, stream_),
-          "copy logits");
-  check(cudaStreamSynchronize(stream_), "forward");
+  fetch_results(b, n_out, logits, argmax);
   if (!graphs_.empty() && buffer_ptrs() != graph_ptrs_) drop_graphs();  // a buffer moved
 }
 
@@ -532,7 +575,7 @@ bool CudaExecutor::graph_eligible(const ForwardBatch& b) const {
 // Pads the batch to the graph's size (padding rows: token 0 at position 0, KV slot -1 so
 // nothing is stored, a one-token context in block 0; their outputs are ignored), copies the
 // metadata in one transfer and replays the graph, capturing it on first use.
-void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits) {
+void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits, int32_t* argmax) {
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   Graph* g = &graphs_.front();
   while (g->size < n) ++g;
@@ -598,10 +641,7 @@ void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits) {
     check(e, "instantiate graph");
   }
   check(cudaGraphLaunch(g->exec, stream_), "graph launch");
-  check(cudaMemcpyAsync(logits, logits_.ptr, static_cast<size_t>(n * c_.vocab_size) * 4,
-                        cudaMemcpyDeviceToHost, stream_),
-        "copy logits");
-  check(cudaStreamSynchronize(stream_), "forward (graph)");
+  fetch_results(b, n, logits, argmax);
 }
 
 }  // namespace
