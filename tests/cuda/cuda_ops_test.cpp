@@ -398,5 +398,36 @@ TEST(CudaOps, KvStoreRoundsLikeTheCpu) {
   }
 }
 
+// The fused rope + KV store equals rope() then kv_store() (both held against the CPU above).
+TEST(CudaOps, RopeKvStoreEqualsRopeThenStore) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(8);
+  const int64_t n = 6, hd = 64, nq = 7, nk = 2, ld = (nq + 2 * nk) * hd, n_blocks = 4, bs = 4;
+  auto qkv = randn(n * ld, rng);
+  std::vector<int32_t> pos = {0, 3, 9, 17, 100, 2047};
+  std::vector<int64_t> slots = {0, 5, -1, 15, 7, 2};
+  std::vector<float> inv(hd / 2);
+  for (int64_t i = 0; i < hd / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / hd);
+  Dev<int32_t> dpos(pos);
+  Dev<int64_t> dslots(slots);
+  Dev<float> dinv(inv);
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const size_t bytes = n_blocks * bs * nk * hd * (dt == DType::F32 ? 4 : 2);
+    Dev<uint8_t> k1(std::vector<uint8_t>(bytes, 0)), v1(std::vector<uint8_t>(bytes, 0));
+    Dev<uint8_t> k2(std::vector<uint8_t>(bytes, 0)), v2(std::vector<uint8_t>(bytes, 0));
+    Dev<float> a(qkv), b(qkv);
+    cuda::PagedKv kv1{k1.p, v1.p, dt, n_blocks, bs, nk, hd}, kv2{k2.p, v2.p, dt, n_blocks, bs, nk, hd};
+    cuda::rope(a.p, a.p + nq * hd, ld, n, nq, nk, hd, dpos.p, dinv.p, false, nullptr);
+    cuda::kv_store(kv1, a.p + nq * hd, a.p + (nq + nk) * hd, ld, dslots.p, n, nullptr);
+    cuda::rope_kv_store(b.p, b.p + nq * hd, b.p + (nq + nk) * hd, ld, n, nq, dpos.p, dinv.p,
+                        false, kv2, dslots.p, nullptr);
+    EXPECT_EQ(k1.get(), k2.get()) << name(dt);
+    EXPECT_EQ(v1.get(), v2.get()) << name(dt);
+    auto qa = a.get(), qb = b.get();
+    for (int64_t t = 0; t < n; ++t)
+      EXPECT_EQ(0, std::memcmp(&qa[t * ld], &qb[t * ld], nq * hd * 4)) << "q of token " << t;
+  }
+}
+
 }  // namespace
 }  // namespace jinx

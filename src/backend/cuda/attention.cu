@@ -24,7 +24,6 @@ void paged_attention_prefill(const float* q, int64_t ldq, float* out, int64_t n_
 
 namespace {
 
-constexpr int kWarps = 4;
 constexpr int kHeadsPerBlock = 8;
 constexpr int64_t kMinSplit = 32;  // fewest KV positions worth a block of their own
 
@@ -39,6 +38,39 @@ __global__ void kv_store_kernel(PagedKv kv, const float* k, const float* v, int6
     kd[i] = from_f32<KV>(k[t * ld + i]);
     vd[i] = from_f32<KV>(v[t * ld + i]);
   }
+}
+
+template <typename KV>
+__global__ void rope_kv_store_kernel(float* q, const float* k, const float* v, int64_t ld,
+                                     int64_t n_q, PagedKv kv, const int32_t* positions,
+                                     const float* inv_freq, bool interleaved,
+                                     const int64_t* slots) {
+  const int64_t t = blockIdx.x, hd = kv.head_dim, half = hd / 2, n_k = kv.n_kv_heads;
+  const int64_t slot = slots[t], dim = n_k * hd;
+  const bool store = slot >= 0 && slot < kv.n_blocks * kv.block_size;
+  KV* kd = static_cast<KV*>(kv.k) + (store ? slot : 0) * dim;
+  KV* vd = static_cast<KV*>(kv.v) + (store ? slot : 0) * dim;
+  const float pos = static_cast<float>(positions[t]);
+  for (int64_t j = threadIdx.x; j < (n_q + n_k) * half; j += blockDim.x) {
+    const int64_t h = j / half, i = j % half;
+    float sn, cs;
+    sincosf(pos * inv_freq[i], &sn, &cs);
+    const int64_t ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + half;
+    if (h < n_q) {
+      float* x = q + t * ld + h * hd;
+      const float x0 = x[ia], x1 = x[ib];
+      x[ia] = x0 * cs - x1 * sn;
+      x[ib] = x1 * cs + x0 * sn;
+    } else if (store) {
+      const float* x = k + t * ld + (h - n_q) * hd;
+      const float x0 = x[ia], x1 = x[ib];
+      KV* o = kd + (h - n_q) * hd;
+      o[ia] = from_f32<KV>(x0 * cs - x1 * sn);
+      o[ib] = from_f32<KV>(x1 * cs + x0 * sn);
+    }
+  }
+  if (store)
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = from_f32<KV>(v[t * ld + i]);
 }
 
 struct AttnArgs {
@@ -62,10 +94,41 @@ __device__ __forceinline__ int64_t seq_of_row(const AttnBatch& b, int64_t t) {
   return lo;
 }
 
+// Eight consecutive elements of a K/V row as fp32 (rows are 16-byte aligned: head_dim is a
+// multiple of 8).
+__device__ __forceinline__ void load8(const float* p, float* f) {
+  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float* f) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __bfloat1622float2(h[i]);
+    f[2 * i] = v.x, f[2 * i + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void load8(const __half* p, float* f) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(h[i]);
+    f[2 * i] = v.x, f[2 * i + 1] = v.y;
+  }
+}
+
+// One block per (query row, kv head, KV range); one warp per query head of the group. A warp
+// takes its KV range 32 positions at a time, one per lane: each lane computes its position's
+// full score (K row from memory, q from shared memory), the warp folds the 32 scores into its
+// running max and sum, then adds the 32 weighted V rows to the output, each lane owning
+// head_dim / 32 of its dimensions (V rows read whole by the warp). No cross-warp merge: a warp
+// holds the complete state of its head.
 template <typename KV, int HD>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, PagedKv kv, AttnBatch b) {
-  constexpr int kEpl = (HD + 31) / 32;  // elements per lane
+  constexpr int kEpl = (HD + 31) / 32;  // output dimensions per lane
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
   const int64_t kvh = blockIdx.y / a.n_gchunks, gchunk = blockIdx.y % a.n_gchunks;
@@ -86,89 +149,76 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t kv1 = kv_len < kv0 + split ? kv_len : kv0 + split;
   const int32_t* bt = b.block_tables + s * b.max_blocks_per_seq;
 
-  __shared__ float qs[kHeadsPerBlock][HD];
+  __shared__ __align__(16) float qs[kHeadsPerBlock][HD];
   for (int i = threadIdx.x; i < nh * HD; i += blockDim.x)
     qs[i / HD][i % HD] = a.q[t * a.ldq + (h0 + i / HD) * HD + i % HD] * a.scale;
   __syncthreads();
+  if (warp >= nh) return;
+  const float* qv = qs[warp];
 
-  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][kEpl];
+  float m = -INFINITY, l = 0.0f, o[kEpl];
 #pragma unroll
-  for (int h = 0; h < kHeadsPerBlock; ++h) {
-    m[h] = -INFINITY;
-    l[h] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kEpl; ++j) acc[h][j] = 0.0f;
-  }
+  for (int j = 0; j < kEpl; ++j) o[j] = 0.0f;
   const int64_t row_stride = kv.n_kv_heads * HD;
-  for (int64_t p = kv0 + warp; p < kv1; p += kWarps) {
-    const int64_t slot = int64_t{bt[p / kv.block_size]} * kv.block_size + p % kv.block_size;
-    const KV* kp = static_cast<const KV*>(kv.k) + slot * row_stride + kvh * HD;
-    const KV* vp = static_cast<const KV*>(kv.v) + slot * row_stride + kvh * HD;
-    float kr[kEpl], vr[kEpl];
+  const KV* kbase = static_cast<const KV*>(kv.k) + kvh * HD;
+  const KV* vbase = static_cast<const KV*>(kv.v) + kvh * HD;
+  for (int64_t c0 = kv0; c0 < kv1; c0 += 32) {
+    const int64_t p = c0 + lane;
+    const bool valid = p < kv1;
+    int64_t slot = 0;
+    float score = -INFINITY;
+    if (valid) {
+      slot = int64_t{bt[p / kv.block_size]} * kv.block_size + p % kv.block_size;
+      const KV* kr = kbase + slot * row_stride;
+      float s0 = 0.0f, s1 = 0.0f, f[8];
 #pragma unroll
-    for (int j = 0; j < kEpl; ++j) {
-      const int d = lane + 32 * j;
-      kr[j] = d < HD ? to_f32(kp[d]) : 0.0f;
-      vr[j] = d < HD ? to_f32(vp[d]) : 0.0f;
-    }
-#pragma unroll
-    for (int h = 0; h < kHeadsPerBlock; ++h) {
-      if (h >= nh) break;
-      float dot = 0.0f;
-#pragma unroll
-      for (int j = 0; j < kEpl; ++j) {
-        const int d = lane + 32 * j;
-        if (d < HD) dot += kr[j] * qs[h][d];
+      for (int d = 0; d < HD; d += 8) {
+        load8(kr + d, f);
+        const float4 qa = *reinterpret_cast<const float4*>(qv + d);
+        const float4 qb = *reinterpret_cast<const float4*>(qv + d + 4);
+        s0 += f[0] * qa.x + f[1] * qa.y + f[2] * qa.z + f[3] * qa.w;
+        s1 += f[4] * qb.x + f[5] * qb.y + f[6] * qb.z + f[7] * qb.w;
       }
-      dot = warp_sum(dot);
-      const float m_new = fmaxf(m[h], dot);
-      const float corr = __expf(m[h] - m_new), pw = __expf(dot - m_new);
-      l[h] = l[h] * corr + pw;
+      score = s0 + s1;
+    }
+    const float m_new = fmaxf(m, warp_max(score));
+    const float corr = __expf(m - m_new);  // m_new is finite: lane 0's position is valid
+    const float pw = valid ? __expf(score - m_new) : 0.0f;
+    l = l * corr + warp_sum(pw);
+    m = m_new;
 #pragma unroll
-      for (int j = 0; j < kEpl; ++j) acc[h][j] = acc[h][j] * corr + pw * vr[j];
-      m[h] = m_new;
+    for (int j = 0; j < kEpl; ++j) o[j] *= corr;
+    const int n_valid = static_cast<int>(kv1 - c0 < 32 ? kv1 - c0 : 32);
+    for (int j = 0; j < n_valid; ++j) {
+      const float pj = __shfl_sync(0xffffffffu, pw, j);
+      const int64_t sj = __shfl_sync(0xffffffffu, slot, j);
+      const KV* vr = vbase + sj * row_stride;
+#pragma unroll
+      for (int k = 0; k < kEpl; ++k) {
+        const int d = lane + 32 * k;
+        if (d < HD) o[k] += pj * to_f32(vr[d]);
+      }
     }
   }
 
-  // Merge the warps' states.
-  __shared__ float wm[kWarps][kHeadsPerBlock], wl[kWarps][kHeadsPerBlock];
-  __shared__ float wacc[kWarps][kHeadsPerBlock][HD];
+  const int64_t head = h0 + warp;
+  if (a.n_splits == 1) {
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
-  for (int h = 0; h < kHeadsPerBlock; ++h) {
-    if (h >= nh) break;
+    for (int k = 0; k < kEpl; ++k) {
+      const int d = lane + 32 * k;
+      if (d < HD) a.out[(t * a.n_heads + head) * HD + d] = o[k] * inv;
+    }
+  } else {
+    const int64_t idx = (blockIdx.z * a.n_tokens + t) * a.n_heads + head;
+#pragma unroll
+    for (int k = 0; k < kEpl; ++k) {
+      const int d = lane + 32 * k;
+      if (d < HD) a.part_acc[idx * HD + d] = o[k];
+    }
     if (lane == 0) {
-      wm[warp][h] = m[h];
-      wl[warp][h] = l[h];
-    }
-#pragma unroll
-    for (int j = 0; j < kEpl; ++j) {
-      const int d = lane + 32 * j;
-      if (d < HD) wacc[warp][h][d] = acc[h][j];
-    }
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < nh * HD; i += blockDim.x) {
-    const int h = i / HD, d = i % HD;
-    float mx = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, wm[w][h]);
-    float sum = 0.0f, o = 0.0f;
-    if (mx != -INFINITY) {
-      for (int w = 0; w < kWarps; ++w) {
-        const float f = __expf(wm[w][h] - mx);
-        sum += wl[w][h] * f;
-        o += wacc[w][h][d] * f;
-      }
-    }
-    const int64_t head = h0 + h;
-    if (a.n_splits == 1) {
-      a.out[(t * a.n_heads + head) * HD + d] = sum > 0.0f ? o / sum : 0.0f;
-    } else {
-      const int64_t idx = (blockIdx.z * a.n_tokens + t) * a.n_heads + head;
-      a.part_acc[idx * HD + d] = o;
-      if (d == 0) {
-        a.part_ml[idx * 2] = mx;
-        a.part_ml[idx * 2 + 1] = sum;
-      }
+      a.part_ml[idx * 2] = kv0 < kv1 ? m : -INFINITY;
+      a.part_ml[idx * 2 + 1] = l;
     }
   }
 }
@@ -209,7 +259,7 @@ int sm_count() {
 template <typename KV>
 void launch(const AttnArgs& a, const PagedKv& kv, const AttnBatch& b, dim3 grid, int64_t hd,
             cudaStream_t s) {
-  const dim3 block(kWarps * 32);
+  const dim3 block(static_cast<unsigned>(32 * std::min<int64_t>(a.group, kHeadsPerBlock)));
   switch (hd) {
     case 64: attention_kernel<KV, 64><<<grid, block, 0, s>>>(a, kv, b); break;
     case 80: attention_kernel<KV, 80><<<grid, block, 0, s>>>(a, kv, b); break;
@@ -235,6 +285,30 @@ void kv_store(const PagedKv& kv, const float* k, const float* v, int64_t ld,
     default: fail("cuda kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
   }
   check_launch("kv_store");
+}
+
+void rope_kv_store(float* q, const float* k, const float* v, int64_t ld, int64_t n_tokens,
+                   int64_t n_q_heads, const int32_t* positions, const float* inv_freq,
+                   bool interleaved, const PagedKv& kv, const int64_t* slot_mapping,
+                   cudaStream_t s) {
+  if (n_tokens <= 0) return;
+  const unsigned grid = static_cast<unsigned>(n_tokens);
+  switch (kv.dtype) {
+    case DType::F32:
+      rope_kv_store_kernel<float><<<grid, 256, 0, s>>>(q, k, v, ld, n_q_heads, kv, positions,
+                                                       inv_freq, interleaved, slot_mapping);
+      break;
+    case DType::F16:
+      rope_kv_store_kernel<__half><<<grid, 256, 0, s>>>(q, k, v, ld, n_q_heads, kv, positions,
+                                                        inv_freq, interleaved, slot_mapping);
+      break;
+    case DType::BF16:
+      rope_kv_store_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>(
+          q, k, v, ld, n_q_heads, kv, positions, inv_freq, interleaved, slot_mapping);
+      break;
+    default: fail("cuda rope_kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
+  }
+  check_launch("rope_kv_store");
 }
 
 size_t attention_work_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim) {

@@ -110,6 +110,14 @@ struct PagedKv {
 void kv_store(const PagedKv& kv, const float* k, const float* v, int64_t ld,
               const int64_t* slot_mapping, int64_t n_tokens, cudaStream_t s);
 
+// rope() of q and k followed by kv_store() of the rotated k and v, in one launch (a decode step
+// has one such pair per layer). q is rotated in place; k is read and only its rotated copy
+// lands in the cache. Rows with a slot outside the pool store nothing.
+void rope_kv_store(float* q, const float* k, const float* v, int64_t ld, int64_t n_tokens,
+                   int64_t n_q_heads, const int32_t* positions, const float* inv_freq,
+                   bool interleaved, const PagedKv& kv, const int64_t* slot_mapping,
+                   cudaStream_t s);
+
 // A varlen batch, as cpu::AttnBatch, with the arrays in device memory.
 struct AttnBatch {
   int64_t n_seqs = 0;

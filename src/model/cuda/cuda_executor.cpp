@@ -406,11 +406,9 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m, bool first) {
     cuda::rmsnorm_heads(qkv, ld, n, c_.n_heads, hd, L.q_norm, eps, stream_);
     cuda::rmsnorm_heads(qkv + q_dim, ld, n, c_.n_kv_heads, hd, L.k_norm, eps, stream_);
   }
-  cuda::rope(qkv, qkv + q_dim, ld, n, c_.n_heads, c_.n_kv_heads, hd,
-             m.positions, inv_freq_, c_.rope_interleaved, stream_);
   const cuda::PagedKv& kv = kv_[static_cast<size_t>(li)];
-  cuda::kv_store(kv, qkv + q_dim, qkv + q_dim + kv_dim, ld,
-                 m.slots, n, stream_);
+  cuda::rope_kv_store(qkv, qkv + q_dim, qkv + q_dim + kv_dim, ld, n, c_.n_heads, m.positions,
+                      inv_freq_, c_.rope_interleaved, kv, m.slots, stream_);
   float* att = att_.get<float>(0);
   cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, m.ab, 0.0f, work_.ptr, stream_);
   cuda::matmul(L.o.w, att, n, r, H, mc, L.o.bias);
