@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/llm.h"
+#include "../support/batch_step.h"
 #include "backend/cuda/ops.h"
 #include "model/executor.h"
 
@@ -23,39 +24,13 @@ const std::string kModels = std::string(JINX_FIXTURES) + "/models/";
 #define SKIP_WITHOUT_GPU() \
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: skipped"
 
-struct Seq {
-  std::vector<int32_t> blocks;
-  int32_t n_cached = 0;
-};
+using test::Seq;
 
 std::vector<float> step(Executor& ex, int64_t vocab, int64_t bs, std::vector<Seq>& seqs,
                         const std::vector<int32_t>& ids, const std::vector<int>& take) {
-  const int64_t max_blocks = 8;
-  std::vector<int32_t> tokens, positions, qstart{0}, ctx, tables, rows;
-  std::vector<int64_t> slots;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    for (int i = 0; i < take[s]; ++i) {
-      const int32_t pos = seqs[s].n_cached + i;
-      tokens.push_back(ids[pos]);
-      positions.push_back(pos);
-      slots.push_back(int64_t{seqs[s].blocks[pos / bs]} * bs + pos % bs);
-      rows.push_back(static_cast<int32_t>(tokens.size() - 1));
-    }
-    seqs[s].n_cached += take[s];
-    qstart.push_back(static_cast<int32_t>(tokens.size()));
-    ctx.push_back(seqs[s].n_cached);
-    for (int64_t b = 0; b < max_blocks; ++b)
-      tables.push_back(b < static_cast<int64_t>(seqs[s].blocks.size()) ? seqs[s].blocks[b] : -1);
-  }
-  ForwardBatch fb;
-  fb.tokens = tokens;
-  fb.positions = positions;
-  fb.slot_mapping = slots;
-  fb.attn = {static_cast<int64_t>(seqs.size()), qstart.data(), ctx.data(), tables.data(),
-             max_blocks};
-  fb.out_rows = rows;
-  std::vector<float> logits(rows.size() * vocab);
-  ex.forward_batch(fb, logits.data());
+  test::StepBatch b = test::make_step(seqs, ids, take, bs);
+  std::vector<float> logits(b.rows.size() * vocab);
+  ex.forward_batch(b.fb, logits.data());
   return logits;
 }
 

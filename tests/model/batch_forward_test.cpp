@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/batch_step.h"
 #include "model/model.h"
 
 namespace jinx {
@@ -15,42 +16,16 @@ namespace {
 
 const std::string kModels = std::string(JINX_FIXTURES) + "/models/";
 
-struct Seq {
-  std::vector<int32_t> blocks;  // block table
-  int32_t n_cached = 0;         // tokens already in the cache
-};
+using test::Seq;
 
 // Runs one step: seq i gets tokens ids[n_cached, n_cached + take[i]). Returns logits of every new
 // row, [total new rows, vocab], rows in batch order.
 std::vector<float> step(const Model& m, PagedKvStorage& kv, std::vector<Seq>& seqs,
                         const std::vector<int32_t>& ids, const std::vector<int>& take,
                         ThreadPool& pool) {
-  const int64_t bs = kv.block_size(), max_blocks = 8;
-  std::vector<int32_t> tokens, positions, qstart{0}, ctx, tables, rows;
-  std::vector<int64_t> slots;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    for (int i = 0; i < take[s]; ++i) {
-      const int32_t pos = seqs[s].n_cached + i;
-      tokens.push_back(ids[pos]);
-      positions.push_back(pos);
-      slots.push_back(int64_t{seqs[s].blocks[pos / bs]} * bs + pos % bs);
-      rows.push_back(static_cast<int32_t>(tokens.size() - 1));
-    }
-    seqs[s].n_cached += take[s];
-    qstart.push_back(static_cast<int32_t>(tokens.size()));
-    ctx.push_back(seqs[s].n_cached);
-    for (int64_t b = 0; b < max_blocks; ++b)
-      tables.push_back(b < static_cast<int64_t>(seqs[s].blocks.size()) ? seqs[s].blocks[b] : -1);
-  }
-  ForwardBatch fb;
-  fb.tokens = tokens;
-  fb.positions = positions;
-  fb.slot_mapping = slots;
-  fb.attn = {static_cast<int64_t>(seqs.size()), qstart.data(), ctx.data(), tables.data(),
-             max_blocks};
-  fb.out_rows = rows;
-  std::vector<float> logits(rows.size() * m.config().vocab_size);
-  m.forward_batch(fb, kv, logits.data(), pool);
+  test::StepBatch b = test::make_step(seqs, ids, take, kv.block_size());
+  std::vector<float> logits(b.rows.size() * m.config().vocab_size);
+  m.forward_batch(b.fb, kv, logits.data(), pool);
   return logits;
 }
 
