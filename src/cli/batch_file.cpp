@@ -72,6 +72,8 @@ void run_batch_file(const BatchArgs& a) {
   std::ifstream in(a.input);
   if (!in) fail(a.input, ": cannot open");
   LLM llm(a.model, a.engine.resolve());
+  if (!llm.model().quantize_summary().empty())
+    std::fprintf(stderr, "[jinx] %s\n", llm.model().quantize_summary().c_str());
   const Tokenizer& tok = *llm.tokenizer();
   ChatTemplate tmpl(tok.chat_template().empty() ? fallback_chat_template() : tok.chat_template());
   std::vector<std::string> errors;  // per line; "" = runs

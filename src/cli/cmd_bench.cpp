@@ -34,7 +34,7 @@ void run_bench(const BenchArgs& a) {
     fail("bench: need 1 <= min <= max for input and output lengths and --num-seqs >= 1");
   EngineOptions o = a.engine.resolve();
   o.threads = a.threads;
-  std::shared_ptr<const Model> model = Model::load(a.model);
+  std::shared_ptr<const Model> model = Model::load(a.model, LoadOptions{o.quantize, a.threads});
   LLM llm(model, nullptr, o);
   const int32_t vocab = static_cast<int32_t>(model->config().vocab_size);
   std::mt19937_64 rng(a.seed);
@@ -59,6 +59,7 @@ void run_bench(const BenchArgs& a) {
               a.model.c_str(), a.num_seqs, a.min_input, a.max_input, a.min_output, a.max_output,
               static_cast<long long>(llm.kv_blocks()), o.block_size, o.max_num_seqs,
               o.max_num_batched_tokens, a.threads);
+  if (!model->quantize_summary().empty()) std::printf("%s\n", model->quantize_summary().c_str());
   auto outs = llm.generate(std::move(reqs), [&](size_t done, size_t total, int64_t tokens) {
     std::fprintf(stderr, "\r[jinx bench] %zu/%zu done, %lld tokens", done, total,
                  static_cast<long long>(tokens));

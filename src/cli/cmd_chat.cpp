@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/engine_flags.h"
 #include "core/check.h"
 #include "engine/generate.h"
 #include "tokenizer/template.h"
@@ -30,10 +31,13 @@ struct ChatArgs {
   float top_p = 0.9f;
   int64_t seed = -1;
   int threads = 0;
+  std::string quantize = "none";
 };
 
 void run_chat(const ChatArgs& a) {
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, LoadOptions{parse_quantize(a.quantize), a.threads});
+  if (!model->quantize_summary().empty())
+    std::fprintf(stderr, "[jinx] %s\n", model->quantize_summary().c_str());
   auto tok = load_tokenizer(a.model, model.get());
   const std::string& src =
       tok->chat_template().empty() ? fallback_chat_template() : tok->chat_template();
@@ -86,6 +90,7 @@ void add_chat(CLI::App& app) {
   sub->add_option("--top-p", a->top_p, "Nucleus sampling threshold");
   sub->add_option("--seed", a->seed, "Random seed");
   sub->add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
+  add_quantize_flag(sub, &a->quantize);
   sub->callback([a] { run_chat(*a); });
 }
 

@@ -42,7 +42,9 @@ SamplingParams sampling_from(const GenerateArgs& a, const ModelConfig* c) {
 
 void run_generate(const GenerateArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, LoadOptions{parse_quantize(a.engine.quantize), a.threads});
+  if (!model->quantize_summary().empty())
+    std::fprintf(stderr, "[jinx] %s\n", model->quantize_summary().c_str());
   auto tok = load_tokenizer(a.model, model.get());
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -14,7 +14,20 @@ EngineOptions EngineFlags::resolve() const {
   else fail("--kv-cache-dtype must be f32, f16 or bf16, not \"", kv_dtype, "\"");
   o.prefix_caching = !no_prefix_cache;
   o.cuda_graphs = !enforce_eager;
+  o.quantize = parse_quantize(quantize);
   return o;
+}
+
+WeightQuant parse_quantize(const std::string& value) {
+  auto q = weight_quant_from_name(value);
+  if (!q) fail("--quantize must be q8_0, q4_0 or none, not \"", value, "\"");
+  return *q;
+}
+
+void add_quantize_flag(CLI::App* sub, std::string* value) {
+  sub->add_option("--quantize", *value,
+                  "Quantize F32/F16/BF16 layer weights at load: q8_0, q4_0 or none (an untied "
+                  "lm_head becomes q8_0; GGUF/MLX-quantized weights stay as they are)");
 }
 
 void add_engine_flags(CLI::App* sub, EngineFlags* f) {
@@ -33,6 +46,7 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   sub->add_flag("--enforce-eager", f->enforce_eager,
                 "GPU: launch every kernel of a decode step instead of replaying a CUDA graph");
   sub->add_flag("--no-prefix-cache", f->no_prefix_cache, "Turn prefix caching off");
+  add_quantize_flag(sub, &f->quantize);
   sub->add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step at most")
       ->check(CLI::Range(1, 1 << 16));
   sub->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens per step at most")

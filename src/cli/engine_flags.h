@@ -15,11 +15,17 @@ struct EngineFlags {
   std::string kv_dtype = "auto";  // f32 on the CPU, bf16 on a GPU
   bool no_prefix_cache = false;
   bool enforce_eager = false;
+  std::string quantize = "none";
 
   // The options with the string flags applied; throws jinx::Error on a bad value.
   EngineOptions resolve() const;
 };
 
 void add_engine_flags(CLI::App* sub, EngineFlags* f);
+
+// --quantize none|q8_0|q4_0, for commands that load a model without the engine flags.
+void add_quantize_flag(CLI::App* sub, std::string* value);
+// The flag's value as a WeightQuant; throws jinx::Error on anything else.
+WeightQuant parse_quantize(const std::string& value);
 
 }  // namespace jinx::cli

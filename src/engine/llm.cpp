@@ -108,7 +108,8 @@ struct LLM::Live {
 };
 
 LLM::LLM(const std::string& model_path, const EngineOptions& options) {
-  std::shared_ptr<Model> m = Model::load(model_path);
+  std::shared_ptr<Model> m =
+      Model::load(model_path, LoadOptions{options.quantize, options.threads});
   model_ = m;
   if (m->store().gguf()) {
     tok_ = Tokenizer::from_gguf(*m->store().gguf());

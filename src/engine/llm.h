@@ -42,6 +42,9 @@ struct EngineOptions {
   // On a GPU without a KV size given: the share of device memory the engine may fill.
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;  // replay decode steps as CUDA graphs (false: --enforce-eager)
+  // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
+  // passed in is used as it is).
+  WeightQuant quantize = WeightQuant::kNone;
 };
 
 // What one step added to a request (streaming), or its end.

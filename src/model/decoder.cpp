@@ -83,7 +83,7 @@ void linear(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& po
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {
   std::unique_ptr<Model> m(new Model());
   m->store_ = WeightStore::open(path);
   m->cfg_ = m->store_->config();
@@ -104,6 +104,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     }
   }
   m->inv_freq_ = c.rope_inv_freq();
+  if (options.quantize != WeightQuant::kNone) m->quantize_weights(options);
   return m;
 }
 

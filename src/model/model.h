@@ -4,8 +4,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -29,14 +31,31 @@ struct KvCache {
   float* v_at(int64_t layer, int64_t pos) { return &v[(layer * capacity + pos) * kv_dim]; }
 };
 
+// --quantize: what dense (F32/F16/BF16) projection weights become at load.
+enum class WeightQuant { kNone, kQ8_0, kQ4_0 };
+// "none", "q8_0", "q4_0" (as the flag spells them); nullopt for anything else.
+std::optional<WeightQuant> weight_quant_from_name(std::string_view name);
+const char* weight_quant_name(WeightQuant q);
+
+struct LoadOptions {
+  // Layer projections (q, k, v, o, gate, up, down) stored as F32/F16/BF16 are quantized to this
+  // in memory; so is an untied lm_head, to Q8_0 whatever the choice (llama.cpp's habit of
+  // keeping the output layer at higher precision). The embedding is never touched, and
+  // MLX-packed or GGUF block-quantized weights stay as they are.
+  WeightQuant quantize = WeightQuant::kNone;
+  int threads = 0;  // for quantizing (0: every core)
+};
+
 class Model {
  public:
   // Loads a model directory (config.json + safetensors, MLX-quantized or not) or a .gguf file.
-  static std::unique_ptr<Model> load(const std::string& path);
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& options = {});
 
   const ModelConfig& config() const { return cfg_; }
   const WeightStore& store() const { return *store_; }
   const ModelWeights& weights() const { return w_; }
+  // What --quantize did at load, in one line (empty without it).
+  const std::string& quantize_summary() const { return quantize_summary_; }
 
   KvCache new_cache(int64_t capacity) const;
 
@@ -52,6 +71,9 @@ class Model {
 
  private:
   Model() = default;
+  // The --quantize step of load() (model/quantize_weights.cpp): rewrites w_'s matrices to point
+  // into quant_storage_ and logs what it cost.
+  void quantize_weights(const LoadOptions& options);
   // Stores this step's k/v ([n_tokens, kv_dim] each, RoPE applied to k) for layer `layer` and
   // writes the attention output for q [n_tokens, n_heads, head_dim] to out.
   using AttendFn = std::function<void(int64_t layer, const float* q, const float* k,
@@ -66,6 +88,9 @@ class Model {
   ModelConfig cfg_;
   ModelWeights w_;
   std::vector<float> inv_freq_;  // [head_dim / 2]
+  // Quantized copies made at load (one buffer per matrix); empty without --quantize.
+  std::vector<std::vector<uint8_t>> quant_storage_;
+  std::string quantize_summary_;
 };
 
 // Per-architecture loading of one layer's weights (model/arch/<name>.cpp).

@@ -1,0 +1,110 @@
+// --quantize q8_0|q4_0: the dense projection weights of a checkpoint become GGML blocks in
+// memory at load.
+//
+// What it costs: one pass over the quantized matrices (read from the mapping, dequantized to
+// fp32 a row at a time, quantized, written), split over the cores; heap memory of
+// 34/32 bytes (Q8_0) or 18/32 bytes (Q4_0) per weight. The mapped originals are no longer read
+// afterwards, so the kernel may drop their pages; they stay mapped (other tensors of the same
+// files are still in use).
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "backend/cpu/quantize.h"
+#include "core/check.h"
+#include "core/log.h"
+#include "model/model.h"
+
+namespace jinx {
+
+namespace {
+
+DType dtype_of(WeightQuant q) {
+  switch (q) {
+    case WeightQuant::kQ8_0:
+      return DType::Q8_0;
+    case WeightQuant::kQ4_0:
+      return DType::Q4_0;
+    case WeightQuant::kNone:
+      break;
+  }
+  fail("no quantized type for --quantize none");
+}
+
+std::string fixed2(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+std::string mib(size_t bytes) {
+  return fixed2(static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
+
+}  // namespace
+
+std::optional<WeightQuant> weight_quant_from_name(std::string_view name) {
+  if (name == "none") return WeightQuant::kNone;
+  if (name == "q8_0") return WeightQuant::kQ8_0;
+  if (name == "q4_0") return WeightQuant::kQ4_0;
+  return std::nullopt;
+}
+
+const char* weight_quant_name(WeightQuant q) {
+  switch (q) {
+    case WeightQuant::kNone:
+      return "none";
+    case WeightQuant::kQ8_0:
+      return "q8_0";
+    case WeightQuant::kQ4_0:
+      return "q4_0";
+  }
+  return "?";
+}
+
+void Model::quantize_weights(const LoadOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const DType to = dtype_of(options.quantize);
+  ThreadPool pool(options.threads);
+  int n_done = 0, n_kept = 0;  // kept: dense, but rows not a whole number of blocks
+  size_t bytes_before = 0, bytes_after = 0;
+  auto quantize = [&](WeightMatrix* w, DType t) {
+    const bool dense = !w->is_mlx() && (w->dtype == DType::F32 || w->dtype == DType::F16 ||
+                                        w->dtype == DType::BF16);
+    if (!dense) return;  // MLX-packed or already block-quantized (GGUF)
+    if (!cpu::can_quantize_matrix(*w, t)) {
+      ++n_kept;
+      return;
+    }
+    std::vector<uint8_t> buf;
+    const WeightMatrix q = cpu::quantize_matrix(*w, t, &buf, pool);
+    bytes_before += w->row_bytes * static_cast<size_t>(w->rows);
+    bytes_after += buf.size();
+    quant_storage_.push_back(std::move(buf));  // the buffer (and q.data) stays where it is
+    *w = q;
+    ++n_done;
+  };
+  for (LayerWeights& L : w_.layers)
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) quantize(&l->w, to);
+  // A tied head is the embedding, which stays as it is (it is read a row at a time).
+  const bool tied = cfg_.tie_word_embeddings || w_.lm_head.data == w_.embed.data;
+  const int n_layer_done = n_done;
+  if (!tied) quantize(&w_.lm_head, DType::Q8_0);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (n_done == 0) {
+    quantize_summary_ =
+        str("--quantize ", weight_quant_name(options.quantize),
+            ": nothing to quantize (weights are ", store_->dtype_summary(), "); left as they are");
+  } else {
+    quantize_summary_ =
+        str("--quantize ", weight_quant_name(options.quantize), ": ", n_layer_done,
+            " layer matrices to ", name(to),
+            n_done > n_layer_done ? ", lm_head to Q8_0" : (tied ? ", lm_head tied (kept)" : ""),
+            n_kept ? str(", ", n_kept, " kept (rows not a multiple of 32)") : std::string(), " | ",
+            mib(bytes_before), " MiB -> ", mib(bytes_after), " MiB in memory, ", fixed2(s),
+            " s on ", pool.size(), " threads");
+  }
+  log_info(quantize_summary_);
+}
+
+}  // namespace jinx
