@@ -54,6 +54,8 @@ test: build models
 
 # CUDA stage of `make test`: where nvcc is installed, the CUDA backend is built (sm_80 + sm_90a)
 # so that it never stops compiling, and its tests run (each skips, saying so, without a GPU).
+# Only the CUDA test executable is built (it links every layer below the server); `ninja -C
+# build-cuda` builds the rest, the `jinx` CLI with --device cuda included.
 CUDA_BUILD ?= build-cuda
 NVCC ?= $(shell command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
@@ -63,7 +65,7 @@ $(CUDA_BUILD)/build.ninja:
 
 test-cuda: deps models
 	@if [ -z "$(NVCC)" ]; then echo "test-cuda: nvcc not found, CUDA build skipped"; \
-	else $(MAKE) $(CUDA_BUILD)/build.ninja && ninja -C $(CUDA_BUILD) -j $(JOBS) jinx jinx_cuda_tests && \
+	else $(MAKE) $(CUDA_BUILD)/build.ninja && ninja -C $(CUDA_BUILD) -j $(JOBS) jinx_cuda_tests && \
 	  ctest --test-dir $(CUDA_BUILD) -j $(JOBS) --output-on-failure --timeout 600 -L cuda; fi
 
 $(ASAN_BUILD)/build.ninja:
