@@ -55,6 +55,14 @@ void ModelConfig::validate() const {
   if (quant_bits != 0 && (quant_group_size != 32 && quant_group_size != 64 &&
                           quant_group_size != 128))
     fail("config: unsupported quantization group_size ", quant_group_size);
+  // The engine feeds bos to the embedding table and compares sampled ids with eos: an id past
+  // the vocabulary would index past the table (or never stop a sequence). -1: no bos token.
+  if (bos_token_id != -1 && (bos_token_id < 0 || bos_token_id >= vocab_size))
+    fail("config: bos_token_id ", bos_token_id, " is outside the vocabulary [0, ", vocab_size,
+         ")");
+  for (int32_t id : eos_token_ids)
+    if (id < 0 || id >= vocab_size)
+      fail("config: eos_token_id ", id, " is outside the vocabulary [0, ", vocab_size, ")");
 }
 
 std::vector<float> ModelConfig::rope_inv_freq() const {
@@ -119,14 +127,28 @@ bool get_bool(const json& j, const char* key, bool def) {
   return it->get<bool>();
 }
 
+// bos_token_id: an integer, or null / absent for none (-1). Only the int32 range is checked
+// here, so that no cast wraps; validate() checks it against vocab_size.
+void read_bos(const json& j, int32_t* out) {
+  auto it = j.find("bos_token_id");
+  if (it == j.end() || it->is_null()) return;
+  if (!it->is_number_integer()) fail("config: bos_token_id must be an integer");
+  const bool too_big = it->is_number_unsigned() ? it->get<uint64_t>() > INT32_MAX
+                                                : it->get<int64_t>() > INT32_MAX;
+  if (too_big || (!it->is_number_unsigned() && it->get<int64_t>() < -1))
+    fail("config: bos_token_id ", it->dump(), " is out of range");
+  *out = static_cast<int32_t>(it->get<int64_t>());
+}
+
 // eos_token_id may be an int or a list of ints.
 void read_eos(const json& j, std::vector<int32_t>* out) {
   auto it = j.find("eos_token_id");
   if (it == j.end() || it->is_null()) return;
   out->clear();
   auto add = [&](const json& v) {
+    // A uint64 above INT64_MAX reads as a negative int64: rejected as well.
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
-      fail("config: bad eos_token_id");
+      fail("config: bad eos_token_id ", v.dump());
     out->push_back(static_cast<int32_t>(v.get<int64_t>()));
   };
   if (it->is_array()) {
@@ -176,8 +198,7 @@ Arch arch_from_hf(const std::string& name) {
 void read_generation_config(const fs::path& p, ModelConfig* c) {
   if (!fs::exists(p)) return;
   json g = read_json_file(p);
-  if (g.contains("bos_token_id") && g["bos_token_id"].is_number_integer())
-    c->bos_token_id = g["bos_token_id"].get<int32_t>();
+  read_bos(g, &c->bos_token_id);
   read_eos(g, &c->eos_token_ids);
   c->default_temperature = static_cast<float>(get_num(g, "temperature", -1.0));
   c->default_top_p = static_cast<float>(get_num(g, "top_p", -1.0));
@@ -215,8 +236,7 @@ ModelConfig load_hf_config(const std::string& dir) {
   c.attention_bias = c.arch == Arch::kQwen2 || get_bool(j, "attention_bias", false);
   c.qk_norm = c.arch == Arch::kQwen3;
   read_rope_scaling(j, &c);
-  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
-    c.bos_token_id = j["bos_token_id"].get<int32_t>();
+  read_bos(j, &c.bos_token_id);
   read_eos(j, &c.eos_token_ids);
   for (const char* qkey : {"quantization", "quantization_config"}) {
     auto q = j.find(qkey);

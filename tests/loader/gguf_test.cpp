@@ -525,6 +525,21 @@ TEST(GgufCorrupt, Alignment) {
   }
 }
 
+// Fuzz regression (fuzz/corpus/gguf/crash-alignment_1_misaligned_blocks): general.alignment 1
+// let a Q8_0 tensor start at an odd offset, and its f16 block scales were read misaligned.
+// The spec requires a multiple of 8; smaller powers of two are an error.
+TEST(GgufCorrupt, FuzzAlignmentBelowEight) {
+  for (uint32_t a : {1u, 2u, 4u}) {
+    Base s(3, [a](Builder& b) { b.kv_u32("general.alignment", a); });
+    s.b.patch<uint64_t>(s.q8.offset, 321);  // the odd offset that alignment 1 would allow
+    EXPECT_GGUF_ERROR(s.b.finish(321 + 34, a),
+                      str("general.alignment ", a, " is not a multiple of 8"));
+  }
+  Base ok(3, [](Builder& b) { b.kv_u32("general.alignment", 8); });
+  TempFile f(ok.b.finish(320 + 34, 8));
+  EXPECT_EQ(GgufFile(f.path()).alignment(), 8u);
+}
+
 TEST(GgufCorrupt, TensorInfos) {
   {
     Base s;

@@ -4,10 +4,15 @@
 // quant, ...) fits in the 24-bit float mantissa, so it is exact; the only rounding is the final
 // add/subtract of the min. The results are therefore bit-identical whether or not the compiler
 // fuses multiply-adds, and identical to gguf-py's numpy reference.
+//
+// `src` may sit at any address (a safetensors tensor may start at an odd offset): it is read as
+// bytes through backend/cpu/unaligned.h, never through a typed pointer or block reference.
 #include "backend/cpu/dequant.h"
 
+#include <cstddef>
 #include <cstring>
 
+#include "backend/cpu/unaligned.h"
 #include "core/check.h"
 #include "core/half.h"
 #include "core/quant_blocks.h"
@@ -15,50 +20,57 @@
 namespace jinx::cpu {
 namespace {
 
+using detail::block_at;
+using detail::f16_field;
+
 // src: [n] f32 -> dst: [n]
 void dequant_f32(const void* src, float* dst, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 
 void dequant_f16(const void* src, float* dst, int64_t n) {
-  const auto* h = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(h[i]);
+  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(detail::u16_at(src, i));
 }
 
 void dequant_bf16(const void* src, float* dst, int64_t n) {
-  const auto* h = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(h[i]);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(detail::u16_at(src, i));
 }
 
 // x = d * q
-void dequant_q8_0(const BlockQ8_0* b, float* dst, int64_t nb) {
+void dequant_q8_0(const void* src, float* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, dst += kQK8_0) {
-    const float d = f16_to_f32(b[i].d);
-    for (int j = 0; j < kQK8_0; ++j) dst[j] = d * static_cast<float>(b[i].qs[j]);
+    const uint8_t* b = block_at<BlockQ8_0>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ8_0, d));
+    const uint8_t* qs = b + offsetof(BlockQ8_0, qs);
+    for (int j = 0; j < kQK8_0; ++j) dst[j] = d * static_cast<float>(static_cast<int8_t>(qs[j]));
   }
 }
 
 // x = d * (q - 8); element j: low nibble of qs[j], element j + 16: high nibble of qs[j]
-void dequant_q4_0(const BlockQ4_0* b, float* dst, int64_t nb) {
+void dequant_q4_0(const void* src, float* dst, int64_t nb) {
   constexpr int kHalf = kQK4_0 / 2;
   for (int64_t i = 0; i < nb; ++i, dst += kQK4_0) {
-    const float d = f16_to_f32(b[i].d);
+    const uint8_t* b = block_at<BlockQ4_0>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ4_0, d));
+    const uint8_t* qs = b + offsetof(BlockQ4_0, qs);
     for (int j = 0; j < kHalf; ++j) {
-      dst[j] = d * static_cast<float>((b[i].qs[j] & 0xF) - 8);
-      dst[j + kHalf] = d * static_cast<float>((b[i].qs[j] >> 4) - 8);
+      dst[j] = d * static_cast<float>((qs[j] & 0xF) - 8);
+      dst[j + kHalf] = d * static_cast<float>((qs[j] >> 4) - 8);
     }
   }
 }
 
 // x = d * q + m; nibble layout as Q4_0
-void dequant_q4_1(const BlockQ4_1* b, float* dst, int64_t nb) {
+void dequant_q4_1(const void* src, float* dst, int64_t nb) {
   constexpr int kHalf = kQK4_1 / 2;
   for (int64_t i = 0; i < nb; ++i, dst += kQK4_1) {
-    const float d = f16_to_f32(b[i].d);
-    const float m = f16_to_f32(b[i].m);
+    const uint8_t* b = block_at<BlockQ4_1>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ4_1, d));
+    const float m = f16_field(b, offsetof(BlockQ4_1, m));
+    const uint8_t* qs = b + offsetof(BlockQ4_1, qs);
     for (int j = 0; j < kHalf; ++j) {
-      dst[j] = d * static_cast<float>(b[i].qs[j] & 0xF) + m;
-      dst[j + kHalf] = d * static_cast<float>(b[i].qs[j] >> 4) + m;
+      dst[j] = d * static_cast<float>(qs[j] & 0xF) + m;
+      dst[j + kHalf] = d * static_cast<float>(qs[j] >> 4) + m;
     }
   }
 }
@@ -76,16 +88,17 @@ void k_scale_min(const uint8_t* scales, int j, int* sc, int* m) {
 
 // 8 sub-blocks of 32: x = d * sc * q - dmin * m. Sub-blocks 2k and 2k + 1 share qs[32k .. 32k+31]:
 // low nibbles for 2k, high nibbles for 2k + 1.
-void dequant_q4_k(const BlockQ4_K* b, float* dst, int64_t nb) {
+void dequant_q4_k(const void* src, float* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, dst += kQK_K) {
-    const float d = f16_to_f32(b[i].d);
-    const float dmin = f16_to_f32(b[i].dmin);
+    const uint8_t* b = block_at<BlockQ4_K>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ4_K, d));
+    const float dmin = f16_field(b, offsetof(BlockQ4_K, dmin));
     for (int j = 0; j < kQK_K / 32; ++j) {
       int sc, m;
-      k_scale_min(b[i].scales, j, &sc, &m);
+      k_scale_min(b + offsetof(BlockQ4_K, scales), j, &sc, &m);
       const float ds = d * static_cast<float>(sc);
       const float dm = dmin * static_cast<float>(m);
-      const uint8_t* qs = b[i].qs + 32 * (j / 2);
+      const uint8_t* qs = b + offsetof(BlockQ4_K, qs) + 32 * (j / 2);
       const int shift = 4 * (j % 2);
       for (int l = 0; l < 32; ++l)
         dst[32 * j + l] = ds * static_cast<float>((qs[l] >> shift) & 0xF) - dm;
@@ -94,19 +107,21 @@ void dequant_q4_k(const BlockQ4_K* b, float* dst, int64_t nb) {
 }
 
 // As Q4_K with a fifth (high) bit: bit j of qh[l] for element l of sub-block j.
-void dequant_q5_k(const BlockQ5_K* b, float* dst, int64_t nb) {
+void dequant_q5_k(const void* src, float* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, dst += kQK_K) {
-    const float d = f16_to_f32(b[i].d);
-    const float dmin = f16_to_f32(b[i].dmin);
+    const uint8_t* b = block_at<BlockQ5_K>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ5_K, d));
+    const float dmin = f16_field(b, offsetof(BlockQ5_K, dmin));
+    const uint8_t* qh = b + offsetof(BlockQ5_K, qh);
     for (int j = 0; j < kQK_K / 32; ++j) {
       int sc, m;
-      k_scale_min(b[i].scales, j, &sc, &m);
+      k_scale_min(b + offsetof(BlockQ5_K, scales), j, &sc, &m);
       const float ds = d * static_cast<float>(sc);
       const float dm = dmin * static_cast<float>(m);
-      const uint8_t* qs = b[i].qs + 32 * (j / 2);
+      const uint8_t* qs = b + offsetof(BlockQ5_K, qs) + 32 * (j / 2);
       const int shift = 4 * (j % 2);
       for (int l = 0; l < 32; ++l) {
-        int q = ((qs[l] >> shift) & 0xF) | (((b[i].qh[l] >> j) & 1) << 4);
+        int q = ((qs[l] >> shift) & 0xF) | (((qh[l] >> j) & 1) << 4);
         dst[32 * j + l] = ds * static_cast<float>(q) - dm;
       }
     }
@@ -116,14 +131,18 @@ void dequant_q5_k(const BlockQ5_K* b, float* dst, int64_t nb) {
 // 16 sub-blocks of 16: x = d * scales[e / 16] * (q - 32). In each half h (128 elements), element
 // 128h + 32k + l (k = 0..3, l = 0..31) takes its low 4 bits from ql[64h + 32(k % 2) + l] (low
 // nibble for k < 2, high for k >= 2) and its high 2 bits from bits 2k of qh[32h + l].
-void dequant_q6_k(const BlockQ6_K* b, float* dst, int64_t nb) {
+void dequant_q6_k(const void* src, float* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, dst += kQK_K) {
-    const float d = f16_to_f32(b[i].d);
+    const uint8_t* b = block_at<BlockQ6_K>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ6_K, d));
+    const uint8_t* ql = b + offsetof(BlockQ6_K, ql);
+    const uint8_t* qh = b + offsetof(BlockQ6_K, qh);
+    const uint8_t* scales = b + offsetof(BlockQ6_K, scales);
     for (int e = 0; e < kQK_K; ++e) {
       const int h = e / 128, k = (e % 128) / 32, l = e % 32;
-      const int lo = (b[i].ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0xF;
-      const int hi = (b[i].qh[32 * h + l] >> (2 * k)) & 3;
-      const float ds = d * static_cast<float>(b[i].scales[e / 16]);
+      const int lo = (ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0xF;
+      const int hi = (qh[32 * h + l] >> (2 * k)) & 3;
+      const float ds = d * static_cast<float>(static_cast<int8_t>(scales[e / 16]));
       dst[e] = ds * static_cast<float>((lo | (hi << 4)) - 32);
     }
   }
@@ -144,17 +163,17 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::BF16:
       return dequant_bf16(src, dst, n);
     case DType::Q8_0:
-      return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+      return dequant_q8_0(src, dst, nb);
     case DType::Q4_0:
-      return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
+      return dequant_q4_0(src, dst, nb);
     case DType::Q4_1:
-      return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+      return dequant_q4_1(src, dst, nb);
     case DType::Q4_K:
-      return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
+      return dequant_q4_k(src, dst, nb);
     case DType::Q5_K:
-      return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
+      return dequant_q5_k(src, dst, nb);
     case DType::Q6_K:
-      return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+      return dequant_q6_k(src, dst, nb);
     default:
       fail("dequantize_row: unsupported dtype ", name(t));
   }

@@ -1,10 +1,24 @@
 #include <atomic>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include "backend/cpu/kernels.h"
 
 namespace jinx::cpu {
 
 namespace {
+
+#if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29): clang before 15 rejects __builtin_cpu_supports("f16c").
+// F16C uses the AVX register state, whose OS support the "avx2" check below already covers.
+bool has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx & (1u << 29)) != 0;
+}
+#endif
 
 Isa detect() {
 #if defined(__x86_64__)
@@ -12,8 +26,7 @@ Isa detect() {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl"))
     return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c"))
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
     return Isa::kAvx2;
 #endif
   return Isa::kScalar;

@@ -9,6 +9,7 @@
 // activations stay in L2.
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -136,8 +137,11 @@ void matmul_blocked(const WeightMatrix& w, const float* x, int64_t n, float* y, 
       const int64_t r0 = blk * kRowBlock;
       const int64_t nr = std::min(kRowBlock, w.rows - r0);
       const float* rows;
-      if (w.dtype == DType::F32 && !w.is_mlx() && w.row_bytes == w.cols * sizeof(float)) {
-        rows = reinterpret_cast<const float*>(row_ptr(w, r0));
+      const uint8_t* first = row_ptr(w, r0);
+      // fp32 rows are used in place only where they are contiguous and float-aligned.
+      if (w.dtype == DType::F32 && !w.is_mlx() && w.row_bytes == w.cols * sizeof(float) &&
+          reinterpret_cast<uintptr_t>(first) % alignof(float) == 0) {
+        rows = reinterpret_cast<const float*>(first);
       } else {
         buf.resize(static_cast<size_t>(nr * w.cols));
         for (int64_t i = 0; i < nr; ++i) weight_row(w, r0 + i, buf.data() + i * w.cols);

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/unaligned.h"
 #include "core/check.h"
 #include "core/half.h"
 
@@ -12,9 +13,9 @@ namespace {
 
 float load_scale(DType t, const void* base, int64_t i) {
   switch (t) {
-    case DType::F32: return static_cast<const float*>(base)[i];
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::F32: return f32_at(base, i);
+    case DType::F16: return f16_to_f32(u16_at(base, i));
+    case DType::BF16: return bf16_to_f32(u16_at(base, i));
     default: fail("MLX scales must be F32, F16 or BF16, got ", name(t));
   }
 }

@@ -3,13 +3,16 @@
 // pmaddubsw saturates its int16 pair sums, so unsigned weights must stay below 128: the 8-bit
 // formats (Q8_0, MLX 8-bit) are kept signed and multiplied with the sign trick
 // (|w| * (x * sign(w))), which stays within int16.
+// Weight rows may sit at any address: blocks are read as bytes (backend/cpu/unaligned.h).
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/unaligned.h"
 #include "core/quant_blocks.h"
 
 #define JINX_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -27,8 +30,9 @@ const uint8_t* row_ptr(const WeightMatrix& w, int64_t r) {
   return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
 }
 
-JINX_AVX2 inline float h2f(uint16_t h) {
-  return _cvtsh_ss(h);
+// The f16 at byte `offset` of a block.
+JINX_AVX2 inline float h2f(const uint8_t* block, size_t offset) {
+  return _cvtsh_ss(load_u16(block + offset));
 }
 
 JINX_AVX2 inline __m256i load256(const void* p) {
@@ -44,10 +48,12 @@ JINX_AVX2 inline void set(Chunk* o, __m256i b, float dw, float ow) {
 struct DecQ8_0 {
   static constexpr int kChunks = 1;
   static constexpr bool kSigned = true, kOffset = false;
-  const BlockQ8_0* b;
-  DecQ8_0(const WeightMatrix& w, int64_t r)
-      : b(reinterpret_cast<const BlockQ8_0*>(row_ptr(w, r))) {}
-  JINX_AVX2 void unit(int64_t c, Chunk* o) const { set(o, load256(b[c].qs), h2f(b[c].d), 0.0f); }
+  const uint8_t* row;
+  DecQ8_0(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_AVX2 void unit(int64_t c, Chunk* o) const {
+    const uint8_t* b = block_at<BlockQ8_0>(row, c);
+    set(o, load256(b + offsetof(BlockQ8_0, qs)), h2f(b, offsetof(BlockQ8_0, d)), 0.0f);
+  }
 };
 
 template <bool kMin>
@@ -55,15 +61,16 @@ struct DecQ4 {
   using Block = std::conditional_t<kMin, BlockQ4_1, BlockQ4_0>;
   static constexpr int kChunks = 1;
   static constexpr bool kSigned = false, kOffset = true;
-  const Block* b;
-  DecQ4(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const Block*>(row_ptr(w, r))) {}
+  const uint8_t* row;
+  DecQ4(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_AVX2 void unit(int64_t c, Chunk* o) const {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[c].qs));
+    const uint8_t* b = block_at<Block>(row, c);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + offsetof(Block, qs)));
     const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    const float d = h2f(b[c].d);
+    const float d = h2f(b, offsetof(Block, d));
     float m;
     if constexpr (kMin)
-      m = h2f(b[c].m);
+      m = h2f(b, offsetof(BlockQ4_1, m));
     else
       m = -8.0f * d;
     set(o, _mm256_and_si256(y, _mm256_set1_epi8(0x0f)), d, m);
@@ -75,17 +82,18 @@ struct DecQ45K {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
   static constexpr int kChunks = 8;
   static constexpr bool kSigned = false, kOffset = true;
-  const Block* b;
-  DecQ45K(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const Block*>(row_ptr(w, r))) {}
+  const uint8_t* row;
+  DecQ45K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_AVX2 void unit(int64_t s, Chunk* o) const {
-    const Block& x = b[s];
-    const float d = h2f(x.d), dmin = h2f(x.dmin);
+    const uint8_t* x = block_at<Block>(row, s);
+    const uint8_t* scales = x + offsetof(Block, scales);
+    const float d = h2f(x, offsetof(Block, d)), dmin = h2f(x, offsetof(Block, dmin));
     const __m256i lo4 = _mm256_set1_epi8(0x0f);
     __m256i qh;
-    if constexpr (kFive) qh = load256(x.qh);
+    if constexpr (kFive) qh = load256(x + offsetof(BlockQ5_K, qh));
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
-      const __m256i y = load256(x.qs + 32 * k);
+      const __m256i y = load256(x + offsetof(Block, qs) + 32 * k);
       __m256i q[2] = {_mm256_and_si256(y, lo4), _mm256_and_si256(_mm256_srli_epi16(y, 4), lo4)};
       for (int h = 0; h < 2; ++h) {
         const int j = 2 * k + h;
@@ -95,7 +103,7 @@ struct DecQ45K {
           q[h] = _mm256_or_si256(q[h], _mm256_and_si256(on, _mm256_set1_epi8(16)));
         }
         int sc, m;
-        kquant_scale_min(x.scales, j, &sc, &m);
+        kquant_scale_min(scales, j, &sc, &m);
         set(&o[j], q[h], d * static_cast<float>(sc), -(dmin * static_cast<float>(m)));
       }
     }
@@ -105,16 +113,19 @@ struct DecQ45K {
 struct DecQ6K {
   static constexpr int kChunks = 8;
   static constexpr bool kSigned = false, kOffset = true;
-  const BlockQ6_K* b;
-  DecQ6K(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const BlockQ6_K*>(row_ptr(w, r))) {}
+  const uint8_t* row;
+  DecQ6K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_AVX2 void unit(int64_t s, Chunk* o) const {
-    const BlockQ6_K& x = b[s];
-    const float d = h2f(x.d);
+    const uint8_t* x = block_at<BlockQ6_K>(row, s);
+    const uint8_t* ql = x + offsetof(BlockQ6_K, ql);
+    const uint8_t* qhs = x + offsetof(BlockQ6_K, qh);
+    const int8_t* scales = reinterpret_cast<const int8_t*>(x + offsetof(BlockQ6_K, scales));
+    const float d = h2f(x, offsetof(BlockQ6_K, d));
     const __m256i lo4 = _mm256_set1_epi8(0x0f), hi2 = _mm256_set1_epi8(0x30);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = load256(x.ql + 64 * h), ql1 = load256(x.ql + 64 * h + 32);
-      const __m256i qh = load256(x.qh + 32 * h);
+      const __m256i ql0 = load256(ql + 64 * h), ql1 = load256(ql + 64 * h + 32);
+      const __m256i qh = load256(qhs + 32 * h);
       const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(ql0, lo4),
                                             _mm256_and_si256(_mm256_slli_epi16(qh, 4), hi2)),
                             _mm256_or_si256(_mm256_and_si256(ql1, lo4),
@@ -125,8 +136,8 @@ struct DecQ6K {
                                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), hi2))};
       for (int k = 0; k < 4; ++k) {
         const int c = 4 * h + k;
-        const float s0 = d * static_cast<float>(x.scales[2 * c]);
-        const float s1 = d * static_cast<float>(x.scales[2 * c + 1]);
+        const float s0 = d * static_cast<float>(scales[2 * c]);
+        const float s1 = d * static_cast<float>(scales[2 * c + 1]);
         Chunk& ch = o[c];
         ch.b = q[k];
         ch.dw = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(s0)), _mm_set1_ps(s1), 1);

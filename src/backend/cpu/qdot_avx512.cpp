@@ -4,16 +4,21 @@
 //   acc += float(sum4(u * q)) * (dw * dx) + ow * (dx * sum4(q))
 // GEMV runs straight off the stored rows for up to four tokens; GEMM decodes a block of rows
 // once into a per-thread buffer and sweeps it with 4 x 4 (rows x tokens) register tiles.
+// Weight rows may sit at any address: blocks are read as bytes (backend/cpu/unaligned.h).
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
+#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/unaligned.h"
 #include "core/quant_blocks.h"
 
 #define JINX_VNNI \
@@ -32,8 +37,9 @@ const uint8_t* row_ptr(const WeightMatrix& w, int64_t r) {
   return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
 }
 
-JINX_VNNI inline float h2f(uint16_t h) {
-  return _cvtsh_ss(h);
+// The f16 at byte `offset` of a block.
+JINX_VNNI inline float h2f(const uint8_t* block, size_t offset) {
+  return _cvtsh_ss(load_u16(block + offset));
 }
 
 // [a x 8, b x 8]
@@ -73,21 +79,21 @@ JINX_VNNI inline void single(__m256i b, float dw, float ow, Pair* o) {
 // -128 * d.
 struct DecQ8_0 {
   static constexpr int kPairs = 1;
-  const BlockQ8_0* b;
-  DecQ8_0(const WeightMatrix& w, int64_t r)
-      : b(reinterpret_cast<const BlockQ8_0*>(row_ptr(w, r))) {}
+  static constexpr size_t kQs = offsetof(BlockQ8_0, qs);
+  const uint8_t* row;
+  DecQ8_0(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_VNNI void unit(int64_t p, Pair* o) const {
-    const BlockQ8_0& b0 = b[2 * p];
-    const BlockQ8_0& b1 = b[2 * p + 1];
-    o->b = _mm512_xor_si512(load_u8x32_pair(reinterpret_cast<const uint8_t*>(b0.qs),
-                                            reinterpret_cast<const uint8_t*>(b1.qs)),
+    const uint8_t* b0 = block_at<BlockQ8_0>(row, 2 * p);
+    const uint8_t* b1 = block_at<BlockQ8_0>(row, 2 * p + 1);
+    o->b = _mm512_xor_si512(load_u8x32_pair(b0 + kQs, b1 + kQs),
                             _mm512_set1_epi8(static_cast<char>(0x80)));
-    o->dw = spread(f16_heads(&b0, &b1), 0);
+    o->dw = spread(f16_heads(b0, b1), 0);
     o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-128.0f));
   }
   JINX_VNNI void half(int64_t c, Pair* o) const {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[c].qs));
-    const float d = h2f(b[c].d);
+    const uint8_t* b = block_at<BlockQ8_0>(row, c);
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kQs));
+    const float d = h2f(b, offsetof(BlockQ8_0, d));
     single(_mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80))), d, -128.0f * d, o);
   }
 };
@@ -97,35 +103,37 @@ template <bool kMin>
 struct DecQ4 {
   using Block = std::conditional_t<kMin, BlockQ4_1, BlockQ4_0>;
   static constexpr int kPairs = 1;
-  const Block* b;
-  DecQ4(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const Block*>(row_ptr(w, r))) {}
-  JINX_VNNI static float offset(const Block& x) {
+  static constexpr size_t kQs = offsetof(Block, qs);
+  const uint8_t* row;
+  DecQ4(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_VNNI static float offset(const uint8_t* x) {
     if constexpr (kMin)
-      return h2f(x.m);
+      return h2f(x, offsetof(BlockQ4_1, m));
     else
-      return -8.0f * h2f(x.d);
+      return -8.0f * h2f(x, offsetof(BlockQ4_0, d));
   }
   JINX_VNNI void unit(int64_t p, Pair* o) const {
-    const Block& b0 = b[2 * p];
-    const Block& b1 = b[2 * p + 1];
+    const uint8_t* b0 = block_at<Block>(row, 2 * p);
+    const uint8_t* b1 = block_at<Block>(row, 2 * p + 1);
     const __m256i y = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0.qs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1.qs)), 1);
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + kQs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + kQs)), 1);
     // 128-bit blocks [b0, b0, b1, b1], the second copy of each shifted to its high nibbles.
     __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
                                          _mm512_castsi256_si512(y));
     const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
                                          0x0004000400040004, 0x0004000400040004);
     o->b = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
-    const __m512 heads = f16_heads(&b0, &b1);  // d, m (Q4_1) or d, 2 bytes of qs (Q4_0)
+    const __m512 heads = f16_heads(b0, b1);  // d, m (Q4_1) or d, 2 bytes of qs (Q4_0)
     o->dw = spread(heads, 0);
     if constexpr (kMin) o->ow = spread(heads, 1);
     else o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-8.0f));
   }
   JINX_VNNI void half(int64_t c, Pair* o) const {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[c].qs));
+    const uint8_t* b = block_at<Block>(row, c);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kQs));
     const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    single(_mm256_and_si256(y, _mm256_set1_epi8(0x0f)), h2f(b[c].d), offset(b[c]), o);
+    single(_mm256_and_si256(y, _mm256_set1_epi8(0x0f)), h2f(b, offsetof(Block, d)), offset(b), o);
   }
 };
 
@@ -135,26 +143,30 @@ template <bool kFive>
 struct DecQ45K {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
   static constexpr int kPairs = 4;
-  const Block* b;
-  DecQ45K(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const Block*>(row_ptr(w, r))) {}
+  const uint8_t* row;
+  DecQ45K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_VNNI void unit(int64_t s, Pair* o) const {
-    const Block& x = b[s];
+    const uint8_t* x = block_at<Block>(row, s);
     // The eight 6-bit scales and mins as bytes (kquant_scale_min, four at a time).
     uint32_t u[3];
-    std::memcpy(u, x.scales, 12);
+    std::memcpy(u, x + offsetof(Block, scales), 12);
     const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
     const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
     const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
     const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo, sc_hi, 0, 0)));
     const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32(m_lo, m_hi, 0, 0)));
-    const __m512 dsc = _mm512_castps256_ps512(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(x.d))));
-    const __m512 dmn = _mm512_castps256_ps512(_mm256_mul_ps(mn, _mm256_set1_ps(-h2f(x.dmin))));
+    const __m512 dsc =
+        _mm512_castps256_ps512(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(x, offsetof(Block, d)))));
+    const __m512 dmn =
+        _mm512_castps256_ps512(_mm256_mul_ps(mn, _mm256_set1_ps(-h2f(x, offsetof(Block, dmin)))));
     __m512i qh;
     if constexpr (kFive)
-      qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh)));
+      qh = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + offsetof(BlockQ5_K, qh))));
+    const uint8_t* qs = x + offsetof(Block, qs);
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
-      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * k));
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * k));
       __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(y), _mm256_srli_epi16(y, 4), 1);
       z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
       if constexpr (kFive) {
@@ -178,20 +190,23 @@ struct DecQ45K {
 // with a scale per 16 values.
 struct DecQ6K {
   static constexpr int kPairs = 4;
-  const BlockQ6_K* b;
-  DecQ6K(const WeightMatrix& w, int64_t r) : b(reinterpret_cast<const BlockQ6_K*>(row_ptr(w, r))) {}
+  const uint8_t* row;
+  DecQ6K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_VNNI void unit(int64_t s, Pair* o) const {
-    const BlockQ6_K& x = b[s];
-    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
-    const __m512 dsc =
-        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)), _mm512_set1_ps(h2f(x.d)));
+    const uint8_t* x = block_at<BlockQ6_K>(row, s);
+    const uint8_t* qls = x + offsetof(BlockQ6_K, ql);
+    const uint8_t* qhs = x + offsetof(BlockQ6_K, qh);
+    const __m128i sc8 =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + offsetof(BlockQ6_K, scales)));
+    const __m512 dsc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)),
+                                     _mm512_set1_ps(h2f(x, offsetof(BlockQ6_K, d))));
     const __m512 dof = _mm512_mul_ps(dsc, _mm512_set1_ps(-32.0f));
     const __m512i lane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
-      const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+      const __m512i ql = _mm512_loadu_si512(qls + 64 * h);
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qhs + 32 * h));
       const __m512i qhz =
           _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
       Pair& p0 = o[2 * h];
@@ -242,7 +257,7 @@ struct DecMlx {
     }
     uint16_t h;
     std::memcpy(&h, base + 2 * g, 2);
-    if (st == DType::F16) return h2f(h);
+    if (st == DType::F16) return _cvtsh_ss(h);
     const uint32_t u = static_cast<uint32_t>(h) << 16;
     float f;
     std::memcpy(&f, &u, 4);

@@ -3,9 +3,11 @@
 // the GGML block definitions (core/quant_blocks.h) and the MLX packing (weight.h); the SIMD
 // kernels are tested against this.
 #include <algorithm>
+#include <cstddef>
 #include <vector>
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/unaligned.h"
 #include "core/check.h"
 #include "core/half.h"
 #include "core/quant_blocks.h"
@@ -15,11 +17,11 @@ namespace jinx::cpu::detail {
 float mlx_scale_at(DType t, const void* base, int64_t i) {
   switch (t) {
     case DType::F32:
-      return static_cast<const float*>(base)[i];
+      return f32_at(base, i);
     case DType::F16:
-      return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+      return f16_to_f32(u16_at(base, i));
     case DType::BF16:
-      return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+      return bf16_to_f32(u16_at(base, i));
     default:
       fail("MLX scales must be F32, F16 or BF16, got ", name(t));
   }
@@ -80,19 +82,22 @@ void decode_chunk(QFormat f, const WeightMatrix& w, int64_t row, int64_t c, Chun
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
   switch (f) {
     case QFormat::kQ8_0: {
-      const auto& b = reinterpret_cast<const BlockQ8_0*>(base)[c];
-      for (int i = 0; i < 32; ++i) k->u[i] = b.qs[i];
-      return set_scale(k, f16_to_f32(b.d), 0.0f);
+      const uint8_t* b = block_at<BlockQ8_0>(base, c);
+      const uint8_t* qs = b + offsetof(BlockQ8_0, qs);
+      for (int i = 0; i < 32; ++i) k->u[i] = static_cast<int8_t>(qs[i]);
+      return set_scale(k, f16_field(b, offsetof(BlockQ8_0, d)), 0.0f);
     }
     case QFormat::kQ4_0: {
-      const auto& b = reinterpret_cast<const BlockQ4_0*>(base)[c];
-      nibbles16(b.qs, k->u);
-      return set_scale(k, f16_to_f32(b.d), -8.0f * f16_to_f32(b.d));
+      const uint8_t* b = block_at<BlockQ4_0>(base, c);
+      nibbles16(b + offsetof(BlockQ4_0, qs), k->u);
+      const float d = f16_field(b, offsetof(BlockQ4_0, d));
+      return set_scale(k, d, -8.0f * d);
     }
     case QFormat::kQ4_1: {
-      const auto& b = reinterpret_cast<const BlockQ4_1*>(base)[c];
-      nibbles16(b.qs, k->u);
-      return set_scale(k, f16_to_f32(b.d), f16_to_f32(b.m));
+      const uint8_t* b = block_at<BlockQ4_1>(base, c);
+      nibbles16(b + offsetof(BlockQ4_1, qs), k->u);
+      return set_scale(k, f16_field(b, offsetof(BlockQ4_1, d)),
+                       f16_field(b, offsetof(BlockQ4_1, m)));
     }
     case QFormat::kQ4_K:
     case QFormat::kQ5_K: {
@@ -101,13 +106,16 @@ void decode_chunk(QFormat f, const WeightMatrix& w, int64_t row, int64_t c, Chun
       const int64_t sb = c / 8;
       const int j = static_cast<int>(c % 8);
       const uint8_t *scales, *qs, *qh = nullptr;
-      uint16_t d, dmin;
+      float d, dmin;
       if (five) {
-        const auto& b = reinterpret_cast<const BlockQ5_K*>(base)[sb];
-        scales = b.scales, qs = b.qs, qh = b.qh, d = b.d, dmin = b.dmin;
+        const uint8_t* b = block_at<BlockQ5_K>(base, sb);
+        scales = b + offsetof(BlockQ5_K, scales), qs = b + offsetof(BlockQ5_K, qs);
+        qh = b + offsetof(BlockQ5_K, qh);
+        d = f16_field(b, offsetof(BlockQ5_K, d)), dmin = f16_field(b, offsetof(BlockQ5_K, dmin));
       } else {
-        const auto& b = reinterpret_cast<const BlockQ4_K*>(base)[sb];
-        scales = b.scales, qs = b.qs, d = b.d, dmin = b.dmin;
+        const uint8_t* b = block_at<BlockQ4_K>(base, sb);
+        scales = b + offsetof(BlockQ4_K, scales), qs = b + offsetof(BlockQ4_K, qs);
+        d = f16_field(b, offsetof(BlockQ4_K, d)), dmin = f16_field(b, offsetof(BlockQ4_K, dmin));
       }
       int sc, m;
       kquant_scale_min(scales, j, &sc, &m);
@@ -115,22 +123,24 @@ void decode_chunk(QFormat f, const WeightMatrix& w, int64_t row, int64_t c, Chun
         k->u[l] = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
         if (five) k->u[l] |= ((qh[l] >> j) & 1) << 4;
       }
-      return set_scale(k, f16_to_f32(d) * static_cast<float>(sc),
-                       -(f16_to_f32(dmin) * static_cast<float>(m)));
+      return set_scale(k, d * static_cast<float>(sc), -(dmin * static_cast<float>(m)));
     }
     case QFormat::kQ6_K: {
       // Chunk 4h + k: low 4 bits from ql[64h + 32(k % 2) + l] (nibble k / 2), high 2 bits
       // from bits 2k of qh[32h + l]; value = d * scales[16-value sub-block] * (u - 32).
-      const auto& b = reinterpret_cast<const BlockQ6_K*>(base)[c / 8];
+      const uint8_t* b = block_at<BlockQ6_K>(base, c / 8);
+      const uint8_t* ql = b + offsetof(BlockQ6_K, ql);
+      const uint8_t* qh = b + offsetof(BlockQ6_K, qh);
+      const uint8_t* scales = b + offsetof(BlockQ6_K, scales);
       const int h = static_cast<int>(c % 8) / 4, kk = static_cast<int>(c % 4);
       for (int l = 0; l < 32; ++l) {
-        const int lo = (b.ql[64 * h + 32 * (kk % 2) + l] >> (4 * (kk / 2))) & 0xF;
-        const int hi = (b.qh[32 * h + l] >> (2 * kk)) & 3;
+        const int lo = (ql[64 * h + 32 * (kk % 2) + l] >> (4 * (kk / 2))) & 0xF;
+        const int hi = (qh[32 * h + l] >> (2 * kk)) & 3;
         k->u[l] = lo | (hi << 4);
       }
-      const float d = f16_to_f32(b.d);
+      const float d = f16_field(b, offsetof(BlockQ6_K, d));
       for (int s = 0; s < 2; ++s) {
-        k->dw[s] = d * static_cast<float>(b.scales[2 * (c % 8) + s]);
+        k->dw[s] = d * static_cast<float>(static_cast<int8_t>(scales[2 * (c % 8) + s]));
         k->ow[s] = -32.0f * k->dw[s];
       }
       return;

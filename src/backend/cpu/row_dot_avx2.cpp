@@ -1,8 +1,9 @@
 // AVX2 row-dot kernels for the dense types; quantized types take the dequantize-then-F32 path
-// at this level.
+// at this level. Rows may sit at any address: unaligned vector loads, memcpy scalar loads.
 #include <immintrin.h>
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/unaligned.h"
 #include "core/half.h"
 
 #define JINX_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -21,11 +22,11 @@ enum class Kind { kF32, kF16, kBF16 };
 
 template <Kind K>
 JINX_AVX2 inline __m256 load8(const void* row, int64_t c) {
+  const uint8_t* p = static_cast<const uint8_t*>(row);
   if constexpr (K == Kind::kF32) {
-    return _mm256_loadu_ps(static_cast<const float*>(row) + c);
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p + 4 * c));
   } else {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(
-        static_cast<const uint16_t*>(row) + c));
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * c));
     if constexpr (K == Kind::kF16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
@@ -33,9 +34,9 @@ JINX_AVX2 inline __m256 load8(const void* row, int64_t c) {
 
 template <Kind K>
 inline float scalar_at(const void* row, int64_t c) {
-  if constexpr (K == Kind::kF32) return static_cast<const float*>(row)[c];
-  else if constexpr (K == Kind::kF16) return f16_to_f32(static_cast<const uint16_t*>(row)[c]);
-  else return bf16_to_f32(static_cast<const uint16_t*>(row)[c]);
+  if constexpr (K == Kind::kF32) return f32_at(row, c);
+  else if constexpr (K == Kind::kF16) return f16_to_f32(u16_at(row, c));
+  else return bf16_to_f32(u16_at(row, c));
 }
 
 template <Kind K, int NX>
@@ -67,10 +68,9 @@ void dispatch(const void* row, const float* const* xs, int nx, int64_t cols, flo
 // The scalar reference: plain loops, double accumulation is not used so that it rounds like
 // the SIMD forms up to summation order.
 void dot_scalar_f32(const void* row, const float* const* xs, int nx, int64_t cols, float* out) {
-  const float* w = static_cast<const float*>(row);
   for (int j = 0; j < nx; ++j) {
     float s = 0.0f;
-    for (int64_t c = 0; c < cols; ++c) s += w[c] * xs[j][c];
+    for (int64_t c = 0; c < cols; ++c) s += f32_at(row, c) * xs[j][c];
     out[j] = s;
   }
 }

@@ -1,12 +1,18 @@
 // AVX-512 row-dot kernels: weights dequantized in registers, fp32 FMA accumulation.
+// Rows may sit at any address: unaligned vector loads, block fields read as bytes.
 #include <immintrin.h>
+
+#include <cstddef>
 
 // GCC 12's AVX-512 headers build some results from _mm512_undefined_*(), which -Wall reports
 // as uninitialized at every inlined use; the values are fully overwritten.
+#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/unaligned.h"
 #include "core/half.h"
 #include "core/quant_blocks.h"
 
@@ -17,14 +23,17 @@ namespace {
 
 JINX_AVX512 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-// One f16 scale, by the F16C instruction (the portable scalar path branches on subnormals).
-JINX_AVX512 inline __m512 broadcast_f16(uint16_t h) {
-  return _mm512_set1_ps(_cvtsh_ss(h));
+// The f16 scale at byte `offset` of a block, by the F16C instruction (the portable scalar path
+// branches on subnormals).
+JINX_AVX512 inline __m512 broadcast_f16(const uint8_t* block, size_t offset) {
+  return _mm512_set1_ps(_cvtsh_ss(load_u16(block + offset)));
 }
 
-// 16 weights as fp32 from each storage type.
-JINX_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-JINX_AVX512 inline __m512 load16(const uint16_t* p, bool bf16) {
+// 16 weights as fp32 from each storage type, at byte address p.
+JINX_AVX512 inline __m512 load16_f32(const uint8_t* p) {
+  return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
+}
+JINX_AVX512 inline __m512 load16_u16(const uint8_t* p, bool bf16) {
   __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   return _mm512_cvtph_ps(h);
@@ -34,23 +43,24 @@ JINX_AVX512 inline __m512 load16(const uint16_t* p, bool bf16) {
 template <int NX, typename T>
 JINX_AVX512 void dot_dense(const void* row, const float* const* xs, int64_t cols, float* out,
                            bool bf16) {
-  const T* w = static_cast<const T*>(row);
+  const uint8_t* w = static_cast<const uint8_t*>(row);
+  constexpr int64_t kSize = sizeof(T);
   __m512 acc[NX];
   for (int j = 0; j < NX; ++j) acc[j] = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= cols; c += 16) {
     __m512 wv;
-    if constexpr (sizeof(T) == 4) wv = load16(reinterpret_cast<const float*>(w + c));
-    else wv = load16(reinterpret_cast<const uint16_t*>(w + c), bf16);
+    if constexpr (kSize == 4) wv = load16_f32(w + kSize * c);
+    else wv = load16_u16(w + kSize * c, bf16);
     for (int j = 0; j < NX; ++j) acc[j] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xs[j] + c), acc[j]);
   }
   if (c < cols) {
     __mmask16 m = static_cast<__mmask16>((1u << (cols - c)) - 1);
     __m512 wv;
-    if constexpr (sizeof(T) == 4) {
-      wv = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(w + c));
+    if constexpr (kSize == 4) {
+      wv = _mm512_maskz_loadu_ps(m, w + kSize * c);
     } else {
-      __m256i h = _mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w + c));
+      __m256i h = _mm256_maskz_loadu_epi16(m, w + kSize * c);
       wv = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
                 : _mm512_cvtph_ps(h);
     }
@@ -63,14 +73,15 @@ JINX_AVX512 void dot_dense(const void* row, const float* const* xs, int64_t cols
 // Q8_0: 32 int8 with one f16 scale. Two 16-lane halves per block.
 template <int NX>
 JINX_AVX512 void dot_q8_0(const void* row, const float* const* xs, int64_t cols, float* out) {
-  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
   __m512 acc[NX];
   for (int j = 0; j < NX; ++j) acc[j] = _mm512_setzero_ps();
   const int64_t nb = cols / kQK8_0;
   for (int64_t i = 0; i < nb; ++i) {
-    const __m512 d = broadcast_f16(b[i].d);
-    __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
-    __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16));
+    const uint8_t* b = block_at<BlockQ8_0>(row, i);
+    const uint8_t* qs = b + offsetof(BlockQ8_0, qs);
+    const __m512 d = broadcast_f16(b, offsetof(BlockQ8_0, d));
+    __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16));
     __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)));
     __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)));
     const int64_t c = i * kQK8_0;
@@ -87,21 +98,21 @@ JINX_AVX512 void dot_q8_0(const void* row, const float* const* xs, int64_t cols,
 template <int NX, bool kHasMin>
 JINX_AVX512 void dot_q4(const void* row, const float* const* xs, int64_t cols, float* out) {
   using Block = std::conditional_t<kHasMin, BlockQ4_1, BlockQ4_0>;
-  const Block* b = static_cast<const Block*>(row);
   __m512 acc[NX];
   for (int j = 0; j < NX; ++j) acc[j] = _mm512_setzero_ps();
   const int64_t nb = cols / 32;
   const __m128i low = _mm_set1_epi8(0x0f);
   for (int64_t i = 0; i < nb; ++i) {
-    __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
+    const uint8_t* b = block_at<Block>(row, i);
+    __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + offsetof(Block, qs)));
     __m128i lo = _mm_and_si128(q, low);
     __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
     __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo));
     __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
-    const __m512 d = broadcast_f16(b[i].d);
+    const __m512 d = broadcast_f16(b, offsetof(Block, d));
     __m512 w0, w1;
     if constexpr (kHasMin) {
-      const __m512 m = broadcast_f16(b[i].m);
+      const __m512 m = broadcast_f16(b, offsetof(BlockQ4_1, m));
       w0 = _mm512_fmadd_ps(d, f0, m);
       w1 = _mm512_fmadd_ps(d, f1, m);
     } else {
