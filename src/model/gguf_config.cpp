@@ -1,4 +1,7 @@
 // ModelConfig from GGUF metadata (llama.cpp's key names: "<arch>.embedding_length", ...).
+#include <climits>
+#include <optional>
+
 #include "core/check.h"
 #include "loader/gguf.h"
 #include "model/config.h"
@@ -62,12 +65,18 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     const float* d = static_cast<const float*>(rf->data);
     c.rope_freq_factors.assign(d, d + rf->numel());
   }
-  if (auto b = f.get_int("tokenizer.ggml.bos_token_id")) c.bos_token_id = static_cast<int32_t>(*b);
-  if (auto e = f.get_int("tokenizer.ggml.eos_token_id"))
-    c.eos_token_ids.push_back(static_cast<int32_t>(*e));
-  if (auto e = f.get_int("tokenizer.ggml.eot_token_id");
+  // Special token ids: range-checked before the narrowing (validate() then checks the vocab).
+  auto token_id = [&](const char* key) -> std::optional<int32_t> {
+    const std::optional<int64_t> v = f.get_int(key);
+    if (!v) return std::nullopt;
+    if (*v < 0 || *v > INT32_MAX) fail(f.path(), ": ", key, " ", *v, " is not a token id");
+    return static_cast<int32_t>(*v);
+  };
+  if (auto b = token_id("tokenizer.ggml.bos_token_id")) c.bos_token_id = *b;
+  if (auto e = token_id("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(*e);
+  if (auto e = token_id("tokenizer.ggml.eot_token_id");
       e && (c.eos_token_ids.empty() || c.eos_token_ids[0] != *e))
-    c.eos_token_ids.push_back(static_cast<int32_t>(*e));
+    c.eos_token_ids.push_back(*e);
   c.validate();
   return c;
 }
