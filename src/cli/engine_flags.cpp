@@ -49,6 +49,9 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   add_quantize_flag(sub, &f->quantize);
   sub->add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step at most")
       ->check(CLI::Range(1, 1 << 16));
+  sub->add_option("--max-model-len", o.max_model_len,
+                  "Longest sequence, prompt + output (0: the model's context, capped by the pool)")
+      ->check(CLI::Range(0, 1 << 24));
   sub->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens per step at most")
       ->check(CLI::Range(1, 1 << 20));
 }
