@@ -202,8 +202,14 @@ void read_generation_config(const fs::path& p, ModelConfig* c) {
   read_eos(g, &c->eos_token_ids);
   c->default_temperature = static_cast<float>(get_num(g, "temperature", -1.0));
   c->default_top_p = static_cast<float>(get_num(g, "top_p", -1.0));
-  if (g.contains("top_k") && g["top_k"].is_number_integer())
-    c->default_top_k = g["top_k"].get<int>();
+  if (g.contains("top_k") && g["top_k"].is_number_integer()) {
+    // A top_k at or beyond any vocabulary keeps every token: store it as 0 (off) rather than
+    // letting a huge value wrap to a negative int.
+    const bool big = g["top_k"].is_number_unsigned() ? g["top_k"].get<uint64_t>() > INT32_MAX
+                                                     : g["top_k"].get<int64_t>() > INT32_MAX;
+    const int64_t k = big ? 0 : g["top_k"].get<int64_t>();
+    c->default_top_k = k < 0 ? -1 : static_cast<int>(k);
+  }
 }
 
 }  // namespace

@@ -107,6 +107,16 @@ TEST(HfConfig, GenerationConfigIdsAreChecked) {
   expect_error(bad_eos, "eos_token_id 12 is outside the vocabulary");
 }
 
+// generation_config.json's top_k: a value past int32 means "keep every token" (0), never a
+// wrapped negative; negatives mean off (-1).
+TEST(HfConfig, GenerationTopKNeverWraps) {
+  for (const auto& [text, want] : std::vector<std::pair<std::string, int>>{
+           {"40", 40}, {"0", 0}, {"-5", -1}, {"4294967297", 0}, {"18446744073709551615", 0}}) {
+    ConfigDir d(llama_config(""), "{\"top_k\":" + text + "}");
+    EXPECT_EQ(load_hf_config(d.path()).default_top_k, want) << text;
+  }
+}
+
 // Fuzz regression (fuzz/corpus/config/crash-non_boolean_tie_word_embeddings): json::value()
 // threw nlohmann's type_error on a non-boolean flag, which escaped as a non-jinx exception.
 TEST(HfConfig, FuzzNonBooleanFlagIsAnError) {
