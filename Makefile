@@ -47,10 +47,19 @@ run: build models
 generate: build models
 	$(BUILD)/bin/jinx generate -m $(SMOLLM2) -p "$(PROMPT)" --max-tokens 128
 
+# The CUDA stage goes first: without a GPU its tests skip, and the last thing `make test`
+# prints should be tests that ran (the sanitizer stage) and the summary below.
 test: build models
+	$(MAKE) test-cuda
 	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 600
 	$(MAKE) test-asan
-	$(MAKE) test-cuda
+	@echo
+	@echo "make test: every stage passed."
+	@echo "  main build ($(BUILD)/):      $$(ctest --test-dir $(BUILD) -N | sed -n 's/^Total Tests: //p') tests ran"
+	@echo "  ASan+UBSan ($(ASAN_BUILD)/): $$(ctest --test-dir $(ASAN_BUILD) -N -L '$(ASAN_LABELS)' -E '$(ASAN_EXCLUDE)' | sed -n 's/^Total Tests: //p') tests ran"
+	@if [ -z "$(NVCC)" ]; then echo "  CUDA: not built (no nvcc)"; \
+	  elif nvidia-smi -L >/dev/null 2>&1; then echo "  CUDA ($(CUDA_BUILD)/): tests ran on the GPU"; \
+	  else echo "  CUDA ($(CUDA_BUILD)/): built; its tests skip on this machine (no GPU)"; fi
 
 # CUDA stage of `make test`: where nvcc is installed, the CUDA backend is built (sm_80 + sm_90a)
 # so that it never stops compiling, and its tests run (each skips, saying so, without a GPU).

@@ -40,6 +40,9 @@ struct Case {
   double tol;  // max |logit - ref| / max(1, max |ref|)
 };
 
+// gtest prints a parameter in the test's listing; without this it is a byte dump.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model << " (tol " << c.tol << ")"; }
+
 class CudaTinyModel : public ::testing::TestWithParam<Case> {};
 
 // Weights go to the GPU as BF16 (Q8_0 / Q4_0 as they are), activations stay fp32: the error
