@@ -23,6 +23,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "core/check.h"
+#include "core/half.h"
 
 namespace {
 
@@ -44,25 +45,34 @@ jinx::ThreadPool& pool() {
   return p;
 }
 
-size_t elem_bytes(DType t) {
-  return t == DType::F32 ? 4 : 2;
-}
-
-// A pool of blocks holding finite values in [0.5, 1) (no NaN or subnormal slow paths).
+// A pool of blocks holding finite values in [0.5, 1) (no NaN or subnormal slow paths); int8 /
+// fp8 rows hold codes of such values and a scale.
 struct KvPool {
-  std::vector<uint16_t> k, v;  // raw storage, viewed as the dtype
+  std::vector<uint8_t> k, v;  // raw storage, viewed as the dtype's rows
   PagedKv kv;
   KvPool(DType t, const Shape& s) {
-    const size_t block_bytes = kBlockSize * s.n_kv * s.head_dim * elem_bytes(t);
+    const size_t row_bytes = jinx::cpu::kv_row_bytes(t, s.head_dim);
+    const size_t block_bytes = kBlockSize * s.n_kv * row_bytes;
     const int64_t n_blocks = kPoolBytes / 2 / block_bytes;
-    k.resize(n_blocks * block_bytes / 2);
-    for (size_t i = 0; i < k.size(); ++i) {
-      const float f = 0.5f + 0.5f * static_cast<float>(i % 1021) / 1021.0f;
-      uint32_t u;
-      std::memcpy(&u, &f, 4);
-      // F32 is two halves of a float: low mantissa bits then the high half (finite either way).
-      k[i] = t == DType::F16 ? static_cast<uint16_t>(0x3800 + i % 1024)
-                             : static_cast<uint16_t>(t == DType::BF16 || i % 2 ? u >> 16 : u);
+    k.resize(n_blocks * block_bytes);
+    for (size_t r = 0; r < k.size() / row_bytes; ++r) {
+      uint8_t* row = k.data() + r * row_bytes;
+      for (int64_t e = 0; e < s.head_dim; ++e) {
+        const size_t i = r * s.head_dim + e;
+        const float f = 0.5f + 0.5f * static_cast<float>(i % 1021) / 1021.0f;
+        if (t == DType::F32) {
+          std::memcpy(row + 4 * e, &f, 4);
+        } else if (t == DType::F16 || t == DType::BF16) {
+          const uint16_t h = t == DType::F16 ? jinx::f32_to_f16(f) : jinx::f32_to_bf16(f);
+          std::memcpy(row + 2 * e, &h, 2);
+        } else {
+          row[e] = t == DType::I8 ? static_cast<uint8_t>(64 + i % 63) : jinx::f32_to_fp8_e4m3(f);
+        }
+      }
+      if (t == DType::I8 || t == DType::F8_E4M3) {
+        const float scale = t == DType::I8 ? 1.0f / 127 : 1.0f;
+        std::memcpy(row + s.head_dim, &scale, 4);
+      }
     }
     v = k;
     kv = PagedKv{k.data(), v.data(), t, n_blocks, kBlockSize, s.n_kv, s.head_dim};
@@ -102,7 +112,7 @@ void BM_Decode(benchmark::State& state) {
     jinx::cpu::paged_attention(q.data(), out.data(), s.n_heads, p.kv, b, 0.0f, pool());
     benchmark::DoNotOptimize(out.data());
   }
-  const double bytes = 2.0 * ctx * s.n_kv * s.head_dim * elem_bytes(t);
+  const double bytes = 2.0 * ctx * s.n_kv * jinx::cpu::kv_row_bytes(t, s.head_dim);
   state.counters["KV_GB/s"] =
       benchmark::Counter(bytes * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(jinx::str(jinx::name(t), " h", s.n_heads, "/", s.n_kv, " d", s.head_dim,
@@ -141,13 +151,15 @@ void BM_Prefill(benchmark::State& state) {
 constexpr int64_t kF32 = static_cast<int64_t>(DType::F32);
 constexpr int64_t kF16 = static_cast<int64_t>(DType::F16);
 constexpr int64_t kBf16 = static_cast<int64_t>(DType::BF16);
+constexpr int64_t kI8 = static_cast<int64_t>(DType::I8);
+constexpr int64_t kFp8 = static_cast<int64_t>(DType::F8_E4M3);
 constexpr int64_t kAvx512 = static_cast<int64_t>(jinx::cpu::Isa::kAvx512);
 constexpr int64_t kAvx2 = static_cast<int64_t>(jinx::cpu::Isa::kAvx2);
 constexpr int64_t kScalar = static_cast<int64_t>(jinx::cpu::Isa::kScalar);
 
 void decode_args(benchmark::internal::Benchmark* b) {
   for (int64_t shape : {0, 1})
-    for (int64_t t : {kF16, kBf16, kF32})
+    for (int64_t t : {kF16, kBf16, kF32, kI8, kFp8})
       for (int64_t ctx : {128, 512, 1024, 2048, 4096}) b->Args({t, shape, ctx, 0, kAvx512});
   for (int64_t hot : {0, 1})
     for (int64_t isa : {kAvx512, kAvx2, kScalar}) b->Args({kF16, 0, 4096, hot, isa});
@@ -155,7 +167,7 @@ void decode_args(benchmark::internal::Benchmark* b) {
 
 void prefill_args(benchmark::internal::Benchmark* b) {
   for (int64_t shape : {0, 1})
-    for (int64_t t : {kF16, kBf16, kF32})
+    for (int64_t t : {kF16, kBf16, kF32, kI8, kFp8})
       for (int64_t past : {0, 1536}) b->Args({t, shape, past, kAvx512});
   for (int64_t isa : {kAvx2, kScalar}) b->Args({kF16, 0, 0, isa});
 }

@@ -12,5 +12,7 @@ void add_bench(CLI::App& app);
 void add_make_random_model(CLI::App& app);
 void add_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, template
 void add_serve(CLI::App& app);
+void add_quantize(CLI::App& app);  // jinx quantize IN OUT.gguf
+void add_perplexity(CLI::App& app);
 
 }  // namespace jinx::cli

@@ -7,27 +7,34 @@ namespace jinx::cli {
 EngineOptions EngineFlags::resolve() const {
   EngineOptions o = options;
   const bool gpu = o.device != "cpu";
-  if (kv_dtype == "auto") o.kv_dtype = gpu ? DType::BF16 : DType::F32;
-  else if (kv_dtype == "f32") o.kv_dtype = DType::F32;
-  else if (kv_dtype == "f16") o.kv_dtype = DType::F16;
-  else if (kv_dtype == "bf16") o.kv_dtype = DType::BF16;
-  else fail("--kv-cache-dtype must be f32, f16 or bf16, not \"", kv_dtype, "\"");
+  o.kv_dtype = parse_kv_dtype(kv_dtype, gpu);
   o.prefix_caching = !no_prefix_cache;
   o.cuda_graphs = !enforce_eager;
   o.quantize = parse_quantize(quantize);
   return o;
 }
 
+DType parse_kv_dtype(const std::string& v, bool gpu) {
+  if (v == "auto") return gpu ? DType::BF16 : DType::F32;
+  if (v == "f32") return DType::F32;
+  if (v == "f16") return DType::F16;
+  if (v == "bf16") return DType::BF16;
+  if (v == "int8") return DType::I8;
+  if (v == "fp8" || v == "fp8_e4m3") return DType::F8_E4M3;
+  fail("--kv-cache-dtype must be auto, f32, f16, bf16, int8 or fp8, not \"", v, "\"");
+}
+
 WeightQuant parse_quantize(const std::string& value) {
   auto q = weight_quant_from_name(value);
-  if (!q) fail("--quantize must be q8_0, q4_0 or none, not \"", value, "\"");
+  if (!q) fail("--quantize must be q8_0, q4_0, q4_k, int4 or none, not \"", value, "\"");
   return *q;
 }
 
 void add_quantize_flag(CLI::App* sub, std::string* value) {
   sub->add_option("--quantize", *value,
-                  "Quantize F32/F16/BF16 layer weights at load: q8_0, q4_0 or none (an untied "
-                  "lm_head becomes q8_0; GGUF/MLX-quantized weights stay as they are)");
+                  "Quantize F32/F16/BF16 layer weights at load: q8_0, q4_0, q4_k (GGML "
+                  "k-quant), int4 (MLX affine 4-bit, group 64) or none (an untied lm_head "
+                  "becomes q8_0; GGUF/MLX-quantized weights stay as they are)");
 }
 
 void add_engine_flags(CLI::App* sub, EngineFlags* f) {
@@ -37,8 +44,10 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   sub->add_option("--kv-cache-tokens", o.kv_cache_tokens, "KV cache size in tokens")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--block-size", o.block_size, "Tokens per KV block")->check(CLI::Range(1, 1024));
-  sub->add_option("--kv-cache-dtype", f->kv_dtype,
-                  "KV cache storage: f32, f16, bf16 or auto (f32 on the CPU, bf16 on a GPU)");
+  sub->add_option(
+      "--kv-cache-dtype", f->kv_dtype,
+      "KV cache storage: f32, f16, bf16, int8 or fp8 (e4m3; both with a scale per token "
+      "and head, CPU only), or auto (f32 on the CPU, bf16 on a GPU)");
   sub->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N");
   sub->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                   "Share of GPU memory for weights, activations and the KV pool")

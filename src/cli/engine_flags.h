@@ -23,6 +23,10 @@ struct EngineFlags {
 
 void add_engine_flags(CLI::App* sub, EngineFlags* f);
 
+// A --kv-cache-dtype value: auto (f32 on the CPU, bf16 on a GPU), f32, f16, bf16, int8, fp8 /
+// fp8_e4m3. Throws jinx::Error on anything else.
+DType parse_kv_dtype(const std::string& value, bool gpu);
+
 // --quantize none|q8_0|q4_0, for commands that load a model without the engine flags.
 void add_quantize_flag(CLI::App* sub, std::string* value);
 // The flag's value as a WeightQuant; throws jinx::Error on anything else.

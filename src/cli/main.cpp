@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   jinx::cli::add_make_random_model(app);
   jinx::cli::add_tokenizer_commands(app);
   jinx::cli::add_serve(app);
+  jinx::cli::add_quantize(app);
+  jinx::cli::add_perplexity(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -25,6 +25,7 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::kCount)> kTraits = 
     {"Q4_K", kQK_K, sizeof(BlockQ4_K), true},
     {"Q5_K", kQK_K, sizeof(BlockQ5_K), true},
     {"Q6_K", kQK_K, sizeof(BlockQ6_K), true},
+    {"F8_E4M3", 1, 1, false},
 }};
 
 }  // namespace

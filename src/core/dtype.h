@@ -26,6 +26,7 @@ enum class DType : uint8_t {
   Q4_K,
   Q5_K,
   Q6_K,
+  F8_E4M3,  // fp8, 4 exponent bits (the quantized KV cache; not a weight format)
   kCount,
 };
 

@@ -1,4 +1,4 @@
-// IEEE half and bfloat16 conversions (scalar; the SIMD kernels convert 16 at a time).
+// IEEE half, bfloat16 and fp8 e4m3 conversions (scalar; the SIMD kernels convert 16 at a time).
 #pragma once
 
 #include <cstdint>
@@ -49,5 +49,22 @@ inline float f16_to_f32(uint16_t h) {
 }
 
 uint16_t f32_to_f16(float f);
+
+// fp8 e4m3 ("e4m3fn": 4 exponent bits, bias 7, 3 mantissa bits, no infinities, 0x7f / 0xff
+// NaN, largest finite 448). Decoding places the 7 magnitude bits in a float's exponent and
+// mantissa fields (shifted by 20) and rescales by 2^120, which is exact for normals and
+// subnormals alike.
+inline float fp8_e4m3_to_f32(uint8_t x) {
+  if ((x & 0x7fu) == 0x7fu) return (x & 0x80u) ? -__builtin_nanf("") : __builtin_nanf("");
+  const uint32_t u = static_cast<uint32_t>(x & 0x80u) << 24 | static_cast<uint32_t>(x & 0x7fu)
+                                                                  << 20;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f * 0x1p120f;
+}
+
+// Round to nearest even; magnitudes past 448 saturate to +-448 (as a KV cache wants: no NaN
+// from a large value), NaN -> 0x7f.
+uint8_t f32_to_fp8_e4m3(float f);
 
 }  // namespace jinx

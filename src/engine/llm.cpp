@@ -21,10 +21,14 @@ double since(Clock::time_point t0) {
 
 const char* reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAborted: return "abort";
-    case FinishReason::kNone: break;
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAborted:
+      return "abort";
+    case FinishReason::kNone:
+      break;
   }
   return "none";
 }
@@ -130,16 +134,19 @@ LLM::~LLM() = default;
 void LLM::init(const EngineOptions& o) {
   opt_ = o;
   const ModelConfig& c = model_->config();
-  kv::KVLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, c.head_dim,
-                      static_cast<int64_t>(traits(o.kv_dtype).block_bytes)};
+  const bool kv_scaled = o.kv_dtype == DType::I8 || o.kv_dtype == DType::F8_E4M3;
+  kv::KVLayout layout{c.n_layers,
+                      c.n_kv_heads,
+                      c.head_dim,
+                      c.head_dim,
+                      static_cast<int64_t>(traits(o.kv_dtype).block_bytes),
+                      kv_scaled ? 4 : 0};
   int32_t n_blocks = 0;  // 0 on a GPU: sized from free device memory by the executor
   const bool on_cpu = o.device == "cpu";
   if (o.kv_cache_gib > 0) {
     n_blocks = kv::kv_blocks_for_memory(o.kv_cache_gib, layout, o.block_size);
   } else if (on_cpu || o.kv_cache_tokens > 0) {
-    int64_t tokens = o.kv_cache_tokens > 0
-                         ? o.kv_cache_tokens
-                         : int64_t{65536};
+    int64_t tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens : int64_t{65536};
     n_blocks = kv::kv_blocks_for_tokens(tokens, o.block_size);
   }
   ExecutorOptions eo;
@@ -168,9 +175,13 @@ void LLM::init(const EngineOptions& o) {
   batch_ = std::make_unique<Batch>();
 }
 
-int64_t LLM::kv_blocks() const { return kv_config_.n_blocks; }
+int64_t LLM::kv_blocks() const {
+  return kv_config_.n_blocks;
+}
 
-int64_t LLM::max_model_len() const { return sched_config_.max_model_len; }
+int64_t LLM::max_model_len() const {
+  return sched_config_.max_model_len;
+}
 
 void LLM::check_request(const Request& r, size_t index) const {
   const int64_t V = model_->config().vocab_size;
@@ -180,8 +191,8 @@ void LLM::check_request(const Request& r, size_t index) const {
   for (int32_t t : r.prompt)
     if (t < 0 || t >= V) fail("request ", index, ": token id ", t, " is outside the vocabulary");
   if (static_cast<int64_t>(r.prompt.size()) >= max_model_len())
-    fail("request ", index, ": the prompt has ", r.prompt.size(),
-         " tokens; at most ", max_model_len() - 1, " fit with one generated token");
+    fail("request ", index, ": the prompt has ", r.prompt.size(), " tokens; at most ",
+         max_model_len() - 1, " fit with one generated token");
 }
 
 std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts,
@@ -246,15 +257,25 @@ SeqId LLM::add_request(Request r) {
   return id;
 }
 
-bool LLM::abort_request(SeqId id) { return sched_->abort(id); }
+bool LLM::abort_request(SeqId id) {
+  return sched_->abort(id);
+}
 
-bool LLM::has_unfinished() const { return sched_->has_unfinished(); }
+bool LLM::has_unfinished() const {
+  return sched_->has_unfinished();
+}
 
-int32_t LLM::n_running() const { return sched_->n_running(); }
+int32_t LLM::n_running() const {
+  return sched_->n_running();
+}
 
-int32_t LLM::n_waiting() const { return sched_->n_waiting(); }
+int32_t LLM::n_waiting() const {
+  return sched_->n_waiting();
+}
 
-int64_t LLM::kv_blocks_used() const { return kv_config_.n_blocks - sched_->kv().n_free_blocks(); }
+int64_t LLM::kv_blocks_used() const {
+  return kv_config_.n_blocks - sched_->kv().n_free_blocks();
+}
 
 void LLM::retire(SeqId id, FinishReason reason,
                  std::vector<std::pair<SeqId, RequestOutput>>* done) {
@@ -318,8 +339,7 @@ std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
   return done;
 }
 
-std::vector<RequestOutput> LLM::generate(std::vector<Request> requests,
-                                         const Progress& progress) {
+std::vector<RequestOutput> LLM::generate(std::vector<Request> requests, const Progress& progress) {
   JINX_CHECK(!sched_->has_unfinished(), "generate() needs an idle engine");
   for (size_t i = 0; i < requests.size(); ++i) check_request(requests[i], i);
   std::vector<RequestOutput> outs(requests.size());

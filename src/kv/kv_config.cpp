@@ -25,11 +25,13 @@ int64_t kv_bytes_per_token(const KVLayout& l) {
          " head_dim_k=", l.head_dim_k, " head_dim_v=", l.head_dim_v,
          " element_bytes=", l.element_bytes, " (all must be positive)");
   }
+  if (l.row_extra_bytes < 0) fail("bad KV layout: negative row_extra_bytes");
   int64_t dims = 0;
   if (__builtin_add_overflow(l.head_dim_k, l.head_dim_v, &dims)) fail("KV head dims overflow");
-  int64_t r = checked_mul(l.n_layers, l.n_kv_heads, "bytes per token");
-  r = checked_mul(r, dims, "bytes per token");
-  return checked_mul(r, l.element_bytes, "bytes per token");
+  int64_t row = checked_mul(dims, l.element_bytes, "bytes per token");  // K row + V row
+  if (__builtin_add_overflow(row, 2 * l.row_extra_bytes, &row)) fail("KV row bytes overflow");
+  const int64_t r = checked_mul(l.n_layers, l.n_kv_heads, "bytes per token");
+  return checked_mul(r, row, "bytes per token");
 }
 
 int32_t kv_blocks_for_memory(double gib, const KVLayout& layout, int32_t block_size) {

@@ -27,7 +27,8 @@ struct KVLayout {
   int64_t n_kv_heads = 0;
   int64_t head_dim_k = 0;
   int64_t head_dim_v = 0;
-  int64_t element_bytes = 0;  // 2 for f16/bf16, 4 for f32, 1 for fp8
+  int64_t element_bytes = 0;    // 2 for f16/bf16, 4 for f32, 1 for int8/fp8
+  int64_t row_extra_bytes = 0;  // per token, head and K or V: 4 (the fp32 scale) for int8/fp8
 };
 
 // KV bytes one token takes across all layers. Throws on a non-positive field or overflow.

@@ -5,19 +5,18 @@
 namespace jinx {
 
 size_t PagedKvStorage::bytes_per_block(const ModelConfig& c, int64_t block_size, DType dtype) {
-  return static_cast<size_t>(2 * c.n_layers * block_size * c.n_kv_heads * c.head_dim) *
-         traits(dtype).block_bytes;
+  return static_cast<size_t>(2 * c.n_layers * block_size * c.n_kv_heads) *
+         cpu::kv_row_bytes(dtype, c.head_dim);
 }
 
 PagedKvStorage::PagedKvStorage(const ModelConfig& c, int64_t n_blocks, int64_t block_size,
                                DType dtype)
     : n_blocks_(n_blocks), block_size_(block_size), dtype_(dtype) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
-    fail("KV cache dtype must be f32, f16 or bf16, not ", name(dtype));
+  if (!cpu::is_kv_dtype(dtype))
+    fail("KV cache dtype must be f32, f16, bf16, i8 or f8_e4m3, not ", name(dtype));
   JINX_CHECK(n_blocks > 0 && block_size > 0, "KV cache needs at least one block");
-  const size_t per_layer_half =
-      static_cast<size_t>(n_blocks * block_size * c.n_kv_heads * c.head_dim) *
-      traits(dtype).block_bytes;
+  const size_t per_layer_half = static_cast<size_t>(n_blocks * block_size * c.n_kv_heads) *
+                                cpu::kv_row_bytes(dtype, c.head_dim);
   bytes_ = per_layer_half * 2 * static_cast<size_t>(c.n_layers);
   mem_.reset(static_cast<uint8_t*>(std::calloc(bytes_, 1)));
   if (!mem_) fail("cannot allocate ", bytes_ >> 20, " MiB for the KV cache");

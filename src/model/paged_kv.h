@@ -16,7 +16,7 @@ namespace jinx {
 
 class PagedKvStorage {
  public:
-  // dtype: F32, F16 or BF16.
+  // dtype: F32, F16, BF16, I8 or F8_E4M3 (see cpu::PagedKv for the row layout).
   PagedKvStorage(const ModelConfig& c, int64_t n_blocks, int64_t block_size, DType dtype);
 
   // Bytes one block takes over all layers, K and V.

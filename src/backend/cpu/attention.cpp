@@ -23,13 +23,9 @@ using detail::kAttnTileKv;
 constexpr int64_t kMinSplitKv = 256;    // shortest KV range worth a partial state and a merge
 constexpr int64_t kPartsPerThread = 4;  // work items per thread to aim for when splitting
 
-size_t element_bytes(DType t) {
-  return t == DType::F32 ? 4 : 2;
-}
-
 void check_kv(const PagedKv& kv) {
-  JINX_CHECK(kv.dtype == DType::F32 || kv.dtype == DType::F16 || kv.dtype == DType::BF16,
-             "paged kv: dtype ", name(kv.dtype), " is not F32, F16 or BF16");
+  JINX_CHECK(is_kv_dtype(kv.dtype), "paged kv: dtype ", name(kv.dtype),
+             " is not F32, F16, BF16, I8 or F8_E4M3");
   JINX_CHECK(kv.k != nullptr && kv.v != nullptr, "paged kv: null cache");
   JINX_CHECK(kv.n_blocks > 0 && kv.block_size > 0 && kv.n_kv_heads > 0 && kv.head_dim > 0,
              "paged kv: bad sizes ", kv.n_blocks, "x", kv.block_size, "x", kv.n_kv_heads, "x",
@@ -207,7 +203,7 @@ void gather_rows(const Context& c, const Item& it, int64_t j0, int64_t n, const 
                  const void** v) {
   const PagedKv& kv = *c.kv;
   const int32_t* bt = c.b->block_tables + it.seq * c.b->max_blocks_per_seq;
-  const size_t row_bytes = element_bytes(kv.dtype) * kv.head_dim;
+  const size_t row_bytes = kv_row_bytes(kv.dtype, kv.head_dim);
   int64_t blk = j0 / kv.block_size, off = j0 % kv.block_size;
   for (int64_t j = 0; j < n; ++j) {
     const size_t row =
@@ -293,8 +289,26 @@ void store_f16(const float* x, uint16_t* y, int64_t n, Isa isa) {
   for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]);
 }
 
+// One quantized row: codes, then the fp32 scale (amax / qmax; 0 for an all-zero row).
+void store_quantized(const float* x, uint8_t* dst, int64_t n, DType t) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const bool i8 = t == DType::I8;
+  const float scale = amax / (i8 ? 127.0f : 448.0f);
+  const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = x[i] * inv;
+    dst[i] =
+        i8 ? static_cast<uint8_t>(static_cast<int8_t>(std::clamp(std::round(y), -127.0f, 127.0f)))
+           : f32_to_fp8_e4m3(y);
+  }
+  std::memcpy(dst + n, &scale, sizeof scale);
+}
+
 void store_row(const float* x, void* dst, int64_t n, DType t, Isa isa) {
-  if (t == DType::F32) {
+  if (t == DType::I8 || t == DType::F8_E4M3) {
+    store_quantized(x, static_cast<uint8_t*>(dst), n, t);
+  } else if (t == DType::F32) {
     std::memcpy(dst, x, n * sizeof(float));
   } else if (t == DType::F16) {
     store_f16(x, static_cast<uint16_t*>(dst), n, isa);
@@ -306,6 +320,24 @@ void store_row(const float* x, void* dst, int64_t n, DType t, Isa isa) {
 
 }  // namespace
 
+bool is_kv_dtype(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::I8 ||
+         t == DType::F8_E4M3;
+}
+
+size_t kv_row_bytes(DType t, int64_t head_dim) {
+  const auto n = static_cast<size_t>(head_dim);
+  switch (t) {
+    case DType::F32:
+      return 4 * n;
+    case DType::F16:
+    case DType::BF16:
+      return 2 * n;
+    default:
+      return n + sizeof(float);  // I8 / F8_E4M3 codes + the row's scale
+  }
+}
+
 void kv_store(PagedKv& kv, const float* k, const float* v, const int64_t* slot_mapping,
               int64_t n_tokens, ThreadPool& pool) {
   check_kv(kv);
@@ -316,16 +348,20 @@ void kv_store(PagedKv& kv, const float* k, const float* v, const int64_t* slot_m
   for (int64_t t = 0; t < n_tokens; ++t)
     JINX_CHECK(slot_mapping[t] >= -1 && slot_mapping[t] < n_slots, "kv_store: token ", t, " slot ",
                slot_mapping[t], " not in [-1, ", n_slots, ")");
-  const int64_t row = kv.n_kv_heads * kv.head_dim;
-  const size_t row_bytes = row * element_bytes(kv.dtype);
+  const int64_t row = kv.n_kv_heads * kv.head_dim, d_n = kv.head_dim;
+  const size_t head_bytes = kv_row_bytes(kv.dtype, d_n);
   const Isa isa = active_isa();
   const int64_t grain = std::max<int64_t>(1, 16384 / row);
   pool.parallel_for(n_tokens, grain, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       if (slot_mapping[t] < 0) continue;
-      const size_t off = static_cast<size_t>(slot_mapping[t]) * row_bytes;
-      store_row(k + t * row, static_cast<char*>(kv.k) + off, row, kv.dtype, isa);
-      store_row(v + t * row, static_cast<char*>(kv.v) + off, row, kv.dtype, isa);
+      const size_t off = static_cast<size_t>(slot_mapping[t]) * kv.n_kv_heads * head_bytes;
+      // Row by row (head by head): a quantized row carries its own scale.
+      for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
+        const size_t o = off + h * head_bytes;
+        store_row(k + t * row + h * d_n, static_cast<char*>(kv.k) + o, d_n, kv.dtype, isa);
+        store_row(v + t * row + h * d_n, static_cast<char*>(kv.v) + o, d_n, kv.dtype, isa);
+      }
     }
   });
 }

@@ -19,8 +19,10 @@
 
 namespace jinx::cpu {
 
-// One layer's paged cache. k and v: [n_blocks, block_size, n_kv_heads, head_dim] each, in dtype
-// (F32, F16 or BF16).
+// One layer's paged cache. k and v: [n_blocks, block_size, n_kv_heads] rows each. A row (one
+// token, one kv head) is head_dim elements of dtype F32, F16 or BF16, or, quantized, head_dim
+// codes of I8 (x = scale * q) or F8_E4M3 (x = scale * fp8(q)) followed by the row's fp32 scale
+// (amax / 127 or amax / 448, 4 bytes, unaligned): a scale per token per head.
 struct PagedKv {
   void* k = nullptr;
   void* v = nullptr;
@@ -28,8 +30,13 @@ struct PagedKv {
   int64_t n_blocks = 0, block_size = 0, n_kv_heads = 0, head_dim = 0;
 };
 
+// True for the dtypes a paged cache can hold: F32, F16, BF16, I8, F8_E4M3.
+bool is_kv_dtype(DType t);
+// Bytes of one cache row of head_dim elements in t (the scale included). Assumes is_kv_dtype(t).
+size_t kv_row_bytes(DType t, int64_t head_dim);
+
 // Writes k/v rows into cache slots (slot = block * block_size + offset; -1 = skip this token),
-// converting from fp32 to kv.dtype (round to nearest even). k, v: [n_tokens, n_kv_heads *
+// converting from fp32 to kv.dtype (round to nearest even; I8 rounds half away from zero). k, v: [n_tokens, n_kv_heads *
 // head_dim]. Throws jinx::Error on a slot out of range.
 void kv_store(PagedKv& kv, const float* k, const float* v, const int64_t* slot_mapping,
               int64_t n_tokens, ThreadPool& pool);

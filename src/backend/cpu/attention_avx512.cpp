@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include "backend/cpu/attention_tile.h"
@@ -25,12 +26,29 @@ namespace {
 struct F32 {};
 struct F16 {};
 struct Bf16 {};
+struct I8 {};   // int8 codes + a row scale
+struct Fp8 {};  // fp8 e4m3 codes + a row scale
 
-// 16 elements d..d+15 of a cache row, as fp32.
+template <typename T>
+constexpr bool kScaled = std::is_same_v<T, I8> || std::is_same_v<T, Fp8>;
+
+// 16 elements d..d+15 of a cache row, as fp32 (quantized rows: the codes' values, without the
+// row scale, which the caller applies to whole scores and probabilities).
 template <typename T>
 JINX_AVX512_INLINE __m512 load16(const void* row, int64_t d) {
   if constexpr (std::is_same_v<T, F32>) {
     return _mm512_loadu_ps(static_cast<const float*>(row) + d);
+  } else if constexpr (kScaled<T>) {
+    const __m128i c =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(row) + d));
+    if constexpr (std::is_same_v<T, I8>) return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c));
+    // e4m3 -> fp32: sign to bit 31, the 7 magnitude bits to bits 26..20, times 2^120 (exact,
+    // subnormals included; the cache holds no NaN codes).
+    const __m512i x = _mm512_cvtepu8_epi32(c);
+    const __m512i bits =
+        _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x80)), 24),
+                        _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x7f)), 20));
+    return _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
   } else {
     __m256i h =
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + d));
@@ -225,10 +243,29 @@ JINX_AVX512 void row_blocks(const AttnTile& t) {
   }
 }
 
+// Quantized rows: multiplies column j of every row's scores (or probabilities) by the scale
+// stored after the codes of rows[j].
+JINX_AVX512 void scale_columns(const AttnTile& t, const void* const* rows) {
+  alignas(64) float sc[kAttnTileKv] = {};
+  for (int64_t j = 0; j < t.n_kv; ++j)
+    std::memcpy(&sc[j], static_cast<const uint8_t*>(rows[j]) + t.head_dim, sizeof(float));
+  const int64_t n_chunks = (t.n_kv + 15) / 16;
+  for (int64_t r = 0; r < t.n_rows; ++r) {
+    if (t.n_visible[r] == 0) continue;
+    float* s = t.s + r * kAttnTileKv;
+    for (int64_t c = 0; c < n_chunks; ++c)
+      _mm512_storeu_ps(s + 16 * c,
+                       _mm512_mul_ps(_mm512_loadu_ps(s + 16 * c), _mm512_load_ps(sc + 16 * c)));
+  }
+}
+
 template <typename T>
 JINX_AVX512 void attend(const AttnTile& t) {
   row_blocks<T, true>(t);
+  if constexpr (kScaled<T>) scale_columns(t, t.k);  // scores = k_scale * (q . codes)
   for (int64_t r = 0; r < t.n_rows; ++r) softmax_row(t, r);
+  // o += p * v_scale * codes: the softmax sum l has already taken the unscaled p.
+  if constexpr (kScaled<T>) scale_columns(t, t.v);
   row_blocks<T, false>(t);
 }
 
@@ -239,6 +276,12 @@ void attend_any(const AttnTile& t) {
       break;
     case DType::BF16:
       attend<Bf16>(t);
+      break;
+    case DType::I8:
+      attend<I8>(t);
+      break;
+    case DType::F8_E4M3:
+      attend<Fp8>(t);
       break;
     default:
       attend<F32>(t);

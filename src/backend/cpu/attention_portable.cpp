@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "backend/cpu/attention_tile.h"
@@ -59,11 +60,24 @@ int64_t max_visible(const AttnTile& t) {
   return n;
 }
 
+// A quantized cache row (I8 or F8_E4M3 codes, then the fp32 scale) as fp32 values.
+void dequantize_row(const void* row, DType dtype, float* y, int64_t n) {
+  const auto* c = static_cast<const uint8_t*>(row);
+  float scale;
+  std::memcpy(&scale, c + n, sizeof scale);
+  if (dtype == DType::I8) {
+    for (int64_t i = 0; i < n; ++i) y[i] = scale * static_cast<float>(static_cast<int8_t>(c[i]));
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = scale * fp8_e4m3_to_f32(c[i]);
+  }
+}
+
 // Row pointers to fp32 copies of the first n K and V rows (the rows themselves for F32).
 template <typename Convert>
 [[gnu::always_inline]] inline void fp32_rows(const AttnTile& t, int64_t n, const float** k,
                                              const float** v, Convert convert) {
   const int64_t d_n = t.head_dim;
+  const bool quantized = t.dtype == DType::I8 || t.dtype == DType::F8_E4M3;
   for (int64_t j = 0; j < n; ++j) {
     if (t.dtype == DType::F32) {
       k[j] = static_cast<const float*>(t.k[j]);
@@ -72,8 +86,13 @@ template <typename Convert>
     }
     float* kd = t.kv_scratch + j * d_n;
     float* vd = t.kv_scratch + (kAttnTileKv + j) * d_n;
-    convert(static_cast<const uint16_t*>(t.k[j]), kd, d_n);
-    convert(static_cast<const uint16_t*>(t.v[j]), vd, d_n);
+    if (quantized) {
+      dequantize_row(t.k[j], t.dtype, kd, d_n);
+      dequantize_row(t.v[j], t.dtype, vd, d_n);
+    } else {
+      convert(static_cast<const uint16_t*>(t.k[j]), kd, d_n);
+      convert(static_cast<const uint16_t*>(t.v[j]), vd, d_n);
+    }
     k[j] = kd;
     v[j] = vd;
   }

@@ -21,11 +21,11 @@ struct AttnTile {
   float* l;                  // [n_rows] running sum of exp(score - m)
   float* s;                  // [n_rows, kAttnTileKv] scratch for scores and probabilities
   const int64_t* n_visible;  // [n_rows] leading tile positions row r may see, in [0, n_kv]
-  const void* const* k;      // [n_kv] K rows (head_dim elements of dtype each)
+  const void* const* k;      // [n_kv] K rows (see PagedKv: head_dim elements, + a scale if quantized)
   const void* const* v;      // [n_kv] V rows
   float* kv_scratch;         // [2, kAttnTileKv, head_dim] for kernels that convert rows first
   int64_t n_rows, n_kv, head_dim;
-  DType dtype;  // F32, F16 or BF16
+  DType dtype;  // F32, F16, BF16, I8 or F8_E4M3
 };
 
 using AttendTileFn = void (*)(const AttnTile& t);
