@@ -2,12 +2,15 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include "cli/batch_file.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/engine_flags.h"
 #include "core/check.h"
 #include "engine/generate.h"
+#include "engine/llm.h"
 
 namespace jinx::cli {
 
@@ -40,34 +43,43 @@ SamplingParams sampling_from(const GenerateArgs& a, const ModelConfig* c) {
   return p;
 }
 
+// One prompt through the batched engine (so every engine flag applies: device, KV dtype, ...),
+// streaming its text to stdout.
 void run_generate(const GenerateArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
-  auto model = Model::load(a.model, LoadOptions{parse_quantize(a.engine.quantize), a.threads});
+  EngineOptions eo = a.engine.resolve();
+  eo.threads = a.threads;
+  std::shared_ptr<const Model> model = Model::load(a.model, LoadOptions{eo.quantize, a.threads});
   if (!model->quantize_summary().empty())
     std::fprintf(stderr, "[jinx] %s\n", model->quantize_summary().c_str());
-  auto tok = load_tokenizer(a.model, model.get());
-  const double load_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::shared_ptr<const Tokenizer> tok = load_tokenizer(a.model, model.get());
   std::vector<int32_t> prompt =
       a.prompt_ids.empty() ? build_prompt(*tok, a.prompt, a.raw, a.system) : parse_ids(a.prompt_ids);
   const ModelConfig& c = model->config();
   SamplingParams p = sampling_from(a, &c);
   if (std::string err = p.validate(static_cast<int>(c.vocab_size)); !err.empty()) fail(err);
-  ThreadPool pool(a.threads);
-  GenerationResult r = generate(*model, *tok, prompt, p, pool, [](std::string_view s) {
-    std::fwrite(s.data(), 1, s.size(), stdout);
-    std::fflush(stdout);
-    return true;
-  });
+  if (eo.max_num_batched_tokens < 2048) eo.max_num_batched_tokens = 2048;  // one prompt: big chunks
+  LLM llm(model, tok, eo);
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Request r{std::move(prompt), p, nullptr, [](const StreamUpdate& u) {
+              std::fwrite(u.text.data(), 1, u.text.size(), stdout);
+              std::fflush(stdout);
+            }};
+  std::vector<Request> reqs;
+  reqs.push_back(std::move(r));
+  const RequestOutput out = std::move(llm.generate(std::move(reqs)).at(0));
   std::printf("\n");
-  const double n_dec = static_cast<double>(r.tokens.size()) - 1.0;
+  const double n_dec = static_cast<double>(out.token_ids.size()) - 1.0;
   std::fprintf(stderr,
                "[jinx] load %.2f s | prompt %lld tokens, %.1f tok/s | generated %zu tokens, "
-               "decode %.1f tok/s | finish: %s | threads %d\n",
-               load_s, static_cast<long long>(r.n_prompt),
-               r.n_prompt / std::max(r.prompt_seconds, 1e-9), r.tokens.size(),
-               n_dec > 0 ? n_dec / std::max(r.decode_seconds, 1e-9) : 0.0,
-               r.finish_reason.c_str(), pool.size());
+               "decode %.1f tok/s | finish: %s | threads %d | %s\n",
+               load_s, static_cast<long long>(out.n_prompt),
+               out.n_prompt / std::max(out.ttft_s, 1e-9), out.token_ids.size(),
+               n_dec > 0 ? n_dec / std::max(out.total_s - out.ttft_s, 1e-9) : 0.0,
+               out.finish_reason.c_str(),
+               a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency()),
+               llm.executor_description().c_str());
 }
 
 }  // namespace

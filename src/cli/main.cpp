@@ -23,10 +23,18 @@ void apply_isa_env() {
   else std::fprintf(stderr, "jinx: ignoring JINX_ISA=%s (scalar, avx2 or avx512)\n", v);
 }
 
+// JINX_EXACT_ACTIVATIONS=1 keeps activations in fp32 for quantized weights (fp32 FMAs
+// instead of int8 dot products): slower, for accuracy checks.
+void apply_exact_env() {
+  const char* v = std::getenv("JINX_EXACT_ACTIVATIONS");
+  if (v && std::string(v) == "1") jinx::cpu::set_exact_activations(true);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   apply_isa_env();
+  apply_exact_env();
   CLI::App app{"Jinx: LLM inference and serving engine"};
   app.require_subcommand(1);
   jinx::cli::add_generate(app);
