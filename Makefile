@@ -13,7 +13,7 @@ URL := http://$(HOST):$(PORT)
 # executables are built). The real-model SmolLM2 tests are left to the normal stage (slow here).
 ASAN_BUILD ?= build-asan
 ASAN_LABELS := ^(core|backend|loader|model|tokenizer|engine|fuzz-replay)$$
-ASAN_EXCLUDE := ^SmolLM2\.
+ASAN_EXCLUDE := ^SmolLM2\.|QuantizeGguf\.
 ASAN_TARGETS := jinx_core_tests jinx_backend_tests jinx_loader_tests jinx_model_tests \
   jinx_tokenizer_tests jinx_engine_tests $(addprefix jinx_replay_,gguf safetensors config \
   tokenizer_load tokenizer_encode template sampler schema request)

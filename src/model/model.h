@@ -31,16 +31,18 @@ struct KvCache {
   float* v_at(int64_t layer, int64_t pos) { return &v[(layer * capacity + pos) * kv_dim]; }
 };
 
-// --quantize: what dense (F32/F16/BF16) projection weights become at load.
-enum class WeightQuant { kNone, kQ8_0, kQ4_0 };
-// "none", "q8_0", "q4_0" (as the flag spells them); nullopt for anything else.
+// --quantize: what dense (F32/F16/BF16) projection weights become at load. kQ4_K: GGML Q4_K
+// (rows not a multiple of 256 fall back to Q8_0); kInt4: MLX affine 4-bit, group 64, scales and
+// biases in the checkpoint's float type (rows not a multiple of 64 stay dense).
+enum class WeightQuant { kNone, kQ8_0, kQ4_0, kQ4_K, kInt4 };
+// "none", "q8_0", "q4_0", "q4_k", "int4" (as the flag spells them); nullopt for anything else.
 std::optional<WeightQuant> weight_quant_from_name(std::string_view name);
 const char* weight_quant_name(WeightQuant q);
 
 struct LoadOptions {
   // Layer projections (q, k, v, o, gate, up, down) stored as F32/F16/BF16 are quantized to this
   // in memory; so is an untied lm_head, to Q8_0 whatever the choice (llama.cpp's habit of
-  // keeping the output layer at higher precision). The embedding is never touched, and
+  // keeping the output layer at higher precision; it uses Q6_K there for Q4_K files). The embedding is never touched, and
   // MLX-packed or GGUF block-quantized weights stay as they are.
   WeightQuant quantize = WeightQuant::kNone;
   int threads = 0;  // for quantizing (0: every core)

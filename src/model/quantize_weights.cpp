@@ -1,10 +1,17 @@
-// --quantize q8_0|q4_0: the dense projection weights of a checkpoint become GGML blocks in
-// memory at load.
+// --quantize q8_0|q4_0|q4_k|int4: the dense projection weights of a checkpoint become GGML
+// blocks (or MLX affine 4-bit groups) in memory at load.
 //
 // What it costs: one pass over the quantized matrices (read from the mapping, dequantized to
 // fp32 a row at a time, quantized, written), split over the cores; heap memory of
-// 34/32 bytes (Q8_0) or 18/32 bytes (Q4_0) per weight. The mapped originals are no longer read
-// afterwards, so the kernel may drop their pages; they stay mapped (other tensors of the same
+// 34/32 bytes (Q8_0), 18/32 bytes (Q4_0), 144/256 bytes (Q4_K) or 0.5 + 2 * 2/64 bytes (int4
+// with bf16 scales and biases) per weight. Q4_K is the slowest to make (a 21-step scale search
+// per 32 values).
+//
+// Fallbacks, as llama.cpp's quantizer does them: a Q4_K matrix whose rows are not a multiple of
+// 256 becomes Q8_0 (llama.cpp picks Q5_0, a type Jinx does not run), and one whose rows are not
+// a multiple of 32 either stays dense; int4 leaves matrices whose rows are not whole groups of
+// 64 dense (as mlx_lm.convert does). The summary counts them. The mapped originals are no longer
+// read afterwards, so the kernel may drop their pages; they stay mapped (other tensors of the same
 // files are still in use).
 #include <chrono>
 #include <cstdio>
@@ -19,16 +26,26 @@ namespace jinx {
 
 namespace {
 
+constexpr int kInt4Bits = 4, kInt4Group = 64;  // mlx_lm.convert -q defaults
+
 DType dtype_of(WeightQuant q) {
   switch (q) {
     case WeightQuant::kQ8_0:
       return DType::Q8_0;
     case WeightQuant::kQ4_0:
       return DType::Q4_0;
+    case WeightQuant::kQ4_K:
+      return DType::Q4_K;
+    case WeightQuant::kInt4:
+      return DType::U32;  // MLX-packed words
     case WeightQuant::kNone:
       break;
   }
   fail("no quantized type for --quantize none");
+}
+
+bool is_dense(const WeightMatrix& w) {
+  return !w.is_mlx() && (w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16);
 }
 
 std::string fixed2(double v) {
@@ -47,6 +64,8 @@ std::optional<WeightQuant> weight_quant_from_name(std::string_view name) {
   if (name == "none") return WeightQuant::kNone;
   if (name == "q8_0") return WeightQuant::kQ8_0;
   if (name == "q4_0") return WeightQuant::kQ4_0;
+  if (name == "q4_k") return WeightQuant::kQ4_K;
+  if (name == "int4") return WeightQuant::kInt4;
   return std::nullopt;
 }
 
@@ -58,6 +77,10 @@ const char* weight_quant_name(WeightQuant q) {
       return "q8_0";
     case WeightQuant::kQ4_0:
       return "q4_0";
+    case WeightQuant::kQ4_K:
+      return "q4_k";
+    case WeightQuant::kInt4:
+      return "int4";
   }
   return "?";
 }
@@ -66,31 +89,48 @@ void Model::quantize_weights(const LoadOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   const DType to = dtype_of(options.quantize);
   ThreadPool pool(options.threads);
-  int n_done = 0, n_kept = 0;  // kept: dense, but rows not a whole number of blocks
+  int n_done = 0, n_fallback = 0, n_kept = 0;  // kept: dense, rows fit no block
   size_t bytes_before = 0, bytes_after = 0;
-  auto quantize = [&](WeightMatrix* w, DType t) {
-    const bool dense = !w->is_mlx() && (w->dtype == DType::F32 || w->dtype == DType::F16 ||
-                                        w->dtype == DType::BF16);
-    if (!dense) return;  // MLX-packed or already block-quantized (GGUF)
-    if (!cpu::can_quantize_matrix(*w, t)) {
-      ++n_kept;
-      return;
-    }
-    std::vector<uint8_t> buf;
-    const WeightMatrix q = cpu::quantize_matrix(*w, t, &buf, pool);
+  auto install = [&](WeightMatrix* w, const WeightMatrix& q, std::vector<uint8_t> buf) {
     bytes_before += w->row_bytes * static_cast<size_t>(w->rows);
     bytes_after += buf.size();
     quant_storage_.push_back(std::move(buf));  // the buffer (and q.data) stays where it is
     *w = q;
     ++n_done;
   };
+  auto quantize = [&](WeightMatrix* w, DType t) {
+    if (!is_dense(*w)) return;  // MLX-packed or already block-quantized (GGUF)
+    std::vector<uint8_t> buf;
+    if (t == DType::U32) {
+      if (!cpu::can_quantize_matrix_mlx(*w, kInt4Group)) {
+        ++n_kept;
+        return;
+      }
+      const WeightMatrix q = cpu::quantize_matrix_mlx(*w, kInt4Bits, kInt4Group, &buf, pool);
+      install(w, q, std::move(buf));
+      return;
+    }
+    if (!cpu::can_quantize_matrix(*w, t)) {
+      if (t != DType::Q4_K || !cpu::can_quantize_matrix(*w, DType::Q8_0)) {
+        ++n_kept;
+        return;
+      }
+      t = DType::Q8_0;
+      ++n_fallback;
+    }
+    const WeightMatrix q = cpu::quantize_matrix(*w, t, &buf, pool);
+    install(w, q, std::move(buf));
+  };
   for (LayerWeights& L : w_.layers)
     for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) quantize(&l->w, to);
   // A tied head is the embedding, which stays as it is (it is read a row at a time).
   const bool tied = cfg_.tie_word_embeddings || w_.lm_head.data == w_.embed.data;
   const int n_layer_done = n_done;
+  const int n_layer_fallback = n_fallback;
   if (!tied) quantize(&w_.lm_head, DType::Q8_0);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string target =
+      to == DType::U32 ? str("MLX int4 (group ", kInt4Group, ")") : std::string(name(to));
   if (n_done == 0) {
     quantize_summary_ =
         str("--quantize ", weight_quant_name(options.quantize),
@@ -98,10 +138,13 @@ void Model::quantize_weights(const LoadOptions& options) {
   } else {
     quantize_summary_ =
         str("--quantize ", weight_quant_name(options.quantize), ": ", n_layer_done,
-            " layer matrices to ", name(to),
+            " layer matrices to ", target,
+            n_layer_fallback ? str(" (", n_layer_fallback, " as Q8_0: rows not a multiple of 256)")
+                             : std::string(),
             n_done > n_layer_done ? ", lm_head to Q8_0" : (tied ? ", lm_head tied (kept)" : ""),
-            n_kept ? str(", ", n_kept, " kept (rows not a multiple of 32)") : std::string(), " | ",
-            mib(bytes_before), " MiB -> ", mib(bytes_after), " MiB in memory, ", fixed2(s),
+            n_kept ? str(", ", n_kept, " kept dense (rows not a whole number of blocks)")
+                   : std::string(),
+            " | ", mib(bytes_before), " MiB -> ", mib(bytes_after), " MiB in memory, ", fixed2(s),
             " s on ", pool.size(), " threads");
   }
   log_info(quantize_summary_);

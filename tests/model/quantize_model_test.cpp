@@ -1,11 +1,13 @@
-// Model::load with --quantize q8_0 / q4_0 on the tiny Hugging Face fixtures.
+// Model::load with --quantize q8_0 / q4_0 / q4_k / int4 on the tiny Hugging Face fixtures.
 //
 // Two references, both independent of Jinx:
-//  - tight: transformers fp32 on the same checkpoint after gguf-py quantized and dequantized its
-//    layer projections (and an untied lm_head to Q8_0), tests/fixtures/quant/<model>-<q>.ref.json
-//    from tools/make_quant_fixtures.py. With exact activations Jinx computes exactly this, so
-//    the bound is the fp32 one (1e-4) and greedy tokens must be equal: a wrong block, a tensor
-//    quantized that should not be (or the reverse) shows up here.
+//  - tight: transformers fp32 on the same checkpoint after its layer projections went through
+//    the format's reference quantizer and back (gguf-py for Q8_0/Q4_0, llama.cpp's own ggml code
+//    for Q4_K, mlx.core.quantize for int4) and an untied lm_head through gguf-py's Q8_0,
+//    tests/fixtures/quant/<model>-<q>.ref.json from tools/make_quant_fixtures.py. With exact
+//    activations Jinx computes exactly this, so the bound is the fp32 one (1e-4) and greedy tokens
+//    must be equal: a wrong block, a tensor quantized that should not be (or the reverse) shows up
+//    here.
 // Jinx as it runs by default (int8 activations) is then compared with the same reference (the
 // cost of int8 activations) and with transformers fp32 on the original checkpoint
 // (tests/fixtures/models/<model>.ref.json: the cost of quantizing), within the bounds stated per
@@ -167,12 +169,27 @@ TEST_P(QuantizedModel, QuantizesProjectionsAndAnUntiedHeadOnly) {
   const Case& c = GetParam();
   auto plain = Model::load(kModels + c.model);
   auto model = Model::load(kModels + c.model, LoadOptions{c.quant, 2});
-  const DType want = c.quant == WeightQuant::kQ8_0 ? DType::Q8_0 : DType::Q4_0;
+  const bool int4 = c.quant == WeightQuant::kInt4;
+  const DType want = c.quant == WeightQuant::kQ8_0   ? DType::Q8_0
+                     : c.quant == WeightQuant::kQ4_0 ? DType::Q4_0
+                     : c.quant == WeightQuant::kQ4_K ? DType::Q4_K
+                                                     : DType::U32;
   for (const LayerWeights& L : model->weights().layers)
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
       EXPECT_EQ(l->w.dtype, want);
-      EXPECT_EQ(l->w.row_bytes, *bytes_for(want, l->w.cols));
+      if (int4) {
+        EXPECT_EQ(l->w.mlx.bits, 4);
+        EXPECT_EQ(l->w.mlx.group_size, 64);
+        EXPECT_EQ(l->w.row_bytes, static_cast<size_t>(l->w.cols / 2));
+      } else {
+        EXPECT_FALSE(l->w.is_mlx());
+        EXPECT_EQ(l->w.row_bytes, *bytes_for(want, l->w.cols));
+      }
     }
+  // int4 keeps the scales in the checkpoint's type (mlx_lm.convert -q does the same).
+  if (int4) {
+    EXPECT_EQ(model->weights().layers[0].q.w.mlx.scale_dtype, plain->weights().layers[0].q.w.dtype);
+  }
   const ModelWeights& w = model->weights();
   EXPECT_EQ(w.embed.dtype, plain->weights().embed.dtype);
   EXPECT_EQ(w.embed.row_bytes, plain->weights().embed.row_bytes);
@@ -181,16 +198,17 @@ TEST_P(QuantizedModel, QuantizesProjectionsAndAnUntiedHeadOnly) {
   } else {
     EXPECT_EQ(w.lm_head.dtype, DType::Q8_0);
   }
-  EXPECT_NE(model->quantize_summary().find(std::string("to ") + std::string(name(want))),
+  EXPECT_NE(model->quantize_summary().find(int4 ? std::string("to MLX int4")
+                                                : std::string("to ") + std::string(name(want))),
             std::string::npos)
       << model->quantize_summary();
 }
 
 // Bounds measured on this machine and rounded up (measured: int8 vs quantized reference
-// 0.01-0.02 for both formats; against fp32, Q8_0 0.021-0.026 and Q4_0 0.23-0.41). Q4_0 of these
-// random-weight models (N(0, 0.05) weights, 256 wide) moves logits by a quarter of their range,
-// so greedy runs are compared with the fp32 reference for Q8_0 only; against the quantized
-// reference both formats must agree up to near-ties.
+// 0.016-0.021 for every format; against fp32, Q8_0 0.021-0.026, Q4_0 0.23-0.41, Q4_K 0.18-0.26,
+// int4 0.22-0.34). 4-bit weights of these random-weight models (N(0, 0.05) weights, 256 wide)
+// move logits by a quarter of their range, so greedy runs are compared with the fp32 reference
+// for Q8_0 only; against the quantized reference every format must agree up to near-ties.
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, QuantizedModel,
     ::testing::Values(Case{"tiny-llama", WeightQuant::kQ8_0, 3e-2, 4e-2},
@@ -200,7 +218,15 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-qwen3", WeightQuant::kQ8_0, 3e-2, 4e-2},
                       Case{"tiny-qwen3", WeightQuant::kQ4_0, 3e-2, 0.5},
                       Case{"tiny-llama-linear", WeightQuant::kQ8_0, 3e-2, 4e-2},
-                      Case{"tiny-llama-linear", WeightQuant::kQ4_0, 3e-2, 0.5}),
+                      Case{"tiny-llama-linear", WeightQuant::kQ4_0, 3e-2, 0.5},
+                      Case{"tiny-llama", WeightQuant::kQ4_K, 3e-2, 0.35},
+                      Case{"tiny-qwen2", WeightQuant::kQ4_K, 3e-2, 0.35},
+                      Case{"tiny-qwen3", WeightQuant::kQ4_K, 3e-2, 0.35},
+                      Case{"tiny-llama-linear", WeightQuant::kQ4_K, 3e-2, 0.35},
+                      Case{"tiny-llama", WeightQuant::kInt4, 3e-2, 0.45},
+                      Case{"tiny-qwen2", WeightQuant::kInt4, 3e-2, 0.45},
+                      Case{"tiny-qwen3", WeightQuant::kInt4, 3e-2, 0.45},
+                      Case{"tiny-llama-linear", WeightQuant::kInt4, 3e-2, 0.45}),
     [](const auto& info) {
       std::string s = std::string(info.param.model) + "_" + weight_quant_name(info.param.quant);
       for (char& ch : s)
@@ -225,9 +251,11 @@ TEST(QuantizeOnLoad, LeavesQuantizedCheckpointsAlone) {
 }
 
 TEST(QuantizeOnLoad, NamesRoundTrip) {
-  for (WeightQuant q : {WeightQuant::kNone, WeightQuant::kQ8_0, WeightQuant::kQ4_0})
+  for (WeightQuant q : {WeightQuant::kNone, WeightQuant::kQ8_0, WeightQuant::kQ4_0,
+                        WeightQuant::kQ4_K, WeightQuant::kInt4})
     EXPECT_EQ(weight_quant_from_name(weight_quant_name(q)), q);
-  EXPECT_FALSE(weight_quant_from_name("q4_k").has_value());
+  EXPECT_FALSE(weight_quant_from_name("q4_1").has_value());
+  EXPECT_FALSE(weight_quant_from_name("Q4_K").has_value());
   EXPECT_FALSE(weight_quant_from_name("Q8_0").has_value());
 }
 
