@@ -18,7 +18,7 @@ Writes:
                         that type), mlx_rows.json
   <model>-<q>.ref.json  transformers fp32 on the tiny HF checkpoints of tests/fixtures/models
                         after their layer projections went through gguf-py's quantize() and
-                        dequantize() to <q>, and an untied lm_head through Q8_0: what Jinx's
+                        dequantize() to <q>, and the head (a tied one copied from the embedding) through Q8_0: what Jinx's
                         --quantize <q> computes (with exact activations)
 
 Deterministic: the same command writes the same files (given the same library versions).
@@ -196,7 +196,12 @@ def quantized_model(name, model_cls, qname):
         for pname, p in model.named_parameters():
             if pname.endswith(".weight") and pname.split(".")[-2] in PROJECTIONS:
                 p.copy_(roundtrip(p, qname, dtypes[pname]))
-        if not model.config.tie_word_embeddings:
+        if model.config.tie_word_embeddings:
+            # Jinx keeps the embedding and gives the head a Q8_0 copy of it: untie them here.
+            emb = model.model.embed_tokens.weight
+            model.config.tie_word_embeddings = False
+            model.lm_head.weight = torch.nn.Parameter(roundtrip(emb.detach().clone(), "q8_0"))
+        else:
             head = model.lm_head.weight
             assert head.data_ptr() != model.model.embed_tokens.weight.data_ptr()
             head.copy_(roundtrip(head, "q8_0"))
@@ -307,8 +312,8 @@ def build_model_refs():
                    "int4": f"mlx {version('mlx')} quantize (4-bit, group 64)"}.get(
                        qname, f"gguf-py {qname}")
             source = (f"transformers {transformers.__version__} float32 (torch {torch.__version__}) "
-                      f"on {name} with layer projections through {how} and an untied "
-                      f"lm_head through gguf-py q8_0")
+                      f"on {name} with layer projections through {how} and the head "
+                      f"(lm_head, or a copy of a tied embedding) through gguf-py q8_0")
             ref = reference(model, source)
             write_json(OUT / f"{name}-{qname}.ref.json", ref)
             print(f"{name}-{qname}: greedy {ref['greedy_tokens'][:10]}... min margin "

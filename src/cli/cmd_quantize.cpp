@@ -6,7 +6,8 @@
 //  - layer projections (attn_q/k/v/output, ffn_gate/up/down) in the chosen type; for q4_k a
 //    matrix whose rows are not a multiple of 256 becomes Q8_0 (llama.cpp picks Q5_0, which
 //    Jinx does not run), and one that fits no block stays as it is;
-//  - an untied lm_head (`output`) as Q8_0 (llama.cpp uses Q6_K for q4_k files);
+//  - the head (`output`) as Q8_0, from lm_head or, tied, from the embedding (llama.cpp uses
+//    Q6_K for q4_k files);
 //  - the token embedding as stored (F32/F16/BF16): it is read one row per token, so quantizing
 //    it saves file size but no decode bandwidth (llama.cpp's quantizer would make it the
 //    chosen type);
@@ -356,9 +357,14 @@ void from_hf(const Args& a, DType type, ThreadPool& pool) {
                    store->vector(hf + "post_attention_layernorm.weight", H));
   }
   add_f32_vector(g, "output_norm.weight", store->vector("model.norm.weight", H));
-  if (!c.tie_word_embeddings)
-    add_matrix(g, "output.weight", store->matrix("lm_head", c.vocab_size, H),
-               matrix_type(DType::Q8_0, H), 0, pool, counts);
+  // The head as Q8_0: an untied lm_head, or a copy of a tied embedding (what --quantize does at
+  // load; llama.cpp uses an output.weight when the file has one).
+  const auto head_type = matrix_type(DType::Q8_0, H);
+  if (!c.tie_word_embeddings || head_type)
+    add_matrix(g, "output.weight",
+               store->matrix(c.tie_word_embeddings ? "model.embed_tokens" : "lm_head",
+                             c.vocab_size, H),
+               head_type, 0, pool, counts);
   if (c.rope_scaling == RopeScaling::kLlama3)
     add_f32_vector(g, "rope_freqs.weight", llama3_rope_factors(c));
   g.write(a.out);

@@ -41,9 +41,10 @@ const char* weight_quant_name(WeightQuant q);
 
 struct LoadOptions {
   // Layer projections (q, k, v, o, gate, up, down) stored as F32/F16/BF16 are quantized to this
-  // in memory; so is an untied lm_head, to Q8_0 whatever the choice (llama.cpp's habit of
-  // keeping the output layer at higher precision; it uses Q6_K there for Q4_K files). The embedding is never touched, and
-  // MLX-packed or GGUF block-quantized weights stay as they are.
+  // in memory; the head becomes Q8_0 whatever the choice (llama.cpp's habit of keeping the
+  // output layer at higher precision; it uses Q6_K there for Q4_K files): an untied lm_head in
+  // place, a tied one as a Q8_0 copy of the embedding. The embedding itself is never touched,
+  // and MLX-packed or GGUF block-quantized weights stay as they are.
   WeightQuant quantize = WeightQuant::kNone;
   int threads = 0;  // for quantizing (0: every core)
 };
