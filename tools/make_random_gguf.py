@@ -12,8 +12,9 @@ merges); it is for loading only, the benchmarks feed token ids.
 
   /work/refvenv/bin/python tools/make_random_gguf.py --type q8_0
   /work/refvenv/bin/python tools/make_random_gguf.py --type q4_0 --check
+  /work/refvenv/bin/python tools/make_random_gguf.py --shape q1024 --type q4_k_m
 
-writes models/random/qwen2-0.5b-random-<type>.gguf (models/ is gitignored). --check loads the
+writes models/random/<shape>-random-<type>.gguf (models/ is gitignored). --check loads the
 file with llama-cpp-python afterwards and decodes a few tokens.
 """
 import argparse
@@ -27,7 +28,8 @@ from gguf import GGMLQuantizationType as Q
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Qwen2-0.5B (Qwen/Qwen2-0.5B config.json)
+SHAPE_NAME = "qwen2-0.5b"
+# Qwen2-0.5B (Qwen/Qwen2-0.5B config.json); --shape replaces these
 HIDDEN = 896
 INTERMEDIATE = 4864
 LAYERS = 24
@@ -41,8 +43,22 @@ RMS_EPS = 1e-6
 # Qwen2's real special-token ids
 ENDOFTEXT, IM_START, IM_END = 151643, 151644, 151645
 
+# --shape q1024: Qwen3-0.6B's sizes (hidden 1024, 3072 wide MLP, 28 layers, 16 / 8 heads) on the
+# qwen2 architecture, so that every matrix row is a whole number of 256-value k-quant blocks
+# (Qwen2-0.5B's 896 is not: llama.cpp then falls back to Q5_0 / Q8_0 for most of a Q4_K file).
+SHAPES = {
+    "qwen2-0.5b": dict(HIDDEN=896, INTERMEDIATE=4864, LAYERS=24, HEADS=14, KV_HEADS=2,
+                       HEAD_DIM=64),
+    "q1024": dict(HIDDEN=1024, INTERMEDIATE=3072, LAYERS=28, HEADS=16, KV_HEADS=8, HEAD_DIM=64),
+}
+
+# type -> (ggml type the script writes, file type); k-quant files are made from an F16 file by
+# llama.cpp's own quantizer (llama_model_quantize, its standard per-tensor mix).
 TYPES = {"q8_0": (Q.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
-         "q4_0": (Q.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0)}
+         "q4_0": (Q.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
+         "f16": (Q.F16, gguf.LlamaFileType.MOSTLY_F16),
+         "q4_k_m": (None, gguf.LlamaFileType.MOSTLY_Q4_K_M),
+         "q4_k_s": (None, gguf.LlamaFileType.MOSTLY_Q4_K_S)}
 
 
 def gpt2_byte_chars():
@@ -130,7 +146,7 @@ def tensor_shapes():
 def write(path, qtype, ftype, seed):
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(path, "qwen2")
-    add_metadata(w, ftype, f"qwen2-0.5b-random-{qtype.name.lower()}")
+    add_metadata(w, ftype, f"{SHAPE_NAME}-random-{qtype.name.lower()}")
     n_params = 0
     for name, shape, quantized in tensor_shapes():
         n_params += int(np.prod(shape))
@@ -138,7 +154,9 @@ def write(path, qtype, ftype, seed):
             w.add_tensor(name, np.ones(shape, dtype=np.float32))
             continue
         x = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-        if quantized:
+        if quantized and qtype == Q.F16:
+            w.add_tensor(name, x.astype(np.float16))
+        elif quantized:
             w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
         else:
             w.add_tensor(name, x)
@@ -177,15 +195,28 @@ def check_llamacpp(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--type", choices=sorted(TYPES), default="q8_0")
-    ap.add_argument("--out", help="output file (default models/random/qwen2-0.5b-random-TYPE.gguf)")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="qwen2-0.5b")
+    ap.add_argument("--out", help="output file (default models/random/SHAPE-random-TYPE.gguf)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true", help="load it with llama-cpp-python after")
     a = ap.parse_args()
+    global SHAPE_NAME
+    SHAPE_NAME = a.shape
+    globals().update(SHAPES[a.shape])
     qtype, ftype = TYPES[a.type]
-    path = a.out or os.path.join(ROOT, "models", "random", f"qwen2-0.5b-random-{a.type}.gguf")
+    path = a.out or os.path.join(ROOT, "models", "random", f"{a.shape}-random-{a.type}.gguf")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     t0 = time.perf_counter()
-    n = write(path, qtype, ftype, a.seed)
+    if qtype is None:  # a k-quant mix: F16 first, then llama.cpp's quantizer
+        f16 = path + ".f16.tmp"
+        n = write(f16, Q.F16, gguf.LlamaFileType.MOSTLY_F16, a.seed)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from fixtures_llamacpp import disable_extra_buffer_types, quantize
+        disable_extra_buffer_types()
+        quantize(f16, path, int(ftype), pure=False)
+        os.remove(f16)
+    else:
+        n = write(path, qtype, ftype, a.seed)
     print(f"wrote {path}: {n / 1e6:.1f} M parameters, {os.path.getsize(path) / 2**20:.0f} MiB, "
           f"{time.perf_counter() - t0:.0f} s")
     if a.check:

@@ -2,14 +2,15 @@
 // registers to unsigned bytes u with a per-lane scale dw and offset ow (w = dw * u + ow), then
 // vpdpbusd against the int8 activations and two fp32 multiply-adds per 16 lanes:
 //   acc += float(sum4(u * q)) * (dw * dx) + ow * (dx * sum4(q))
-// GEMV runs straight off the stored rows for up to four tokens; GEMM decodes a block of rows
-// once into a per-thread buffer and sweeps it with 4 x 4 (rows x tokens) register tiles.
+// GEMV runs straight off the stored rows for up to four tokens; GEMM decodes 16 rows at a time
+// into a row-interleaved panel and sums whole blocks in int32 before any float work (below).
 // Weight rows may sit at any address: blocks are read as bytes (backend/cpu/unaligned.h).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if !defined(__clang__)  // clang has no -Wmaybe-uninitialized
@@ -23,6 +24,7 @@
 
 #define JINX_VNNI \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define JINX_VNNI_INLINE [[gnu::always_inline]] JINX_VNNI inline
 
 namespace jinx::cpu::detail {
 namespace {
@@ -360,79 +362,139 @@ void gemv(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, flo
   }
 }
 
-// ---- GEMM: decoded rows x tiles of tokens ----
+// ---- GEMM on row panels: the integer dot of a whole 32-value block first ----
+//
+// For formats with one scale and one offset per 32 values (all but Q6_K, whose scales change
+// every 16), 16 rows are decoded once into a panel where, per block, byte group g (values
+// 4g .. 4g + 3) of all 16 rows sits in one 64-byte vector. One vpdpbusd then takes 4 values of
+// 16 rows against 4 activation bytes of a token broadcast from memory; 8 of them sum a block in
+// int32, and only then does the block pay its float work (convert, scale, offset): 8 integer
+// instructions and 4 float ones per 512 multiply-adds, where the pair tiles above spend 4
+// float instructions per 64. Rows are the 16 lanes, so the results store straight to y.
 
-constexpr int kTileR = 4, kTileT = 4;
-constexpr int64_t kDecodedBytes = 192 << 10;  // per-thread buffer of decoded rows (L2)
+constexpr int kPanelRows = 16, kPanelTokens = 8;
 
-// rows [R][np] decoded pairs; tokens t0 .. t0 + T - 1 of a.
-template <int R, int T>
-JINX_VNNI void tile(const Pair* rows, int64_t np, const QuantActs& a, int64_t t0, float* y,
-                    int64_t ldy, int64_t r0) {
-  __m512 acc[R][T];
-  for (int i = 0; i < R; ++i)
-    for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
-  const int8_t* xq[T];
-  const float *xd[T], *xs[T];
-  for (int t = 0; t < T; ++t)
-    xq[t] = a.q_row(t0 + t), xd[t] = a.dl_row(t0 + t), xs[t] = a.sl_row(t0 + t);
-  for (int64_t p = 0; p < np; ++p) {
-    __m512i x[T];
-    for (int t = 0; t < T; ++t) x[t] = _mm512_loadu_si512(xq[t] + p * kActPair);
-    for (int i = 0; i < R; ++i) {
-      const Pair& w = rows[i * np + p];
-      for (int t = 0; t < T; ++t) {
-        const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.b, x[t]);
-        const __m512 dx = _mm512_loadu_ps(xd[t] + p * kLanesPerPair);
-        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(w.dw, dx), acc[i][t]);
-        acc[i][t] = _mm512_fmadd_ps(w.ow, _mm512_loadu_ps(xs[t] + p * kLanesPerPair), acc[i][t]);
+struct alignas(64) PanelBlock {
+  uint8_t b[8][kPanelRows][4];  // [byte group][row][4 values]
+  // w = dw * u + ow for the row's values 0-15 ([0]) and 16-31 ([1]); the same twice for the
+  // formats with one scale per 32 values.
+  float dw[2][kPanelRows];
+  float ow[2][kPanelRows];
+};
+
+// Q6_K changes scale every 16 values: its blocks take two integer sums.
+template <class Dec>
+constexpr bool kHalfScales = std::is_same_v<Dec, DecQ6K>;
+
+// Rows [r0, r0 + nr) of w (nr <= 16) into n_blocks panel blocks; missing rows are zero.
+template <class Dec>
+JINX_VNNI void decode_panel(const WeightMatrix& w, int64_t r0, int nr, int64_t n_blocks,
+                            PanelBlock* out) {
+  if (nr < kPanelRows) std::memset(static_cast<void*>(out), 0, n_blocks * sizeof(PanelBlock));
+  for (int i = 0; i < nr; ++i) {
+    for_each_pair<Dec>(w, r0 + i, [&](int64_t p, const Pair& pr) JINX_VNNI {
+      alignas(64) uint8_t bytes[64];
+      alignas(64) float dw[16], ow[16];
+      _mm512_store_si512(bytes, pr.b);
+      _mm512_store_ps(dw, pr.dw);
+      _mm512_store_ps(ow, pr.ow);
+      for (int c = 0; c < 2 && 2 * p + c < n_blocks; ++c) {
+        PanelBlock& pb = out[2 * p + c];
+        for (int g = 0; g < 8; ++g) std::memcpy(pb.b[g][i], bytes + 32 * c + 4 * g, 4);
+        for (int h = 0; h < 2; ++h) {
+          pb.dw[h][i] = dw[8 * c + 4 * h];
+          pb.ow[h][i] = ow[8 * c + 4 * h];
+        }
       }
+    });
+  }
+}
+
+// dot[t] += byte groups [G0, G1) of one block times token t's activations.
+template <int NT, int G0, int G1>
+JINX_VNNI_INLINE void block_dots(const PanelBlock& blk, const int8_t* const* xq, int64_t k,
+                                 __m512i* dot) {
+#pragma GCC unroll 8
+  for (int g = G0; g < G1; ++g) {
+    const __m512i wv = _mm512_load_si512(blk.b[g]);
+    for (int t = 0; t < NT; ++t) {
+      int32_t x4;
+      std::memcpy(&x4, xq[t] + k * kActBlock + 4 * g, 4);
+      dot[t] = _mm512_dpbusd_epi32(dot[t], wv, _mm512_set1_epi32(x4));
     }
   }
-  for (int i = 0; i < R; ++i)
-    for (int t = 0; t < T; ++t) y[(t0 + t) * ldy + r0 + i] = _mm512_reduce_add_ps(acc[i][t]);
 }
 
-using TileFn = void (*)(const Pair*, int64_t, const QuantActs&, int64_t, float*, int64_t, int64_t);
-
-template <int R>
-constexpr TileFn tile_for(int t) {
-  return t == 1 ? tile<R, 1> : t == 2 ? tile<R, 2> : t == 3 ? tile<R, 3> : tile<R, 4>;
-}
-
-TileFn pick_tile(int r, int t) {
-  switch (r) {
-    case 1:
-      return tile_for<1>(t);
-    case 2:
-      return tile_for<2>(t);
-    case 3:
-      return tile_for<3>(t);
-    default:
-      return tile_for<4>(t);
+// acc[t] += float(dot[t]) * dw * d_t + ow * s_t.
+template <int NT>
+JINX_VNNI_INLINE void block_scale(const __m512i* dot, const float* dw, const float* ow,
+                                  const float* d, const float* sum, __m512* acc) {
+  const __m512 vdw = _mm512_load_ps(dw), vow = _mm512_load_ps(ow);
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(vdw, _mm512_set1_ps(d[t])),
+                             acc[t]);
+    acc[t] = _mm512_fmadd_ps(vow, _mm512_set1_ps(sum[t]), acc[t]);
   }
+}
+
+// y[t0 + t][r0 .. r0 + nr) for NT tokens from one decoded panel.
+template <int NT, bool kHalf>
+JINX_VNNI void panel_tile(const PanelBlock* pb, int64_t n_blocks, const QuantActs& a, int64_t t0,
+                          float* y, int64_t ldy, int64_t r0, int nr) {
+  const int8_t* xq[NT];
+  const float *xd[NT], *xs[NT], *xh[NT];
+  for (int t = 0; t < NT; ++t) {
+    xq[t] = a.q_row(t0 + t), xd[t] = a.db_row(t0 + t), xs[t] = a.sb_row(t0 + t);
+    xh[t] = a.sh_row(t0 + t);
+  }
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < n_blocks; ++k) {
+    const PanelBlock& blk = pb[k];
+    float d[NT], s0[NT], s1[NT];
+    for (int t = 0; t < NT; ++t) d[t] = xd[t][k];
+    __m512i dot[NT];
+    for (int t = 0; t < NT; ++t) dot[t] = _mm512_setzero_si512();
+    if constexpr (!kHalf) {
+      for (int t = 0; t < NT; ++t) s0[t] = xs[t][k];
+      block_dots<NT, 0, 8>(blk, xq, k, dot);
+      block_scale<NT>(dot, blk.dw[0], blk.ow[0], d, s0, acc);
+    } else {
+      for (int t = 0; t < NT; ++t) s0[t] = xh[t][2 * k], s1[t] = xh[t][2 * k + 1];
+      block_dots<NT, 0, 4>(blk, xq, k, dot);
+      block_scale<NT>(dot, blk.dw[0], blk.ow[0], d, s0, acc);
+      for (int t = 0; t < NT; ++t) dot[t] = _mm512_setzero_si512();
+      block_dots<NT, 4, 8>(blk, xq, k, dot);
+      block_scale<NT>(dot, blk.dw[1], blk.ow[1], d, s1, acc);
+    }
+  }
+  const __mmask16 m = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + r0, m, acc[t]);
+}
+
+using PanelTileFn = void (*)(const PanelBlock*, int64_t, const QuantActs&, int64_t, float*,
+                             int64_t, int64_t, int);
+
+template <bool kHalf>
+PanelTileFn pick_panel_tile(int64_t nt) {
+  static constexpr PanelTileFn kFns[kPanelTokens] = {
+      panel_tile<1, kHalf>, panel_tile<2, kHalf>, panel_tile<3, kHalf>, panel_tile<4, kHalf>,
+      panel_tile<5, kHalf>, panel_tile<6, kHalf>, panel_tile<7, kHalf>, panel_tile<8, kHalf>};
+  return kFns[std::clamp<int64_t>(nt, 1, kPanelTokens) - 1];
 }
 
 template <class Dec>
 void gemm(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, float* y,
           int64_t ldy) {
-  thread_local std::vector<Pair> buf;
-  const int64_t np = a.n_pairs;
-  const int64_t block = std::max<int64_t>(
-      kTileR, kDecodedBytes / (np * static_cast<int64_t>(sizeof(Pair))) / kTileR * kTileR);
-  for (int64_t rb = r0; rb < r1; rb += block) {
-    const int64_t nr = std::min(block, r1 - rb);
-    buf.resize(static_cast<size_t>(nr * np));
-    for (int64_t i = 0; i < nr; ++i) {
-      Pair* out = buf.data() + i * np;
-      for_each_pair<Dec>(w, rb + i, [&](int64_t p, const Pair& pr) { out[p] = pr; });
-    }
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTileT) {
-      const int nt = static_cast<int>(std::min<int64_t>(kTileT, a.n_tokens - t0));
-      for (int64_t i = 0; i < nr; i += kTileR) {
-        const int ri = static_cast<int>(std::min<int64_t>(kTileR, nr - i));
-        pick_tile(ri, nt)(buf.data() + i * np, np, a, t0, y, ldy, rb + i);
-      }
+  thread_local std::vector<PanelBlock> buf;
+  const int64_t n_blocks = w.cols / kActBlock;
+  buf.resize(static_cast<size_t>(n_blocks));
+  for (int64_t r = r0; r < r1; r += kPanelRows) {
+    const int nr = static_cast<int>(std::min<int64_t>(kPanelRows, r1 - r));
+    decode_panel<Dec>(w, r, nr, n_blocks, buf.data());
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kPanelTokens) {
+      const int64_t nt = std::min<int64_t>(kPanelTokens, a.n_tokens - t0);
+      pick_panel_tile<kHalfScales<Dec>>(nt)(buf.data(), n_blocks, a, t0, y, ldy, r, nr);
     }
   }
 }

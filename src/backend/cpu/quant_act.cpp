@@ -126,13 +126,32 @@ QuantActs QuantActBuffer::quantize(const float* x, int64_t n_tokens, int64_t col
     dl_.resize(nl);
     sl_.resize(nl);
   }
+  const size_t nb = static_cast<size_t>(n_tokens * a.n_pairs * 2);
+  if (db_.size() < nb) {
+    db_.resize(nb);
+    sb_.resize(nb);
+    sh_.resize(2 * nb);
+  }
   a.q = q_.data();
   a.dl = dl_.data();
   a.sl = sl_.data();
-  for (int64_t t = 0; t < n_tokens; ++t)
-    quantize_act_row(x + t * cols, cols, q_.data() + t * a.n_pairs * kActPair,
-                     dl_.data() + t * a.n_pairs * kLanesPerPair,
-                     sl_.data() + t * a.n_pairs * kLanesPerPair);
+  a.db = db_.data();
+  a.sb = sb_.data();
+  a.sh = sh_.data();
+  constexpr int64_t kLanesPerBlock = kActBlock / 4;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    float* dl = dl_.data() + t * a.n_pairs * kLanesPerPair;
+    float* sl = sl_.data() + t * a.n_pairs * kLanesPerPair;
+    quantize_act_row(x + t * cols, cols, q_.data() + t * a.n_pairs * kActPair, dl, sl);
+    for (int64_t b = 0; b < 2 * a.n_pairs; ++b) {
+      float half[2] = {0.0f, 0.0f};
+      for (int64_t j = 0; j < kLanesPerBlock; ++j) half[2 * j / kLanesPerBlock] += sl[b * kLanesPerBlock + j];
+      db_[t * a.n_pairs * 2 + b] = dl[b * kLanesPerBlock];
+      sb_[t * a.n_pairs * 2 + b] = half[0] + half[1];
+      sh_[t * a.n_pairs * 4 + 2 * b] = half[0];
+      sh_[t * a.n_pairs * 4 + 2 * b + 1] = half[1];
+    }
+  }
   return a;
 }
 
