@@ -55,7 +55,7 @@ detail::QKernels pick_qkernels(const WeightMatrix& w) {
 void matmul_quantized(const WeightMatrix& w, const detail::QKernels& k, const float* x, int64_t n,
                       float* y, int64_t ldy, ThreadPool& pool) {
   thread_local QuantActBuffer buf;
-  const QuantActs a = buf.quantize(x, n, w.cols);
+  const QuantActs a = buf.quantize(x, n, w.cols, n > kMaxNx ? &pool : nullptr);
   if (n <= kMaxNx) {
     // Small dynamic ranges keep both cores busy to the end of the matrix.
     const int64_t grain = std::max<int64_t>(1, w.rows / (pool.size() * 8));

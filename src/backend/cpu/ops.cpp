@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/simd.h"
 
 namespace jinx::cpu {
 
@@ -21,6 +22,7 @@ void rmsnorm(const float* x, const float* weight, float* out, int64_t n_tokens, 
 }
 
 void silu_mul(float* a, const float* b, int64_t n) {
+  if (active_isa() == Isa::kAvx512) return detail::silu_mul_avx512(a, b, n);
   for (int64_t i = 0; i < n; ++i) a[i] = a[i] / (1.0f + std::exp(-a[i])) * b[i];
 }
 

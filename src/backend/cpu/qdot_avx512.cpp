@@ -128,8 +128,10 @@ struct DecQ4 {
     o->b = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
     const __m512 heads = f16_heads(b0, b1);  // d, m (Q4_1) or d, 2 bytes of qs (Q4_0)
     o->dw = spread(heads, 0);
-    if constexpr (kMin) o->ow = spread(heads, 1);
-    else o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-8.0f));
+    if constexpr (kMin)
+      o->ow = spread(heads, 1);
+    else
+      o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-8.0f));
   }
   JINX_VNNI void half(int64_t c, Pair* o) const {
     const uint8_t* b = block_at<Block>(row, c);
@@ -481,8 +483,8 @@ JINX_VNNI void panel_tile(const PanelBlock* pb, int64_t n_blocks, const QuantAct
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + r0, m, acc[t]);
 }
 
-using PanelTileFn = void (*)(const PanelBlock*, int64_t, const QuantActs&, int64_t, float*,
-                             int64_t, int64_t, int);
+using PanelTileFn = void (*)(const PanelBlock*, int64_t, const QuantActs&, int64_t, float*, int64_t,
+                             int64_t, int);
 
 template <bool kHalf>
 PanelTileFn pick_panel_tile(int64_t nt) {

@@ -112,7 +112,8 @@ void quantize_act_row(const float* x, int64_t cols, int8_t* q, float* dl, float*
   }
 }
 
-QuantActs QuantActBuffer::quantize(const float* x, int64_t n_tokens, int64_t cols) {
+QuantActs QuantActBuffer::quantize(const float* x, int64_t n_tokens, int64_t cols,
+                                   ThreadPool* pool) {
   JINX_CHECK(n_tokens >= 0 && cols > 0 && cols % kActBlock == 0, "quantize activations: bad shape ",
              n_tokens, " x ", cols);
   QuantActs a;
@@ -139,19 +140,26 @@ QuantActs QuantActBuffer::quantize(const float* x, int64_t n_tokens, int64_t col
   a.sb = sb_.data();
   a.sh = sh_.data();
   constexpr int64_t kLanesPerBlock = kActBlock / 4;
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    float* dl = dl_.data() + t * a.n_pairs * kLanesPerPair;
-    float* sl = sl_.data() + t * a.n_pairs * kLanesPerPair;
-    quantize_act_row(x + t * cols, cols, q_.data() + t * a.n_pairs * kActPair, dl, sl);
-    for (int64_t b = 0; b < 2 * a.n_pairs; ++b) {
-      float half[2] = {0.0f, 0.0f};
-      for (int64_t j = 0; j < kLanesPerBlock; ++j) half[2 * j / kLanesPerBlock] += sl[b * kLanesPerBlock + j];
-      db_[t * a.n_pairs * 2 + b] = dl[b * kLanesPerBlock];
-      sb_[t * a.n_pairs * 2 + b] = half[0] + half[1];
-      sh_[t * a.n_pairs * 4 + 2 * b] = half[0];
-      sh_[t * a.n_pairs * 4 + 2 * b + 1] = half[1];
+  auto rows = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* dl = dl_.data() + t * a.n_pairs * kLanesPerPair;
+      float* sl = sl_.data() + t * a.n_pairs * kLanesPerPair;
+      quantize_act_row(x + t * cols, cols, q_.data() + t * a.n_pairs * kActPair, dl, sl);
+      for (int64_t b = 0; b < 2 * a.n_pairs; ++b) {
+        float half[2] = {0.0f, 0.0f};
+        for (int64_t j = 0; j < kLanesPerBlock; ++j)
+          half[2 * j / kLanesPerBlock] += sl[b * kLanesPerBlock + j];
+        db_[t * a.n_pairs * 2 + b] = dl[b * kLanesPerBlock];
+        sb_[t * a.n_pairs * 2 + b] = half[0] + half[1];
+        sh_[t * a.n_pairs * 4 + 2 * b] = half[0];
+        sh_[t * a.n_pairs * 4 + 2 * b + 1] = half[1];
+      }
     }
-  }
+  };
+  if (pool && n_tokens > 1)
+    pool->parallel_for(n_tokens, 1, [&](int64_t b, int64_t e) { rows(b, e); });
+  else
+    rows(0, n_tokens);
   return a;
 }
 

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/thread_pool.h"
+
 namespace jinx::cpu {
 
 constexpr int64_t kActBlock = 32;                // values per scale
@@ -51,8 +53,9 @@ struct QuantActs {
 // Owns the storage; reuse one buffer across calls to avoid allocation (capacity only grows).
 class QuantActBuffer {
  public:
-  // x: [n_tokens, cols] fp32, cols % 32 == 0. The view stays valid until the next call.
-  QuantActs quantize(const float* x, int64_t n_tokens, int64_t cols);
+  // x: [n_tokens, cols] fp32, cols % 32 == 0. The view stays valid until the next call. With
+  // a pool, the rows are split over its threads.
+  QuantActs quantize(const float* x, int64_t n_tokens, int64_t cols, ThreadPool* pool = nullptr);
 
  private:
   std::vector<int8_t> q_;
