@@ -12,7 +12,7 @@ namespace jinx::cli {
 
 struct EngineFlags {
   EngineOptions options;
-  std::string kv_dtype = "auto";  // f32 on the CPU, bf16 on a GPU
+  std::string kv_dtype = "auto";  // f16 on the CPU (as llama.cpp), bf16 on a GPU
   bool no_prefix_cache = false;
   bool enforce_eager = false;
   std::string quantize = "none";
@@ -23,7 +23,7 @@ struct EngineFlags {
 
 void add_engine_flags(CLI::App* sub, EngineFlags* f);
 
-// A --kv-cache-dtype value: auto (f32 on the CPU, bf16 on a GPU), f32, f16, bf16, int8, fp8 /
+// A --kv-cache-dtype value: auto (f16 on the CPU, bf16 on a GPU), f32, f16, bf16, int8, fp8 /
 // fp8_e4m3. Throws jinx::Error on anything else.
 DType parse_kv_dtype(const std::string& value, bool gpu);
 
