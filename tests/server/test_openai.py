@@ -69,7 +69,10 @@ def test_health_and_models(server, client):
 
 
 def test_chat_non_stream(client):
-    r = chat(client, "What is the capital of France?", temperature=0)
+    # Greedy, this prompt's tokens win by >= 0.6 logits in llama.cpp on the same file (" Paris"
+    # by 3.5); the bare question's first token is a 0.06 near-tie ("L" vs "The") that flips
+    # with any rounding change.
+    r = chat(client, "What is the capital of France? Answer in one word.", temperature=0)
     c = r.choices[0]
     assert c.message.role == "assistant"
     assert "Paris" in c.message.content
@@ -84,6 +87,11 @@ def test_chat_non_stream(client):
 def test_chat_stream_equals_non_stream(client, params):
     kw = dict(max_tokens=32, **{k: v for k, v in params.items() if k != "top_k"})
     extra = {"top_k": params["top_k"]} if "top_k" in params else None
+    # A first request fills the prefix cache; the two compared then both reuse it and compute the
+    # same remaining rows. (A cache hit changes how many prompt rows one matmul takes, and the
+    # many-row int8 kernel rounds differently from the few-row one, so the first request's
+    # tokens may differ from later ones, as in vLLM with prefix caching.)
+    chat(client, "Tell me about the moon.", extra_body=extra, **kw)
     full = chat(client, "Tell me about the moon.", extra_body=extra, **kw)
     stream = chat(client, "Tell me about the moon.", stream=True,
                   stream_options={"include_usage": True}, extra_body=extra, **kw)
