@@ -19,20 +19,6 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-const char* reason_name(FinishReason r) {
-  switch (r) {
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kAborted:
-      return "abort";
-    case FinishReason::kNone:
-      break;
-  }
-  return "none";
-}
-
 }  // namespace
 
 // A request in flight: its sampler (own RNG: the same seed gives the same tokens whatever else
@@ -84,7 +70,7 @@ struct LLM::Live {
       out.text += tail.text;
       if (!tail.stopped) out.text += stops.flush();
     }
-    out.finish_reason = reason_name(reason);
+    out.finish_reason = std::string(to_string(reason));
     out.total_s = since(t0);
     report(true);
   }

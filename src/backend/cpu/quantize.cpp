@@ -358,6 +358,31 @@ void quantize_row(DType t, const float* x, void* dst, int64_t n) {
   quantize_blocks(t, x, static_cast<uint8_t*>(dst), n);
 }
 
+namespace {
+
+// Calls fn(r, fp32 row r) for every row of the dense matrix w, rows split over the pool. Workers
+// must not throw: a row holding NaN or infinity is skipped and the first one reported after.
+template <class F>
+void for_each_row(const WeightMatrix& w, ThreadPool& pool, F&& fn) {
+  std::atomic<int64_t> bad_row{-1};
+  pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* src = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
+      dequantize_row(w.dtype, src, row.data(), w.cols);
+      if (!all_finite(row.data(), w.cols)) {
+        int64_t none = -1;
+        bad_row.compare_exchange_strong(none, r);
+        continue;
+      }
+      fn(r, row.data());
+    }
+  });
+  if (bad_row.load() >= 0) fail("row ", bad_row.load(), " holds NaN or infinity: not quantized");
+}
+
+}  // namespace
+
 bool can_quantize_matrix(const WeightMatrix& w, DType t) {
   const bool dense = w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16;
   return can_quantize_to(t) && dense && !w.is_mlx() && w.rows >= 0 && w.cols > 0 &&
@@ -374,23 +399,9 @@ WeightMatrix quantize_matrix(const WeightMatrix& w, DType t, std::vector<uint8_t
   JINX_CHECK(w.rows == 0 || rb <= SIZE_MAX / static_cast<size_t>(w.rows), "matrix too large");
   storage->assign(rb * static_cast<size_t>(w.rows), 0);
   uint8_t* out = storage->data();
-  // Workers must not throw: the first row with a non-finite value is reported afterwards.
-  std::atomic<int64_t> bad_row{-1};
-  constexpr int64_t kGrain = 16;
-  pool.parallel_for(w.rows, kGrain, [&](int64_t r0, int64_t r1) {
-    std::vector<float> row(static_cast<size_t>(w.cols));
-    for (int64_t r = r0; r < r1; ++r) {
-      const auto* src = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
-      dequantize_row(w.dtype, src, row.data(), w.cols);
-      if (!all_finite(row.data(), w.cols)) {
-        int64_t none = -1;
-        bad_row.compare_exchange_strong(none, r);
-        continue;
-      }
-      quantize_blocks(t, row.data(), out + static_cast<size_t>(r) * rb, w.cols);
-    }
+  for_each_row(w, pool, [&](int64_t r, const float* row) {
+    quantize_blocks(t, row, out + static_cast<size_t>(r) * rb, w.cols);
   });
-  if (bad_row.load() >= 0) fail("row ", bad_row.load(), " holds NaN or infinity: not quantized");
   WeightMatrix q;
   q.dtype = t;
   q.data = out;
@@ -399,10 +410,6 @@ WeightMatrix quantize_matrix(const WeightMatrix& w, DType t, std::vector<uint8_t
   q.row_bytes = rb;
   return q;
 }
-
-}  // namespace jinx::cpu
-
-namespace jinx::cpu {
 
 void quantize_row_mlx(const float* x, int64_t n, int bits, int group_size, DType scale_dtype,
                       uint32_t* words, void* scales, void* biases) {
@@ -434,24 +441,11 @@ WeightMatrix quantize_matrix_mlx(const WeightMatrix& w, int bits, int group_size
   const size_t scales_at = rows * row_bytes, biases_at = scales_at + rows * groups * sb;
   storage->assign(biases_at + rows * groups * sb, 0);
   uint8_t* base = storage->data();
-  std::atomic<int64_t> bad_row{-1};
-  pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
-    std::vector<float> row(static_cast<size_t>(w.cols));
-    for (int64_t r = r0; r < r1; ++r) {
-      const auto* src = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
-      dequantize_row(w.dtype, src, row.data(), w.cols);
-      if (!all_finite(row.data(), w.cols)) {
-        int64_t none = -1;
-        bad_row.compare_exchange_strong(none, r);
-        continue;
-      }
-      const size_t ur = static_cast<size_t>(r);
-      mlx_row(row.data(), w.cols, bits, group_size, sdt,
-              reinterpret_cast<uint32_t*>(base + ur * row_bytes),
-              base + scales_at + ur * groups * sb, base + biases_at + ur * groups * sb);
-    }
+  for_each_row(w, pool, [&](int64_t r, const float* row) {
+    const size_t ur = static_cast<size_t>(r);
+    mlx_row(row, w.cols, bits, group_size, sdt, reinterpret_cast<uint32_t*>(base + ur * row_bytes),
+            base + scales_at + ur * groups * sb, base + biases_at + ur * groups * sb);
   });
-  if (bad_row.load() >= 0) fail("row ", bad_row.load(), " holds NaN or infinity: not quantized");
   WeightMatrix q;
   q.dtype = DType::U32;
   q.data = base;
