@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/cpu/dequant.h"
+#include "../support/quant_fixtures.h"
 #include "core/check.h"
 #include "core/half.h"
 #include "core/quant_blocks.h"
@@ -23,14 +24,8 @@
 namespace jinx::cpu {
 namespace {
 
-const std::string kDir = std::string(JINX_FIXTURES) + "/quant/";
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "missing fixture " << path
-                         << " (run /work/refvenv/bin/python tools/make_quant_fixtures.py)";
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+const std::string& kDir = test::kQuantDir;
+using test::read_bytes;
 
 struct Rows {
   int64_t n_rows = 0, n_cols = 0;
