@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of the CUDA backend in one run (made for the short leases of the project's GPU
 # machine): op-parity and end-to-end tests, then benchmarks on a random Qwen2-0.5B-shaped bf16
-# checkpoint: batch-1 decode next to transformers (peer, same run), and the full-size seed
-# workload. Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
+# checkpoint: batch-1 decode next to transformers (peer, same run; with and without programmatic
+# dependent launch), batch-8 greedy and sampled on the GPU, and the full-size seed workload,
+# greedy and sampled. Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
 # the shared libraries the GPU machine may lack in $DEV/lib. Logs go to $OUT (or ./cuda-out).
 set -uo pipefail
 DEV=${DEV:-.devrun}
@@ -28,13 +29,21 @@ echo "== batch-1 decode, bf16 KV, CUDA graphs" | tee "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PDL=0)" | tee -a "$OUT/bench.txt"
+JINX_PDL=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-8 decode (graphs)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 8 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-8 decode, sampled on the GPU (temperature 0.8, top-k 50, top-p 0.9)" | tee -a "$OUT/bench.txt"
+bench --num-seqs 8 --min-input 32 --max-input 32 --min-output 512 --max-output 512 \
+  --temperature 0.8 --top-k 50 --top-p 0.9 | tee -a "$OUT/bench.txt"
 echo "== peer: transformers" | tee -a "$OUT/bench.txt"
 timeout 120 python3 bench/hf_decode_peer.py $M --prompt-len 32 --new-tokens 256 2>&1 | grep -v Warning | tail -2 | tee -a "$OUT/bench.txt"
 echo "== seed workload: 256 seqs, input and output in [100, 1024]" | tee -a "$OUT/bench.txt"
 bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
   --max-num-seqs 256 --max-num-batched-tokens 8192 | tee -a "$OUT/bench.txt"
+echo "== seed workload, sampled (temperature 0.8, top-p 0.95)" | tee -a "$OUT/bench.txt"
+bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
+  --max-num-seqs 256 --max-num-batched-tokens 8192 --temperature 0.8 --top-p 0.95 | tee -a "$OUT/bench.txt"
 # Optional: per-kernel GPU times of a few batch-1 decode steps (Nsight Compute), eager launches
 # so each kernel is seen; NCU=1 to run it.
 if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then

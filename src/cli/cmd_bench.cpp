@@ -1,6 +1,7 @@
 // jinx bench: the engine's throughput benchmark. N sequences with random prompt and output
 // lengths, all submitted at once, EOS ignored, seed 0; prints total time, output and total
-// tokens/s, and TTFT / time-per-output-token percentiles.
+// tokens/s, and TTFT / time-per-output-token percentiles. Greedy unless --temperature is given
+// (then each sequence samples with its own seed, with --top-k / --top-p / --min-p).
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -17,6 +18,8 @@ struct BenchArgs {
   std::string model;
   int num_seqs = 256, min_input = 100, max_input = 1024, min_output = 100, max_output = 1024;
   uint64_t seed = 0;
+  float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
+  int top_k = 0;
   EngineFlags engine;
   int threads = 0;
 };
@@ -47,7 +50,12 @@ void run_bench(const BenchArgs& a) {
     Request r;
     r.prompt.resize(in_len(rng));
     for (auto& t : r.prompt) t = tok(rng);
-    r.params.temperature = 0;
+    r.params.temperature = a.temperature;
+    r.params.top_k = a.top_k;
+    r.params.top_p = a.top_p;
+    r.params.min_p = a.min_p;
+    r.params.seed = a.seed * 1000003u + static_cast<uint64_t>(i);
+    if (const std::string e = r.params.validate(vocab); !e.empty()) fail("bench: ", e);
     r.params.ignore_eos = true;
     r.params.max_tokens = out_len(rng);
     r.params.skip_special_tokens = false;
@@ -59,6 +67,9 @@ void run_bench(const BenchArgs& a) {
               a.model.c_str(), a.num_seqs, a.min_input, a.max_input, a.min_output, a.max_output,
               static_cast<long long>(llm.kv_blocks()), o.block_size, o.max_num_seqs,
               o.max_num_batched_tokens, a.threads);
+  if (a.temperature > 0.0f)
+    std::printf("sampling: temperature %g, top-k %d, top-p %g, min-p %g\n", a.temperature,
+                a.top_k, a.top_p, a.min_p);
   if (!model->quantize_summary().empty()) std::printf("%s\n", model->quantize_summary().c_str());
   auto outs = llm.generate(std::move(reqs), [&](size_t done, size_t total, int64_t tokens) {
     std::fprintf(stderr, "\r[jinx bench] %zu/%zu done, %lld tokens", done, total,
@@ -104,6 +115,10 @@ void add_bench(CLI::App& app) {
   sub->add_option("--max-output", a->max_output, "Longest output (tokens)");
   sub->add_option("--seed", a->seed, "Workload seed");
   sub->add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
+  sub->add_option("--temperature", a->temperature, "Sampling temperature (0: greedy)");
+  sub->add_option("--top-k", a->top_k, "Keep the k most likely tokens (0: all)");
+  sub->add_option("--top-p", a->top_p, "Nucleus: the smallest set holding this probability");
+  sub->add_option("--min-p", a->min_p, "Drop tokens below this fraction of the top probability");
   add_engine_flags(sub, &a->engine);
   sub->callback([a] { run_bench(*a); });
 }

@@ -36,13 +36,19 @@ struct LLM::Live {
   size_t sent_tokens = 0;  // out.token_ids already reported
   Clock::time_point t0;
 
-  // Greedy with nothing that needs the logits on the host: the token is their argmax (the
-  // Sampler's greedy rule, ties to the lowest id).
-  bool argmax_only() const {
+  // What the step must return for this row. Greedy with nothing that needs the logits on the
+  // host: their argmax (the Sampler's greedy rule, ties to the lowest id). Plain temperature
+  // sampling on an executor that samples: a token drawn there with this sequence's next
+  // uniform (*u). Else the logits.
+  sampling::Pick pick(bool device_samples, double* u) {
     const SamplingParams& p = params;
-    return p.temperature < kGreedyTemperature && !constraint && p.logprobs < 0 &&
-           p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
-           p.frequency_penalty == 0.0f;
+    if (constraint || p.logprobs >= 0 || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
+        p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+      return sampling::kPickLogits;
+    if (p.temperature < kGreedyTemperature) return sampling::kPickArgmax;
+    if (!device_samples || !sampler.plain()) return sampling::kPickLogits;
+    *u = sampler.draw_uniform();
+    return sampling::kPickSample;
   }
   Live(Request& r, const Tokenizer* tok)
       : params(r.params),
@@ -197,10 +203,12 @@ void LLM::sample_step(const Batch& batch, float* logits, std::vector<Live*>& liv
   for (size_t k = 0; k < batch.sample_rows.size(); ++k) {
     Live& L = *live[k];
     float* row = logits + k * V;  // the sampler modifies its row in place
-    SampleResult sr{argmax_[k], std::numeric_limits<float>::quiet_NaN(), {}};
-    if (!argmax_only_[k]) {
+    SampleResult sr{picked_[k], std::numeric_limits<float>::quiet_NaN(), {}};
+    if (pick_[k] == sampling::kPickLogits) {
       if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
       sr = L.sampler.sample(row, static_cast<int32_t>(V));
+    } else if (sr.token < 0) {  // as the host sampler would have refused these logits
+      fail("sampler: the logits hold a NaN or no finite maximum (row drawn on the device)");
     }
     JINX_CHECK(sr.token >= 0 && sr.token < V, "engine: sampled token ", sr.token,
                " outside the vocabulary");
@@ -291,14 +299,26 @@ std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
     fb.out_rows = batch.sample_rows;
     std::vector<Live*> rows;
     for (int32_t s : batch.sample_seqs) rows.push_back(live_.at(batch.seq_ids[s]).get());
-    // Plain greedy rows need only the argmax, which a GPU computes where the logits are.
-    argmax_only_.assign(rows.size(), 0);
-    for (size_t k = 0; k < rows.size(); ++k) argmax_only_[k] = rows[k]->argmax_only() ? 1 : 0;
-    fb.argmax_only = argmax_only_;
-    argmax_.assign(rows.size(), -1);
+    // Plain greedy rows need only the argmax, and plain sampled rows only their token, both of
+    // which a GPU computes where the logits are.
+    const bool device_samples = exec_->samples_on_device();
+    pick_.assign(rows.size(), sampling::kPickLogits);
+    row_sampling_.assign(rows.size(), sampling::RowSampling{});
+    for (size_t k = 0; k < rows.size(); ++k) {
+      sampling::RowSampling& rs = row_sampling_[k];
+      pick_[k] = rows[k]->pick(device_samples, &rs.u);
+      const SamplingParams& p = rows[k]->params;
+      rs.temperature = p.temperature;
+      rs.top_k = p.top_k;
+      rs.top_p = p.top_p;
+      rs.min_p = p.min_p;
+    }
+    fb.pick = pick_;
+    fb.sampling = row_sampling_;
+    picked_.assign(rows.size(), -1);
     logits_.resize(batch.sample_rows.size() * V);
     const auto tf = Clock::now();
-    exec_->forward_batch(fb, logits_.data(), argmax_.data());
+    exec_->forward_batch(fb, logits_.data(), picked_.data());
     stats_.forward_seconds += since(tf);
     std::vector<SampledToken> sampled;
     sample_step(batch, logits_.data(), rows, &sampled);

@@ -156,8 +156,9 @@ class LLM {
   std::unordered_map<SeqId, std::unique_ptr<Live>> live_;
   std::unique_ptr<struct Batch> batch_;
   std::vector<float> logits_;
-  std::vector<uint8_t> argmax_only_;  // per sampling row of the step
-  std::vector<int32_t> argmax_;
+  std::vector<uint8_t> pick_;  // per sampling row of the step: a sampling::Pick
+  std::vector<sampling::RowSampling> row_sampling_;
+  std::vector<int32_t> picked_;  // the executor's tokens for kPickArgmax / kPickSample rows
   EngineStats stats_;
 };
 

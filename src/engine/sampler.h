@@ -93,6 +93,12 @@ class Sampler {
 
   const SamplingParams& params() const { return params_; }
 
+  // Temperature sampling with nothing but steps 4-7 (no bias, penalty or logprobs): the
+  // caller may draw the token elsewhere (a GPU, backend/sample_select.h) with this uniform in
+  // [0, 1), the one sample() would take from this sequence's generator.
+  bool plain() const;
+  double draw_uniform() { return uniform(); }
+
  private:
   struct Saved {
     int32_t id;

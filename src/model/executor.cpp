@@ -21,19 +21,21 @@ class CpuExecutor final : public Executor {
         pool_(o.threads),
         kv_(model_->config(), o.n_blocks, o.block_size, o.kv_dtype) {}
 
-  void forward_batch(const ForwardBatch& batch, float* logits, int32_t* argmax) override {
+  void forward_batch(const ForwardBatch& batch, float* logits, int32_t* tokens) override {
     model_->forward_batch(batch, kv_, logits, pool_);
     const int64_t V = model_->config().vocab_size;
-    for (size_t i = 0; i < batch.argmax_only.size(); ++i) {
-      if (!batch.argmax_only[i]) continue;
-      JINX_CHECK(argmax != nullptr, "forward_batch: argmax rows without an output");
+    for (size_t i = 0; i < batch.pick.size(); ++i) {
+      JINX_CHECK(batch.pick[i] != sampling::kPickSample,
+                 "forward_batch: the CPU executor does not sample; the caller does");
+      if (batch.pick[i] != sampling::kPickArgmax) continue;
+      JINX_CHECK(tokens != nullptr, "forward_batch: argmax rows without an output");
       const float* row = logits + static_cast<int64_t>(i) * V;
       int64_t best = 0;
       for (int64_t j = 0; j < V; ++j) {
         if (std::isnan(row[j])) fail("the model produced NaN logits");
         if (row[j] > row[best]) best = j;
       }
-      argmax[i] = static_cast<int32_t>(best);
+      tokens[i] = static_cast<int32_t>(best);
     }
   }
   int64_t n_kv_blocks() const override { return kv_.n_blocks(); }

@@ -32,11 +32,14 @@ class Executor {
  public:
   virtual ~Executor() = default;
   // One step: stores the batch's K/V in the pool and writes logits [out_rows.size(), vocab]
-  // (host memory) for the rows listed, except rows marked batch.argmax_only, whose logits may
-  // be left unwritten. argmax (host, [out_rows.size()], may be null when no row is marked)
-  // receives each marked row's argmax (ties to the lowest id).
+  // (host memory) for the rows listed, except rows that batch.pick marks kPickArgmax or
+  // kPickSample, whose logits may be left unwritten. tokens (host, [out_rows.size()], may be
+  // null when no row is marked) receives each marked row's token: the argmax (ties to the
+  // lowest id), or the drawn token (-1 where the logits hold a NaN or no finite max).
   virtual void forward_batch(const ForwardBatch& batch, float* logits,
-                             int32_t* argmax = nullptr) = 0;
+                             int32_t* tokens = nullptr) = 0;
+  // Whether kPickSample rows are drawn here (a GPU); else the caller samples from the logits.
+  virtual bool samples_on_device() const { return false; }
   virtual int64_t n_kv_blocks() const = 0;
   virtual size_t kv_bytes() const = 0;
   // One line for logs and `jinx info`: device, weights, KV pool.

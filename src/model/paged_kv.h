@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/cpu/attention.h"
+#include "backend/sample_select.h"
 #include "model/config.h"
 
 namespace jinx {
@@ -45,9 +46,12 @@ struct ForwardBatch {
   std::span<const int64_t> slot_mapping;  // [n_tokens]: block * block_size + offset
   cpu::AttnBatch attn;                    // sequence boundaries, context lengths, block tables
   std::span<const int32_t> out_rows;      // rows whose logits are needed
-  // [out_rows.size()] or empty: 1 where the caller needs only the row's argmax (greedy, no
-  // penalties, no logprobs), so a GPU can keep those logits on the device.
-  std::span<const uint8_t> argmax_only;
+  // [out_rows.size()] or empty (all kPickLogits): what the caller needs of each output row, a
+  // sampling::Pick. kPickArgmax: only the argmax (greedy, no penalties, no logprobs), and
+  // kPickSample: only a token drawn by `sampling[k]` where the logits are, so a GPU can keep
+  // those rows' logits on the device. kPickSample only where Executor::samples_on_device().
+  std::span<const uint8_t> pick;
+  std::span<const sampling::RowSampling> sampling;  // [out_rows.size()] if any kPickSample
 };
 
 }  // namespace jinx

@@ -11,6 +11,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cuda/ops.h"
+#include "backend/sample_select.h"
 #include "core/half.h"
 #include "core/quant_blocks.h"
 
@@ -267,6 +268,56 @@ TEST(CudaOps, NormsRopeSiluGatherArgmax) {
   EXPECT_EQ(a[0], std::max_element(big.begin(), big.begin() + V) - big.begin());
   EXPECT_EQ(a[1], 777);
   EXPECT_EQ(a[2], V - 1);
+}
+
+// Sampling on the device against the same code run on the host (backend/sample_select.h,
+// which tests/engine/sample_select_test.cpp checks against a sorting reference): the same
+// token for every row, over vocabularies, temperatures, top-k/top-p/min-p and ties; rows not
+// picked for sampling keep their value; a NaN row gives -1.
+TEST(CudaOps, SampleRowsMatchHost) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<double> uni(0.0, 1.0);
+  for (int64_t V : {1, 7, 1000, 32000, 151936}) {
+    const int64_t n_rows = V > 50000 ? 24 : 64;
+    std::vector<float> x = randn(static_cast<size_t>(n_rows * V), rng, 3.0f);
+    std::vector<sampling::RowSampling> params(static_cast<size_t>(n_rows));
+    std::vector<uint8_t> pick(static_cast<size_t>(n_rows), sampling::kPickSample);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      sampling::RowSampling& p = params[static_cast<size_t>(r)];
+      const int k = static_cast<int>(r % 8);
+      p.temperature = 0.3f + 0.2f * static_cast<float>(k);
+      p.top_k = k % 3 == 0 ? 0 : k % 3 == 1 ? 40 : static_cast<int32_t>(V - 1);
+      p.top_p = k % 4 == 0 ? 1.0f : 0.5f + 0.1f * static_cast<float>(k % 4);
+      p.min_p = k % 2 ? 0.05f : 0.0f;
+      p.u = r == 0 ? 0.0 : r == 1 ? std::nextafter(1.0, 0.0) : uni(rng);
+      if (r % 5 == 4)  // ties: a row of rounded logits
+        for (int64_t j = 0; j < V; ++j) x[r * V + j] = std::round(x[r * V + j]);
+    }
+    if (n_rows > 3) pick[3] = sampling::kPickArgmax;
+    if (n_rows > 6) x[6 * V + V / 2] = std::nanf("");
+    Dev<float> dx(x);
+    Dev<sampling::RowSampling> dp(params);
+    Dev<uint8_t> dpick(pick);
+    Dev<int32_t> dout(std::vector<int32_t>(static_cast<size_t>(n_rows), -7));
+    cuda::sample_rows(dx.p, n_rows, V, dpick.p, dp.p, dout.p, nullptr);
+    const std::vector<int32_t> got = dout.get();
+    for (int64_t r = 0; r < n_rows; ++r) {
+      if (pick[static_cast<size_t>(r)] != sampling::kPickSample) {
+        EXPECT_EQ(got[static_cast<size_t>(r)], -7) << "row " << r << " was not to be sampled";
+        continue;
+      }
+      sampling::HostBlock blk;
+      sampling::Shared sh{};
+      int32_t want = -2;
+      sampling::sample_row(blk, sh, &x[static_cast<size_t>(r * V)], static_cast<int32_t>(V),
+                           params[static_cast<size_t>(r)], &want);
+      EXPECT_EQ(got[static_cast<size_t>(r)], want) << "V " << V << " row " << r;
+    }
+    if (n_rows > 6) {
+      EXPECT_EQ(got[6], -1);
+    }
+  }
 }
 
 // Paged attention against the CPU kernel: random block tables, block sizes, GQA ratios, head

@@ -30,6 +30,7 @@ constexpr int64_t kMinSplit = 32;  // fewest KV positions worth a block of their
 template <typename KV>
 __global__ void kv_store_kernel(PagedKv kv, const float* k, const float* v, int64_t ld,
                                 const int64_t* slots) {
+  pdl_begin();
   const int64_t t = blockIdx.x, slot = slots[t], dim = kv.n_kv_heads * kv.head_dim;
   if (slot < 0 || slot >= kv.n_blocks * kv.block_size) return;
   KV* kd = static_cast<KV*>(kv.k) + slot * dim;
@@ -45,6 +46,7 @@ __global__ void rope_kv_store_kernel(float* q, const float* k, const float* v, i
                                      int64_t n_q, PagedKv kv, const int32_t* positions,
                                      const float* inv_freq, bool interleaved,
                                      const int64_t* slots) {
+  pdl_begin();
   const int64_t t = blockIdx.x, hd = kv.head_dim, half = hd / 2, n_k = kv.n_kv_heads;
   const int64_t slot = slots[t], dim = n_k * hd;
   const bool store = slot >= 0 && slot < kv.n_blocks * kv.block_size;
@@ -89,7 +91,10 @@ __device__ __forceinline__ int64_t seq_of_row(const AttnBatch& b, int64_t t) {
   int64_t lo = 0, hi = b.n_seqs - 1;
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;
-    if (b.query_start[mid] <= t) lo = mid; else hi = mid - 1;
+    if (b.query_start[mid] <= t)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }
@@ -128,6 +133,7 @@ __device__ __forceinline__ void load8(const __half* p, float* f) {
 template <typename KV, int HD>
 __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, PagedKv kv, AttnBatch b) {
+  pdl_begin();
   constexpr int kEpl = (HD + 31) / 32;  // output dimensions per lane
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.x;
@@ -224,6 +230,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
 }
 
 __global__ void merge_kernel(AttnArgs a, AttnBatch b, int64_t head_dim) {
+  pdl_begin();
   const int64_t t = blockIdx.x, h = blockIdx.y;
   if (a.skip_prefill) {
     const int64_t s = seq_of_row(b, t);
@@ -257,16 +264,27 @@ int sm_count() {
 }
 
 template <typename KV>
-void launch(const AttnArgs& a, const PagedKv& kv, const AttnBatch& b, dim3 grid, int64_t hd,
-            cudaStream_t s) {
+void launch_rows(const AttnArgs& a, const PagedKv& kv, const AttnBatch& b, dim3 grid, int64_t hd,
+                 cudaStream_t s) {
   const dim3 block(static_cast<unsigned>(32 * std::min<int64_t>(a.group, kHeadsPerBlock)));
   switch (hd) {
-    case 64: attention_kernel<KV, 64><<<grid, block, 0, s>>>(a, kv, b); break;
-    case 80: attention_kernel<KV, 80><<<grid, block, 0, s>>>(a, kv, b); break;
-    case 96: attention_kernel<KV, 96><<<grid, block, 0, s>>>(a, kv, b); break;
-    case 128: attention_kernel<KV, 128><<<grid, block, 0, s>>>(a, kv, b); break;
-    case 256: attention_kernel<KV, 256><<<grid, block, 0, s>>>(a, kv, b); break;
-    default: fail("cuda attention: head_dim ", hd, " is not 64, 80, 96, 128 or 256");
+    case 64:
+      launch(attention_kernel<KV, 64>, grid, block, 0, s, "attention_kernel", a, kv, b);
+      break;
+    case 80:
+      launch(attention_kernel<KV, 80>, grid, block, 0, s, "attention_kernel", a, kv, b);
+      break;
+    case 96:
+      launch(attention_kernel<KV, 96>, grid, block, 0, s, "attention_kernel", a, kv, b);
+      break;
+    case 128:
+      launch(attention_kernel<KV, 128>, grid, block, 0, s, "attention_kernel", a, kv, b);
+      break;
+    case 256:
+      launch(attention_kernel<KV, 256>, grid, block, 0, s, "attention_kernel", a, kv, b);
+      break;
+    default:
+      fail("cuda attention: head_dim ", hd, " is not 64, 80, 96, 128 or 256");
   }
 }
 
@@ -277,12 +295,20 @@ void kv_store(const PagedKv& kv, const float* k, const float* v, int64_t ld,
   if (n_tokens <= 0) return;
   const unsigned grid = static_cast<unsigned>(n_tokens);
   switch (kv.dtype) {
-    case DType::F32: kv_store_kernel<float><<<grid, 128, 0, s>>>(kv, k, v, ld, slot_mapping); break;
-    case DType::F16: kv_store_kernel<__half><<<grid, 128, 0, s>>>(kv, k, v, ld, slot_mapping); break;
-    case DType::BF16:
-      kv_store_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(kv, k, v, ld, slot_mapping);
+    case DType::F32:
+      launch(kv_store_kernel<float>, grid, 128, 0, s, "kv_store_kernel", kv, k, v, ld,
+             slot_mapping);
       break;
-    default: fail("cuda kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
+    case DType::F16:
+      launch(kv_store_kernel<__half>, grid, 128, 0, s, "kv_store_kernel", kv, k, v, ld,
+             slot_mapping);
+      break;
+    case DType::BF16:
+      launch(kv_store_kernel<__nv_bfloat16>, grid, 128, 0, s, "kv_store_kernel", kv, k, v, ld,
+             slot_mapping);
+      break;
+    default:
+      fail("cuda kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
   }
   check_launch("kv_store");
 }
@@ -295,18 +321,19 @@ void rope_kv_store(float* q, const float* k, const float* v, int64_t ld, int64_t
   const unsigned grid = static_cast<unsigned>(n_tokens);
   switch (kv.dtype) {
     case DType::F32:
-      rope_kv_store_kernel<float><<<grid, 256, 0, s>>>(q, k, v, ld, n_q_heads, kv, positions,
-                                                       inv_freq, interleaved, slot_mapping);
+      launch(rope_kv_store_kernel<float>, grid, 256, 0, s, "rope_kv_store_kernel", q, k, v, ld,
+             n_q_heads, kv, positions, inv_freq, interleaved, slot_mapping);
       break;
     case DType::F16:
-      rope_kv_store_kernel<__half><<<grid, 256, 0, s>>>(q, k, v, ld, n_q_heads, kv, positions,
-                                                        inv_freq, interleaved, slot_mapping);
+      launch(rope_kv_store_kernel<__half>, grid, 256, 0, s, "rope_kv_store_kernel", q, k, v, ld,
+             n_q_heads, kv, positions, inv_freq, interleaved, slot_mapping);
       break;
     case DType::BF16:
-      rope_kv_store_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>(
-          q, k, v, ld, n_q_heads, kv, positions, inv_freq, interleaved, slot_mapping);
+      launch(rope_kv_store_kernel<__nv_bfloat16>, grid, 256, 0, s, "rope_kv_store_kernel", q, k, v,
+             ld, n_q_heads, kv, positions, inv_freq, interleaved, slot_mapping);
       break;
-    default: fail("cuda rope_kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
+    default:
+      fail("cuda rope_kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
   }
   check_launch("rope_kv_store");
 }
@@ -341,8 +368,8 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
                "cuda attention: a fixed split needs work memory and at most ", kMaxSplitTokens,
                " rows");
     a.split_len = 0;  // per row, in the kernel
-    a.n_splits = std::clamp<int64_t>((b.max_context_len + kMinSplit - 1) / kMinSplit, 1,
-                                     b.fixed_split_len);
+    a.n_splits =
+        std::clamp<int64_t>((b.max_context_len + kMinSplit - 1) / kMinSplit, 1, b.fixed_split_len);
   } else if (a.n_tokens <= kMaxSplitTokens && work != nullptr) {
     const int64_t want = std::clamp<int64_t>((2 * sm_count() + blocks - 1) / blocks, 1, kMaxSplits);
     int64_t len = (b.max_context_len + want - 1) / want;
@@ -358,15 +385,22 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
                   static_cast<unsigned>(kv.n_kv_heads * a.n_gchunks),
                   static_cast<unsigned>(a.n_splits));
   switch (kv.dtype) {
-    case DType::F32: launch<float>(a, kv, b, grid, kv.head_dim, s); break;
-    case DType::F16: launch<__half>(a, kv, b, grid, kv.head_dim, s); break;
-    case DType::BF16: launch<__nv_bfloat16>(a, kv, b, grid, kv.head_dim, s); break;
-    default: fail("cuda attention: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
+    case DType::F32:
+      launch_rows<float>(a, kv, b, grid, kv.head_dim, s);
+      break;
+    case DType::F16:
+      launch_rows<__half>(a, kv, b, grid, kv.head_dim, s);
+      break;
+    case DType::BF16:
+      launch_rows<__nv_bfloat16>(a, kv, b, grid, kv.head_dim, s);
+      break;
+    default:
+      fail("cuda attention: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
   }
   check_launch("paged_attention");
   if (a.n_splits > 1) {
-    merge_kernel<<<dim3(static_cast<unsigned>(a.n_tokens), static_cast<unsigned>(n_heads)), 64,
-                   0, s>>>(a, b, kv.head_dim);
+    launch(merge_kernel, dim3(static_cast<unsigned>(a.n_tokens), static_cast<unsigned>(n_heads)),
+           64, 0, s, "merge_kernel", a, b, kv.head_dim);
     check_launch("attention merge");
   }
   paged_attention_prefill(q, ldq, out, n_heads, kv, b, a.scale, s);

@@ -50,8 +50,8 @@ struct PrefillArgs {
 };
 
 template <int HD>
-__global__ void __launch_bounds__(kThreads)
-    prefill_kernel(PrefillArgs a, PagedKv kv, AttnBatch b) {
+__global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillArgs a, PagedKv kv, AttnBatch b) {
+  pdl_begin();
   using L = Smem<HD>;
   extern __shared__ __align__(128) uint8_t smem[];
   auto* Qs = reinterpret_cast<__nv_bfloat16*>(smem + L::kQ);
@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t q0 = b.query_start[s], n_new = b.query_start[s + 1] - q0;
   const int64_t n_rows = n_new - row0 < kBM ? n_new - row0 : kBM;
   const int64_t pos0 = b.context_len[s] - n_new + row0;  // position of the tile's first row
-  const int64_t kv_end = pos0 + n_rows;                   // positions the last row sees
+  const int64_t kv_end = pos0 + n_rows;                  // positions the last row sees
   const int32_t* bt = b.block_tables + s * b.max_blocks_per_seq;
 
   for (int i = tid; i < kBM * HD; i += kThreads) {
@@ -84,15 +84,14 @@ __global__ void __launch_bounds__(kThreads)
 
   const int64_t row_stride = kv.n_kv_heads * HD;
   for (int64_t j0 = 0; j0 < kv_end; j0 += kBN) {
-    __syncthreads();  // the previous step's K/V are no longer read
+    __syncthreads();                 // the previous step's K/V are no longer read
     constexpr int kChunks = HD / 8;  // 16-byte pieces of a row
     for (int i = tid; i < kBN * kChunks; i += kThreads) {
       const int p = i / kChunks, c = i % kChunks;
       const int64_t pos = j0 + p;
       uint4 kval = make_uint4(0, 0, 0, 0), vval = kval;
       if (pos < kv_end) {
-        const int64_t slot =
-            int64_t{bt[pos / kv.block_size]} * kv.block_size + pos % kv.block_size;
+        const int64_t slot = int64_t{bt[pos / kv.block_size]} * kv.block_size + pos % kv.block_size;
         const int64_t off = slot * row_stride + kvh * HD + c * 8;
         kval = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(kv.k) + off);
         vval = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(kv.v) + off);
@@ -171,15 +170,14 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int HD>
-void launch_prefill(const PrefillArgs& a, const PagedKv& kv, const AttnBatch& b,
-                    cudaStream_t s) {
+void launch_prefill(const PrefillArgs& a, const PagedKv& kv, const AttnBatch& b, cudaStream_t s) {
   // Above the default 48 KiB of shared memory: opt in once per instantiation.
-  static const cudaError_t opt_in = cudaFuncSetAttribute(
-      prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(Smem<HD>::kBytes));
+  static const cudaError_t opt_in =
+      cudaFuncSetAttribute(prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(Smem<HD>::kBytes));
   check(opt_in, "prefill attention: shared memory");
   const dim3 grid(static_cast<unsigned>(b.n_prefill_tiles), static_cast<unsigned>(a.n_heads));
-  prefill_kernel<HD><<<grid, kThreads, Smem<HD>::kBytes, s>>>(a, kv, b);
+  launch(prefill_kernel<HD>, grid, kThreads, Smem<HD>::kBytes, s, "prefill_kernel", a, kv, b);
 }
 
 }  // namespace
@@ -204,8 +202,7 @@ std::vector<int32_t> make_prefill_tiles(const int32_t* query_start, int64_t n_se
 }
 
 void paged_attention_prefill(const float* q, int64_t ldq, float* out, int64_t n_heads,
-                             const PagedKv& kv, const AttnBatch& b, float scale,
-                             cudaStream_t s) {
+                             const PagedKv& kv, const AttnBatch& b, float scale, cudaStream_t s) {
   if (b.n_prefill_tiles <= 0) return;
   JINX_CHECK(prefill_kernel_supported(kv), "prefill attention: needs bf16 KV, head_dim 64/128");
   PrefillArgs a{q, ldq, out, n_heads, n_heads / kv.n_kv_heads, scale};

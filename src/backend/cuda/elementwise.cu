@@ -1,6 +1,7 @@
 // The small kernels of a layer: embedding gather, RMSNorm (with the residual add fused), bias,
 // RoPE, SiLU x gate, argmax, conversions; and the device queries.
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "backend/cuda/common.cuh"
@@ -14,6 +15,31 @@ using namespace detail;
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) fail("CUDA: ", what, ": ", cudaGetErrorString(e));
 }
+
+namespace detail {
+
+namespace {
+int pdl_state = -1;  // -1: not decided yet, 0: off, 1: on
+}
+
+bool pdl_enabled() {
+  if (pdl_state < 0) {
+    const char* env = std::getenv("JINX_PDL");
+    int dev = 0, major = 0;
+    const bool ok =
+        cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess;
+    if (!ok) cudaGetLastError();
+    pdl_state = ok && major >= 9 && !(env && std::string(env) == "0") ? 1 : 0;
+  }
+  return pdl_state == 1;
+}
+
+void pdl_disable() {
+  pdl_state = 0;
+}
+
+}  // namespace detail
 
 int device_count() {
   int n = 0;
@@ -34,6 +60,7 @@ std::string describe_device(int device) {
 namespace {
 
 __global__ void embed_kernel(DeviceMatrix w, const int32_t* tokens, float* out) {
+  pdl_begin();
   const int64_t t = blockIdx.x;
   const int32_t id = tokens[t];
   float* o = out + t * w.cols;
@@ -46,6 +73,7 @@ __global__ void embed_kernel(DeviceMatrix w, const int32_t* tokens, float* out) 
 
 __global__ void rmsnorm_kernel(const float* x, const float* r, float* xr, const float* w,
                                float* out, int64_t n, float eps) {
+  pdl_begin();
   const int64_t row = blockIdx.x;
   const float* xi = x + row * n;
   float ss = 0.0f;
@@ -64,12 +92,14 @@ __global__ void rmsnorm_kernel(const float* x, const float* r, float* xr, const 
 
 __global__ void add_bias_kernel(float* y, int64_t ldy, const float* bias, int64_t total,
                                 int64_t n) {
+  pdl_begin();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < total) y[(i / n) * ldy + i % n] += bias[i % n];
 }
 
 __global__ void rmsnorm_heads_kernel(float* x, int64_t ld, int64_t n_heads, int64_t hd,
                                      const float* w, float eps) {
+  pdl_begin();
   // One warp per head; blockIdx.x = token, threadIdx.y = head within a group of 4.
   const int64_t h = blockIdx.y * 4 + threadIdx.y;
   if (h >= n_heads) return;
@@ -83,6 +113,7 @@ __global__ void rmsnorm_heads_kernel(float* x, int64_t ld, int64_t n_heads, int6
 __global__ void rope_kernel(float* q, float* k, int64_t ld, int64_t n_q, int64_t n_k,
                             int64_t head_dim, const int32_t* positions, const float* inv_freq,
                             bool interleaved) {
+  pdl_begin();
   const int64_t t = blockIdx.x, half = head_dim / 2;
   const float pos = static_cast<float>(positions[t]);
   for (int64_t j = threadIdx.x; j < (n_q + n_k) * half; j += blockDim.x) {
@@ -98,6 +129,7 @@ __global__ void rope_kernel(float* q, float* k, int64_t ld, int64_t n_q, int64_t
 }
 
 __global__ void silu_mul_kernel(const float* gu, int64_t n_tokens, int64_t n, float* out) {
+  pdl_begin();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n_tokens * n) return;
   const int64_t t = i / n, c = i % n;
@@ -118,6 +150,7 @@ __device__ __forceinline__ unsigned long long argmax_key(float v, int64_t i) {
 }
 
 __global__ void argmax_partial_kernel(const float* x, int64_t n, unsigned long long* keys) {
+  pdl_begin();
   const float* xr = x + blockIdx.x * n;
   const int64_t c0 = blockIdx.y * static_cast<int64_t>(kArgmaxChunk);
   const int64_t c1 = c0 + kArgmaxChunk < n ? c0 + kArgmaxChunk : n;
@@ -138,6 +171,7 @@ __global__ void argmax_partial_kernel(const float* x, int64_t n, unsigned long l
 }
 
 __global__ void argmax_finish_kernel(const unsigned long long* keys, int64_t n_rows, int32_t* out) {
+  pdl_begin();
   const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (r >= n_rows) return;
   const unsigned long long k = keys[r];
@@ -145,39 +179,43 @@ __global__ void argmax_finish_kernel(const unsigned long long* keys, int64_t n_r
 }
 
 __global__ void gather_rows_kernel(const float* x, int64_t n, const int32_t* rows, float* out) {
+  pdl_begin();
   const float* src = x + int64_t{rows[blockIdx.x]} * n;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) out[blockIdx.x * n + i] = src[i];
 }
 
 __global__ void f32_to_bf16_kernel(const float* in, __nv_bfloat16* out, int64_t n) {
+  pdl_begin();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = __float2bfloat16_rn(in[i]);
 }
 
-int norm_threads(int64_t n) { return n >= 1024 ? 1024 : n >= 256 ? 256 : 128; }
+int norm_threads(int64_t n) {
+  return n >= 1024 ? 1024 : n >= 256 ? 256 : 128;
+}
 
 }  // namespace
 
 void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t n, float* out,
            cudaStream_t s) {
   if (n <= 0) return;
-  embed_kernel<<<static_cast<unsigned>(n), 256, 0, s>>>(table, tokens, out);
+  launch(embed_kernel, static_cast<unsigned>(n), 256, 0, s, "embed_kernel", table, tokens, out);
   check_launch("embed");
 }
 
 void rmsnorm(const float* x, const float* w, float* out, int64_t n_rows, int64_t n, float eps,
              cudaStream_t s) {
   if (n_rows <= 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(n_rows), norm_threads(n), 0, s>>>(x, nullptr, nullptr, w,
-                                                                           out, n, eps);
+  launch(rmsnorm_kernel, static_cast<unsigned>(n_rows), norm_threads(n), 0, s, "rmsnorm_kernel", x,
+         nullptr, nullptr, w, out, n, eps);
   check_launch("rmsnorm");
 }
 
 void add_rmsnorm(float* x, const float* r, const float* w, float* out, int64_t n_rows, int64_t n,
                  float eps, cudaStream_t s) {
   if (n_rows <= 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(n_rows), norm_threads(n), 0, s>>>(x, r, x, w, out, n,
-                                                                           eps);
+  launch(rmsnorm_kernel, static_cast<unsigned>(n_rows), norm_threads(n), 0, s, "rmsnorm_kernel", x,
+         r, x, w, out, n, eps);
   check_launch("add_rmsnorm");
 }
 
@@ -185,7 +223,8 @@ void add_bias(float* y, int64_t ldy, const float* bias, int64_t n_tokens, int64_
               cudaStream_t s) {
   const int64_t total = n_tokens * n;
   if (total <= 0) return;
-  add_bias_kernel<<<blocks_for(total, 256), 256, 0, s>>>(y, ldy, bias, total, n);
+  launch(add_bias_kernel, blocks_for(total, 256), 256, 0, s, "add_bias_kernel", y, ldy, bias, total,
+         n);
   check_launch("add_bias");
 }
 
@@ -193,7 +232,8 @@ void rmsnorm_heads(float* x, int64_t ld, int64_t n_tokens, int64_t n_heads, int6
                    const float* w, float eps, cudaStream_t s) {
   if (n_tokens <= 0) return;
   const dim3 grid(static_cast<unsigned>(n_tokens), blocks_for(n_heads, 4));
-  rmsnorm_heads_kernel<<<grid, dim3(32, 4), 0, s>>>(x, ld, n_heads, head_dim, w, eps);
+  launch(rmsnorm_heads_kernel, grid, dim3(32, 4), 0, s, "rmsnorm_heads_kernel", x, ld, n_heads,
+         head_dim, w, eps);
   check_launch("rmsnorm_heads");
 }
 
@@ -201,38 +241,41 @@ void rope(float* q, float* k, int64_t ld, int64_t n_tokens, int64_t n_q_heads, i
           int64_t head_dim, const int32_t* positions, const float* inv_freq, bool interleaved,
           cudaStream_t s) {
   if (n_tokens <= 0) return;
-  rope_kernel<<<static_cast<unsigned>(n_tokens), 256, 0, s>>>(
-      q, k, ld, n_q_heads, n_k_heads, head_dim, positions, inv_freq, interleaved);
+  launch(rope_kernel, static_cast<unsigned>(n_tokens), 256, 0, s, "rope_kernel", q, k, ld,
+         n_q_heads, n_k_heads, head_dim, positions, inv_freq, interleaved);
   check_launch("rope");
 }
 
 void silu_mul(const float* gu, int64_t n_tokens, int64_t n, float* out, cudaStream_t s) {
   if (n_tokens * n <= 0) return;
-  silu_mul_kernel<<<blocks_for(n_tokens * n, 256), 256, 0, s>>>(gu, n_tokens, n, out);
+  launch(silu_mul_kernel, blocks_for(n_tokens * n, 256), 256, 0, s, "silu_mul_kernel", gu, n_tokens,
+         n, out);
   check_launch("silu_mul");
 }
 
-void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out,
-                 unsigned long long* keys, cudaStream_t s) {
+void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out, unsigned long long* keys,
+                 cudaStream_t s) {
   if (n_rows <= 0) return;
   check(cudaMemsetAsync(keys, 0, static_cast<size_t>(n_rows) * sizeof(*keys), s), "argmax keys");
   const dim3 grid(static_cast<unsigned>(n_rows), blocks_for(n, kArgmaxChunk));
-  argmax_partial_kernel<<<grid, 256, 0, s>>>(x, n, keys);
-  argmax_finish_kernel<<<blocks_for(n_rows, 128), 128, 0, s>>>(keys, n_rows, out);
+  launch(argmax_partial_kernel, grid, 256, 0, s, "argmax_partial_kernel", x, n, keys);
+  launch(argmax_finish_kernel, blocks_for(n_rows, 128), 128, 0, s, "argmax_finish_kernel", keys,
+         n_rows, out);
   check_launch("argmax_rows");
 }
 
 void gather_rows(const float* x, int64_t n, const int32_t* rows, int64_t n_rows, float* out,
                  cudaStream_t s) {
   if (n_rows <= 0) return;
-  gather_rows_kernel<<<static_cast<unsigned>(n_rows), 256, 0, s>>>(x, n, rows, out);
+  launch(gather_rows_kernel, static_cast<unsigned>(n_rows), 256, 0, s, "gather_rows_kernel", x, n,
+         rows, out);
   check_launch("gather_rows");
 }
 
 void convert_f32_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  f32_to_bf16_kernel<<<blocks_for(n, 256), 256, 0, s>>>(
-      in, reinterpret_cast<__nv_bfloat16*>(out), n);
+  launch(f32_to_bf16_kernel, blocks_for(n, 256), 256, 0, s, "f32_to_bf16_kernel", in,
+         reinterpret_cast<__nv_bfloat16*>(out), n);
   check_launch("convert_f32_to_bf16");
 }
 

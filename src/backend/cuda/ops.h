@@ -20,6 +20,10 @@
 
 typedef struct cublasContext* cublasHandle_t;
 
+namespace jinx::sampling {
+struct RowSampling;
+}
+
 namespace jinx::cuda {
 
 // Throws jinx::Error with the CUDA error string (a bad launch, out of memory, ...).
@@ -171,6 +175,13 @@ void gather_rows(const float* x, int64_t n, const int32_t* rows, int64_t n_rows,
 // x: [n_rows, n]; keys: device scratch [n_rows].
 void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out,
                  unsigned long long* keys, cudaStream_t s);
+
+// Draws out[r] for the rows with pick[r] == sampling::kPickSample by params[r] (temperature,
+// top-k, top-p, min-p and the row's uniform; backend/sample_select.h), -1 for a row whose
+// logits hold a NaN or no finite max. Other rows' out is left as it is. x: [n_rows, vocab];
+// pick, params: [n_rows] (device). vocab < 2^31.
+void sample_rows(const float* x, int64_t n_rows, int64_t vocab, const uint8_t* pick,
+                 const sampling::RowSampling* params, int32_t* out, cudaStream_t s);
 
 // fp32 <-> 16-bit conversions (weights at upload, tests).
 void convert_f32_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t s);

@@ -186,7 +186,8 @@ class CudaExecutor final : public Executor {
  public:
   CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o, int device);
   ~CudaExecutor() override;
-  void forward_batch(const ForwardBatch& batch, float* logits, int32_t* argmax) override;
+  void forward_batch(const ForwardBatch& batch, float* logits, int32_t* tokens) override;
+  bool samples_on_device() const override { return true; }
   int64_t n_kv_blocks() const override { return n_blocks_; }
   size_t kv_bytes() const override { return kv_bytes_; }
   std::string describe() const override { return description_; }
@@ -210,10 +211,11 @@ class CudaExecutor final : public Executor {
   // Decode steps (one new token per sequence, every row sampled) replay a CUDA graph captured
   // once per padded batch size.
   bool graph_eligible(const ForwardBatch& b) const;
-  void forward_graph(const ForwardBatch& b, float* logits, int32_t* argmax);
-  // Copies the step's results back: every row's argmax when any row wants it, and the logits
-  // of the rows that are not argmax_only (in runs of consecutive rows). Then waits.
-  void fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int32_t* argmax);
+  void forward_graph(const ForwardBatch& b, float* logits, int32_t* tokens);
+  // Draws the kPickSample rows' tokens over the argmax of every row (outside any graph: the
+  // parameters change every step), copies the tokens back when any row is picked, and the
+  // logits of the kPickLogits rows (in runs of consecutive rows). Then waits.
+  void fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int32_t* tokens);
   void setup_graphs(const ExecutorOptions& o);
   void drop_graphs();
   std::vector<void*> buffer_ptrs() const;
@@ -235,6 +237,8 @@ class CudaExecutor final : public Executor {
   // Per-step buffers.
   GrowBuffer x_, h_, qkv_, att_, gu_, act_, r_, out_h_, logits_, work_, scratch_, argmax_,
       argmax_keys_;
+  GrowBuffer sampling_;  // RowSampling [n_out] then pick [n_out], for sample_rows
+  std::vector<uint8_t> sampling_host_;
   GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_, tiles_;
   // CUDA graphs for decode: sizes 1, 2, 4, ... up to max_seqs (at most kMaxSplitTokens).
   struct Graph {
@@ -465,18 +469,33 @@ std::vector<void*> CudaExecutor::buffer_ptrs() const {
 }
 
 void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* logits,
-                                 int32_t* argmax) {
+                                 int32_t* tokens) {
   const int64_t V = c_.vocab_size;
-  const bool any_argmax =
-      std::find(b.argmax_only.begin(), b.argmax_only.end(), 1) != b.argmax_only.end();
-  if (any_argmax) {
-    JINX_CHECK(argmax != nullptr, "forward_batch: argmax rows without an output");
-    check(cudaMemcpyAsync(argmax, argmax_.ptr, static_cast<size_t>(n_out) * 4,
+  auto picked = [&](uint8_t what) {
+    return std::find(b.pick.begin(), b.pick.end(), what) != b.pick.end();
+  };
+  if (picked(sampling::kPickSample)) {
+    // One transfer of the rows' parameters and picks, then one block per sampled row.
+    const size_t pbytes = static_cast<size_t>(n_out) * sizeof(sampling::RowSampling);
+    sampling_host_.resize(pbytes + static_cast<size_t>(n_out));
+    std::memcpy(sampling_host_.data(), b.sampling.data(), pbytes);
+    std::memcpy(sampling_host_.data() + pbytes, b.pick.data(), static_cast<size_t>(n_out));
+    auto* d = sampling_.get<uint8_t>(sampling_host_.size());
+    check(cudaMemcpyAsync(d, sampling_host_.data(), sampling_host_.size(), cudaMemcpyHostToDevice,
+                          stream_),
+          "copy sampling parameters");
+    cuda::sample_rows(logits_.get<float>(0), n_out, V, d + pbytes,
+                      reinterpret_cast<const sampling::RowSampling*>(d),
+                      argmax_.get<int32_t>(0), stream_);
+  }
+  if (picked(sampling::kPickArgmax) || picked(sampling::kPickSample)) {
+    JINX_CHECK(tokens != nullptr, "forward_batch: token rows without an output");
+    check(cudaMemcpyAsync(tokens, argmax_.ptr, static_cast<size_t>(n_out) * 4,
                           cudaMemcpyDeviceToHost, stream_),
-          "copy argmax");
+          "copy tokens");
   }
   auto wants_logits = [&](int64_t i) {
-    return b.argmax_only.empty() || !b.argmax_only[static_cast<size_t>(i)];
+    return b.pick.empty() || b.pick[static_cast<size_t>(i)] == sampling::kPickLogits;
   };
   for (int64_t i = 0; i < n_out;) {
     if (!wants_logits(i)) {
@@ -493,14 +512,19 @@ void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* lo
   check(cudaStreamSynchronize(stream_), "forward");
 }
 
-void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits, int32_t* argmax) {
+void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits, int32_t* tokens) {
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   if (n == 0) return;
   check_batch(b);
-  JINX_CHECK(b.argmax_only.empty() || b.argmax_only.size() == b.out_rows.size(),
-             "argmax_only must have one flag per output row");
+  JINX_CHECK(b.pick.empty() || b.pick.size() == b.out_rows.size(),
+             "pick must have one entry per output row");
+  for (uint8_t p : b.pick) JINX_CHECK(p <= sampling::kPickSample, "bad pick ", int(p));
+  JINX_CHECK(std::find(b.pick.begin(), b.pick.end(), sampling::kPickSample) == b.pick.end() ||
+                 b.sampling.size() == b.out_rows.size(),
+             "sampled rows need one RowSampling per output row");
+  JINX_CHECK(c_.vocab_size < (int64_t{1} << 31), "vocabulary too large");
   check(cudaSetDevice(device_), "cudaSetDevice");
-  if (graph_eligible(b)) return forward_graph(b, logits, argmax);
+  if (graph_eligible(b)) return forward_graph(b, logits, tokens);
   const int64_t n_out = static_cast<int64_t>(b.out_rows.size());
   size_buffers(n, n_out);
   const cpu::AttnBatch& a = b.attn;
@@ -525,7 +549,7 @@ void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits, int32_t* 
     m.ab.n_prefill_tiles = static_cast<int64_t>(tiles.size() / 2);
   }
   run(n, n_out, m);
-  fetch_results(b, n_out, logits, argmax);
+  fetch_results(b, n_out, logits, tokens);
   if (!graphs_.empty() && buffer_ptrs() != graph_ptrs_) drop_graphs();  // a buffer moved
 }
 
@@ -573,7 +597,7 @@ bool CudaExecutor::graph_eligible(const ForwardBatch& b) const {
 // Pads the batch to the graph's size (padding rows: token 0 at position 0, KV slot -1 so
 // nothing is stored, a one-token context in block 0; their outputs are ignored), copies the
 // metadata in one transfer and replays the graph, capturing it on first use.
-void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits, int32_t* argmax) {
+void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits, int32_t* picked) {
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   Graph* g = &graphs_.front();
   while (g->size < n) ++g;
@@ -639,7 +663,7 @@ void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits, int32_t* 
     check(e, "instantiate graph");
   }
   check(cudaGraphLaunch(g->exec, stream_), "graph launch");
-  fetch_results(b, n, logits, argmax);
+  fetch_results(b, n, logits, picked);
 }
 
 }  // namespace
