@@ -47,7 +47,7 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   sub->add_option(
       "--kv-cache-dtype", f->kv_dtype,
       "KV cache storage: f32, f16, bf16, int8 or fp8 (e4m3; both with a scale per token "
-      "and head, CPU only), or auto (f16 on the CPU, bf16 on a GPU)");
+      "and head), or auto (f16 on the CPU, bf16 on a GPU)");
   sub->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N");
   sub->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                   "Share of GPU memory for weights, activations and the KV pool")

@@ -33,7 +33,7 @@ struct EngineOptions {
   double kv_cache_gib = 0.0;              // KV pool size; 0: use kv_cache_tokens
   int64_t kv_cache_tokens = 0;            // 0 (and no GiB): 64k tokens (pages are touched only when used)
   int32_t block_size = 16;
-  DType kv_dtype = DType::F32;            // F32, F16, BF16, I8 or F8_E4M3 (CPU only)
+  DType kv_dtype = DType::F32;            // F32, F16, BF16, I8 or F8_E4M3
   bool prefix_caching = true;
   int32_t max_num_seqs = 64;
   int32_t max_num_batched_tokens = 512;

@@ -342,6 +342,11 @@ TEST(CudaOps, PagedAttentionMatchesCpu) {
       {128, 2, 7, 16, DType::BF16, {{100, 37}, {1, 200}, {17, 0}, {64, 64}, {15, 3}}},
       {64, 2, 7, 3, DType::BF16, {{300, 0}, {1, 1000}, {16, 129}}},
       {128, 8, 1, 16, DType::BF16, {{65, 500}}},
+      // Quantized caches (codes + a scale per row; the CPU's bytes, read by the row kernel).
+      {64, 2, 7, 16, DType::I8, {{1, 1500}, {1, 3}, {20, 700}}},
+      {128, 4, 2, 16, DType::F8_E4M3, {{1, 300}, {33, 0}, {1, 4000}}},
+      {80, 2, 4, 3, DType::I8, {{3, 5}, {1, 1}}},
+      {96, 1, 9, 8, DType::F8_E4M3, {{1, 2000}, {5, 7}}},
   };
   for (const Case& c : cases) {
     const int64_t n_heads = c.n_kv * c.group, kv_dim = c.n_kv * c.hd;
@@ -364,8 +369,7 @@ TEST(CudaOps, PagedAttentionMatchesCpu) {
       ctx.push_back(static_cast<int32_t>(len));
     }
     // Fill every slot of every sequence (prefix and new tokens) with random K/V on both sides.
-    const size_t esz = c.dt == DType::F32 ? 4 : 2;
-    const size_t half = n_blocks * c.bs * kv_dim * esz;
+    const size_t half = n_blocks * c.bs * c.n_kv * cpu::kv_row_bytes(c.dt, c.hd);
     std::vector<uint8_t> kh(half), vh(half);
     cpu::PagedKv ckv{kh.data(), vh.data(), c.dt, n_blocks, c.bs, c.n_kv, c.hd};
     for (size_t s = 0; s < c.seqs.size(); ++s) {
@@ -427,8 +431,8 @@ TEST(CudaOps, KvStoreRoundsLikeTheCpu) {
   std::mt19937 rng(6);
   ThreadPool pool(1);
   const int64_t n_blocks = 4, bs = 4, n_kv = 2, hd = 64, dim = n_kv * hd, ld = dim * 2 + 3;
-  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
-    const size_t bytes = n_blocks * bs * dim * (dt == DType::F32 ? 4 : 2);
+  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::F8_E4M3}) {
+    const size_t bytes = n_blocks * bs * n_kv * cpu::kv_row_bytes(dt, hd);
     std::vector<uint8_t> kc(bytes, 0), vc(bytes, 0);
     cpu::PagedKv ckv{kc.data(), vc.data(), dt, n_blocks, bs, n_kv, hd};
     auto kv = randn(5 * ld, rng);
@@ -462,8 +466,8 @@ TEST(CudaOps, RopeKvStoreEqualsRopeThenStore) {
   Dev<int32_t> dpos(pos);
   Dev<int64_t> dslots(slots);
   Dev<float> dinv(inv);
-  for (DType dt : {DType::F32, DType::BF16}) {
-    const size_t bytes = n_blocks * bs * nk * hd * (dt == DType::F32 ? 4 : 2);
+  for (DType dt : {DType::F32, DType::BF16, DType::I8}) {
+    const size_t bytes = n_blocks * bs * nk * cpu::kv_row_bytes(dt, hd);
     Dev<uint8_t> k1(std::vector<uint8_t>(bytes, 0)), v1(std::vector<uint8_t>(bytes, 0));
     Dev<uint8_t> k2(std::vector<uint8_t>(bytes, 0)), v2(std::vector<uint8_t>(bytes, 0));
     Dev<float> a(qkv), b(qkv);

@@ -8,8 +8,11 @@
 // softmax). The warps' states are merged through shared memory. When few query rows would leave
 // SMs idle (decode), the KV range is split over more blocks and a second kernel merges the
 // partial states ("flash decoding").
+#include <cuda_fp8.h>
+
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "backend/cuda/common.cuh"
 #include "core/check.h"
@@ -26,6 +29,67 @@ namespace {
 
 constexpr int kHeadsPerBlock = 8;
 constexpr int64_t kMinSplit = 32;  // fewest KV positions worth a block of their own
+
+// Tags for the quantized caches: a row is head_dim codes, then its fp32 scale (cpu::PagedKv).
+struct I8Codes {};
+struct F8Codes {};
+
+template <typename KV>
+constexpr bool kQuantized = std::is_same_v<KV, I8Codes> || std::is_same_v<KV, F8Codes>;
+
+// Bytes of one K/V row (one token, one KV head); a multiple of 4 (head_dim is of 8).
+template <typename KV>
+__host__ __device__ constexpr int64_t row_bytes(int64_t hd) {
+  if constexpr (kQuantized<KV>)
+    return hd + 4;
+  else
+    return hd * static_cast<int64_t>(sizeof(KV));
+}
+
+// fp8 e4m3 to fp32, exactly (the 7 magnitude bits placed in a float's exponent and mantissa,
+// rescaled by 2^120: core/half.h's decoding).
+__device__ __forceinline__ float fp8_to_f32(uint32_t x) {
+  return __uint_as_float((x & 0x80u) << 24 | (x & 0x7fu) << 20) * 0x1p120f;
+}
+
+// One quantized row of n values from x into dst: codes, then the fp32 scale amax / qmax, with
+// the CPU's arithmetic (backend/cpu/attention.cpp store_quantized): x * (1 / scale), int8
+// rounded half away from zero and clamped to +-127, fp8 rounded to nearest even and saturated
+// at +-448. One warp.
+template <typename KV>
+__device__ void store_quantized_row(const float* x, uint8_t* dst, int64_t n, int lane) {
+  float amax = 0.0f;
+  for (int64_t i = lane; i < n; i += 32) amax = fmaxf(amax, fabsf(x[i]));
+  amax = warp_max(amax);
+  constexpr bool kI8 = std::is_same_v<KV, I8Codes>;
+  const float scale = amax / (kI8 ? 127.0f : 448.0f);
+  const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+  for (int64_t i = lane; i < n; i += 32) {
+    const float y = __fmul_rn(x[i], inv);
+    if constexpr (kI8) {
+      dst[i] = static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(roundf(y), -127.0f), 127.0f)));
+    } else {
+      dst[i] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3));
+    }
+  }
+  if (lane == 0) *reinterpret_cast<float*>(dst + n) = scale;
+}
+
+// One block per token, one warp per (K or V, head) row.
+template <typename KV>
+__global__ void kv_store_quant_kernel(PagedKv kv, const float* k, const float* v, int64_t ld,
+                                      const int64_t* slots) {
+  pdl_begin();
+  const int64_t t = blockIdx.x, slot = slots[t], hd = kv.head_dim, nk = kv.n_kv_heads;
+  if (slot < 0 || slot >= kv.n_blocks * kv.block_size) return;
+  const int lane = threadIdx.x & 31, n_warps = static_cast<int>(blockDim.x >> 5);
+  for (int64_t job = threadIdx.x >> 5; job < 2 * nk; job += n_warps) {
+    const bool is_v = job >= nk;
+    const int64_t h = is_v ? job - nk : job;
+    uint8_t* dst = static_cast<uint8_t*>(is_v ? kv.v : kv.k) + (slot * nk + h) * row_bytes<KV>(hd);
+    store_quantized_row<KV>((is_v ? v : k) + t * ld + h * hd, dst, hd, lane);
+  }
+}
 
 template <typename KV>
 __global__ void kv_store_kernel(PagedKv kv, const float* k, const float* v, int64_t ld,
@@ -124,6 +188,42 @@ __device__ __forceinline__ void load8(const __half* p, float* f) {
   }
 }
 
+// Element access to a K/V row at its first byte r: eight elements from d (a multiple of 8), one
+// element, and the row's scale (1 for the unquantized types). Quantized rows are only 4-byte
+// aligned (head_dim + 4 bytes), hence 4-byte loads there.
+template <typename KV>
+__device__ __forceinline__ void row_load8(const uint8_t* r, int d, float* f) {
+  if constexpr (std::is_same_v<KV, I8Codes>) {
+    const char4 a = *reinterpret_cast<const char4*>(r + d);
+    const char4 b = *reinterpret_cast<const char4*>(r + d + 4);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+  } else if constexpr (std::is_same_v<KV, F8Codes>) {
+    const uint32_t a = *reinterpret_cast<const uint32_t*>(r + d);
+    const uint32_t b = *reinterpret_cast<const uint32_t*>(r + d + 4);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      f[i] = fp8_to_f32(a >> (8 * i)), f[4 + i] = fp8_to_f32(b >> (8 * i));
+  } else {
+    load8(reinterpret_cast<const KV*>(r) + d, f);
+  }
+}
+template <typename KV>
+__device__ __forceinline__ float row_at(const uint8_t* r, int d) {
+  if constexpr (std::is_same_v<KV, I8Codes>)
+    return static_cast<float>(static_cast<int8_t>(r[d]));
+  else if constexpr (std::is_same_v<KV, F8Codes>)
+    return fp8_to_f32(r[d]);
+  else
+    return to_f32(reinterpret_cast<const KV*>(r)[d]);
+}
+template <typename KV>
+__device__ __forceinline__ float row_scale(const uint8_t* r, int hd) {
+  if constexpr (kQuantized<KV>)
+    return *reinterpret_cast<const float*>(r + hd);
+  else
+    return 1.0f;
+}
+
 // One block per (query row, kv head, KV range); one warp per query head of the group. A warp
 // takes its KV range 32 positions at a time, one per lane: each lane computes its position's
 // full score (K row from memory, q from shared memory), the warp folds the 32 scores into its
@@ -165,27 +265,29 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
   float m = -INFINITY, l = 0.0f, o[kEpl];
 #pragma unroll
   for (int j = 0; j < kEpl; ++j) o[j] = 0.0f;
-  const int64_t row_stride = kv.n_kv_heads * HD;
-  const KV* kbase = static_cast<const KV*>(kv.k) + kvh * HD;
-  const KV* vbase = static_cast<const KV*>(kv.v) + kvh * HD;
+  // Rows in bytes: slot s, head h at (s * n_kv_heads + h) * row_bytes.
+  const int64_t rb = row_bytes<KV>(HD), row_stride = kv.n_kv_heads * rb;
+  const uint8_t* kbase = static_cast<const uint8_t*>(kv.k) + kvh * rb;
+  const uint8_t* vbase = static_cast<const uint8_t*>(kv.v) + kvh * rb;
   for (int64_t c0 = kv0; c0 < kv1; c0 += 32) {
     const int64_t p = c0 + lane;
     const bool valid = p < kv1;
     int64_t slot = 0;
-    float score = -INFINITY;
+    float score = -INFINITY, vscale = 0.0f;
     if (valid) {
       slot = int64_t{bt[p / kv.block_size]} * kv.block_size + p % kv.block_size;
-      const KV* kr = kbase + slot * row_stride;
+      const uint8_t* kr = kbase + slot * row_stride;
       float s0 = 0.0f, s1 = 0.0f, f[8];
 #pragma unroll
       for (int d = 0; d < HD; d += 8) {
-        load8(kr + d, f);
+        row_load8<KV>(kr, d, f);
         const float4 qa = *reinterpret_cast<const float4*>(qv + d);
         const float4 qb = *reinterpret_cast<const float4*>(qv + d + 4);
         s0 += f[0] * qa.x + f[1] * qa.y + f[2] * qa.z + f[3] * qa.w;
         s1 += f[4] * qb.x + f[5] * qb.y + f[6] * qb.z + f[7] * qb.w;
       }
-      score = s0 + s1;
+      score = (s0 + s1) * row_scale<KV>(kr, HD);
+      vscale = row_scale<KV>(vbase + slot * row_stride, HD);
     }
     const float m_new = fmaxf(m, warp_max(score));
     const float corr = __expf(m - m_new);  // m_new is finite: lane 0's position is valid
@@ -194,15 +296,16 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     m = m_new;
 #pragma unroll
     for (int j = 0; j < kEpl; ++j) o[j] *= corr;
+    const float pv = pw * vscale;  // a quantized V row's scale folded into its weight
     const int n_valid = static_cast<int>(kv1 - c0 < 32 ? kv1 - c0 : 32);
     for (int j = 0; j < n_valid; ++j) {
-      const float pj = __shfl_sync(0xffffffffu, pw, j);
+      const float pj = __shfl_sync(0xffffffffu, pv, j);
       const int64_t sj = __shfl_sync(0xffffffffu, slot, j);
-      const KV* vr = vbase + sj * row_stride;
+      const uint8_t* vr = vbase + sj * row_stride;
 #pragma unroll
       for (int k = 0; k < kEpl; ++k) {
         const int d = lane + 32 * k;
-        if (d < HD) o[k] += pj * to_f32(vr[d]);
+        if (d < HD) o[k] += pj * row_at<KV>(vr, d);
       }
     }
   }
@@ -307,10 +410,17 @@ void kv_store(const PagedKv& kv, const float* k, const float* v, int64_t ld,
       launch(kv_store_kernel<__nv_bfloat16>, grid, 128, 0, s, "kv_store_kernel", kv, k, v, ld,
              slot_mapping);
       break;
+    case DType::I8:
+      launch(kv_store_quant_kernel<I8Codes>, grid, 256, 0, s, "kv_store_quant_kernel", kv, k, v, ld,
+             slot_mapping);
+      break;
+    case DType::F8_E4M3:
+      launch(kv_store_quant_kernel<F8Codes>, grid, 256, 0, s, "kv_store_quant_kernel", kv, k, v, ld,
+             slot_mapping);
+      break;
     default:
-      fail("cuda kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
+      fail("cuda kv_store: KV dtype ", name(kv.dtype), " is not f32, f16, bf16, int8 or fp8");
   }
-  check_launch("kv_store");
 }
 
 void rope_kv_store(float* q, const float* k, const float* v, int64_t ld, int64_t n_tokens,
@@ -318,6 +428,13 @@ void rope_kv_store(float* q, const float* k, const float* v, int64_t ld, int64_t
                    bool interleaved, const PagedKv& kv, const int64_t* slot_mapping,
                    cudaStream_t s) {
   if (n_tokens <= 0) return;
+  if (kv.dtype == DType::I8 || kv.dtype == DType::F8_E4M3) {
+    // A quantized row's scale needs the whole rotated row: rotate in place, then store.
+    rope(q, const_cast<float*>(k), ld, n_tokens, n_q_heads, kv.n_kv_heads, kv.head_dim, positions,
+         inv_freq, interleaved, s);
+    kv_store(kv, k, v, ld, slot_mapping, n_tokens, s);
+    return;
+  }
   const unsigned grid = static_cast<unsigned>(n_tokens);
   switch (kv.dtype) {
     case DType::F32:
@@ -335,7 +452,6 @@ void rope_kv_store(float* q, const float* k, const float* v, int64_t ld, int64_t
     default:
       fail("cuda rope_kv_store: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
   }
-  check_launch("rope_kv_store");
 }
 
 size_t attention_work_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim) {
@@ -394,14 +510,18 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
     case DType::BF16:
       launch_rows<__nv_bfloat16>(a, kv, b, grid, kv.head_dim, s);
       break;
+    case DType::I8:
+      launch_rows<I8Codes>(a, kv, b, grid, kv.head_dim, s);
+      break;
+    case DType::F8_E4M3:
+      launch_rows<F8Codes>(a, kv, b, grid, kv.head_dim, s);
+      break;
     default:
-      fail("cuda attention: KV dtype ", name(kv.dtype), " is not f32, f16 or bf16");
+      fail("cuda attention: KV dtype ", name(kv.dtype), " is not f32, f16, bf16, int8 or fp8");
   }
-  check_launch("paged_attention");
   if (a.n_splits > 1) {
     launch(merge_kernel, dim3(static_cast<unsigned>(a.n_tokens), static_cast<unsigned>(n_heads)),
            64, 0, s, "merge_kernel", a, b, kv.head_dim);
-    check_launch("attention merge");
   }
   paged_attention_prefill(q, ldq, out, n_heads, kv, b, a.scale, s);
 }

@@ -99,8 +99,9 @@ void rope(float* q, float* k, int64_t ld, int64_t n_tokens, int64_t n_q_heads, i
 // [n_tokens, 2n] (one matmul computes both). out: [n_tokens, n]
 void silu_mul(const float* gu, int64_t n_tokens, int64_t n, float* out, cudaStream_t s);
 
-// One layer's paged cache: k and v [n_blocks, block_size, n_kv_heads, head_dim] in dtype
-// (F32, F16 or BF16), as cpu::PagedKv.
+// One layer's paged cache: k and v [n_blocks, block_size, n_kv_heads] rows, the layout of
+// cpu::PagedKv: head_dim elements of F32, F16 or BF16, or head_dim I8 / F8_E4M3 codes followed
+// by the row's fp32 scale (cpu::kv_row_bytes(dtype, head_dim) bytes per row).
 struct PagedKv {
   void* k = nullptr;
   void* v = nullptr;
@@ -109,8 +110,9 @@ struct PagedKv {
 };
 
 // Writes k/v rows (token t at k + t * ld, n_kv_heads * head_dim fp32) into their slots
-// (block * block_size + offset; < 0: skip), converting to kv.dtype (round to nearest even).
-// Slots >= n_blocks * block_size are skipped too (the host checks them).
+// (block * block_size + offset; < 0: skip), converting to kv.dtype (round to nearest even;
+// quantized rows byte for byte as cpu::kv_store writes them). Slots >= n_blocks * block_size
+// are skipped too (the host checks them).
 void kv_store(const PagedKv& kv, const float* k, const float* v, int64_t ld,
               const int64_t* slot_mapping, int64_t n_tokens, cudaStream_t s);
 

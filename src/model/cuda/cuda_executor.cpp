@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cuda/ops.h"
 #include "core/check.h"
@@ -300,8 +301,8 @@ void CudaExecutor::upload_weights() {
 }
 
 void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
-  if (o.kv_dtype != DType::F32 && o.kv_dtype != DType::F16 && o.kv_dtype != DType::BF16)
-    fail("KV cache dtype must be f32, f16 or bf16 on CUDA, not ", name(o.kv_dtype));
+  if (!cpu::is_kv_dtype(o.kv_dtype))
+    fail("KV cache dtype must be f32, f16, bf16, int8 or fp8 on CUDA, not ", name(o.kv_dtype));
   block_size_ = o.block_size;
   const size_t per_block = PagedKvStorage::bytes_per_block(c_, o.block_size, o.kv_dtype);
   // Activations for a full step, claimed now so that the pool does not take their memory.
@@ -335,8 +336,8 @@ void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
   if (n_blocks_ < 1)
     fail("no GPU memory is left for the KV cache after the weights (",
          arena_.total() >> 20, " MiB); raise --gpu-memory-utilization");
-  const size_t half = static_cast<size_t>(n_blocks_ * o.block_size * kv_dim) *
-                      traits(o.kv_dtype).block_bytes;
+  const size_t half = static_cast<size_t>(n_blocks_ * o.block_size * c_.n_kv_heads) *
+                      cpu::kv_row_bytes(o.kv_dtype, c_.head_dim);
   for (int64_t i = 0; i < c_.n_layers; ++i) {
     cuda::PagedKv kv;
     kv.k = arena_.alloc(half);
