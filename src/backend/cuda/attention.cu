@@ -28,6 +28,7 @@ void paged_attention_prefill(const float* q, int64_t ldq, float* out, int64_t n_
 namespace {
 
 constexpr int kHeadsPerBlock = 8;
+constexpr int kVBatch = 8;         // V rows loaded together in the decode kernel's weighted sum
 constexpr int64_t kMinSplit = 32;  // fewest KV positions worth a block of their own
 
 // Tags for the quantized caches: a row is head_dim codes, then its fp32 scale (cpu::PagedKv).
@@ -298,15 +299,28 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     for (int j = 0; j < kEpl; ++j) o[j] *= corr;
     const float pv = pw * vscale;  // a quantized V row's scale folded into its weight
     const int n_valid = static_cast<int>(kv1 - c0 < 32 ? kv1 - c0 : 32);
-    for (int j = 0; j < n_valid; ++j) {
-      const float pj = __shfl_sync(0xffffffffu, pv, j);
-      const int64_t sj = __shfl_sync(0xffffffffu, slot, j);
-      const uint8_t* vr = vbase + sj * row_stride;
+    // The weighted V rows, kVBatch positions at a time: all their loads are issued before the
+    // first multiply-add waits on one (a warp issues in order, so one position per step would
+    // pay a full memory latency per position). The sums keep their order, position by position.
+    for (int j0 = 0; j0 < n_valid; j0 += kVBatch) {
+      float pj[kVBatch], vv[kVBatch][kEpl];
 #pragma unroll
-      for (int k = 0; k < kEpl; ++k) {
-        const int d = lane + 32 * k;
-        if (d < HD) o[k] += pj * row_at<KV>(vr, d);
+      for (int u = 0; u < kVBatch; ++u) {
+        const int j = j0 + u;  // the same for the whole warp
+        pj[u] = __shfl_sync(0xffffffffu, pv, j & 31);
+        const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
+        const uint8_t* vr = vbase + sj * row_stride;
+#pragma unroll
+        for (int k = 0; k < kEpl; ++k) {
+          const int d = lane + 32 * k;
+          vv[u][k] = j < n_valid && d < HD ? row_at<KV>(vr, d) : 0.0f;
+        }
       }
+#pragma unroll
+      for (int u = 0; u < kVBatch; ++u)
+#pragma unroll
+        for (int k = 0; k < kEpl; ++k)
+          if (j0 + u < n_valid) o[k] += pj[u] * vv[u][k];
     }
   }
 
