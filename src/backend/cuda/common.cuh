@@ -83,11 +83,6 @@ __device__ __forceinline__ void pdl_begin() {
 #endif
 }
 
-// Whether launches carry the attribute: the current device is sm_90+ and JINX_PDL is not "0".
-bool pdl_enabled();
-// Turns the attribute off for the rest of the process (a launch with it was refused).
-void pdl_disable();
-
 // kernel<<<grid, block, smem, s>>>(args...) through cudaLaunchKernelEx, with the programmatic
 // stream serialization attribute where pdl_enabled(); a launch refused with the attribute is
 // retried without it, and the attribute is then no longer used.

@@ -1,5 +1,6 @@
 // The small kernels of a layer: embedding gather, RMSNorm (with the residual add fused), bias,
 // RoPE, SiLU x gate, argmax, conversions; and the device queries.
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -16,10 +17,8 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) fail("CUDA: ", what, ": ", cudaGetErrorString(e));
 }
 
-namespace detail {
-
 namespace {
-int pdl_state = -1;  // -1: not decided yet, 0: off, 1: on
+std::atomic<int> pdl_state{-1};  // -1: not decided yet, 0: off, 1: on
 }
 
 bool pdl_enabled() {
@@ -38,8 +37,6 @@ bool pdl_enabled() {
 void pdl_disable() {
   pdl_state = 0;
 }
-
-}  // namespace detail
 
 int device_count() {
   int n = 0;

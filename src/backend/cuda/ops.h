@@ -185,6 +185,12 @@ void argmax_rows(const float* x, int64_t n_rows, int64_t n, int32_t* out,
 void sample_rows(const float* x, int64_t n_rows, int64_t vocab, const uint8_t* pick,
                  const sampling::RowSampling* params, int32_t* out, cudaStream_t s);
 
+// Programmatic dependent launch (backend/cuda/common.cuh): whether kernels are launched with it
+// (the current device is sm_90 or later and the environment has no JINX_PDL=0), and a switch
+// that turns it off for the rest of the process (a launch or a graph capture refused it).
+bool pdl_enabled();
+void pdl_disable();
+
 // fp32 <-> 16-bit conversions (weights at upload, tests).
 void convert_f32_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t s);
 

@@ -191,7 +191,9 @@ class CudaExecutor final : public Executor {
   bool samples_on_device() const override { return true; }
   int64_t n_kv_blocks() const override { return n_blocks_; }
   size_t kv_bytes() const override { return kv_bytes_; }
-  std::string describe() const override { return description_; }
+  std::string describe() const override {
+    return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "");
+  }
 
  private:
   void upload_weights();
@@ -246,6 +248,8 @@ class CudaExecutor final : public Executor {
     int64_t size = 0;
     cudaGraphExec_t exec = nullptr;
   };
+  // Captures one decode step of sz rows (metadata m) into g; throws on failure.
+  void capture(Graph* g, const StepMeta& m, int64_t sz);
   std::vector<Graph> graphs_;
   int64_t graph_width_ = 0;     // block-table columns of the graph layout
   int64_t graph_max_ctx_ = 0;   // longest context a graph step may hold
@@ -649,22 +653,45 @@ void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits, int32_t* 
     m.ab.max_blocks_per_seq = W;
     m.ab.max_context_len = graph_max_ctx_;
     m.ab.fixed_split_len = graph_split_len_;
-    cudaGraph_t graph = nullptr;
-    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
     try {
-      run(sz, sz, m);
-    } catch (...) {
-      cudaStreamEndCapture(stream_, &graph);
-      if (graph) cudaGraphDestroy(graph);
-      throw;
+      capture(g, m, sz);
+    } catch (const Error& e) {
+      if (!cuda::pdl_enabled()) throw;
+      // A driver that takes programmatic launches on a stream but not into a graph: without.
+      log_warn("CUDA graph capture with programmatic dependent launch failed (", e.what(),
+               "); turning it off");
+      cuda::pdl_disable();
+      capture(g, m, sz);
     }
-    check(cudaStreamEndCapture(stream_, &graph), "end capture");
-    const cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
-    cudaGraphDestroy(graph);
-    check(e, "instantiate graph");
   }
   check(cudaGraphLaunch(g->exec, stream_), "graph launch");
   fetch_results(b, n, logits, picked);
+}
+
+void CudaExecutor::capture(Graph* g, const StepMeta& m, int64_t sz) {
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+  try {
+    run(sz, sz, m);
+  } catch (...) {
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw;
+  }
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+  if (ended != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    check(ended, "end capture");
+  }
+  const cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    g->exec = nullptr;
+    cudaGetLastError();
+    check(e, "instantiate graph");
+  }
 }
 
 }  // namespace
