@@ -150,6 +150,76 @@ TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
   cublasDestroy(blas);
 }
 
+// The input transforms the decode GEMV applies while staging its input (RMSNorm; SiLU x up of
+// gate|up rows), fused and not, and the accumulating epilogue (y += W x + bias), against the
+// CPU reference: norm / SiLU in double, then cpu::matmul.
+TEST(CudaOps, MatmulInputTransformsAndAccumulate) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(11);
+  cublasHandle_t blas = nullptr;
+  ASSERT_EQ(cublasCreate(&blas), 0);
+  ThreadPool pool(2);
+  cpu::set_exact_activations(true);
+  using In = cuda::MatmulInput;
+  struct Case { DType dt; int64_t rows, cols; In::Kind kind; };
+  const Case cases[] = {{DType::BF16, 256, 896, In::kRmsNorm},
+                        {DType::Q8_0, 1152, 896, In::kRmsNorm},
+                        {DType::Q4_0, 64, 3584, In::kRmsNorm},
+                        {DType::BF16, 896, 4864, In::kSiluMul},
+                        {DType::Q8_0, 300, 1024, In::kSiluMul}};
+  for (const Case& c : cases) {
+    TestWeight w = make_weight(c.dt, c.rows, c.cols, rng);
+    Dev<uint8_t> dq(w.dev_quants);
+    Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
+    if (!w.dev_scales.empty()) ds.put(w.dev_scales);
+    cuda::DeviceMatrix dm{c.dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, c.rows, c.cols,
+                          static_cast<size_t>(c.dt == DType::BF16 ? c.cols * 2
+                                              : c.dt == DType::Q8_0 ? c.cols : c.cols / 2)};
+    auto norm_w = randn(c.cols, rng);
+    Dev<float> dnorm(norm_w);
+    for (int64_t n : {1, 2, 5, 8, 9}) {
+      const int64_t x_ld = c.kind == In::kSiluMul ? 2 * c.cols : c.cols;
+      auto x = randn(n * x_ld, rng, 2.0f);
+      std::vector<float> in(n * c.cols);
+      const float eps = 1e-6f;
+      for (int64_t t = 0; t < n; ++t) {
+        double ss = 0.0;
+        for (int64_t i = 0; i < c.cols; ++i) ss += double(x[t * x_ld + i]) * x[t * x_ld + i];
+        const double inv = 1.0 / std::sqrt(ss / c.cols + eps);
+        for (int64_t i = 0; i < c.cols; ++i) {
+          const double g = x[t * x_ld + i];
+          in[t * c.cols + i] = static_cast<float>(
+              c.kind == In::kRmsNorm ? g * inv * norm_w[i]
+                                     : g / (1.0 + std::exp(-g)) * x[t * x_ld + c.cols + i]);
+        }
+      }
+      std::vector<float> ref(n * c.rows);
+      cpu::matmul(w.cpu, in.data(), n, ref.data(), c.rows, pool);
+      auto bias = randn(c.rows, rng), y0 = randn(n * c.rows, rng);
+      for (int64_t i = 0; i < n * c.rows; ++i) ref[i] += bias[i % c.rows] + y0[i];
+      for (bool fuse : {true, false}) {
+        Dev<float> dx(x), dy(y0), db(bias), tmp(n * c.cols);
+        Dev<uint8_t> scratch(cuda::matmul_scratch_bytes(dm, n) + 1);
+        cuda::MatmulContext mc{nullptr, blas, scratch.p, scratch.n};
+        const In spec{c.kind, dnorm.p, eps, tmp.p, fuse};
+        cuda::matmul(dm, dx.p, n, dy.p, c.rows, mc, db.p, spec, true);
+        const bool fused = cuda::matmul_fuses_input(dm, spec, n);
+        if (!fuse || n > cuda::kGemvMaxTokens) {
+          EXPECT_FALSE(fused);
+        } else if (n * c.cols * 4 <= 48 * 1024) {
+          EXPECT_TRUE(fused);
+        }
+        const double tol = n <= cuda::kGemvMaxTokens ? 2e-4 : 2e-2;
+        EXPECT_LE(rel_err(dy.get(), ref), tol)
+            << name(c.dt) << " " << c.rows << "x" << c.cols << " kind " << int(c.kind)
+            << " n=" << n << " fused " << fused;
+      }
+    }
+  }
+  cpu::set_exact_activations(false);
+  cublasDestroy(blas);
+}
+
 TEST(CudaOps, OddColumnsUseTheScalarPath) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(2);

@@ -49,15 +49,82 @@ __device__ __forceinline__ void dot_chunk(const float* w, const float* x, int64_
   }
 }
 
+// What the GEMV does around its dot products (the same for every block): the input transform
+// (MatmulInput) and whether y accumulates.
+struct GemvIo {
+  int kind = MatmulInput::kPlain;
+  const float* norm_w = nullptr;
+  float eps = 0.0f;
+  bool accumulate = false;
+};
+
+// Input rows a block may stage in shared memory (the default dynamic limit, no opt-in).
+constexpr int64_t kMaxStageBytes = 48 * 1024;
+
+// The block's NT input rows, transformed as io.kind says, into xs [NT, cols] (shared memory).
+// A block reads x once either way (its warps would otherwise each read it through L1); the
+// arithmetic is that of rmsnorm_kernel / silu_mul_kernel, value for value (the norm's sum of
+// squares is added in another order). Every thread of the block must call it.
+template <int NT>
+__device__ void stage_input(const float* x, int64_t cols, const GemvIo& io, float* xs) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float ss[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) ss[t] = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float v;
+      if (io.kind == MatmulInput::kSiluMul) {
+        const float g = x[t * 2 * cols + c];
+        v = g / (1.0f + expf(-g)) * x[t * 2 * cols + cols + c];
+      } else {
+        v = x[t * cols + c];
+        ss[t] += v * v;
+      }
+      xs[t * cols + c] = v;
+    }
+  }
+  if (io.kind == MatmulInput::kRmsNorm) {
+    __shared__ float part[NT][kRowsPerBlock];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float s = warp_sum(ss[t]);
+      if (lane == 0) part[t][warp] = s;
+    }
+    __syncthreads();
+    float inv[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float total = 0.0f;
+      for (int k = 0; k < kRowsPerBlock; ++k) total += part[t][k];
+      inv[t] = rsqrtf(total / static_cast<float>(cols) + io.eps);
+    }
+    // Each thread rescales the elements it wrote.
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+#pragma unroll
+      for (int t = 0; t < NT; ++t) xs[t * cols + c] = xs[t * cols + c] * inv[t] * io.norm_w[c];
+    }
+  }
+  __syncthreads();
+}
+
 // Vector path: cols % 32 == 0, x 16-byte aligned (the callers' buffers are). WPR warps share
 // a row (each a slice of the columns, summed through shared memory): matrices with few rows
-// (the down and output projections) would otherwise leave most of the GPU idle.
+// (the down and output projections) would otherwise leave most of the GPU idle. With an input
+// transform the block first stages its input rows (dynamic shared memory, NT * cols floats).
 template <DType D, int NT, int WPR>
 __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ldy,
-                            const float* bias) {
+                            const float* bias, GemvIo io) {
+  pdl_begin();
+  extern __shared__ __align__(16) float xs[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % WPR;
   const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
   const bool valid = row < w.rows;
+  if (io.kind != MatmulInput::kPlain) {
+    stage_input<NT>(x, w.cols, io, xs);
+    x = xs;
+  }
   if (WPR == 1 && !valid) return;
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
   float acc[NT];
@@ -72,7 +139,8 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
     for (; c + 3 * kStep < w.cols; c += 4 * kStep) {
       uint4 u[4];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) u[k] = *reinterpret_cast<const uint4*>(base + (c + k * kStep) * 2);
+      for (int k = 0; k < 4; ++k)
+        u[k] = *reinterpret_cast<const uint4*>(base + (c + k * kStep) * 2);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         bf16x8_to_f32(u[k], wf);
@@ -129,7 +197,10 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       const float s = warp_sum(acc[t]);
-      if (lane == 0) y[t * ldy + row] = bias ? s + bias[row] : s;
+      if (lane == 0) {
+        const float v = bias ? s + bias[row] : s;
+        y[t * ldy + row] = io.accumulate ? y[t * ldy + row] + v : v;
+      }
     }
   } else {
     __shared__ float part[kRowsPerBlock][NT];
@@ -143,14 +214,16 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
       float s = 0.0f;
 #pragma unroll
       for (int k = 0; k < WPR; ++k) s += part[warp + k][lane];
-      y[lane * ldy + row] = bias ? s + bias[row] : s;
+      const float v = bias ? s + bias[row] : s;
+      y[lane * ldy + row] = io.accumulate ? y[lane * ldy + row] + v : v;
     }
   }
 }
 
 // Any shape: one element at a time (odd column counts; correctness over speed).
 __global__ void gemv_scalar_kernel(DeviceMatrix w, const float* x, int64_t n_tokens, float* y,
-                                   int64_t ldy, const float* bias) {
+                                   int64_t ldy, const float* bias, bool accumulate) {
+  pdl_begin();
   const int lane = threadIdx.x & 31;
   const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
   if (row >= w.rows) return;
@@ -158,34 +231,62 @@ __global__ void gemv_scalar_kernel(DeviceMatrix w, const float* x, int64_t n_tok
     float s = 0.0f;
     for (int64_t c = lane; c < w.cols; c += 32) s += load_weight(w, row, c) * x[t * w.cols + c];
     s = warp_sum(s);
-    if (lane == 0) y[t * ldy + row] = bias ? s + bias[row] : s;
+    if (lane == 0) {
+      const float v = bias ? s + bias[row] : s;
+      y[t * ldy + row] = accumulate ? y[t * ldy + row] + v : v;
+    }
   }
 }
 
 __global__ void dequant_bf16_kernel(DeviceMatrix w, __nv_bfloat16* out) {
+  pdl_begin();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= w.rows * w.cols) return;
   out[i] = __float2bfloat16_rn(load_weight(w, i / w.cols, i % w.cols));
 }
 
+template <DType D, int NT, int WPR>
+void launch_gemv_nt(const DeviceMatrix& w, const float* x, float* y, int64_t ldy, const float* bias,
+                    const GemvIo& io, cudaStream_t s) {
+  const size_t smem =
+      io.kind == MatmulInput::kPlain ? 0 : static_cast<size_t>(NT * w.cols) * sizeof(float);
+  launch(gemv_kernel<D, NT, WPR>, blocks_for(w.rows, kRowsPerBlock / WPR), 32 * kRowsPerBlock, smem,
+         s, "gemv", w, x, y, ldy, bias, io);
+}
+
 template <DType D, int WPR>
 void launch_gemv_split(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
-                       const float* bias, cudaStream_t s) {
-  const unsigned grid = blocks_for(w.rows, kRowsPerBlock / WPR);
-  const int threads = 32 * kRowsPerBlock;
+                       const float* bias, const GemvIo& io, cudaStream_t s) {
+  const int64_t x_ld = io.kind == MatmulInput::kSiluMul ? 2 * w.cols : w.cols;
   for (int64_t t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
     const int64_t nt = std::min<int64_t>(kGemvMaxTokens, n - t0);
-    const float* xt = x + t0 * w.cols;
+    const float* xt = x + t0 * x_ld;
     float* yt = y + t0 * ldy;
     switch (nt) {
-      case 1: gemv_kernel<D, 1, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 2: gemv_kernel<D, 2, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 3: gemv_kernel<D, 3, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 4: gemv_kernel<D, 4, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 5: gemv_kernel<D, 5, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 6: gemv_kernel<D, 6, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      case 7: gemv_kernel<D, 7, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
-      default: gemv_kernel<D, 8, WPR><<<grid, threads, 0, s>>>(w, xt, yt, ldy, bias); break;
+      case 1:
+        launch_gemv_nt<D, 1, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
+      case 2:
+        launch_gemv_nt<D, 2, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
+      case 3:
+        launch_gemv_nt<D, 3, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
+      case 4:
+        launch_gemv_nt<D, 4, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
+      case 5:
+        launch_gemv_nt<D, 5, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
+      case 6:
+        launch_gemv_nt<D, 6, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
+      case 7:
+        launch_gemv_nt<D, 7, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
+      default:
+        launch_gemv_nt<D, 8, WPR>(w, xt, yt, ldy, bias, io, s);
+        break;
     }
   }
 }
@@ -195,11 +296,11 @@ constexpr int64_t kSplitBelowRows = 8192;
 
 template <DType D>
 void launch_gemv(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
-                 const float* bias, cudaStream_t s) {
+                 const float* bias, const GemvIo& io, cudaStream_t s) {
   if (w.rows < kSplitBelowRows) {
-    launch_gemv_split<D, 4>(w, x, n, y, ldy, bias, s);
+    launch_gemv_split<D, 4>(w, x, n, y, ldy, bias, io, s);
   } else {
-    launch_gemv_split<D, 1>(w, x, n, y, ldy, bias, s);
+    launch_gemv_split<D, 1>(w, x, n, y, ldy, bias, io, s);
   }
 }
 
@@ -221,24 +322,47 @@ size_t matmul_scratch_bytes(const DeviceMatrix& w, int64_t n_tokens) {
   return b;
 }
 
+bool matmul_fuses_input(const DeviceMatrix& w, const MatmulInput& in, int64_t n_tokens) {
+  return in.kind != MatmulInput::kPlain && in.fuse && n_tokens <= kGemvMaxTokens &&
+         w.cols % 32 == 0 && w.row_bytes % 16 == 0 &&
+         std::min(n_tokens, kGemvMaxTokens) * w.cols * static_cast<int64_t>(sizeof(float)) <=
+             kMaxStageBytes;
+}
+
 void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
-            const MatmulContext& ctx, const float* bias) {
+            const MatmulContext& ctx, const float* bias, const MatmulInput& in, bool accumulate) {
   if (n_tokens <= 0 || w.rows <= 0) return;
   JINX_CHECK(supported_weight_dtype(w.dtype), "cuda matmul: weight dtype ", name(w.dtype));
   JINX_CHECK(ldy >= w.rows, "cuda matmul: ldy ", ldy, " < rows ", w.rows);
+  JINX_CHECK(in.kind != MatmulInput::kRmsNorm || in.norm_w != nullptr,
+             "cuda matmul: a norm without weights");
   cudaStream_t s = ctx.stream;
+  const bool fuse = matmul_fuses_input(w, in, n_tokens) && vector_path(w, x);
+  if (in.kind != MatmulInput::kPlain && !fuse) {
+    JINX_CHECK(in.tmp != nullptr, "cuda matmul: an unfused input transform needs tmp");
+    if (in.kind == MatmulInput::kRmsNorm) {
+      rmsnorm(x, in.norm_w, in.tmp, n_tokens, w.cols, in.eps, s);
+    } else {
+      silu_mul(x, n_tokens, w.cols, in.tmp, s);
+    }
+    x = in.tmp;
+  }
+  GemvIo io;
+  io.kind = fuse ? in.kind : MatmulInput::kPlain;
+  io.norm_w = in.norm_w;
+  io.eps = in.eps;
+  io.accumulate = accumulate;
   if (n_tokens <= kGemvMaxTokens || ctx.blas == nullptr) {
     if (!vector_path(w, x)) {
-      gemv_scalar_kernel<<<blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s>>>(
-          w, x, n_tokens, y, ldy, bias);
+      launch(gemv_scalar_kernel, blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s,
+             "gemv_scalar", w, x, n_tokens, y, ldy, bias, accumulate);
     } else if (w.dtype == DType::BF16) {
-      launch_gemv<DType::BF16>(w, x, n_tokens, y, ldy, bias, s);
+      launch_gemv<DType::BF16>(w, x, n_tokens, y, ldy, bias, io, s);
     } else if (w.dtype == DType::Q8_0) {
-      launch_gemv<DType::Q8_0>(w, x, n_tokens, y, ldy, bias, s);
+      launch_gemv<DType::Q8_0>(w, x, n_tokens, y, ldy, bias, io, s);
     } else {
-      launch_gemv<DType::Q4_0>(w, x, n_tokens, y, ldy, bias, s);
+      launch_gemv<DType::Q4_0>(w, x, n_tokens, y, ldy, bias, io, s);
     }
-    check_launch("gemv");
     return;
   }
   JINX_CHECK(ctx.scratch_bytes >= matmul_scratch_bytes(w, n_tokens),
@@ -251,21 +375,21 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
     // After the activations, 256-byte aligned.
     const size_t off = (static_cast<size_t>(n_tokens * w.cols) * 2 + 255) / 256 * 256;
     auto* w16 = reinterpret_cast<__nv_bfloat16*>(static_cast<uint8_t*>(ctx.scratch) + off);
-    dequant_bf16_kernel<<<blocks_for(w.rows * w.cols, 256), 256, 0, s>>>(w, w16);
-    check_launch("dequant_bf16");
+    launch(dequant_bf16_kernel, blocks_for(w.rows * w.cols, 256), 256, 0, s, "dequant_bf16", w,
+           w16);
     a = w16;
     lda = w.cols;
   }
   // Column-major view: y^T [rows, n] = W^T' ... i.e. C(rows x n) = A^T(rows x cols) * B(cols x n)
   // with A = W (row-major [rows, cols] = column-major [cols, rows]) and B = x likewise.
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   check_blas(cublasSetStream(ctx.blas, s), "set stream");
-  check_blas(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows),
-                          static_cast<int>(n_tokens), static_cast<int>(w.cols), &alpha, a,
-                          CUDA_R_16BF, static_cast<int>(lda), x16, CUDA_R_16BF,
-                          static_cast<int>(w.cols), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
-                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-             "gemm");
+  check_blas(
+      cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows),
+                   static_cast<int>(n_tokens), static_cast<int>(w.cols), &alpha, a, CUDA_R_16BF,
+                   static_cast<int>(lda), x16, CUDA_R_16BF, static_cast<int>(w.cols), &beta, y,
+                   CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      "gemm");
   if (bias) add_bias(y, ldy, bias, n_tokens, w.rows, s);
 }
 

@@ -58,12 +58,32 @@ struct MatmulContext {
 // Scratch bytes a matmul of w with n_tokens rows needs.
 size_t matmul_scratch_bytes(const DeviceMatrix& w, int64_t n_tokens);
 
-// y[t, r] = sum_c w[r, c] * x[t, c] for t < n_tokens. x: [n_tokens, w.cols] fp32,
-// y: [n_tokens, ldy] fp32 (ldy >= w.rows). Few tokens: a GEMV kernel that streams each weight
-// row once for all tokens; many tokens: cuBLAS on bf16 copies (fp32 accumulation).
-// bias: [w.rows] fp32 added to every row of y, or null.
+// How a matmul reads its input rows. kPlain: x [n_tokens, w.cols] as it is. kRmsNorm: the rows
+// of x normalized as rmsnorm(x, norm_w, eps) does. kSiluMul: x is gate|up [n_tokens,
+// 2 * w.cols] and the input is silu(gate) * up, as silu_mul() computes it. The GEMV applies
+// the transform while staging its input rows in shared memory (no kernel of its own, no
+// round trip through memory); otherwise (many tokens, rows too long to stage) the transform
+// runs first into tmp ([n_tokens, w.cols] fp32, device).
+struct MatmulInput {
+  enum Kind { kPlain = 0, kRmsNorm = 1, kSiluMul = 2 };
+  Kind kind = kPlain;
+  const float* norm_w = nullptr;  // kRmsNorm: [w.cols]
+  float eps = 0.0f;
+  float* tmp = nullptr;
+  bool fuse = true;  // false: always the separate transform (for comparisons)
+};
+
+// y[t, r] = sum_c w[r, c] * x[t, c] for t < n_tokens (x as `in` reads it). x: [n_tokens,
+// w.cols] fp32, y: [n_tokens, ldy] fp32 (ldy >= w.rows). Few tokens: a GEMV kernel that
+// streams each weight row once for all tokens; many tokens: cuBLAS on bf16 copies (fp32
+// accumulation). bias: [w.rows] fp32 added to every row of y, or null. accumulate: y += the
+// product (+ bias) instead of y = (a residual connection in the epilogue).
 void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
-            const MatmulContext& ctx, const float* bias = nullptr);
+            const MatmulContext& ctx, const float* bias = nullptr, const MatmulInput& in = {},
+            bool accumulate = false);
+// Whether matmul() applies `in` inside the GEMV for this many tokens of w (else it runs the
+// transform into in.tmp first).
+bool matmul_fuses_input(const DeviceMatrix& w, const MatmulInput& in, int64_t n_tokens);
 // Token counts up to this use the GEMV kernel.
 constexpr int64_t kGemvMaxTokens = 8;
 

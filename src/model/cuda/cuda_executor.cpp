@@ -8,7 +8,9 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/attention.h"
@@ -192,7 +194,8 @@ class CudaExecutor final : public Executor {
   int64_t n_kv_blocks() const override { return n_blocks_; }
   size_t kv_bytes() const override { return kv_bytes_; }
   std::string describe() const override {
-    return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "");
+    return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
+           (fuse_inputs_ ? "" : ", unfused norms (JINX_FUSE=0)");
   }
 
  private:
@@ -209,7 +212,7 @@ class CudaExecutor final : public Executor {
   };
   // Enqueues the whole forward pass (no copies, no sync): logits [n_out, vocab] to logits_.
   void run(int64_t n, int64_t n_out, const StepMeta& m);
-  void layer(int64_t li, int64_t n, const StepMeta& m, bool first);
+  void layer(int64_t li, int64_t n, const StepMeta& m);
   void size_buffers(int64_t n, int64_t n_out);
   // Decode steps (one new token per sequence, every row sampled) replay a CUDA graph captured
   // once per padded batch size.
@@ -238,8 +241,9 @@ class CudaExecutor final : public Executor {
   size_t kv_bytes_ = 0;
   std::string description_;
   // Per-step buffers.
-  GrowBuffer x_, h_, qkv_, att_, gu_, act_, r_, out_h_, logits_, work_, scratch_, argmax_,
+  GrowBuffer x_, h_, qkv_, att_, gu_, act_, out_h_, logits_, work_, scratch_, argmax_,
       argmax_keys_;
+  bool fuse_inputs_ = true;  // norms and SiLU applied inside the decode GEMVs
   GrowBuffer sampling_;  // RowSampling [n_out] then pick [n_out], for sample_rows
   std::vector<uint8_t> sampling_host_;
   GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_, tiles_;
@@ -266,6 +270,9 @@ class CudaExecutor final : public Executor {
 CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o,
                            int device)
     : model_(std::move(model)), c_(model_->config()), device_(device) {
+  // JINX_FUSE=0: norms and SiLU as kernels of their own, not inside the GEMVs (comparisons).
+  const char* fuse = std::getenv("JINX_FUSE");
+  fuse_inputs_ = !(fuse && std::string(fuse) == "0");
   check(cudaSetDevice(device_), "cudaSetDevice");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: cannot create a handle");
@@ -314,7 +321,6 @@ void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
   const int64_t q_dim = c_.n_heads * c_.head_dim, kv_dim = c_.n_kv_heads * c_.head_dim;
   x_.get<float>(T * c_.hidden_size);
   h_.get<float>(T * c_.hidden_size);
-  r_.get<float>(T * c_.hidden_size);
   qkv_.get<float>(T * (q_dim + 2 * kv_dim));
   att_.get<float>(T * q_dim);
   gu_.get<float>(T * 2 * c_.intermediate_size);
@@ -396,21 +402,20 @@ T* to_device(GrowBuffer& buf, std::span<const T> host, cudaStream_t s) {
   return d;
 }
 
-void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m, bool first) {
+void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
   const DevLayer& L = layers_[static_cast<size_t>(li)];
   const int64_t H = c_.hidden_size, hd = c_.head_dim, ff = c_.intermediate_size;
   const int64_t q_dim = c_.n_heads * hd, kv_dim = c_.n_kv_heads * hd, ld = q_dim + 2 * kv_dim;
   const float eps = c_.rms_norm_eps;
-  float *x = x_.get<float>(0), *h = h_.get<float>(0), *r = r_.get<float>(0);
+  float *x = x_.get<float>(0), *h = h_.get<float>(0);
   float* qkv = qkv_.get<float>(0);
   const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
-  // x += r (the previous layer's MLP output), h = norm(x)
-  if (first) {
-    cuda::rmsnorm(x, L.attn_norm, h, n, H, eps, stream_);
-  } else {
-    cuda::add_rmsnorm(x, r, L.attn_norm, h, n, H, eps, stream_);
-  }
-  cuda::matmul(L.qkv.w, h, n, qkv, ld, mc, L.qkv.bias);
+  // The residual stream x: each norm is applied by the matmul that reads it (inside the GEMV
+  // for decode; h is the scratch for the unfused path), and the o and down projections add
+  // their output to x in their epilogue.
+  using In = cuda::MatmulInput;
+  cuda::matmul(L.qkv.w, x, n, qkv, ld, mc, L.qkv.bias,
+               In{In::kRmsNorm, L.attn_norm, eps, h, fuse_inputs_});
   if (L.q_norm) {
     cuda::rmsnorm_heads(qkv, ld, n, c_.n_heads, hd, L.q_norm, eps, stream_);
     cuda::rmsnorm_heads(qkv + q_dim, ld, n, c_.n_kv_heads, hd, L.k_norm, eps, stream_);
@@ -420,13 +425,12 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m, bool first) {
                       inv_freq_, c_.rope_interleaved, kv, m.slots, stream_);
   float* att = att_.get<float>(0);
   cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, m.ab, 0.0f, work_.ptr, stream_);
-  cuda::matmul(L.o.w, att, n, r, H, mc, L.o.bias);
-  cuda::add_rmsnorm(x, r, L.ffn_norm, h, n, H, eps, stream_);
+  cuda::matmul(L.o.w, att, n, x, H, mc, L.o.bias, In{}, true);
   float* gu = gu_.get<float>(0);
-  cuda::matmul(L.gate_up.w, h, n, gu, 2 * ff, mc, L.gate_up.bias);
-  float* act = act_.get<float>(0);
-  cuda::silu_mul(gu, n, ff, act, stream_);
-  cuda::matmul(L.down.w, act, n, r, H, mc, L.down.bias);
+  cuda::matmul(L.gate_up.w, x, n, gu, 2 * ff, mc, L.gate_up.bias,
+               In{In::kRmsNorm, L.ffn_norm, eps, h, fuse_inputs_});
+  cuda::matmul(L.down.w, gu, n, x, H, mc, L.down.bias,
+               In{In::kSiluMul, nullptr, 0.0f, act_.get<float>(0), fuse_inputs_}, true);
 }
 
 void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
@@ -434,7 +438,6 @@ void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
   const int64_t kv_dim = c_.n_kv_heads * c_.head_dim, ff = c_.intermediate_size;
   x_.get<float>(n * H);
   h_.get<float>(n * H);
-  r_.get<float>(n * H);
   qkv_.get<float>(n * (q_dim + 2 * kv_dim));
   att_.get<float>(n * q_dim);
   gu_.get<float>(n * 2 * ff);
@@ -452,13 +455,13 @@ void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
 
 void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
   cuda::embed(embed_, m.tokens, n, x_.get<float>(0), stream_);
-  for (int64_t li = 0; li < c_.n_layers; ++li) layer(li, n, m, li == 0);
+  for (int64_t li = 0; li < c_.n_layers; ++li) layer(li, n, m);
   if (n_out == 0) return;
-  // The last residual add and the final norm over every row (cheap), then only the rows that
-  // sample go through the output head.
+  // The final norm over every row (cheap), then only the rows that sample go through the
+  // output head.
   const int64_t H = c_.hidden_size;
   float *x = x_.get<float>(0), *h = h_.get<float>(0), *out_h = out_h_.get<float>(0);
-  cuda::add_rmsnorm(x, r_.get<float>(0), final_norm_, h, n, H, c_.rms_norm_eps, stream_);
+  cuda::rmsnorm(x, final_norm_, h, n, H, c_.rms_norm_eps, stream_);
   cuda::gather_rows(h, H, m.out_rows, n_out, out_h, stream_);
   const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
   cuda::matmul(lm_head_, out_h, n_out, logits_.get<float>(0), c_.vocab_size, mc);
@@ -468,7 +471,7 @@ void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
 }
 
 std::vector<void*> CudaExecutor::buffer_ptrs() const {
-  return {x_.ptr,      h_.ptr,    r_.ptr,       qkv_.ptr,      att_.ptr,
+  return {x_.ptr,      h_.ptr,    qkv_.ptr,      att_.ptr,
           gu_.ptr,     act_.ptr,  out_h_.ptr,   logits_.ptr,   work_.ptr,
           scratch_.ptr, argmax_.ptr, argmax_keys_.ptr, meta_dev_.ptr};
 }
