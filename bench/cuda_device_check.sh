@@ -2,8 +2,8 @@
 # The GPU checks of the CUDA backend in one run (made for the short leases of the project's GPU
 # machine): op-parity and end-to-end tests, then benchmarks on a random Qwen2-0.5B-shaped bf16
 # checkpoint: batch-1 decode next to transformers (peer, same run; with and without programmatic
-# dependent launch), batch-8 greedy and sampled on the GPU, and the full-size seed workload,
-# greedy and sampled. Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
+# dependent launch, with and without the norms fused into the GEMVs, with an int8 KV cache),
+# batch-8 greedy and sampled on the GPU, and the full-size seed workload, greedy and sampled. Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
 # the shared libraries the GPU machine may lack in $DEV/lib. Logs go to $OUT (or ./cuda-out).
 set -uo pipefail
 DEV=${DEV:-.devrun}
@@ -31,6 +31,10 @@ echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PDL=0)" | tee -a "$OUT/bench.txt"
 JINX_PDL=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, CUDA graphs, norms and SiLU as kernels of their own (JINX_FUSE=0)" | tee -a "$OUT/bench.txt"
+JINX_FUSE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"
+bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --kv-cache-dtype int8 | tee -a "$OUT/bench.txt"
 echo "== batch-8 decode (graphs)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 8 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-8 decode, sampled on the GPU (temperature 0.8, top-k 50, top-p 0.9)" | tee -a "$OUT/bench.txt"
