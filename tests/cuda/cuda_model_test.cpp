@@ -38,6 +38,11 @@ struct Case {
   const char* model;
   const char* ref;
   double tol;  // max |logit - ref| / max(1, max |ref|)
+  // A 4-bit source format whose weights must stay 4-bit on the GPU: the executor's describe()
+  // says "Q4A from <it>", and unless `mixed` (stacks with other formats go to BF16) never
+  // "BF16 from <it>". Null: no check.
+  const char* q4a_source = nullptr;
+  bool mixed = false;
 };
 
 // gtest prints a parameter in the test's listing; without this it is a byte dump.
@@ -45,8 +50,9 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.model << " (tol " << c.
 
 class CudaTinyModel : public ::testing::TestWithParam<Case> {};
 
-// Weights go to the GPU as BF16 (Q8_0 / Q4_0 as they are), activations stay fp32: the error
-// budget is bf16 rounding of weights (and of the KV cache when bf16).
+// Weights go to the GPU as BF16 (Q8_0 / Q4_0 as they are, Q4_K and MLX 4-bit as Q4A with every
+// value kept), activations stay fp32: the error budget is bf16 rounding of weights (and of the
+// KV cache when bf16).
 TEST_P(CudaTinyModel, MixedBatchLogitsMatchReference) {
   SKIP_WITHOUT_GPU();
   const Case& c = GetParam();
@@ -66,6 +72,13 @@ TEST_P(CudaTinyModel, MixedBatchLogitsMatchReference) {
     o.max_batched_tokens = 64;
     o.max_seqs = 8;
     auto ex = make_executor(model, o);
+    if (c.q4a_source) {
+      const std::string d = ex->describe(), src = c.q4a_source;
+      EXPECT_NE(d.find("Q4A from " + src), std::string::npos) << d;
+      if (!c.mixed) {
+        EXPECT_EQ(d.find("BF16 from " + src), std::string::npos) << d;
+      }
+    }
     std::vector<Seq> seqs = {{{3, 0, 9}, 0}, {{1, 7, 12}, 0}, {{15, 2, 5}, 0}};
     std::vector<std::vector<int>> plan = {{12, 5, 1}, {0, 7, 1}, {0, 0, 3}, {0, 0, 7}};
     std::vector<int> seen(3, 0);
@@ -99,14 +112,69 @@ INSTANTIATE_TEST_SUITE_P(
                       // the reference is llama.cpp, which rounds activations to 8 bits.
                       Case{"tiny-llama-q8_0.gguf", "tiny-llama-q8_0", 3e-2},
                       Case{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", 3e-2},
-                      Case{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", 5e-2},
-                      Case{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", 3e-2}),
+                      // Q4_K and MLX 4-bit run as Q4A (exact weights).
+                      Case{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", 5e-2, "Q4_K"},
+                      // Q4_K matrices as Q4A; Q6_K (output) and the stacks holding a Q6_K part
+                      // (blk.1 q|k|v and down) as BF16.
+                      Case{"tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", 5e-2, "Q4_K", true},
+                      Case{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", 3e-2, "MLX4"}),
     [](const auto& info) {
       std::string s = info.param.model;
       for (char& ch : s)
         if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return s;
     });
+
+// Weights the GPU holds exactly (Q4A for Q4_K and MLX 4-bit, Q4_0 as a control), fp32 KV and
+// steps of at most kGemvMaxTokens rows (every product on the fp32 GEMV): the logits must match
+// fp32 math on the dequantized weights (transformers; MLX itself for the MLX model) to about the
+// CPU's bound. BF16-rounded weights would miss it (2^-9 relative per weight).
+TEST(CudaTinyModelExact, Q4AWeightsMatchFp32Reference) {
+  SKIP_WITHOUT_GPU();
+  struct Exact {
+    const char* model;
+    const char* ref;
+    const char* key;
+  };
+  for (const Exact& c : {Exact{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", "logits_transformers"},
+                         Exact{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", "logits_transformers"},
+                         Exact{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", "logits"}}) {
+    std::ifstream in(kModels + c.ref + ".ref.json");
+    ASSERT_TRUE(in) << c.ref;
+    auto ref = nlohmann::json::parse(in);
+    auto ids = ref["input_ids"].get<std::vector<int32_t>>();
+    ASSERT_EQ(ids.size(), 12u);
+    std::shared_ptr<const Model> model = Model::load(kModels + c.model);
+    const int64_t V = model->config().vocab_size;
+    ExecutorOptions o;
+    o.device = "cuda";
+    o.block_size = 4;
+    o.kv_dtype = DType::F32;
+    o.n_blocks = 8;
+    o.max_batched_tokens = 16;
+    o.max_seqs = 4;
+    auto ex = make_executor(model, o);
+    std::vector<Seq> seqs = {{{5, 1, 3}, 0}};
+    double max_err = 0, max_ref = 1;
+    int seen = 0;
+    for (int take : {8, 3, 1}) {
+      ASSERT_LE(take, cuda::kGemvMaxTokens);
+      auto logits = step(*ex, V, 4, seqs, ids, {take});
+      for (int i = 0; i < take; ++i) {
+        auto r = ref[c.key][seen + i].get<std::vector<float>>();
+        for (int64_t j = 0; j < V; ++j) {
+          max_err = std::max(max_err, std::fabs(double(logits[i * V + j]) - r[j]));
+          max_ref = std::max(max_ref, std::fabs(double(r[j])));
+        }
+      }
+      seen += take;
+    }
+    const double rel = max_err / max_ref;
+    std::printf("%s, fp32 KV, GEMV only, on %s: max |logit diff| / max |ref| = %.3g\n", c.model,
+                ex->describe().c_str(), rel);
+    EXPECT_LE(rel, 5e-4) << c.model;
+  }
+}
 
 // Decode steps replayed from CUDA graphs (padded to 1, 2, 4, ... sequences; 17 pads to 32 and
 // runs the output head through cuBLAS inside the graph) give the logits of eager launches.

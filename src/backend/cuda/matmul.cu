@@ -14,7 +14,7 @@ namespace jinx::cuda {
 using namespace detail;
 
 bool supported_weight_dtype(DType t) {
-  return t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0;
+  return t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0 || t == kQ4A;
 }
 
 namespace {
@@ -154,16 +154,27 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
   } else {
     const int64_t nb = w.cols / kQBlock;
     const __half* sc = static_cast<const __half*>(w.scales) + row * nb;
+    // Q4A: fp32 scale and offset per block (x = s * q + m).
+    const float *sf = nullptr, *of = nullptr;
+    if constexpr (D == kQ4A) {
+      sf = static_cast<const float*>(w.scales) + row * nb;
+      of = static_cast<const float*>(w.offsets) + row * nb;
+    }
     constexpr int kQBytes = D == DType::Q8_0 ? 32 : 16;
     // Two blocks' loads in flight per lane.
     for (int64_t b0 = valid ? sub * 32 + lane : nb; b0 < nb; b0 += 64 * WPR) {
       uint4 q[2][2];
-      float d[2];
+      float d[2], m[2];
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
         const int64_t b = b0 + 32 * WPR * k;
         if (b < nb) {
-          d[k] = __half2float(sc[b]);
+          if constexpr (D == kQ4A) {
+            d[k] = sf[b];
+            m[k] = of[b];
+          } else {
+            d[k] = __half2float(sc[b]);
+          }
           q[k][0] = *reinterpret_cast<const uint4*>(base + b * kQBytes);
           if constexpr (D == DType::Q8_0)
             q[k][1] = *reinterpret_cast<const uint4*>(base + b * kQBytes + 16);
@@ -180,6 +191,13 @@ __global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ld
           for (int i = 0; i < 16; ++i) {
             wf[i] = d[k] * static_cast<float>(lo[i]);
             wf[i + 16] = d[k] * static_cast<float>(hi[i]);
+          }
+        } else if constexpr (D == kQ4A) {
+          const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
+#pragma unroll
+          for (int i = 0; i < 16; ++i) {
+            wf[i] = fmaf(d[k], static_cast<float>(qb[i] & 15), m[k]);
+            wf[i + 16] = fmaf(d[k], static_cast<float>(qb[i] >> 4), m[k]);
           }
         } else {  // Q4_0
           const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
@@ -336,6 +354,7 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
   JINX_CHECK(ldy >= w.rows, "cuda matmul: ldy ", ldy, " < rows ", w.rows);
   JINX_CHECK(in.kind != MatmulInput::kRmsNorm || in.norm_w != nullptr,
              "cuda matmul: a norm without weights");
+  JINX_CHECK(w.dtype != kQ4A || (w.scales && w.offsets), "cuda matmul: Q4A without offsets");
   cudaStream_t s = ctx.stream;
   const bool fuse = matmul_fuses_input(w, in, n_tokens) && vector_path(w, x);
   if (in.kind != MatmulInput::kPlain && !fuse) {
@@ -360,8 +379,10 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
       launch_gemv<DType::BF16>(w, x, n_tokens, y, ldy, bias, io, s);
     } else if (w.dtype == DType::Q8_0) {
       launch_gemv<DType::Q8_0>(w, x, n_tokens, y, ldy, bias, io, s);
-    } else {
+    } else if (w.dtype == DType::Q4_0) {
       launch_gemv<DType::Q4_0>(w, x, n_tokens, y, ldy, bias, io, s);
+    } else {
+      launch_gemv<kQ4A>(w, x, n_tokens, y, ldy, bias, io, s);
     }
     return;
   }

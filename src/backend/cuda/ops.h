@@ -2,7 +2,8 @@
 // the op-parity tests can hold one against the other. All pointers are device pointers unless a
 // comment says otherwise; every launch goes to the given stream and returns at once (no sync).
 // Activations are fp32 between kernels, as on the CPU; weights stay in their storage format
-// (BF16, Q8_0, Q4_0; others are converted to BF16 at upload) and are dequantized in registers.
+// (BF16, Q8_0, Q4_0, and 4-bit affine for Q4_K / Q4_1 / MLX 4-bit; others are converted to BF16
+// at upload) and are dequantized in registers.
 //
 // Nothing here reads a host value that changes from step to step except through kernel
 // arguments fixed at launch, and no kernel's grid depends on data in device memory, so the
@@ -38,13 +39,18 @@ int device_count();  // 0 when there is no driver or no GPU (never throws)
 // Q8_0: data int8 [rows, cols] (x = d * q), scales f16 [rows, cols / 32];
 // Q4_0: data uint8 [rows, cols / 32, 16], each block's 16 bytes as in the file (element j in
 // the low nibble of byte j, element j + 16 in the high one; x = d * (q - 8)), scales as Q8_0.
+// Q4_1 tags the 4-bit affine format "Q4A" (model/device_repack.h), which holds GGUF Q4_K, Q4_1
+// and MLX 4-bit weights exactly: data as Q4_0 with x = s * q + m (q in 0..15), scales s and
+// offsets m fp32 [rows, cols / 32] (not f16 as in a Q4_1 file).
 struct DeviceMatrix {
   DType dtype = DType::BF16;
   const void* data = nullptr;
   const void* scales = nullptr;
   int64_t rows = 0, cols = 0;
   size_t row_bytes = 0;
+  const void* offsets = nullptr;  // Q4_1 (Q4A) only
 };
+constexpr DType kQ4A = DType::Q4_1;
 bool supported_weight_dtype(DType t);
 
 // What a matmul needs besides its operands: the stream, a cuBLAS handle and scratch memory for

@@ -1,6 +1,7 @@
-// The forward pass on an NVIDIA GPU: the weights copied to device memory once (BF16, or Q8_0 /
-// Q4_0 repacked for aligned loads; every other format expanded to BF16), a paged KV pool sized
-// from free device memory, and per step the decoder layers of model/decoder.cpp as a sequence of
+// The forward pass on an NVIDIA GPU: the weights copied to device memory once (BF16, Q8_0 /
+// Q4_0 repacked for aligned loads, Q4_K / Q4_1 / MLX 4-bit as the 4-bit affine Q4A; every other
+// format expanded to BF16; see model/device_repack.h), a paged KV pool sized from free device
+// memory, and per step the decoder layers of model/decoder.cpp as a sequence of
 // kernels from backend/cuda on one stream. The projections that read the same input are stacked
 // into one matrix at upload (q|k|v, gate|up) so that a decode step streams each layer's input
 // once and launches fewer kernels.
@@ -17,9 +18,8 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cuda/ops.h"
 #include "core/check.h"
-#include "core/half.h"
 #include "core/log.h"
-#include "core/quant_blocks.h"
+#include "model/device_repack.h"
 #include "model/executor.h"
 
 namespace jinx {
@@ -89,73 +89,24 @@ struct DevLayer {
   DevLinear qkv, o, gate_up, down;
 };
 
-// The device format of a stack of host matrices: kept when they all share BF16, Q8_0 or Q4_0,
-// else BF16.
-DType device_format(const std::vector<const WeightMatrix*>& parts) {
-  const DType d = parts[0]->dtype;
-  for (const WeightMatrix* p : parts)
-    if (p->dtype != d || p->is_mlx()) return DType::BF16;
-  return cuda::supported_weight_dtype(d) && (d == DType::BF16 || parts[0]->cols % 32 == 0)
-             ? d
-             : DType::BF16;
-}
-
-// Stacks the rows of `parts` (same cols) into one device matrix.
-cuda::DeviceMatrix upload_stacked(const std::vector<const WeightMatrix*>& parts,
-                                  DeviceArena& arena) {
-  const int64_t cols = parts[0]->cols;
-  int64_t rows = 0;
-  for (const WeightMatrix* p : parts) {
-    JINX_CHECK(p->cols == cols, "stacked weights differ in columns");
-    rows += p->rows;
-  }
+// Stacks the rows of `parts` (same cols) into one device matrix, in the format and layout
+// model/device_repack.h picks on the host; its label (e.g. "Q4A from Q4_K") is added to
+// `formats` once.
+cuda::DeviceMatrix upload_stacked(const std::vector<const WeightMatrix*>& parts, DeviceArena& arena,
+                                  std::vector<std::string>& formats) {
+  static_assert(kDeviceQ4A == cuda::kQ4A, "host and device tags of the 4-bit affine format");
+  const HostDeviceMatrix h = pack_stacked(parts);
+  JINX_CHECK(cuda::supported_weight_dtype(h.dtype), "no device format ", name(h.dtype));
+  if (std::find(formats.begin(), formats.end(), h.label) == formats.end())
+    formats.push_back(h.label);
   cuda::DeviceMatrix m;
-  m.dtype = device_format(parts);
-  m.rows = rows;
-  m.cols = cols;
-  const size_t n = static_cast<size_t>(rows * cols);
-  if (m.dtype == DType::BF16) {
-    std::vector<uint16_t> host(n);
-    std::vector<float> row(static_cast<size_t>(cols));
-    int64_t r0 = 0;
-    for (const WeightMatrix* p : parts) {
-      for (int64_t r = 0; r < p->rows; ++r) {
-        uint16_t* dst = &host[static_cast<size_t>((r0 + r) * cols)];
-        if (p->dtype == DType::BF16 && !p->is_mlx()) {
-          std::memcpy(dst, static_cast<const uint8_t*>(p->data) + r * p->row_bytes, cols * 2);
-        } else {
-          cpu::weight_row(*p, r, row.data());
-          for (int64_t c = 0; c < cols; ++c) dst[c] = f32_to_bf16(row[static_cast<size_t>(c)]);
-        }
-      }
-      r0 += p->rows;
-    }
-    m.data = arena.upload(host.data(), n);
-    m.row_bytes = static_cast<size_t>(cols) * 2;
-    return m;
-  }
-  // Q8_0 / Q4_0: quants and scales split into two aligned arrays.
-  const int64_t nb = cols / kQK8_0;
-  const size_t qbytes = m.dtype == DType::Q8_0 ? 32 : 16;
-  const size_t block_bytes = m.dtype == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
-  std::vector<uint8_t> quants(static_cast<size_t>(rows * nb) * qbytes);
-  std::vector<uint16_t> scales(static_cast<size_t>(rows * nb));
-  int64_t r0 = 0;
-  for (const WeightMatrix* p : parts) {
-    for (int64_t r = 0; r < p->rows; ++r) {
-      const uint8_t* src = static_cast<const uint8_t*>(p->data) + r * p->row_bytes;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = src + b * block_bytes;  // d (f16) first, then the quants
-        const size_t i = static_cast<size_t>((r0 + r) * nb + b);
-        std::memcpy(&scales[i], blk, 2);
-        std::memcpy(&quants[i * qbytes], blk + 2, qbytes);
-      }
-    }
-    r0 += p->rows;
-  }
-  m.data = arena.upload(quants.data(), quants.size());
-  m.scales = arena.upload(scales.data(), scales.size());
-  m.row_bytes = static_cast<size_t>(nb) * qbytes;
+  m.dtype = h.dtype;
+  m.rows = h.rows;
+  m.cols = h.cols;
+  m.row_bytes = h.row_bytes;
+  m.data = arena.upload(h.data.data(), h.data.size());
+  if (!h.scales.empty()) m.scales = arena.upload(h.scales.data(), h.scales.size());
+  if (!h.offsets.empty()) m.offsets = arena.upload(h.offsets.data(), h.offsets.size());
   return m;
 }
 
@@ -179,10 +130,11 @@ const float* upload_biases(const std::vector<const Linear*>& parts, DeviceArena&
   return arena.upload(b.data(), b.size());
 }
 
-DevLinear upload_linear(const std::vector<const Linear*>& parts, DeviceArena& arena) {
+DevLinear upload_linear(const std::vector<const Linear*>& parts, DeviceArena& arena,
+                        std::vector<std::string>& formats) {
   std::vector<const WeightMatrix*> ws;
   for (const Linear* l : parts) ws.push_back(&l->w);
-  return {upload_stacked(ws, arena), upload_biases(parts, arena)};
+  return {upload_stacked(ws, arena, formats), upload_biases(parts, arena)};
 }
 
 class CudaExecutor final : public Executor {
@@ -240,6 +192,7 @@ class CudaExecutor final : public Executor {
   int64_t n_blocks_ = 0, block_size_ = 0;
   size_t kv_bytes_ = 0;
   std::string description_;
+  std::vector<std::string> weight_formats_;  // device formats of the weights, e.g. "Q4A from Q4_K"
   // Per-step buffers.
   GrowBuffer x_, h_, qkv_, att_, gu_, act_, out_h_, logits_, work_, scratch_, argmax_,
       argmax_keys_;
@@ -291,9 +244,10 @@ CudaExecutor::~CudaExecutor() {
 
 void CudaExecutor::upload_weights() {
   const ModelWeights& w = model_->weights();
-  embed_ = upload_stacked({&w.embed}, arena_);
+  std::vector<std::string>& f = weight_formats_;
+  embed_ = upload_stacked({&w.embed}, arena_, f);
   // Tied heads share the embedding's device copy.
-  lm_head_ = w.lm_head.data == w.embed.data ? embed_ : upload_stacked({&w.lm_head}, arena_);
+  lm_head_ = w.lm_head.data == w.embed.data ? embed_ : upload_stacked({&w.lm_head}, arena_, f);
   final_norm_ = upload_vec(w.final_norm, arena_);
   const std::vector<float> inv_freq = c_.rope_inv_freq();
   inv_freq_ = upload_vec(inv_freq, arena_);
@@ -303,10 +257,10 @@ void CudaExecutor::upload_weights() {
     d.ffn_norm = upload_vec(L.ffn_norm, arena_);
     d.q_norm = upload_vec(L.q_norm, arena_);
     d.k_norm = upload_vec(L.k_norm, arena_);
-    d.qkv = upload_linear({&L.q, &L.k, &L.v}, arena_);
-    d.o = upload_linear({&L.o}, arena_);
-    d.gate_up = upload_linear({&L.gate, &L.up}, arena_);
-    d.down = upload_linear({&L.down}, arena_);
+    d.qkv = upload_linear({&L.q, &L.k, &L.v}, arena_, f);
+    d.o = upload_linear({&L.o}, arena_, f);
+    d.gate_up = upload_linear({&L.gate, &L.up}, arena_, f);
+    d.down = upload_linear({&L.down}, arena_, f);
     layers_.push_back(d);
   }
 }
@@ -360,10 +314,11 @@ void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
     kv_.push_back(kv);
   }
   kv_bytes_ = half * 2 * static_cast<size_t>(c_.n_layers);
+  std::string formats;
+  for (const std::string& f : weight_formats_) formats += (formats.empty() ? "" : ", ") + f;
   description_ = str("cuda:", device_, " ", cuda::describe_device(device_), ", weights ",
-                     (arena_.total() - kv_bytes_) >> 20, " MiB (", name(layers_.empty()
-                         ? embed_.dtype : layers_[0].gate_up.w.dtype), "), KV pool ", n_blocks_,
-                     " blocks (", kv_bytes_ >> 20, " MiB, ", name(o.kv_dtype), ")");
+                     (arena_.total() - kv_bytes_) >> 20, " MiB (", formats, "), KV pool ",
+                     n_blocks_, " blocks (", kv_bytes_ >> 20, " MiB, ", name(o.kv_dtype), ")");
 }
 
 // The kernels trust their metadata; everything is checked here first, as the CPU kernels do.
