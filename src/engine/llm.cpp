@@ -153,6 +153,7 @@ void LLM::init(const EngineOptions& o) {
   eo.max_model_len = o.max_model_len;
   eo.cuda_graphs = o.cuda_graphs;
   exec_ = make_executor(model_, eo);
+  if (o.wrap_executor) exec_ = o.wrap_executor(std::move(exec_));
   n_blocks = static_cast<int32_t>(exec_->n_kv_blocks());
   kv_config_.block_size = o.block_size;
   kv_config_.n_blocks = n_blocks;

@@ -45,6 +45,8 @@ struct EngineOptions {
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;
+  // Tests: wraps the executor the engine made (e.g. to stand in for a device that samples).
+  std::function<std::unique_ptr<Executor>(std::unique_ptr<Executor>)> wrap_executor;
 };
 
 // What one step added to a request (streaming), or its end.
