@@ -333,8 +333,19 @@ bool vector_path(const DeviceMatrix& w, const float* x) {
 
 }  // namespace
 
+bool matmul_uses_gemv(const DeviceMatrix& w, int64_t n_tokens) {
+  if (n_tokens <= kGemvMaxTokens) return true;
+  // Bytes per weight in 32nds: Q8_0 34, Q4_0 18, Q4A 24 (quants + scales (+ offsets)).
+  const int64_t b32 = w.dtype == DType::Q8_0 ? 34 : w.dtype == DType::Q4_0 ? 18
+                      : w.dtype == kQ4A      ? 24
+                                             : 0;
+  if (b32 == 0) return false;
+  const int64_t passes = (n_tokens + kGemvMaxTokens - 1) / kGemvMaxTokens;
+  return passes * b32 <= b32 + 4 * 32;  // passes * b <= b + 4
+}
+
 size_t matmul_scratch_bytes(const DeviceMatrix& w, int64_t n_tokens) {
-  if (n_tokens <= kGemvMaxTokens) return 0;
+  if (matmul_uses_gemv(w, n_tokens)) return 0;
   size_t b = static_cast<size_t>(n_tokens * w.cols) * 2 + 256;
   if (w.dtype != DType::BF16) b += static_cast<size_t>(w.rows * w.cols) * 2;
   return b;
@@ -371,7 +382,7 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
   io.norm_w = in.norm_w;
   io.eps = in.eps;
   io.accumulate = accumulate;
-  if (n_tokens <= kGemvMaxTokens || ctx.blas == nullptr) {
+  if (matmul_uses_gemv(w, n_tokens) || ctx.blas == nullptr) {
     if (!vector_path(w, x)) {
       launch(gemv_scalar_kernel, blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s,
              "gemv_scalar", w, x, n_tokens, y, ldy, bias, accumulate);

@@ -92,6 +92,12 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
 bool matmul_fuses_input(const DeviceMatrix& w, const MatmulInput& in, int64_t n_tokens);
 // Token counts up to this use the GEMV kernel.
 constexpr int64_t kGemvMaxTokens = 8;
+// Whether matmul(w, n_tokens, ...) runs on the GEMV kernel (fp32) rather than cuBLAS (bf16 in
+// scratch). BF16 weights: up to kGemvMaxTokens. Quantized weights: as long as the GEMV's passes
+// (each streams the packed matrix once for kGemvMaxTokens tokens) read fewer bytes than cuBLAS
+// needs (the packed matrix read once, expanded to bf16: 2 bytes per weight written and read
+// again): Q8_0 up to 32 tokens, Q4A 48, Q4_0 64.
+bool matmul_uses_gemv(const DeviceMatrix& w, int64_t n_tokens);
 
 // out[t, :] = row tokens[t] of table, dequantized to fp32. tokens: [n] int32 (device).
 // Ids outside [0, table.rows) give a row of zeros (the host checks ids before the step).
