@@ -35,6 +35,8 @@ echo "== batch-1 decode, CUDA graphs, norms and SiLU as kernels of their own (JI
 JINX_FUSE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --kv-cache-dtype int8 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, weights quantized to Q4_K at load (Q4A on the GPU, head Q8_0)" | tee -a "$OUT/bench.txt"
+bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --quantize q4_k | tee -a "$OUT/bench.txt"
 echo "== batch-8 decode (graphs)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 8 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-8 decode, sampled on the GPU (temperature 0.8, top-k 50, top-p 0.9)" | tee -a "$OUT/bench.txt"
