@@ -22,6 +22,16 @@ jx() { LD_LIBRARY_PATH="$libs" "$DEV/jinx" "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 jx info -m tests/fixtures/models/tiny-qwen2 | grep -E "^cuda|cpu kernels" | tee -a "$OUT/gpu.txt"
 LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "OK|FAILED|PASSED|Failure|Expected|Which is|max \||parts at|identical|error" | head -120
+# Failures: the same tests again without programmatic dependent launch, then without the fused
+# GEMV inputs, to tell those two (untested before this script's first GPU run) from the rest.
+failed=$(grep -E "^\[  FAILED  \] [A-Za-z]" "$OUT/cuda_tests.log" | sed 's/^\[  FAILED  \] //; s/[ ,].*//' | sort -u | paste -sd: -)
+if [ -n "$failed" ]; then
+  for v in JINX_PDL=0 JINX_FUSE=0 "JINX_PDL=0 JINX_FUSE=0"; do
+    echo "== failed tests again with $v" | tee -a "$OUT/cuda_tests.log"
+    env $v LD_LIBRARY_PATH="$libs" timeout 120 "$DEV/jinx_cuda_tests" --gtest_filter="$failed" 2>&1 \
+      | grep -E "^\[  (FAILED|PASSED|  OK) " | tee -a "$OUT/cuda_tests.log" | head -40
+  done
+fi
 M=/tmp/qwen2-0.5b-bf16
 [ -d $M ] || jx make-random-model --like qwen2-0.5b --out $M --dtype bf16 > /dev/null
 bench() { LD_LIBRARY_PATH="$libs" timeout 150 "$DEV/jinx" bench -m $M --device cuda "$@" 2>&1 | tr '\r' '\n' | grep -v "^\[jinx bench\]"; }
