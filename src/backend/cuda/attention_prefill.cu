@@ -1,4 +1,5 @@
-// Prefill attention on tensor cores, FlashAttention-2 style, over the paged bf16 KV cache.
+// Prefill attention on tensor cores, FlashAttention-2 style, over the paged KV cache (bf16, or
+// int8 / fp8 rows, which are scaled and rounded to bf16 on their way into shared memory).
 //
 // A block of four warps takes 64 query rows of one sequence (a "tile") and one query head. It
 // walks the KV positions the tile can see in steps of 64: K and V rows are gathered from their
@@ -13,6 +14,7 @@
 #include <mma.h>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/kv_rows.cuh"
 #include "core/check.h"
 
 namespace jinx::cuda {
@@ -49,7 +51,24 @@ struct PrefillArgs {
   float scale;
 };
 
-template <int HD>
+// Eight elements [d, d + 8) of a K/V row (at its first byte r) as bf16, for shared memory.
+template <typename KV>
+__device__ __forceinline__ uint4 bf16x8(const uint8_t* r, int d, int hd) {
+  if constexpr (std::is_same_v<KV, __nv_bfloat16>) {
+    return *reinterpret_cast<const uint4*>(r + 2 * d);
+  } else {
+    float f[8];
+    row_load8<KV>(r, d, f);
+    const float sc = row_scale<KV>(r, hd);
+    uint4 u;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i] * sc, f[2 * i + 1] * sc);
+    return u;
+  }
+}
+
+template <int HD, typename KV>
 __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillArgs a, PagedKv kv, AttnBatch b) {
   pdl_begin();
   using L = Smem<HD>;
@@ -82,7 +101,9 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillArgs a, PagedK
   const bool row_valid = my_row < n_rows;
   float m = -INFINITY, l = 0.0f;
 
-  const int64_t row_stride = kv.n_kv_heads * HD;
+  const int64_t rb = row_bytes<KV>(HD);
+  const auto* kbase = static_cast<const uint8_t*>(kv.k);
+  const auto* vbase = static_cast<const uint8_t*>(kv.v);
   for (int64_t j0 = 0; j0 < kv_end; j0 += kBN) {
     __syncthreads();                 // the previous step's K/V are no longer read
     constexpr int kChunks = HD / 8;  // 16-byte pieces of a row
@@ -92,9 +113,9 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillArgs a, PagedK
       uint4 kval = make_uint4(0, 0, 0, 0), vval = kval;
       if (pos < kv_end) {
         const int64_t slot = int64_t{bt[pos / kv.block_size]} * kv.block_size + pos % kv.block_size;
-        const int64_t off = slot * row_stride + kvh * HD + c * 8;
-        kval = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(kv.k) + off);
-        vval = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(kv.v) + off);
+        const int64_t off = (slot * kv.n_kv_heads + kvh) * rb;
+        kval = bf16x8<KV>(kbase + off, c * 8, HD);
+        vval = bf16x8<KV>(vbase + off, c * 8, HD);
       }
       *reinterpret_cast<uint4*>(Ks + p * L::kLdh + c * 8) = kval;
       *reinterpret_cast<uint4*>(Vs + p * L::kLdh + c * 8) = vval;
@@ -169,21 +190,32 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillArgs a, PagedK
   for (int d = 0; d < HD / 2; ++d) dst[d] = orow[d] * inv;
 }
 
-template <int HD>
+template <int HD, typename KV>
 void launch_prefill(const PrefillArgs& a, const PagedKv& kv, const AttnBatch& b, cudaStream_t s) {
   // Above the default 48 KiB of shared memory: opt in once per instantiation.
   static const cudaError_t opt_in =
-      cudaFuncSetAttribute(prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      cudaFuncSetAttribute(prefill_kernel<HD, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(Smem<HD>::kBytes));
   check(opt_in, "prefill attention: shared memory");
   const dim3 grid(static_cast<unsigned>(b.n_prefill_tiles), static_cast<unsigned>(a.n_heads));
-  launch(prefill_kernel<HD>, grid, kThreads, Smem<HD>::kBytes, s, "prefill_kernel", a, kv, b);
+  launch(prefill_kernel<HD, KV>, grid, kThreads, Smem<HD>::kBytes, s, "prefill_kernel", a, kv, b);
+}
+
+template <typename KV>
+void launch_prefill_hd(const PrefillArgs& a, const PagedKv& kv, const AttnBatch& b,
+                       cudaStream_t s) {
+  if (kv.head_dim == 64) {
+    launch_prefill<64, KV>(a, kv, b, s);
+  } else {
+    launch_prefill<128, KV>(a, kv, b, s);
+  }
 }
 
 }  // namespace
 
 bool prefill_kernel_supported(const PagedKv& kv) {
-  return kv.dtype == DType::BF16 && (kv.head_dim == 64 || kv.head_dim == 128);
+  return (kv.dtype == DType::BF16 || kv.dtype == DType::I8 || kv.dtype == DType::F8_E4M3) &&
+         (kv.head_dim == 64 || kv.head_dim == 128);
 }
 
 std::vector<int32_t> make_prefill_tiles(const int32_t* query_start, int64_t n_seqs,
@@ -204,14 +236,16 @@ std::vector<int32_t> make_prefill_tiles(const int32_t* query_start, int64_t n_se
 void paged_attention_prefill(const float* q, int64_t ldq, float* out, int64_t n_heads,
                              const PagedKv& kv, const AttnBatch& b, float scale, cudaStream_t s) {
   if (b.n_prefill_tiles <= 0) return;
-  JINX_CHECK(prefill_kernel_supported(kv), "prefill attention: needs bf16 KV, head_dim 64/128");
+  JINX_CHECK(prefill_kernel_supported(kv),
+             "prefill attention: needs bf16, int8 or fp8 KV and head_dim 64/128");
   PrefillArgs a{q, ldq, out, n_heads, n_heads / kv.n_kv_heads, scale};
-  if (kv.head_dim == 64) {
-    launch_prefill<64>(a, kv, b, s);
+  if (kv.dtype == DType::I8) {
+    launch_prefill_hd<I8Codes>(a, kv, b, s);
+  } else if (kv.dtype == DType::F8_E4M3) {
+    launch_prefill_hd<F8Codes>(a, kv, b, s);
   } else {
-    launch_prefill<128>(a, kv, b, s);
+    launch_prefill_hd<__nv_bfloat16>(a, kv, b, s);
   }
-  check_launch("prefill attention");
 }
 
 }  // namespace jinx::cuda

@@ -178,7 +178,8 @@ struct AttnBatch {
 
 // The tensor-core prefill kernel (FlashAttention-2 style: 64 query rows x 64 KV positions per
 // step, bf16 mma with fp32 accumulation, online softmax) takes sequences with this many new rows
-// or more, when kv is bf16 with head_dim 64 or 128; decode rows stay on the row kernel.
+// or more, when kv is bf16, int8 or fp8 (those rows scaled to bf16 as they are loaded) with
+// head_dim 64 or 128; decode rows stay on the row kernel.
 constexpr int64_t kPrefillMinRows = 16;
 constexpr int64_t kPrefillTileRows = 64;
 bool prefill_kernel_supported(const PagedKv& kv);
