@@ -12,6 +12,7 @@
 
 #include "engine/llm.h"
 #include "../support/batch_step.h"
+#include "../support/device_sampling_check.h"
 #include "backend/cuda/ops.h"
 #include "model/executor.h"
 
@@ -334,44 +335,17 @@ TEST(CudaEngine, BatchedGreedyMatchesCpuWithQuantizedKv) {
 }
 
 // Temperature sampling drawn on the GPU (only ids come back): a seeded request gives the same
-// tokens alone and batched with others (each row has its own generator and the draw does not
-// depend on the batch), and the same again on a second engine; the tokens differ from greedy
-// and between seeds (it does sample). Rows asking for logprobs sample on the host, side by side.
+// tokens alone and batched next to rows the host samples, and on a second engine
+// (tests/support/device_sampling_check.h; the engine tests run the same check on the CPU).
 TEST(CudaEngine, SeededSamplingOnTheDeviceRepeats) {
   SKIP_WITHOUT_GPU();
   std::shared_ptr<const Model> model = Model::load(kModels + "tiny-qwen2");
-  auto request = [](uint64_t seed, int first, bool logprobs) {
-    Request r;
-    for (int t = 0; t < 12; ++t) r.prompt.push_back(first + 7 * t);
-    r.params.temperature = 1.0f;
-    r.params.top_k = 50;
-    r.params.top_p = 0.9f;
-    r.params.max_tokens = 16;
-    r.params.ignore_eos = true;
-    r.params.seed = seed;
-    if (logprobs) r.params.logprobs = 0;
-    return r;
-  };
   EngineOptions o;
   o.threads = 2;
   o.max_num_seqs = 8;
   o.kv_cache_tokens = 4096;
   o.device = "cuda";
-  LLM gpu(model, nullptr, o);
-  const auto alone = gpu.generate({request(7, 3, false)});
-  std::vector<Request> batch;
-  for (int i = 0; i < 6; ++i) batch.push_back(request(100 + i, 5 + i, i % 3 == 2));
-  batch.insert(batch.begin() + 2, request(7, 3, false));
-  const auto together = gpu.generate(batch);
-  EXPECT_EQ(together[2].token_ids, alone[0].token_ids);
-  LLM gpu2(model, nullptr, o);
-  EXPECT_EQ(gpu2.generate({request(7, 3, false)})[0].token_ids, alone[0].token_ids);
-  Request greedy = request(7, 3, false);
-  greedy.params.temperature = 0.0f;
-  EXPECT_NE(gpu.generate({greedy})[0].token_ids, alone[0].token_ids);
-  EXPECT_NE(gpu.generate({request(8, 3, false)})[0].token_ids, alone[0].token_ids);
-  for (const auto& out : together)
-    for (int32_t t : out.token_ids) EXPECT_TRUE(t >= 0 && t < model->config().vocab_size);
+  test_support::check_seeded_device_sampling(model, o, nullptr);
 }
 
 }  // namespace

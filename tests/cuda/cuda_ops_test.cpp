@@ -111,6 +111,31 @@ TestWeight make_weight(DType dt, int64_t rows, int64_t cols, std::mt19937& rng) 
   return w;
 }
 
+// cuda::matmul of dm (n tokens, with a bias, output rows padded by 3) against cpu::matmul of
+// the same weights (cpu), x read `skew` floats past a 16-byte boundary. GEMV: fp32 throughout
+// (1e-4); cuBLAS: activations (and expanded weights) rounded to bf16, 2^-9 relative (2e-2).
+void expect_matmul_matches_cpu(const cuda::DeviceMatrix& dm, const WeightMatrix& cpu, int64_t n,
+                               int64_t skew, std::mt19937& rng, cublasHandle_t blas,
+                               ThreadPool& pool, const std::string& what) {
+  const int64_t rows = dm.rows, cols = dm.cols;
+  auto x = randn(n * cols + skew, rng);
+  std::vector<float> ref(n * rows);
+  cpu::matmul(cpu, x.data() + skew, n, ref.data(), rows, pool);
+  auto bias = randn(rows, rng);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < rows; ++r) ref[t * rows + r] += bias[r];
+  Dev<float> dx(x), dy(n * (rows + 3)), db(bias);
+  Dev<uint8_t> scratch(cuda::matmul_scratch_bytes(dm, n) + 1);
+  cuda::MatmulContext mc{nullptr, blas, scratch.p, scratch.n};
+  cuda::matmul(dm, dx.p + skew, n, dy.p, rows + 3, mc, db.p);
+  auto y = dy.get();
+  std::vector<float> got(n * rows);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < rows; ++r) got[t * rows + r] = y[t * (rows + 3) + r];
+  const double tol = cuda::matmul_uses_gemv(dm, n) ? 1e-4 : 2e-2;
+  EXPECT_LE(rel_err(got, ref), tol) << what << " " << rows << "x" << cols << " n=" << n;
+}
+
 TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(1);
@@ -128,26 +153,8 @@ TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
       cuda::DeviceMatrix dm{dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, sh.rows, sh.cols,
                             static_cast<size_t>(dt == DType::BF16 ? sh.cols * 2
                                                 : dt == DType::Q8_0 ? sh.cols : sh.cols / 2)};
-      for (int64_t n : {1, 2, 5, 8, 9, 33, 65}) {
-        auto x = randn(n * sh.cols, rng);
-        std::vector<float> ref(n * sh.rows);
-        cpu::matmul(w.cpu, x.data(), n, ref.data(), sh.rows, pool);
-        auto bias = randn(sh.rows, rng);
-        for (int64_t t = 0; t < n; ++t)
-          for (int64_t r = 0; r < sh.rows; ++r) ref[t * sh.rows + r] += bias[r];
-        Dev<float> dx(x), dy(n * (sh.rows + 3)), db(bias);
-        Dev<uint8_t> scratch(cuda::matmul_scratch_bytes(dm, n) + 1);
-        cuda::MatmulContext mc{nullptr, blas, scratch.p, scratch.n};
-        cuda::matmul(dm, dx.p, n, dy.p, sh.rows + 3, mc, db.p);
-        auto y = dy.get();
-        std::vector<float> got(n * sh.rows);
-        for (int64_t t = 0; t < n; ++t)
-          for (int64_t r = 0; r < sh.rows; ++r) got[t * sh.rows + r] = y[t * (sh.rows + 3) + r];
-        // GEMV: fp32 throughout; cuBLAS: activations rounded to bf16 (2^-9 relative).
-        const double tol = cuda::matmul_uses_gemv(dm, n) ? 1e-4 : 2e-2;
-        EXPECT_LE(rel_err(got, ref), tol) << name(dt) << " " << sh.rows << "x" << sh.cols
-                                          << " n=" << n;
-      }
+      for (int64_t n : {1, 2, 5, 8, 9, 33, 65})
+        expect_matmul_matches_cpu(dm, w.cpu, n, 0, rng, blas, pool, std::string(name(dt)));
     }
   }
   cpu::set_exact_activations(false);
@@ -316,28 +323,11 @@ TEST(CudaOps, Q4AMatmulMatchesCpuForEveryTokenCount) {
   for (DType kind : {DType::Q4_K, DType::Q4_1, DType::U32}) {
     for (Shape sh : {Shape{37, 256}, Shape{256, 1024}, Shape{129, 4864}, Shape{9000, 512}}) {
       auto w = make_affine(kind, sh.rows, sh.cols, rng);
-      const std::string what = str(w->host.label, " ", sh.rows, "x", sh.cols);
-      for (int64_t n : {1, 2, 3, 5, 8, 9, 33, 65}) {  // 65: cuBLAS
-        auto x = randn(n * sh.cols + 1, rng);
-        // n == 3: x one float off 16-byte alignment, so the scalar kernel (load_weight) runs.
-        const int64_t skew = n == 3 ? 1 : 0;
-        std::vector<float> ref(n * sh.rows);
-        cpu::matmul(w->cpu, x.data() + skew, n, ref.data(), sh.rows, pool);
-        auto bias = randn(sh.rows, rng);
-        for (int64_t t = 0; t < n; ++t)
-          for (int64_t r = 0; r < sh.rows; ++r) ref[t * sh.rows + r] += bias[r];
-        Dev<float> dx(x), dy(n * (sh.rows + 3)), db(bias);
-        Dev<uint8_t> scratch(cuda::matmul_scratch_bytes(w->dev, n) + 1);
-        cuda::MatmulContext mc{nullptr, blas, scratch.p, scratch.n};
-        cuda::matmul(w->dev, dx.p + skew, n, dy.p, sh.rows + 3, mc, db.p);
-        auto y = dy.get();
-        std::vector<float> got(n * sh.rows);
-        for (int64_t t = 0; t < n; ++t)
-          for (int64_t r = 0; r < sh.rows; ++r) got[t * sh.rows + r] = y[t * (sh.rows + 3) + r];
-        // GEMV: fp32 throughout; cuBLAS: weights and activations rounded to bf16.
-        const double tol = cuda::matmul_uses_gemv(w->dev, n) ? 1e-4 : 2e-2;
-        EXPECT_LE(rel_err(got, ref), tol) << what << " n=" << n;
-      }
+      const std::string what = w->host.label;
+      // n == 3: x one float off 16-byte alignment, so the scalar kernel (load_weight) runs;
+      // 65 takes cuBLAS.
+      for (int64_t n : {1, 2, 3, 5, 8, 9, 33, 65})
+        expect_matmul_matches_cpu(w->dev, w->cpu, n, n == 3 ? 1 : 0, rng, blas, pool, what);
     }
   }
   cpu::set_exact_activations(false);

@@ -10,6 +10,7 @@
 #include "backend/sample_select.h"
 #include "core/check.h"
 #include "engine/llm.h"
+#include "../support/device_sampling_check.h"
 
 namespace jinx {
 namespace {
@@ -53,19 +54,6 @@ class SamplingDevice final : public Executor {
   bool nan_rows_;
 };
 
-Request sampled_request(uint64_t seed, int first) {
-  Request r;
-  for (int t = 0; t < 12; ++t) r.prompt.push_back(first + 7 * t);
-  r.params.temperature = 1.0f;
-  r.params.top_k = 50;
-  r.params.top_p = 0.9f;
-  r.params.min_p = 0.01f;
-  r.params.max_tokens = 16;
-  r.params.ignore_eos = true;
-  r.params.seed = seed;
-  return r;
-}
-
 EngineOptions options(std::shared_ptr<const Model> model, int* sampled_rows, bool nan_rows) {
   EngineOptions o;
   o.threads = 2;
@@ -78,37 +66,12 @@ EngineOptions options(std::shared_ptr<const Model> model, int* sampled_rows, boo
   return o;
 }
 
-// Plain sampled rows go to the device with their own generator's uniform: the same seed gives
-// the same tokens alone and batched (next to greedy rows, rows with logprobs and penalties,
-// which the host samples), and on a second engine; a different seed or greedy differs.
+// Plain sampled rows go to the "device" with their own generator's uniform
+// (tests/support/device_sampling_check.h).
 TEST(DeviceSampling, SeededRowsRepeatAloneAndBatched) {
   std::shared_ptr<const Model> model = Model::load(kModels + "tiny-qwen2");
   int sampled = 0;
-  LLM llm(model, nullptr, options(model, &sampled, false));
-  const auto alone = llm.generate({sampled_request(7, 3)});
-  EXPECT_EQ(sampled, 16);  // every token of the plain request was drawn "on the device"
-  std::vector<Request> batch;
-  for (int i = 0; i < 6; ++i) {
-    Request r = sampled_request(100 + i, 5 + i);
-    if (i == 1) r.params.logprobs = 2;
-    if (i == 2) r.params.repetition_penalty = 1.3f;
-    if (i == 3) r.params.temperature = 0.0f;
-    batch.push_back(r);
-  }
-  batch.insert(batch.begin() + 2, sampled_request(7, 3));
-  sampled = 0;
-  const auto together = llm.generate(batch);
-  EXPECT_EQ(together[2].token_ids, alone[0].token_ids);
-  EXPECT_EQ(sampled, 4 * 16);  // the four plain requests; not logprobs, penalty or greedy rows
-  EXPECT_EQ(together[2].token_ids.size(), 16u);
-  int sampled2 = 0;
-  LLM llm2(model, nullptr, options(model, &sampled2, false));
-  EXPECT_EQ(llm2.generate({sampled_request(7, 3)})[0].token_ids, alone[0].token_ids);
-  EXPECT_NE(llm2.generate({sampled_request(8, 3)})[0].token_ids, alone[0].token_ids);
-  Request greedy = sampled_request(7, 3);
-  greedy.params.temperature = 0.0f;
-  EXPECT_NE(llm2.generate({greedy})[0].token_ids, alone[0].token_ids);
-  for (const auto& out : together) EXPECT_EQ(out.finish_reason, "length");
+  test_support::check_seeded_device_sampling(model, options(model, &sampled, false), &sampled);
 }
 
 // A device row whose logits hold a NaN comes back as -1: the engine fails the step with the
@@ -118,7 +81,7 @@ TEST(DeviceSampling, NanLogitsOnTheDeviceAreAnError) {
   int sampled = 0;
   LLM llm(model, nullptr, options(model, &sampled, true));
   try {
-    llm.generate({sampled_request(1, 3)});
+    llm.generate({test_support::sampled_request(1, 3)});
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
