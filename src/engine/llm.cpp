@@ -46,7 +46,7 @@ struct LLM::Live {
         p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
       return sampling::kPickLogits;
     if (p.temperature < kGreedyTemperature) return sampling::kPickArgmax;
-    if (!device_samples || !sampler.plain()) return sampling::kPickLogits;
+    if (!device_samples) return sampling::kPickLogits;
     *u = sampler.draw_uniform();
     return sampling::kPickSample;
   }

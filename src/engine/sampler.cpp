@@ -403,12 +403,6 @@ Sampler::Sampler(const SamplingParams& p, std::span<const int32_t> prompt_ids) :
   }
 }
 
-bool Sampler::plain() const {
-  const SamplingParams& p = params_;
-  return p.temperature >= kGreedyTemperature && p.logprobs < 0 && p.logit_bias.empty() &&
-         !track_output_;
-}
-
 void Sampler::accept(int32_t token) {
   if (token < 0) fail("sampler: negative generated token id ", token);
   if (track_output_) ++output_counts_[token];

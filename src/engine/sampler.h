@@ -93,10 +93,9 @@ class Sampler {
 
   const SamplingParams& params() const { return params_; }
 
-  // Temperature sampling with nothing but steps 4-7 (no bias, penalty or logprobs): the
-  // caller may draw the token elsewhere (a GPU, backend/sample_select.h) with this uniform in
-  // [0, 1), the one sample() would take from this sequence's generator.
-  bool plain() const;
+  // For temperature sampling with nothing but steps 4-7 (no bias, penalty or logprobs), which a
+  // caller may draw elsewhere (a GPU, backend/sample_select.h): the uniform in [0, 1) that
+  // sample() would take from this sequence's generator.
   double draw_uniform() { return uniform(); }
 
  private:
