@@ -43,6 +43,8 @@ echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PD
 JINX_PDL=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, CUDA graphs, norms and SiLU as kernels of their own (JINX_FUSE=0)" | tee -a "$OUT/bench.txt"
 JINX_FUSE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, CUDA graphs, only the norms fused (JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
+JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --kv-cache-dtype int8 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, weights quantized to Q4_K at load (Q4A on the GPU, head Q8_0)" | tee -a "$OUT/bench.txt"

@@ -147,7 +147,7 @@ class CudaExecutor final : public Executor {
   size_t kv_bytes() const override { return kv_bytes_; }
   std::string describe() const override {
     return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
-           (fuse_inputs_ ? "" : ", unfused norms (JINX_FUSE=0)");
+           (fuse_norm_ ? "" : ", norms unfused") + (fuse_silu_ ? "" : ", SiLU unfused");
   }
 
  private:
@@ -196,7 +196,7 @@ class CudaExecutor final : public Executor {
   // Per-step buffers.
   GrowBuffer x_, h_, qkv_, att_, gu_, act_, out_h_, logits_, work_, scratch_, argmax_,
       argmax_keys_;
-  bool fuse_inputs_ = true;  // norms and SiLU applied inside the decode GEMVs
+  bool fuse_norm_ = true, fuse_silu_ = true;  // applied inside the decode GEMVs
   GrowBuffer sampling_;  // RowSampling [n_out] then pick [n_out], for sample_rows
   std::vector<uint8_t> sampling_host_;
   GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_, tiles_;
@@ -223,9 +223,11 @@ class CudaExecutor final : public Executor {
 CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o,
                            int device)
     : model_(std::move(model)), c_(model_->config()), device_(device) {
-  // JINX_FUSE=0: norms and SiLU as kernels of their own, not inside the GEMVs (comparisons).
-  const char* fuse = std::getenv("JINX_FUSE");
-  fuse_inputs_ = !(fuse && std::string(fuse) == "0");
+  // For comparisons: JINX_FUSE=0 runs norms and SiLU as kernels of their own, JINX_FUSE=norm
+  // fuses only the norms (the default fuses both into the GEMVs that read them).
+  const std::string fuse = std::getenv("JINX_FUSE") ? std::getenv("JINX_FUSE") : "";
+  fuse_norm_ = fuse != "0";
+  fuse_silu_ = fuse != "0" && fuse != "norm";
   check(cudaSetDevice(device_), "cudaSetDevice");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: cannot create a handle");
@@ -370,7 +372,7 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
   // their output to x in their epilogue.
   using In = cuda::MatmulInput;
   cuda::matmul(L.qkv.w, x, n, qkv, ld, mc, L.qkv.bias,
-               In{In::kRmsNorm, L.attn_norm, eps, h, fuse_inputs_});
+               In{In::kRmsNorm, L.attn_norm, eps, h, fuse_norm_});
   if (L.q_norm) {
     cuda::rmsnorm_heads(qkv, ld, n, c_.n_heads, hd, L.q_norm, eps, stream_);
     cuda::rmsnorm_heads(qkv + q_dim, ld, n, c_.n_kv_heads, hd, L.k_norm, eps, stream_);
@@ -383,9 +385,9 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
   cuda::matmul(L.o.w, att, n, x, H, mc, L.o.bias, In{}, true);
   float* gu = gu_.get<float>(0);
   cuda::matmul(L.gate_up.w, x, n, gu, 2 * ff, mc, L.gate_up.bias,
-               In{In::kRmsNorm, L.ffn_norm, eps, h, fuse_inputs_});
+               In{In::kRmsNorm, L.ffn_norm, eps, h, fuse_norm_});
   cuda::matmul(L.down.w, gu, n, x, H, mc, L.down.bias,
-               In{In::kSiluMul, nullptr, 0.0f, act_.get<float>(0), fuse_inputs_}, true);
+               In{In::kSiluMul, nullptr, 0.0f, act_.get<float>(0), fuse_silu_}, true);
 }
 
 void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
