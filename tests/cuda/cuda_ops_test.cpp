@@ -111,6 +111,21 @@ TestWeight make_weight(DType dt, int64_t rows, int64_t cols, std::mt19937& rng) 
   return w;
 }
 
+// What the matmul parity tests share: a cuBLAS handle, two CPU threads and the CPU reference
+// in exact fp32 activations (on the dequantized weights), undone when the test ends.
+struct MatmulBench {
+  cublasHandle_t blas = nullptr;
+  ThreadPool pool{2};
+  MatmulBench() {
+    if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) blas = nullptr;
+    cpu::set_exact_activations(true);
+  }
+  ~MatmulBench() {
+    cpu::set_exact_activations(false);
+    if (blas) cublasDestroy(blas);
+  }
+};
+
 // cuda::matmul of dm (n tokens, with a bias, output rows padded by 3) against cpu::matmul of
 // the same weights (cpu), x read `skew` floats past a 16-byte boundary. GEMV: fp32 throughout
 // (1e-4); cuBLAS: activations (and expanded weights) rounded to bf16, 2^-9 relative (2e-2).
@@ -139,10 +154,10 @@ void expect_matmul_matches_cpu(const cuda::DeviceMatrix& dm, const WeightMatrix&
 TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(1);
-  cublasHandle_t blas = nullptr;
-  ASSERT_EQ(cublasCreate(&blas), 0);
-  ThreadPool pool(2);
-  cpu::set_exact_activations(true);  // fp32 reference on the dequantized weights
+  MatmulBench env;
+  ASSERT_NE(env.blas, nullptr);
+  cublasHandle_t blas = env.blas;
+  ThreadPool& pool = env.pool;
   struct Shape { int64_t rows, cols; };
   for (DType dt : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
     for (Shape sh : {Shape{37, 64}, Shape{256, 896}, Shape{129, 4864}, Shape{1000, 96}}) {
@@ -157,8 +172,6 @@ TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
         expect_matmul_matches_cpu(dm, w.cpu, n, 0, rng, blas, pool, std::string(name(dt)));
     }
   }
-  cpu::set_exact_activations(false);
-  cublasDestroy(blas);
 }
 
 // The input transforms the decode GEMV applies while staging its input (RMSNorm; SiLU x up of
@@ -167,10 +180,10 @@ TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
 TEST(CudaOps, MatmulInputTransformsAndAccumulate) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
-  cublasHandle_t blas = nullptr;
-  ASSERT_EQ(cublasCreate(&blas), 0);
-  ThreadPool pool(2);
-  cpu::set_exact_activations(true);
+  MatmulBench env;
+  ASSERT_NE(env.blas, nullptr);
+  cublasHandle_t blas = env.blas;
+  ThreadPool& pool = env.pool;
   using In = cuda::MatmulInput;
   struct Case { DType dt; int64_t rows, cols; In::Kind kind; };
   const Case cases[] = {{DType::BF16, 256, 896, In::kRmsNorm},
@@ -227,8 +240,6 @@ TEST(CudaOps, MatmulInputTransformsAndAccumulate) {
       }
     }
   }
-  cpu::set_exact_activations(false);
-  cublasDestroy(blas);
 }
 
 TEST(CudaOps, OddColumnsUseTheScalarPath) {
@@ -315,10 +326,10 @@ std::unique_ptr<AffineWeight> make_affine(DType kind, int64_t rows, int64_t cols
 TEST(CudaOps, Q4AMatmulMatchesCpuForEveryTokenCount) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(8);
-  cublasHandle_t blas = nullptr;
-  ASSERT_EQ(cublasCreate(&blas), 0);
-  ThreadPool pool(2);
-  cpu::set_exact_activations(true);  // fp32 reference on the dequantized weights
+  MatmulBench env;
+  ASSERT_NE(env.blas, nullptr);
+  cublasHandle_t blas = env.blas;
+  ThreadPool& pool = env.pool;
   struct Shape { int64_t rows, cols; };
   for (DType kind : {DType::Q4_K, DType::Q4_1, DType::U32}) {
     for (Shape sh : {Shape{37, 256}, Shape{256, 1024}, Shape{129, 4864}, Shape{9000, 512}}) {
@@ -330,8 +341,6 @@ TEST(CudaOps, Q4AMatmulMatchesCpuForEveryTokenCount) {
         expect_matmul_matches_cpu(w->dev, w->cpu, n, n == 3 ? 1 : 0, rng, blas, pool, what);
     }
   }
-  cpu::set_exact_activations(false);
-  cublasDestroy(blas);
 }
 
 // The embedding table of a Q4_K / MLX 4-bit checkpoint stays Q4A: rows gathered exactly.
