@@ -19,6 +19,11 @@ namespace jinx {
 
 using SeqId = kv::SeqId;
 
+// Overlap scheduling: the value of a token sampled by a step that is still running. The
+// scheduler appends one for each sampling sequence when it schedules the next step ahead
+// (Scheduler::schedule_ahead) and fills it in on_step_done().
+constexpr int32_t kPlaceholderToken = -1;
+
 enum class SeqStatus {
   kWaiting,   // queued (new or preempted), holds no KV blocks
   kRunning,   // admitted: holds a block table
@@ -58,10 +63,17 @@ struct Sequence {
   FinishReason pending_finish = FinishReason::kNone;  // abort()/finish() applied next step
   int32_t n_preemptions = 0;
   int32_t n_cached_prompt = 0;  // prompt tokens the prefix cache served at first admission
+  int32_t max_output = 0;       // generated tokens at most (0: no limit but max_model_len)
+  // Overlap scheduling: 1 while the last token is a kPlaceholderToken (a step in flight samples
+  // it), else 0; `draining` when that token is its last one (a length limit), so the
+  // sequence is not scheduled again.
+  int32_t n_placeholders = 0;
+  bool draining = false;
 
   int32_t size() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_generated() const { return size() - n_prompt; }
   int32_t n_uncomputed() const { return size() - n_computed; }
+  int32_t n_known() const { return size() - n_placeholders; }  // tokens whose value is known
 };
 
 }  // namespace jinx

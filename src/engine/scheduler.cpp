@@ -44,10 +44,21 @@ const Sequence& Scheduler::sequence(SeqId id) const {
 
 void Scheduler::extend_hashes(Sequence* s) {
   if (!kv_.prefix_caching()) return;
-  kv::extend_block_hashes(s->tokens, kv_.block_size(), kv_.hash_seed(), &s->block_hashes);
+  const std::span<const int32_t> known(s->tokens.data(), static_cast<size_t>(s->n_known()));
+  kv::extend_block_hashes(known, kv_.block_size(), kv_.hash_seed(), &s->block_hashes);
 }
 
-SeqId Scheduler::add(std::vector<int32_t> prompt) {
+// Registers the computed full blocks whose tokens are all known (a block with a placeholder
+// waits for its value).
+void Scheduler::commit_known(Sequence* s) {
+  int64_t n = s->n_computed;
+  if (kv_.prefix_caching())
+    n = std::min<int64_t>(n, static_cast<int64_t>(s->block_hashes.size()) * kv_.block_size());
+  kv_.commit(s->id, s->block_hashes, n);
+}
+
+SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output) {
+  if (max_output < 0) fail("max_output must be >= 0, got ", max_output);
   if (prompt.empty()) fail("empty prompt: a request needs at least one token");
   if (static_cast<int64_t>(prompt.size()) >= config_.max_model_len) {
     fail("prompt of ", prompt.size(), " tokens does not fit: a sequence holds at most ",
@@ -61,6 +72,7 @@ SeqId Scheduler::add(std::vector<int32_t> prompt) {
   s->id = next_id_++;
   s->arrival = next_arrival_++;
   s->n_prompt = static_cast<int32_t>(prompt.size());
+  s->max_output = max_output;
   s->tokens = std::move(prompt);
   extend_hashes(s.get());
   waiting_.push_back(s.get());  // the newest arrival goes last
@@ -84,7 +96,8 @@ FinishedSeq Scheduler::retire(Sequence* s, FinishReason reason) {
   s->status = SeqStatus::kFinished;
   s->finish_reason = reason;
   FinishedSeq f{s->id, reason, s->n_prompt,
-                std::vector<int32_t>(s->tokens.begin() + s->n_prompt, s->tokens.end())};
+                std::vector<int32_t>(s->tokens.begin() + s->n_prompt,
+                                     s->tokens.begin() + s->n_known())};
   ++stats_.n_finished;
   seqs_.erase(s->id);  // destroys *s
   return f;
@@ -144,7 +157,7 @@ int32_t Scheduler::fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_
     }
     Sequence* victim = running_.back();
     // Every sequence after `index` is still unscheduled this step, so freeing it is safe.
-    if (victim != s && victim->n_uncomputed() == 1) --*n_decode_left;
+    if (victim != s && victim->n_uncomputed() == 1 && !victim->draining) --*n_decode_left;
     preempt_back(step);
     if (victim == s) return 0;
   }
@@ -152,9 +165,10 @@ int32_t Scheduler::fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_
 
 void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
   int32_t n_decode_left = 0;
-  for (const Sequence* s : running_) n_decode_left += s->n_uncomputed() == 1;
+  for (const Sequence* s : running_) n_decode_left += s->n_uncomputed() == 1 && !s->draining;
   for (size_t i = 0; i < running_.size() && *budget > 0; ++i) {
     Sequence* s = running_[i];
+    if (s->draining) continue;  // its last token is being sampled
     const bool decode = s->n_uncomputed() == 1;
     if (decode) --n_decode_left;
     const int32_t want = decode ? 1 : std::min(s->n_uncomputed(), *budget - n_decode_left);
@@ -169,6 +183,7 @@ void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget) {
   const int32_t bs = kv_.block_size();
   while (!waiting_.empty() && n_running() < config_.max_num_seqs && *budget > 0) {
     Sequence* s = waiting_.front();
+    if (s->n_placeholders > 0) break;  // preempted while its token was being sampled
     // Never match the last token: its logits must be computed.
     const std::vector<int32_t> hit = kv_.match_prefix(s->block_hashes, (s->size() - 1) / bs);
     const int32_t n_hit = static_cast<int32_t>(hit.size()) * bs;
@@ -185,70 +200,137 @@ void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget) {
 }
 
 ScheduledStep Scheduler::schedule() {
-  JINX_CHECK(!step_open_, "schedule() called again before on_step_done()");
+  JINX_CHECK(open_.empty(), "schedule() called again before on_step_done()");
+  return schedule_step();
+}
+
+ScheduledStep Scheduler::schedule_ahead() {
+  if (open_.empty()) return schedule_step();
+  JINX_CHECK(open_.size() == 1 && !open_.front().advanced,
+             "schedule_ahead(): the step before the last one is not done yet");
+  advance(open_.front().seqs);
+  open_.front().advanced = true;
+  return schedule_step();
+}
+
+// Takes a running step as done before its tokens are known: chunks computed, a placeholder
+// for each sampled token.
+void Scheduler::advance(std::vector<ScheduledSeq>& seqs) {
+  for (const ScheduledSeq& sc : seqs) {
+    auto it = seqs_.find(sc.id);
+    if (it == seqs_.end()) continue;  // ended (its row in that step is wasted)
+    Sequence& s = *it->second;
+    if (s.pending_finish != FinishReason::kNone) continue;  // retired by this schedule
+    s.n_computed += sc.n_new;
+    commit_known(&s);
+    if (!sc.sample) continue;
+    s.tokens.push_back(kPlaceholderToken);
+    s.n_placeholders = 1;
+    s.draining = s.size() >= config_.max_model_len ||
+                 (s.max_output > 0 && s.n_generated() >= s.max_output);
+  }
+}
+
+ScheduledStep Scheduler::schedule_step() {
   ScheduledStep step;
   apply_pending(&step);
   int32_t budget = config_.max_num_batched_tokens;
   schedule_running(&step, &budget);
   if (step.preempted.empty()) admit_waiting(&step, &budget);
   if (!step.seqs.empty()) {
-    in_flight_ = step.seqs;
-    step_open_ = true;
+    open_.push_back(OpenStep{step.seqs, false});
     ++stats_.n_steps;
     stats_.n_computed_tokens += step.n_tokens;
   }
   return step;
 }
 
-StepResult Scheduler::on_step_done(std::span<const SampledToken> sampled) {
-  JINX_CHECK(step_open_ || sampled.empty(), "on_step_done() without a scheduled step");
-  // Validate everything before changing anything.
-  std::unordered_map<SeqId, const SampledToken*> by_id;
+// Validates `sampled` against a step (see on_step_done()) into by_id; throws on a bad entry.
+void Scheduler::check_samples(std::span<const ScheduledSeq> seqs, bool advanced,
+                              std::span<const SampledToken> sampled,
+                              std::unordered_map<SeqId, const SampledToken*>* by_id) const {
   for (const SampledToken& t : sampled) {
     if (t.token < 0) fail("sampled token ", t.token, " for sequence ", t.seq, " is negative");
-    if (!by_id.emplace(t.seq, &t).second) fail("two sampled tokens for sequence ", t.seq);
+    if (!by_id->emplace(t.seq, &t).second) fail("two sampled tokens for sequence ", t.seq);
   }
-  int32_t n_sampling = 0;
-  for (const ScheduledSeq& sc : in_flight_) {
+  size_t n_matched = 0;
+  for (const ScheduledSeq& sc : seqs) {
     if (!sc.sample) continue;
-    ++n_sampling;
-    if (!by_id.count(sc.id)) fail("no sampled token for sequence ", sc.id);
+    const bool gone = advanced && !seqs_.count(sc.id);
+    const bool given = by_id->count(sc.id) != 0;
+    if (!given && !gone) fail("no sampled token for sequence ", sc.id);
+    n_matched += given;
   }
-  if (n_sampling != static_cast<int32_t>(by_id.size())) {
-    fail("got ", by_id.size(), " sampled tokens for ", n_sampling, " sampling sequences");
+  if (n_matched != by_id->size()) {
+    fail("got ", by_id->size(), " sampled tokens, ", by_id->size() - n_matched,
+         " of them for sequences that did not sample");
   }
+}
+
+StepResult Scheduler::on_step_done(std::span<const SampledToken> sampled) {
+  JINX_CHECK(!open_.empty() || sampled.empty(), "on_step_done() without a scheduled step");
   StepResult result;
+  if (open_.empty()) return result;
+  const OpenStep& step = open_.front();
+  std::unordered_map<SeqId, const SampledToken*> by_id;
+  check_samples(step.seqs, step.advanced, sampled, &by_id);  // before changing anything
+  finish_step(step.seqs, by_id, step.advanced, &result);
+  open_.pop_front();
+  return result;
+}
+
+void Scheduler::finish_step(std::span<const ScheduledSeq> seqs,
+                            const std::unordered_map<SeqId, const SampledToken*>& by_id,
+                            bool advanced, StepResult* result) {
   bool any_done = false;
-  for (const ScheduledSeq& sc : in_flight_) {
-    Sequence& s = get(sc.id);
-    s.n_computed += sc.n_new;
-    kv_.commit(s.id, s.block_hashes, s.n_computed);
-    if (!sc.sample || s.pending_finish != FinishReason::kNone) continue;
+  for (const ScheduledSeq& sc : seqs) {
+    auto it = seqs_.find(sc.id);
+    if (it == seqs_.end()) continue;  // (advanced steps only) ended since
+    Sequence& s = *it->second;
+    if (!advanced) {  // (an abort that dropped a placeholder leaves that row uncounted)
+      s.n_computed = std::min(s.n_computed + sc.n_new, s.size());
+      commit_known(&s);
+    }
+    if (!sc.sample) continue;
+    if (advanced && s.n_placeholders == 0) continue;  // aborted before schedule_ahead()
+    if (s.pending_finish != FinishReason::kNone) {  // aborted: its token is dropped
+      if (s.n_placeholders > 0) s.tokens.pop_back();
+      s.n_placeholders = 0;
+      continue;
+    }
     const SampledToken& t = *by_id.at(sc.id);
-    s.tokens.push_back(t.token);
+    if (s.n_placeholders > 0) {
+      JINX_CHECK(s.tokens.back() == kPlaceholderToken, "sequence ", s.id, " lost its placeholder");
+      s.tokens.back() = t.token;
+      s.n_placeholders = 0;
+    } else {
+      s.tokens.push_back(t.token);
+    }
     extend_hashes(&s);
+    if (kv_.contains(s.id)) commit_known(&s);  // (a preempted sequence holds no blocks)
     FinishReason reason = t.finish;
-    if (reason == FinishReason::kNone && s.size() >= config_.max_model_len) {
+    if (reason == FinishReason::kNone &&
+        (s.size() >= config_.max_model_len ||
+         (s.max_output > 0 && s.n_generated() >= s.max_output))) {
       reason = FinishReason::kLength;
     }
+    s.draining = false;
     if (reason != FinishReason::kNone) {
-      s.status = SeqStatus::kFinished;  // marks it for removal from running_ below
+      s.status = SeqStatus::kFinished;  // marks it for removal from running_ / waiting_ below
       s.finish_reason = reason;
       any_done = true;
     }
   }
-  if (any_done) {
-    std::vector<Sequence*> done;
-    std::erase_if(running_, [&](Sequence* s) {
-      if (s->status != SeqStatus::kFinished) return false;
-      done.push_back(s);
-      return true;
-    });
-    for (Sequence* s : done) result.finished.push_back(retire(s, s->finish_reason));
-  }
-  in_flight_.clear();
-  step_open_ = false;
-  return result;
+  if (!any_done) return;
+  std::vector<Sequence*> done;
+  auto take = [&](Sequence* s) {
+    if (s->status != SeqStatus::kFinished) return false;
+    done.push_back(s);
+    return true;
+  };
+  std::erase_if(running_, take);
+  std::erase_if(waiting_, take);  // preempted while its last token was sampled
+  for (Sequence* s : done) result->finished.push_back(retire(s, s->finish_reason));
 }
 
 void Scheduler::check_invariants() const {
@@ -267,7 +349,11 @@ void Scheduler::check_invariants() const {
     const int64_t n_blocks = static_cast<int64_t>(kv_.block_table(s->id).size());
     JINX_CHECK(s->n_computed >= 0 && s->n_computed <= s->size(), "sequence ", s->id, " n_computed ",
                s->n_computed, " of ", s->size());
-    JINX_CHECK(n_blocks >= kv_.blocks_for(s->n_computed) && n_blocks <= kv_.blocks_for(s->size()),
+    // (An abort that dropped an overlapped step's placeholder leaves the slot of that step's
+    // wasted row, until the next schedule() frees everything.)
+    const int32_t slack = s->pending_finish != FinishReason::kNone ? 1 : 0;
+    JINX_CHECK(n_blocks >= kv_.blocks_for(s->n_computed) &&
+                   n_blocks <= kv_.blocks_for(s->size() + slack),
                "sequence ", s->id, " holds ", n_blocks, " blocks for ", s->n_computed,
                " computed of ", s->size(), " tokens");
   }
@@ -278,9 +364,12 @@ void Scheduler::check_invariants() const {
     JINX_CHECK(i == 0 || waiting_[i - 1]->arrival < s->arrival, "waiting queue out of order");
   }
   for (const auto& [id, s] : seqs_) {
-    const size_t want = kv_.prefix_caching() ? s->tokens.size() / bs : 0;
+    const size_t want = kv_.prefix_caching() ? static_cast<size_t>(s->n_known() / bs) : 0;
     JINX_CHECK(s->block_hashes.size() == want, "sequence ", id, " has ", s->block_hashes.size(),
-               " block hashes for ", s->tokens.size(), " tokens");
+               " block hashes for ", s->n_known(), " known tokens");
+    JINX_CHECK(s->n_placeholders == 0 ||
+                   (s->n_placeholders == 1 && s->tokens.back() == kPlaceholderToken),
+               "sequence ", id, " has a bad placeholder");
   }
 }
 

@@ -38,7 +38,20 @@
 // on_step_done(): every scheduled sequence's n_computed advances by its chunk, its newly full
 // computed blocks are registered in the prefix cache (hashes are kept incrementally per
 // sequence), each sampling sequence appends its token, and sequences the caller flagged (EOS,
-// stop ids, max_tokens) or that reached max_model_len finish and free their blocks.
+// stop ids, max_tokens) or that reached max_model_len or their max_output finish and free their
+// blocks.
+//
+// Overlap scheduling (schedule_ahead()): the next step is scheduled while the last one still
+// runs, before its sampled tokens are known. The open step is first taken as done: its
+// sequences' n_computed advance, and each sampling sequence gets a kPlaceholderToken as its
+// next token, which the new step computes (the forward pass reads its value from the running
+// step's output). on_step_done() for that step then fills the placeholders and applies finishes.
+// A sequence whose placeholder is its last token by length (max_output, max_model_len) is
+// `draining`: not scheduled again. One that stops otherwise (EOS, a stop string, an abort) was
+// already scheduled in the new step; that row is computed and its sample is dropped, and its
+// blocks are freed while the new step may still write them: safe because steps run in order
+// on the device (a later step that reuses the blocks runs after it). Prefix-cache hashes cover
+// known tokens only, so a block holding a placeholder is registered once it is filled.
 //
 // Invariant (check_invariants(), tests run it after every step): every block is free, cached
 // and unreferenced, or referenced by exactly the sequences whose tables hold it; running
@@ -113,7 +126,9 @@ class Scheduler {
   // Queues a prompt; returns its id (ids count up from 0). Throws jinx::Error for an empty
   // prompt, a negative token id, or a prompt of max_model_len tokens or more (it could never
   // fit in the KV pool together with one generated token).
-  SeqId add(std::vector<int32_t> prompt);
+  // max_output: generated tokens at most (0: no limit but max_model_len); the caller still
+  // reports kLength, this lets overlap scheduling stop scheduling a sequence at its last token.
+  SeqId add(std::vector<int32_t> prompt, int32_t max_output = 0);
   // Ends a waiting or running sequence at the next schedule(), which reports it in
   // ScheduledStep::finished and frees its blocks. False if the id is unknown or already done.
   // Called between schedule() and on_step_done(), the token sampled in that step is dropped
@@ -121,10 +136,17 @@ class Scheduler {
   bool abort(SeqId id) { return finish(id, FinishReason::kAborted); }
   bool finish(SeqId id, FinishReason reason);
 
+  // Needs every scheduled step done (on_step_done()).
   ScheduledStep schedule();
-  // `sampled` holds exactly one entry per sequence of the last step with sample set (any
-  // order). Throws jinx::Error, changing nothing, on a missing, extra or bad entry.
+  // The next step while the last scheduled one is still running (see the top of this file);
+  // the one before it must be done. With no open step it is schedule().
+  ScheduledStep schedule_ahead();
+  // Completes the oldest open step. `sampled` holds exactly one entry per sequence of that
+  // step with sample set (any order); for a step already taken as done by schedule_ahead(),
+  // entries of sequences that ended since are ignored. Throws jinx::Error, changing nothing,
+  // on a missing, extra or bad entry.
   StepResult on_step_done(std::span<const SampledToken> sampled);
+  int32_t n_open_steps() const { return static_cast<int32_t>(open_.size()); }
 
   bool has_unfinished() const { return !seqs_.empty(); }
   int32_t n_waiting() const { return static_cast<int32_t>(waiting_.size()); }
@@ -150,6 +172,15 @@ class Scheduler {
   void add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget);
   FinishedSeq retire(Sequence* s, FinishReason reason);
   void extend_hashes(Sequence* s);
+  void commit_known(Sequence* s);
+  ScheduledStep schedule_step();
+  void advance(std::vector<ScheduledSeq>& seqs);
+  void finish_step(std::span<const ScheduledSeq> seqs,
+                   const std::unordered_map<SeqId, const SampledToken*>& by_id, bool advanced,
+                   StepResult* result);
+  void check_samples(std::span<const ScheduledSeq> seqs, bool advanced,
+                     std::span<const SampledToken> sampled,
+                     std::unordered_map<SeqId, const SampledToken*>* by_id) const;
 
   SchedulerConfig config_;
   kv::KVCacheManager kv_;
@@ -157,8 +188,13 @@ class Scheduler {
   std::deque<Sequence*> waiting_;                              // sorted by arrival
   std::vector<Sequence*> running_;                             // sorted by arrival
   std::vector<SeqId> pending_;                                 // ids with pending_finish set
-  std::vector<ScheduledSeq> in_flight_;  // the last step, until on_step_done()
-  bool step_open_ = false;
+  // Scheduled steps not yet done, oldest first: at most two, and then the older one was taken
+  // as done by schedule_ahead() (`advanced`).
+  struct OpenStep {
+    std::vector<ScheduledSeq> seqs;
+    bool advanced = false;
+  };
+  std::deque<OpenStep> open_;
   SeqId next_id_ = 0;
   uint64_t next_arrival_ = 0;
   SchedulerStats stats_;
