@@ -11,6 +11,15 @@ EngineOptions EngineFlags::resolve() const {
   o.prefix_caching = !no_prefix_cache;
   o.cuda_graphs = !enforce_eager;
   o.quantize = parse_quantize(quantize);
+  if (overlap == "auto") {
+    o.overlap = OverlapMode::kAuto;
+  } else if (overlap == "on") {
+    o.overlap = OverlapMode::kOn;
+  } else if (overlap == "off") {
+    o.overlap = OverlapMode::kOff;
+  } else {
+    fail("--overlap must be auto, on or off, not \"", overlap, "\"");
+  }
   return o;
 }
 
@@ -54,6 +63,9 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
       ->check(CLI::Range(0.05, 0.99));
   sub->add_flag("--enforce-eager", f->enforce_eager,
                 "GPU: launch every kernel of a decode step instead of replaying a CUDA graph");
+  sub->add_option("--overlap", f->overlap,
+                  "Overlap scheduling: build step N+1 while the device runs step N (auto: on a "
+                  "GPU; on; off)");
   sub->add_flag("--no-prefix-cache", f->no_prefix_cache, "Turn prefix caching off");
   add_quantize_flag(sub, &f->quantize);
   sub->add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step at most")

@@ -15,6 +15,7 @@ struct EngineFlags {
   std::string kv_dtype = "auto";  // f16 on the CPU (as llama.cpp), bf16 on a GPU
   bool no_prefix_cache = false;
   bool enforce_eager = false;
+  std::string overlap = "auto";
   std::string quantize = "none";
 
   // The options with the string flags applied; throws jinx::Error on a bad value.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <utility>
 #include <unordered_map>
 
 #include "core/check.h"
@@ -103,6 +104,17 @@ struct LLM::Live {
   }
 };
 
+// One submitted step and what its outputs go to.
+struct LLM::Flight {
+  Batch batch;
+  std::vector<int32_t> tokens;  // batch.token_ids, placeholders as -(k + 1) (Executor::submit)
+  std::vector<uint8_t> pick;    // per sampling row: a sampling::Pick
+  std::vector<sampling::RowSampling> sampling;
+  std::vector<int32_t> picked;  // the executor's tokens for kPickArgmax / kPickSample rows
+  std::vector<float> logits;    // [sampling rows, vocab]
+  bool host_samples = false;    // some row's logits are sampled here
+};
+
 LLM::LLM(const std::string& model_path, const EngineOptions& options) {
   std::shared_ptr<Model> m =
       Model::load(model_path, LoadOptions{options.quantize, options.threads});
@@ -165,7 +177,9 @@ void LLM::init(const EngineOptions& o) {
   int64_t max_len = o.max_model_len > 0 ? o.max_model_len : c.max_position_embeddings;
   sched_config_.max_model_len = static_cast<int32_t>(std::min(max_len, pool_tokens));
   sched_ = std::make_unique<Scheduler>(sched_config_, kv_config_);
-  batch_ = std::make_unique<Batch>();
+  for (auto& f : flights_) f = std::make_unique<Flight>();
+  overlap_ = o.overlap == OverlapMode::kOn ||
+             (o.overlap == OverlapMode::kAuto && exec_->runs_async());
 }
 
 int64_t LLM::kv_blocks() const {
@@ -197,15 +211,20 @@ std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts
 }
 
 // The sampled token of every sampling row, with the finish decision for its request.
-void LLM::sample_step(const Batch& batch, float* logits, std::vector<Live*>& live,
-                      std::vector<SampledToken>* sampled) {
+// (A row of a request that ended since the step was built, by an abort or, with overlap
+// scheduling, by the token of the step before, is dropped.)
+void LLM::sample_step(Flight& f, std::vector<SampledToken>* sampled) {
   const int64_t V = model_->config().vocab_size;
+  const Batch& batch = f.batch;
   sampled->clear();
   for (size_t k = 0; k < batch.sample_rows.size(); ++k) {
-    Live& L = *live[k];
-    float* row = logits + k * V;  // the sampler modifies its row in place
-    SampleResult sr{picked_[k], std::numeric_limits<float>::quiet_NaN(), {}};
-    if (pick_[k] == sampling::kPickLogits) {
+    const SeqId id = batch.seq_ids[batch.sample_seqs[k]];
+    auto it = live_.find(id);
+    if (it == live_.end()) continue;
+    Live& L = *it->second;
+    SampleResult sr{f.picked[k], std::numeric_limits<float>::quiet_NaN(), {}};
+    if (f.pick[k] == sampling::kPickLogits) {
+      float* row = f.logits.data() + k * V;  // the sampler modifies its row in place
       if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
       sr = L.sampler.sample(row, static_cast<int32_t>(V));
     } else if (sr.token < 0) {  // as the host sampler would have refused these logits
@@ -240,14 +259,14 @@ void LLM::sample_step(const Batch& batch, float* logits, std::vector<Live*>& liv
     } else if (static_cast<int64_t>(L.out.token_ids.size()) >= L.params.max_tokens) {
       reason = FinishReason::kLength;
     }
-    sampled->push_back({batch.seq_ids[batch.sample_seqs[k]], token, reason});
+    sampled->push_back({id, token, reason});
   }
 }
 
 SeqId LLM::add_request(Request r) {
   check_request(r, 0);
   auto l = std::make_unique<Live>(r, tok_.get());
-  SeqId id = sched_->add(std::move(r.prompt));
+  SeqId id = sched_->add(std::move(r.prompt), r.params.max_tokens);
   live_[id] = std::move(l);
   return id;
 }
@@ -257,7 +276,7 @@ bool LLM::abort_request(SeqId id) {
 }
 
 bool LLM::has_unfinished() const {
-  return sched_->has_unfinished();
+  return sched_->has_unfinished() || in_flight_ != nullptr;
 }
 
 int32_t LLM::n_running() const {
@@ -281,61 +300,100 @@ void LLM::retire(SeqId id, FinishReason reason,
   live_.erase(it);
 }
 
-std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
+LLM::Flight* LLM::launch(const ScheduledStep& step, const Flight* prev) {
   const int64_t V = model_->config().vocab_size;
+  Flight& f = *flights_[prev == flights_[0].get() ? 1 : 0];
+  Batch& batch = f.batch;
+  build_batch(step, *sched_, &batch);
+  f.tokens = batch.token_ids;
+  if (prev) {  // decode rows whose input the step in flight is sampling
+    std::unordered_map<SeqId, int32_t> prev_row;
+    for (size_t k = 0; k < prev->batch.sample_seqs.size(); ++k)
+      prev_row[prev->batch.seq_ids[prev->batch.sample_seqs[k]]] = static_cast<int32_t>(k);
+    for (int32_t i = 0; i < batch.n_seqs; ++i) {
+      const int32_t r = batch.query_start[i + 1] - 1;
+      if (f.tokens[r] != kPlaceholderToken) continue;
+      auto it = prev_row.find(batch.seq_ids[i]);
+      JINX_CHECK(it != prev_row.end() && prev->pick[it->second] != sampling::kPickLogits,
+                 "engine: sequence ", batch.seq_ids[i], " waits for a token nobody samples");
+      f.tokens[r] = -(it->second + 1);
+    }
+  }
+  // Plain greedy rows need only the argmax, and plain sampled rows only their token, both of
+  // which a GPU computes where the logits are.
+  const bool device_samples = exec_->samples_on_device();
+  const size_t n = batch.sample_rows.size();
+  f.pick.assign(n, sampling::kPickLogits);
+  f.sampling.assign(n, sampling::RowSampling{});
+  f.host_samples = false;
+  for (size_t k = 0; k < n; ++k) {
+    Live& L = *live_.at(batch.seq_ids[batch.sample_seqs[k]]);
+    sampling::RowSampling& rs = f.sampling[k];
+    f.pick[k] = L.pick(device_samples, &rs.u);
+    f.host_samples = f.host_samples || f.pick[k] == sampling::kPickLogits;
+    rs.temperature = L.params.temperature;
+    rs.top_k = L.params.top_k;
+    rs.top_p = L.params.top_p;
+    rs.min_p = L.params.min_p;
+  }
+  f.picked.assign(n, -1);
+  f.logits.resize(n * V);
+  ForwardBatch fb;
+  fb.tokens = f.tokens;
+  fb.positions = batch.positions;
+  fb.slot_mapping = batch.slot_mapping;
+  fb.attn = {batch.n_seqs, batch.query_start.data(), batch.context_len.data(),
+             batch.block_tables.data(), batch.max_blocks};
+  fb.out_rows = batch.sample_rows;
+  fb.pick = f.pick;
+  fb.sampling = f.sampling;
+  const auto tf = Clock::now();
+  exec_->submit(fb, f.logits.data(), f.picked.data());
+  stats_.forward_seconds += since(tf);
+  return &f;
+}
+
+void LLM::complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done) {
+  Scheduler& sched = *sched_;
+  const auto tf = Clock::now();
+  exec_->wait();
+  stats_.forward_seconds += since(tf);
+  std::vector<SampledToken> sampled;
+  sample_step(f, &sampled);
+  stats_.generated_tokens += static_cast<int64_t>(sampled.size());
+  for (const SampledToken& t : sampled) {  // first token: the admission is settled
+    Live& L = *live_.at(t.seq);
+    if (L.out.token_ids.size() == 1)
+      L.out.n_cached_prompt = sched.sequence(t.seq).n_cached_prompt;
+  }
+  StepResult res = sched.on_step_done(sampled);
+  for (const auto& fin : res.finished) retire(fin.id, fin.reason, done);
+  for (const SampledToken& t : sampled)
+    if (auto it = live_.find(t.seq); it != live_.end()) it->second->report(false);
+#ifndef NDEBUG
+  sched.check_invariants();  // every block free, cached, or held by exactly its holders
+#endif
+}
+
+// Without overlap: schedule, submit, wait, sample. With it: a step in flight whose tokens are
+// all picked on the device stays in flight while the next one is scheduled and submitted
+// (its decode rows read the tokens there); then it is completed.
+std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
   Scheduler& sched = *sched_;
   const auto t0 = Clock::now();
   std::vector<std::pair<SeqId, RequestOutput>> done;
-  ScheduledStep step = sched.schedule();
+  if (in_flight_ && (!overlap_ || in_flight_->host_samples)) {
+    Flight* f = std::exchange(in_flight_, nullptr);
+    complete(*f, &done);
+  }
+  ScheduledStep step = in_flight_ ? sched.schedule_ahead() : sched.schedule();
   for (const auto& f : step.finished) retire(f.id, f.reason, &done);
-  if (!step.empty()) {
-    Batch& batch = *batch_;
-    build_batch(step, sched, &batch);
-    ForwardBatch fb;
-    fb.tokens = batch.token_ids;
-    fb.positions = batch.positions;
-    fb.slot_mapping = batch.slot_mapping;
-    fb.attn = {batch.n_seqs, batch.query_start.data(), batch.context_len.data(),
-               batch.block_tables.data(), batch.max_blocks};
-    fb.out_rows = batch.sample_rows;
-    std::vector<Live*> rows;
-    for (int32_t s : batch.sample_seqs) rows.push_back(live_.at(batch.seq_ids[s]).get());
-    // Plain greedy rows need only the argmax, and plain sampled rows only their token, both of
-    // which a GPU computes where the logits are.
-    const bool device_samples = exec_->samples_on_device();
-    pick_.assign(rows.size(), sampling::kPickLogits);
-    row_sampling_.assign(rows.size(), sampling::RowSampling{});
-    for (size_t k = 0; k < rows.size(); ++k) {
-      sampling::RowSampling& rs = row_sampling_[k];
-      pick_[k] = rows[k]->pick(device_samples, &rs.u);
-      const SamplingParams& p = rows[k]->params;
-      rs.temperature = p.temperature;
-      rs.top_k = p.top_k;
-      rs.top_p = p.top_p;
-      rs.min_p = p.min_p;
-    }
-    fb.pick = pick_;
-    fb.sampling = row_sampling_;
-    picked_.assign(rows.size(), -1);
-    logits_.resize(batch.sample_rows.size() * V);
-    const auto tf = Clock::now();
-    exec_->forward_batch(fb, logits_.data(), picked_.data());
-    stats_.forward_seconds += since(tf);
-    std::vector<SampledToken> sampled;
-    sample_step(batch, logits_.data(), rows, &sampled);
-    stats_.generated_tokens += static_cast<int64_t>(sampled.size());
-    for (const SampledToken& t : sampled) {  // first token: the admission is settled
-      Live& L = *live_.at(t.seq);
-      if (L.out.token_ids.size() == 1)
-        L.out.n_cached_prompt = sched.sequence(t.seq).n_cached_prompt;
-    }
-    StepResult res = sched.on_step_done(sampled);
-    for (const auto& f : res.finished) retire(f.id, f.reason, &done);
-    for (const SampledToken& t : sampled)
-      if (auto it = live_.find(t.seq); it != live_.end()) it->second->report(false);
-#ifndef NDEBUG
-    sched.check_invariants();  // every block free, cached, or held by exactly its holders
-#endif
+  Flight* prev = in_flight_;
+  in_flight_ = step.empty() ? nullptr : launch(step, prev);
+  if (prev) complete(*prev, &done);
+  if (in_flight_ && !overlap_) {
+    Flight* f = std::exchange(in_flight_, nullptr);
+    complete(*f, &done);
   }
   const SchedulerStats& st = sched.stats();
   stats_.steps = st.n_steps;
@@ -347,7 +405,7 @@ std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
 }
 
 std::vector<RequestOutput> LLM::generate(std::vector<Request> requests, const Progress& progress) {
-  JINX_CHECK(!sched_->has_unfinished(), "generate() needs an idle engine");
+  JINX_CHECK(!has_unfinished(), "generate() needs an idle engine");
   for (size_t i = 0; i < requests.size(); ++i) check_request(requests[i], i);
   std::vector<RequestOutput> outs(requests.size());
   std::unordered_map<SeqId, size_t> index;
@@ -355,12 +413,12 @@ std::vector<RequestOutput> LLM::generate(std::vector<Request> requests, const Pr
     for (size_t i = 0; i < requests.size(); ++i) index[add_request(std::move(requests[i]))] = i;
   } catch (...) {  // leave the engine empty for the next call
     for (const auto& [id, i] : index) sched_->abort(id);
-    while (sched_->has_unfinished()) step();
+    while (has_unfinished()) step();
     throw;
   }
   size_t n_done = 0;
   const int64_t generated0 = stats_.generated_tokens;
-  while (sched_->has_unfinished()) {
+  while (has_unfinished()) {
     for (auto& [id, out] : step()) {
       outs[index.at(id)] = std::move(out);
       ++n_done;

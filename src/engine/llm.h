@@ -28,6 +28,16 @@
 
 namespace jinx {
 
+// Overlap scheduling: the engine schedules step N+1 and builds its batch while the device runs
+// step N (Scheduler::schedule_ahead; the new decode rows read their input tokens from step N's
+// output on the device). Only steps whose every token is picked by the executor (greedy, or
+// plain sampling on a GPU) are overlapped; a step with a row sampled on the host is waited for.
+enum class OverlapMode {
+  kAuto,  // on where the executor runs steps asynchronously (a GPU)
+  kOn,    // also on a synchronous executor (no gain: for tests)
+  kOff,
+};
+
 struct EngineOptions {
   int threads = 0;                        // 0: every core
   double kv_cache_gib = 0.0;              // KV pool size; 0: use kv_cache_tokens
@@ -42,6 +52,7 @@ struct EngineOptions {
   // On a GPU without a KV size given: the share of device memory the engine may fill.
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;  // replay decode steps as CUDA graphs (false: --enforce-eager)
+  OverlapMode overlap = OverlapMode::kAuto;
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;
@@ -117,7 +128,7 @@ class LLM {
   // Ends a queued or running request at the next step (finish_reason "abort", its KV blocks
   // freed). False if the id is unknown or already finished.
   bool abort_request(SeqId id);
-  bool has_unfinished() const;
+  bool has_unfinished() const;  // requests queued or running, or a step still in flight
   // One scheduler step: forward pass, sampling, updates. Returns the requests that ended.
   std::vector<std::pair<SeqId, RequestOutput>> step();
   int32_t n_running() const;
@@ -129,6 +140,7 @@ class LLM {
   std::shared_ptr<const Tokenizer> tokenizer_ptr() const { return tok_; }
   const EngineStats& stats() const { return stats_; }
   int64_t kv_blocks() const;
+  bool overlaps() const { return overlap_; }  // overlap scheduling is on
   // Where the forward pass runs, in words (device, weights, KV pool).
   std::string executor_description() const { return exec_->describe(); }
   // Longest sequence (prompt + generated) the engine runs: the model's context, capped by the
@@ -140,9 +152,13 @@ class LLM {
 
  private:
   struct Live;
+  struct Flight;
   void init(const EngineOptions& options);
-  void sample_step(const struct Batch& batch, float* logits, std::vector<Live*>& live,
-                   std::vector<SampledToken>* sampled);
+  // Builds a scheduled step into a free Flight and submits it; `prev` is the step in flight.
+  Flight* launch(const ScheduledStep& step, const Flight* prev);
+  // Waits for the oldest submitted step (f), samples, and hands its tokens to the scheduler.
+  void complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done);
+  void sample_step(Flight& f, std::vector<SampledToken>* sampled);
   void retire(SeqId id, FinishReason reason,
               std::vector<std::pair<SeqId, RequestOutput>>* done);
 
@@ -156,11 +172,10 @@ class LLM {
   // the next (every call drains it of running sequences).
   std::unique_ptr<Scheduler> sched_;
   std::unordered_map<SeqId, std::unique_ptr<Live>> live_;
-  std::unique_ptr<struct Batch> batch_;
-  std::vector<float> logits_;
-  std::vector<uint8_t> pick_;  // per sampling row of the step: a sampling::Pick
-  std::vector<sampling::RowSampling> row_sampling_;
-  std::vector<int32_t> picked_;  // the executor's tokens for kPickArgmax / kPickSample rows
+  // Two step buffers: with overlap scheduling one is in flight while the next is built.
+  std::unique_ptr<Flight> flights_[2];
+  Flight* in_flight_ = nullptr;  // submitted, not yet completed
+  bool overlap_ = false;
   EngineStats stats_;
 };
 

@@ -53,6 +53,39 @@ class CpuExecutor final : public Executor {
 
 }  // namespace
 
+std::vector<int32_t> resolve_placeholders(std::span<const int32_t> tokens,
+                                          std::span<const int32_t> prev_picks) {
+  std::vector<int32_t> out(tokens.begin(), tokens.end());
+  for (int32_t& t : out) {
+    if (t >= 0) continue;
+    const int64_t k = -int64_t{t} - 1;
+    if (k >= static_cast<int64_t>(prev_picks.size()) || prev_picks[k] < 0)
+      fail("placeholder token ", t, " names no picked row of the previous step (",
+           prev_picks.size(), " output rows)");
+    t = prev_picks[k];
+  }
+  return out;
+}
+
+std::vector<int32_t> picks_of(std::span<const uint8_t> pick, const int32_t* tokens, size_t n_out) {
+  std::vector<int32_t> picks(n_out, -1);
+  for (size_t k = 0; k < pick.size() && k < n_out; ++k)
+    if (pick[k] == sampling::kPickArgmax || pick[k] == sampling::kPickSample) picks[k] = tokens[k];
+  return picks;
+}
+
+void Executor::submit(const ForwardBatch& batch, float* logits, int32_t* tokens) {
+  ForwardBatch b = batch;
+  std::vector<int32_t> resolved;
+  if (std::any_of(batch.tokens.begin(), batch.tokens.end(), [](int32_t t) { return t < 0; })) {
+    resolved = resolve_placeholders(batch.tokens, last_picks_);
+    b.tokens = resolved;
+  }
+  last_picks_.clear();
+  forward_batch(b, logits, tokens);
+  last_picks_ = picks_of(batch.pick, tokens, batch.out_rows.size());
+}
+
 bool cuda_built() {
 #ifdef JINX_CUDA
   return true;

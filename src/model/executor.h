@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 #include "model/model.h"
@@ -40,11 +42,35 @@ class Executor {
                              int32_t* tokens = nullptr) = 0;
   // Whether kPickSample rows are drawn here (a GPU); else the caller samples from the logits.
   virtual bool samples_on_device() const { return false; }
+
+  // Overlap scheduling. submit() starts a step as forward_batch() does but may return before it
+  // ran; its outputs are written, and `logits` / `tokens` must stay valid, until the wait()
+  // that completes it (wait() completes the oldest submitted step). At most two steps are
+  // submitted and not yet waited for. A token id < 0 in batch.tokens is a placeholder:
+  // -(k + 1) stands for the token that the step submitted just before this one picked for its
+  // output row k (a kPickArgmax or kPickSample row), so the caller can submit a decode step
+  // before it knows its input. The default runs the step at once, with placeholders replaced.
+  virtual void submit(const ForwardBatch& batch, float* logits, int32_t* tokens);
+  virtual void wait() {}
+  // Whether submit() returns before the step ran (a GPU), so that overlap scheduling pays.
+  virtual bool runs_async() const { return false; }
   virtual int64_t n_kv_blocks() const = 0;
   virtual size_t kv_bytes() const = 0;
   // One line for logs and `jinx info`: device, weights, KV pool.
   virtual std::string describe() const = 0;
+
+ private:
+  std::vector<int32_t> last_picks_;  // the default submit(): the last step's picks, or -1
 };
+
+// A step's tokens with placeholders (see Executor::submit) replaced by the previous step's
+// picks (`prev_picks`, one per output row, -1 where that row was not picked). Throws
+// jinx::Error for a placeholder that names no picked row.
+std::vector<int32_t> resolve_placeholders(std::span<const int32_t> tokens,
+                                          std::span<const int32_t> prev_picks);
+// The picks a step leaves for the next one's placeholders: tokens[k] where pick[k] is
+// kPickArgmax or kPickSample, else -1.
+std::vector<int32_t> picks_of(std::span<const uint8_t> pick, const int32_t* tokens, size_t n_out);
 
 // Throws jinx::Error for an unknown device, a CUDA device in a build without CUDA, a missing
 // GPU, or memory that cannot hold the weights and one block per sequence.
