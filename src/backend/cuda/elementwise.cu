@@ -56,10 +56,12 @@ std::string describe_device(int device) {
 
 namespace {
 
-__global__ void embed_kernel(DeviceMatrix w, const int32_t* tokens, float* out) {
+__global__ void embed_kernel(DeviceMatrix w, const int32_t* tokens, const int32_t* prev,
+                             float* out) {
   pdl_begin();
   const int64_t t = blockIdx.x;
-  const int32_t id = tokens[t];
+  int32_t id = tokens[t];
+  if (id < 0 && prev) id = prev[-(id + 1)];  // a placeholder: the previous step's pick
   float* o = out + t * w.cols;
   if (id < 0 || id >= w.rows) {
     for (int64_t c = threadIdx.x; c < w.cols; c += blockDim.x) o[c] = 0.0f;
@@ -194,9 +196,10 @@ int norm_threads(int64_t n) {
 }  // namespace
 
 void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t n, float* out,
-           cudaStream_t s) {
+           cudaStream_t s, const int32_t* prev_picks) {
   if (n <= 0) return;
-  launch(embed_kernel, static_cast<unsigned>(n), 256, 0, s, "embed_kernel", table, tokens, out);
+  launch(embed_kernel, static_cast<unsigned>(n), 256, 0, s, "embed_kernel", table, tokens,
+         prev_picks, out);
   check_launch("embed");
 }
 

@@ -100,9 +100,11 @@ constexpr int64_t kGemvMaxTokens = 8;
 bool matmul_uses_gemv(const DeviceMatrix& w, int64_t n_tokens);
 
 // out[t, :] = row tokens[t] of table, dequantized to fp32. tokens: [n] int32 (device).
-// Ids outside [0, table.rows) give a row of zeros (the host checks ids before the step).
+// Overlap scheduling: with prev_picks (device, the previous step's picked tokens), an id
+// -(k + 1) stands for prev_picks[k]. Ids outside [0, table.rows) otherwise give a row of zeros
+// (the host checks ids, and that every placeholder names a picked row, before the step).
 void embed(const DeviceMatrix& table, const int32_t* tokens, int64_t n, float* out,
-           cudaStream_t s);
+           cudaStream_t s, const int32_t* prev_picks = nullptr);
 
 // out[t, :] = x[t, :] / rms(x[t, :]) * w. x, out: [n_rows, n]; w: [n] fp32. out may be x.
 void rmsnorm(const float* x, const float* w, float* out, int64_t n_rows, int64_t n, float eps,

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -57,7 +58,8 @@ class DeviceArena {
   size_t total_ = 0;
 };
 
-// A device buffer that grows to the largest size asked of it.
+// A device buffer that grows to the largest size asked of it. Growing waits for the device
+// first: with overlap scheduling a step still in flight may be using the old buffer.
 struct GrowBuffer {
   void* ptr = nullptr;
   size_t bytes = 0;
@@ -66,6 +68,7 @@ struct GrowBuffer {
   T* get(size_t n) {
     const size_t need = std::max<size_t>(n * sizeof(T), 256);
     if (need > bytes) {
+      if (ptr) check(cudaDeviceSynchronize(), "synchronize before a buffer grows");
       cudaFree(ptr);
       ptr = nullptr;
       bytes = 0;
@@ -74,6 +77,61 @@ struct GrowBuffer {
     }
     return static_cast<T*>(ptr);
   }
+};
+
+// Page-locked host memory for one step's uploads or downloads. Steps alternate between two, so
+// that a step's copies may still be pending while the next step is staged (overlap
+// scheduling); growing waits for the stream first.
+struct PinnedBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  ~PinnedBuffer() {
+    if (ptr) cudaFreeHost(ptr);
+  }
+  uint8_t* get(size_t n, cudaStream_t s) {
+    if (n > bytes) {
+      check(cudaStreamSynchronize(s), "synchronize before a pinned buffer grows");
+      if (ptr) cudaFreeHost(ptr);
+      ptr = nullptr;
+      bytes = 0;
+      check(cudaMallocHost(&ptr, std::max<size_t>(n, 4096)), "cudaMallocHost (step staging)");
+      bytes = std::max<size_t>(n, 4096);
+    }
+    return static_cast<uint8_t*>(ptr);
+  }
+};
+
+// Arrays packed into one upload: add() them, then copy() stages them in pinned memory and
+// sends them in one transfer; at(i) is array i's device address.
+class Upload {
+ public:
+  template <typename T>
+  size_t add(std::span<const T> a) {
+    offset_ = (offset_ + 15) / 16 * 16;
+    parts_.push_back({a.data(), a.size_bytes(), offset_});
+    offset_ += a.size_bytes();
+    return parts_.size() - 1;
+  }
+  void copy(PinnedBuffer& host, GrowBuffer& dev, cudaStream_t s) {
+    uint8_t* h = host.get(offset_, s);
+    for (const Part& p : parts_)
+      if (p.bytes) std::memcpy(h + p.offset, p.src, p.bytes);
+    base_ = dev.get<uint8_t>(offset_);
+    if (offset_) check(cudaMemcpyAsync(base_, h, offset_, cudaMemcpyHostToDevice, s), "upload step");
+  }
+  template <typename T>
+  T* at(size_t i) const {
+    return reinterpret_cast<T*>(base_ + parts_[i].offset);
+  }
+
+ private:
+  struct Part {
+    const void* src;
+    size_t bytes, offset;
+  };
+  std::vector<Part> parts_;
+  size_t offset_ = 0;
+  uint8_t* base_ = nullptr;
 };
 
 struct DevLinear {
@@ -142,6 +200,12 @@ class CudaExecutor final : public Executor {
   CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o, int device);
   ~CudaExecutor() override;
   void forward_batch(const ForwardBatch& batch, float* logits, int32_t* tokens) override;
+  // Enqueues the step and returns; its picked tokens reach `tokens` in wait(). Rows whose
+  // logits are wanted are copied to `logits` before submit() returns (pageable memory: the
+  // copy waits for the step), so only steps that need no logits overlap.
+  void submit(const ForwardBatch& batch, float* logits, int32_t* tokens) override;
+  void wait() override;
+  bool runs_async() const override { return true; }
   bool samples_on_device() const override { return true; }
   int64_t n_kv_blocks() const override { return n_blocks_; }
   size_t kv_bytes() const override { return kv_bytes_; }
@@ -154,6 +218,7 @@ class CudaExecutor final : public Executor {
   void upload_weights();
   void allocate_kv(const ExecutorOptions& o);
   void check_batch(const ForwardBatch& b) const;
+  void forward_eager(const ForwardBatch& b, int slot);
   // Device pointers to one step's metadata.
   struct StepMeta {
     const int32_t* tokens = nullptr;     // [n]
@@ -169,11 +234,12 @@ class CudaExecutor final : public Executor {
   // Decode steps (one new token per sequence, every row sampled) replay a CUDA graph captured
   // once per padded batch size.
   bool graph_eligible(const ForwardBatch& b) const;
-  void forward_graph(const ForwardBatch& b, float* logits, int32_t* tokens);
+  void forward_graph(const ForwardBatch& b, int slot);
   // Draws the kPickSample rows' tokens over the argmax of every row (outside any graph: the
-  // parameters change every step), copies the tokens back when any row is picked, and the
-  // logits of the kPickLogits rows (in runs of consecutive rows). Then waits.
-  void fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int32_t* tokens);
+  // parameters change every step), copies the tokens to pinned memory when any row is picked,
+  // and the logits of the kPickLogits rows (in runs of consecutive rows) to `logits`. Then
+  // records the slot's event; wait() finishes.
+  void fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int slot);
   void setup_graphs(const ExecutorOptions& o);
   void drop_graphs();
   std::vector<void*> buffer_ptrs() const;
@@ -198,8 +264,20 @@ class CudaExecutor final : public Executor {
       argmax_keys_;
   bool fuse_norm_ = true, fuse_silu_ = true;  // applied inside the decode GEMVs
   GrowBuffer sampling_;  // RowSampling [n_out] then pick [n_out], for sample_rows
-  std::vector<uint8_t> sampling_host_;
-  GrowBuffer tokens_, positions_, slots_, qstart_, ctx_, tables_, out_rows_, tiles_;
+  GrowBuffer step_meta_;  // an eager step's metadata, one upload
+  // Per slot (steps alternate): staged uploads, picked tokens coming back, and the event that
+  // marks the step done.
+  PinnedBuffer upload_host_[2], sampling_host_[2], picks_host_[2];
+  cudaEvent_t done_[2] = {nullptr, nullptr};
+  struct Pending {
+    int slot = -1;  // -1: an empty step
+    int32_t* tokens = nullptr;
+    int64_t n_out = 0;
+  };
+  std::deque<Pending> pending_;  // submitted, not yet waited for (oldest first, at most 2)
+  int next_slot_ = 0;
+  std::vector<uint8_t> prev_picked_;  // per output row of the last step: its token is on the device
+  int64_t max_out_ = 1;               // argmax_ capacity, allocated once (placeholders read it)
   // CUDA graphs for decode: sizes 1, 2, 4, ... up to max_seqs (at most kMaxSplitTokens).
   struct Graph {
     int64_t size = 0;
@@ -211,9 +289,9 @@ class CudaExecutor final : public Executor {
   int64_t graph_width_ = 0;     // block-table columns of the graph layout
   int64_t graph_max_ctx_ = 0;   // longest context a graph step may hold
   int64_t graph_split_len_ = 0;
-  // The graphs' metadata: one pinned host block and its device twin, laid out for the largest
-  // size (each graph uses a prefix of every array).
-  void* meta_host_ = nullptr;
+  // The graphs' metadata: a pinned host block per slot and one device twin, laid out for the
+  // largest size (each graph uses a prefix of every array).
+  void* meta_host_[2] = {nullptr, nullptr};
   GrowBuffer meta_dev_;
   size_t meta_bytes_ = 0;
   std::vector<void*> graph_ptrs_;  // buffer addresses the graphs were captured with
@@ -230,6 +308,8 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
   fuse_silu_ = fuse != "0" && fuse != "norm";
   check(cudaSetDevice(device_), "cudaSetDevice");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  for (cudaEvent_t& e : done_)
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
   if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: cannot create a handle");
   upload_weights();
   allocate_kv(o);
@@ -239,7 +319,10 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
 CudaExecutor::~CudaExecutor() {
   if (stream_) cudaStreamSynchronize(stream_);
   drop_graphs();
-  if (meta_host_) cudaFreeHost(meta_host_);
+  for (void* h : meta_host_)
+    if (h) cudaFreeHost(h);
+  for (cudaEvent_t e : done_)
+    if (e) cudaEventDestroy(e);
   if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -282,6 +365,10 @@ void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
   gu_.get<float>(T * 2 * c_.intermediate_size);
   act_.get<float>(T * c_.intermediate_size);
   logits_.get<float>(std::max<int64_t>(o.max_seqs, 1) * c_.vocab_size);
+  // Allocated once: a step's placeholders read the step before's picks from argmax_.
+  max_out_ = std::max<int64_t>(o.max_seqs, 1);
+  argmax_.get<int32_t>(max_out_);
+  argmax_keys_.get<unsigned long long>(max_out_);
   size_t scratch = cuda::matmul_scratch_bytes(lm_head_, T);
   for (const DevLayer& d : layers_)
     for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down})
@@ -332,8 +419,14 @@ void CudaExecutor::check_batch(const ForwardBatch& b) const {
   JINX_CHECK(a.n_seqs > 0 && a.query_start[0] == 0 && a.query_start[a.n_seqs] == n,
              "sequence boundaries must cover the batch");
   for (int64_t t = 0; t < n; ++t) {
-    if (b.tokens[t] < 0 || b.tokens[t] >= c_.vocab_size)
-      fail("token id ", b.tokens[t], " is outside the vocabulary (", c_.vocab_size, ")");
+    const int32_t tok = b.tokens[t];
+    if (tok < 0) {  // a placeholder for a token the step before picked (Executor::submit)
+      const int64_t k = -int64_t{tok} - 1;
+      if (k >= static_cast<int64_t>(prev_picked_.size()) || !prev_picked_[k])
+        fail("placeholder token ", tok, " names no picked row of the previous step");
+    } else if (tok >= c_.vocab_size) {
+      fail("token id ", tok, " is outside the vocabulary (", c_.vocab_size, ")");
+    }
     JINX_CHECK(b.slot_mapping[t] < n_blocks_ * block_size_, "KV slot ", b.slot_mapping[t],
                " outside the pool");
   }
@@ -348,15 +441,6 @@ void CudaExecutor::check_batch(const ForwardBatch& b) const {
                  " outside the pool");
   }
   for (int32_t r : b.out_rows) JINX_CHECK(r >= 0 && r < n, "output row out of range");
-}
-
-template <typename T>
-T* to_device(GrowBuffer& buf, std::span<const T> host, cudaStream_t s) {
-  T* d = buf.get<T>(host.size());
-  if (!host.empty())
-    check(cudaMemcpyAsync(d, host.data(), host.size_bytes(), cudaMemcpyHostToDevice, s),
-          "copy batch metadata");
-  return d;
 }
 
 void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
@@ -411,7 +495,7 @@ void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
 }
 
 void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
-  cuda::embed(embed_, m.tokens, n, x_.get<float>(0), stream_);
+  cuda::embed(embed_, m.tokens, n, x_.get<float>(0), stream_, argmax_.get<int32_t>(0));
   for (int64_t li = 0; li < c_.n_layers; ++li) layer(li, n, m);
   if (n_out == 0) return;
   // The final norm over every row (cheap), then only the rows that sample go through the
@@ -433,8 +517,7 @@ std::vector<void*> CudaExecutor::buffer_ptrs() const {
           scratch_.ptr, argmax_.ptr, argmax_keys_.ptr, meta_dev_.ptr};
 }
 
-void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* logits,
-                                 int32_t* tokens) {
+void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int slot) {
   const int64_t V = c_.vocab_size;
   auto picked = [&](uint8_t what) {
     return std::find(b.pick.begin(), b.pick.end(), what) != b.pick.end();
@@ -442,21 +525,21 @@ void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* lo
   if (picked(sampling::kPickSample)) {
     // One transfer of the rows' parameters and picks, then one block per sampled row.
     const size_t pbytes = static_cast<size_t>(n_out) * sizeof(sampling::RowSampling);
-    sampling_host_.resize(pbytes + static_cast<size_t>(n_out));
-    std::memcpy(sampling_host_.data(), b.sampling.data(), pbytes);
-    std::memcpy(sampling_host_.data() + pbytes, b.pick.data(), static_cast<size_t>(n_out));
-    auto* d = sampling_.get<uint8_t>(sampling_host_.size());
-    check(cudaMemcpyAsync(d, sampling_host_.data(), sampling_host_.size(), cudaMemcpyHostToDevice,
-                          stream_),
+    const size_t bytes = pbytes + static_cast<size_t>(n_out);
+    uint8_t* h = sampling_host_[slot].get(bytes, stream_);
+    std::memcpy(h, b.sampling.data(), pbytes);
+    std::memcpy(h + pbytes, b.pick.data(), static_cast<size_t>(n_out));
+    auto* d = sampling_.get<uint8_t>(bytes);
+    check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream_),
           "copy sampling parameters");
     cuda::sample_rows(logits_.get<float>(0), n_out, V, d + pbytes,
                       reinterpret_cast<const sampling::RowSampling*>(d),
                       argmax_.get<int32_t>(0), stream_);
   }
   if (picked(sampling::kPickArgmax) || picked(sampling::kPickSample)) {
-    JINX_CHECK(tokens != nullptr, "forward_batch: token rows without an output");
-    check(cudaMemcpyAsync(tokens, argmax_.ptr, static_cast<size_t>(n_out) * 4,
-                          cudaMemcpyDeviceToHost, stream_),
+    uint8_t* h = picks_host_[slot].get(static_cast<size_t>(n_out) * 4, stream_);
+    check(cudaMemcpyAsync(h, argmax_.ptr, static_cast<size_t>(n_out) * 4, cudaMemcpyDeviceToHost,
+                          stream_),
           "copy tokens");
   }
   auto wants_logits = [&](int64_t i) {
@@ -474,12 +557,23 @@ void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* lo
           "copy logits");
     i = j;
   }
-  check(cudaStreamSynchronize(stream_), "forward");
+  check(cudaEventRecord(done_[slot], stream_), "record step event");
 }
 
 void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits, int32_t* tokens) {
+  submit(b, logits, tokens);
+  wait();
+}
+
+void CudaExecutor::submit(const ForwardBatch& b, float* logits, int32_t* tokens) {
+  JINX_CHECK(pending_.size() < 2, "submit(): two steps are already in flight");
   const int64_t n = static_cast<int64_t>(b.tokens.size());
-  if (n == 0) return;
+  const int64_t n_out = static_cast<int64_t>(b.out_rows.size());
+  if (n == 0) {
+    pending_.push_back(Pending{});
+    prev_picked_.clear();
+    return;
+  }
   check_batch(b);
   JINX_CHECK(b.pick.empty() || b.pick.size() == b.out_rows.size(),
              "pick must have one entry per output row");
@@ -488,34 +582,72 @@ void CudaExecutor::forward_batch(const ForwardBatch& b, float* logits, int32_t* 
                  b.sampling.size() == b.out_rows.size(),
              "sampled rows need one RowSampling per output row");
   JINX_CHECK(c_.vocab_size < (int64_t{1} << 31), "vocabulary too large");
+  const bool any_picked = std::any_of(b.pick.begin(), b.pick.end(), [](uint8_t p) {
+    return p == sampling::kPickArgmax || p == sampling::kPickSample;
+  });
+  JINX_CHECK(!any_picked || tokens != nullptr, "forward_batch: token rows without an output");
+  const bool placeholders =
+      std::any_of(b.tokens.begin(), b.tokens.end(), [](int32_t t) { return t < 0; });
+  // (argmax_ must not move under a step that reads the step before's picks from it)
+  JINX_CHECK(!placeholders || n_out <= max_out_, "more output rows than sequences");
   check(cudaSetDevice(device_), "cudaSetDevice");
-  if (graph_eligible(b)) return forward_graph(b, logits, tokens);
+  const int slot = next_slot_;
+  next_slot_ ^= 1;
+  if (graph_eligible(b)) {
+    forward_graph(b, slot);
+  } else {
+    forward_eager(b, slot);
+  }
+  fetch_results(b, n_out, logits, slot);
+  pending_.push_back(Pending{slot, any_picked ? tokens : nullptr, n_out});
+  prev_picked_.assign(static_cast<size_t>(n_out), 0);
+  for (size_t k = 0; k < b.pick.size(); ++k)
+    prev_picked_[k] = b.pick[k] == sampling::kPickArgmax || b.pick[k] == sampling::kPickSample;
+  if (!graphs_.empty() && buffer_ptrs() != graph_ptrs_) drop_graphs();  // a buffer moved
+}
+
+void CudaExecutor::wait() {
+  JINX_CHECK(!pending_.empty(), "wait(): no step in flight");
+  const Pending p = pending_.front();
+  pending_.pop_front();
+  if (p.slot < 0) return;
+  check(cudaEventSynchronize(done_[p.slot]), "forward");
+  if (p.tokens) std::memcpy(p.tokens, picks_host_[p.slot].ptr, static_cast<size_t>(p.n_out) * 4);
+}
+
+void CudaExecutor::forward_eager(const ForwardBatch& b, int slot) {
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
   const int64_t n_out = static_cast<int64_t>(b.out_rows.size());
   size_buffers(n, n_out);
   const cpu::AttnBatch& a = b.attn;
-  StepMeta m;
-  m.tokens = to_device(tokens_, b.tokens, stream_);
-  m.positions = to_device(positions_, b.positions, stream_);
-  m.slots = to_device(slots_, b.slot_mapping, stream_);
-  m.ab.n_seqs = a.n_seqs;
-  m.ab.n_tokens = n;
-  m.ab.query_start =
-      to_device(qstart_, std::span<const int32_t>(a.query_start, a.n_seqs + 1), stream_);
-  m.ab.context_len = to_device(ctx_, std::span<const int32_t>(a.context_len, a.n_seqs), stream_);
-  m.ab.block_tables = to_device(
-      tables_, std::span<const int32_t>(a.block_tables, a.n_seqs * a.max_blocks_per_seq), stream_);
-  m.ab.max_blocks_per_seq = a.max_blocks_per_seq;
-  m.ab.max_context_len = *std::max_element(a.context_len, a.context_len + a.n_seqs);
-  m.out_rows = to_device(out_rows_, b.out_rows, stream_);
   // Sequences with many new rows go to the tensor-core prefill kernel, tile by tile.
   const std::vector<int32_t> tiles = cuda::make_prefill_tiles(a.query_start, a.n_seqs, kv_[0]);
+  Upload up;
+  const size_t i_tok = up.add(b.tokens), i_pos = up.add(b.positions);
+  const size_t i_slot = up.add(b.slot_mapping), i_out = up.add(b.out_rows);
+  const size_t i_qs = up.add(std::span<const int32_t>(a.query_start, a.n_seqs + 1));
+  const size_t i_ctx = up.add(std::span<const int32_t>(a.context_len, a.n_seqs));
+  const size_t i_tab =
+      up.add(std::span<const int32_t>(a.block_tables, a.n_seqs * a.max_blocks_per_seq));
+  const size_t i_tiles = up.add(std::span<const int32_t>(tiles));
+  up.copy(upload_host_[slot], step_meta_, stream_);
+  StepMeta m;
+  m.tokens = up.at<const int32_t>(i_tok);
+  m.positions = up.at<const int32_t>(i_pos);
+  m.slots = up.at<const int64_t>(i_slot);
+  m.out_rows = up.at<const int32_t>(i_out);
+  m.ab.n_seqs = a.n_seqs;
+  m.ab.n_tokens = n;
+  m.ab.query_start = up.at<const int32_t>(i_qs);
+  m.ab.context_len = up.at<const int32_t>(i_ctx);
+  m.ab.block_tables = up.at<const int32_t>(i_tab);
+  m.ab.max_blocks_per_seq = a.max_blocks_per_seq;
+  m.ab.max_context_len = *std::max_element(a.context_len, a.context_len + a.n_seqs);
   if (!tiles.empty()) {
-    m.ab.prefill_tiles = to_device(tiles_, std::span<const int32_t>(tiles), stream_);
+    m.ab.prefill_tiles = up.at<const int32_t>(i_tiles);
     m.ab.n_prefill_tiles = static_cast<int64_t>(tiles.size() / 2);
   }
   run(n, n_out, m);
-  fetch_results(b, n_out, logits, tokens);
-  if (!graphs_.empty() && buffer_ptrs() != graph_ptrs_) drop_graphs();  // a buffer moved
 }
 
 void CudaExecutor::setup_graphs(const ExecutorOptions& o) {
@@ -530,7 +662,8 @@ void CudaExecutor::setup_graphs(const ExecutorOptions& o) {
   // tokens, positions, out_rows, context_len [B]; query_start [B + 1]; tables [B, W]; then
   // slots [B] (int64, 8-aligned)
   meta_bytes_ = static_cast<size_t>(4 * (5 * B + 1 + B * graph_width_) + 8 + 8 * B);
-  check(cudaMallocHost(&meta_host_, meta_bytes_), "cudaMallocHost (graph metadata)");
+  for (void*& h : meta_host_)
+    check(cudaMallocHost(&h, meta_bytes_), "cudaMallocHost (graph metadata)");
   meta_dev_.get<uint8_t>(meta_bytes_);
   // cuBLAS may not allocate while a stream is being captured: give it its workspace now.
   constexpr size_t kBlasWorkspace = size_t{32} << 20;
@@ -562,12 +695,12 @@ bool CudaExecutor::graph_eligible(const ForwardBatch& b) const {
 // Pads the batch to the graph's size (padding rows: token 0 at position 0, KV slot -1 so
 // nothing is stored, a one-token context in block 0; their outputs are ignored), copies the
 // metadata in one transfer and replays the graph, capturing it on first use.
-void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits, int32_t* picked) {
+void CudaExecutor::forward_graph(const ForwardBatch& b, int slot) {
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   Graph* g = &graphs_.front();
   while (g->size < n) ++g;
   const int64_t B = graphs_.back().size, W = graph_width_, sz = g->size;
-  auto* h = static_cast<uint8_t*>(meta_host_);
+  auto* h = static_cast<uint8_t*>(meta_host_[slot]);
   auto* tokens = reinterpret_cast<int32_t*>(h);
   auto* positions = tokens + B;
   auto* out_rows = positions + B;
@@ -625,7 +758,6 @@ void CudaExecutor::forward_graph(const ForwardBatch& b, float* logits, int32_t* 
     }
   }
   check(cudaGraphLaunch(g->exec, stream_), "graph launch");
-  fetch_results(b, n, logits, picked);
 }
 
 void CudaExecutor::capture(Graph* g, const StepMeta& m, int64_t sz) {
