@@ -45,6 +45,8 @@ echo "== batch-1 decode, CUDA graphs, norms and SiLU as kernels of their own (JI
 JINX_FUSE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, CUDA graphs, only the norms fused (JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
 JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, CUDA graphs, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
+bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --overlap off | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --kv-cache-dtype int8 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, weights quantized to Q4_K at load (Q4A on the GPU, head Q8_0)" | tee -a "$OUT/bench.txt"
@@ -59,6 +61,9 @@ timeout 120 python3 bench/hf_decode_peer.py $M --prompt-len 32 --new-tokens 256 
 echo "== seed workload: 256 seqs, input and output in [100, 1024]" | tee -a "$OUT/bench.txt"
 bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
   --max-num-seqs 256 --max-num-batched-tokens 8192 | tee -a "$OUT/bench.txt"
+echo "== seed workload, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
+bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
+  --max-num-seqs 256 --max-num-batched-tokens 8192 --overlap off | tee -a "$OUT/bench.txt"
 echo "== seed workload, sampled (temperature 0.8, top-p 0.95)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
   --max-num-seqs 256 --max-num-batched-tokens 8192 --temperature 0.8 --top-p 0.95 | tee -a "$OUT/bench.txt"

@@ -93,13 +93,16 @@ void run_bench(const BenchArgs& a) {
               1e3 * percentile(ttft, 50), 1e3 * percentile(ttft, 90), 1e3 * percentile(ttft, 99),
               1e3 * percentile(tpot, 50), 1e3 * percentile(tpot, 90), 1e3 * percentile(tpot, 99));
   // Where a step's time goes: the forward pass (on a GPU: launches, kernels, copies back)
-  // against everything else (scheduling, batch building, sampling, detokenizing).
+  // against everything else (scheduling, batch building, sampling, detokenizing). With overlap
+  // scheduling the forward pass is the time spent submitting and waiting for steps, and the
+  // rest is the host work that the device's running step did not hide.
   std::printf("forward pass %.2f s (%.1f ms per step, %.0f%% of the time); the rest %.1f ms per "
               "step\n",
               st.forward_seconds, 1e3 * st.forward_seconds / std::max<int64_t>(1, st.steps),
               100.0 * st.forward_seconds / st.seconds,
               1e3 * (st.seconds - st.forward_seconds) / std::max<int64_t>(1, st.steps));
-  std::printf("executor: %s\n", llm.executor_description().c_str());
+  std::printf("executor: %s%s\n", llm.executor_description().c_str(),
+              llm.overlaps() ? "; overlap scheduling" : "");
 }
 
 }  // namespace
