@@ -21,7 +21,7 @@ jx() { LD_LIBRARY_PATH="$libs" "$DEV/jinx" "$@"; }
 [ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 jx info -m tests/fixtures/models/tiny-qwen2 | grep -E "^cuda|cpu kernels" | tee -a "$OUT/gpu.txt"
-LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "OK|FAILED|PASSED|Failure|Expected|Which is|max \||parts at|identical|error" | head -120
+LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "OK|FAILED|PASSED|SKIPPED|Failure|Expected|Which is|max \||parts at|identical|error" | head -120
 # Failures: the same tests again without programmatic dependent launch, then without the fused
 # GEMV inputs, to tell those two (untested before this script's first GPU run) from the rest.
 failed=$(grep -E "^\[  FAILED  \] [A-Za-z]" "$OUT/cuda_tests.log" | sed 's/^\[  FAILED  \] //; s/[ ,].*//' | sort -u | paste -sd: -)
@@ -37,6 +37,8 @@ M=/tmp/qwen2-0.5b-bf16
 bench() { LD_LIBRARY_PATH="$libs" timeout 150 "$DEV/jinx" bench -m $M --device cuda "$@" 2>&1 | tr '\r' '\n' | grep -v "^\[jinx bench\]"; }
 echo "== batch-1 decode, bf16 KV, CUDA graphs" | tee "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, CUDA graphs, GEMVs compiled at run time for the model's shapes (JINX_NVRTC=1)" | tee -a "$OUT/bench.txt"
+JINX_NVRTC=1 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PDL=0)" | tee -a "$OUT/bench.txt"

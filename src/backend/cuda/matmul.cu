@@ -6,6 +6,8 @@
 #include <cublas_v2.h>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/gemv.cuh"
+#include "backend/cuda/gemv_jit.h"
 #include "backend/cuda/quant.cuh"
 #include "core/check.h"
 
@@ -19,223 +21,22 @@ bool supported_weight_dtype(DType t) {
 
 namespace {
 
-constexpr int kRowsPerBlock = 4;  // warps per block, one output row each
-
-__device__ __forceinline__ void bf16x8_to_f32(const uint4& u, float* f) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 p = __bfloat1622float2(h[i]);
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
-  }
-}
-
-// NV (values per chunk) is a template argument so that the loops unroll and w stays in
-// registers (a runtime count puts it in local memory).
-template <int NT, int NV>
-__device__ __forceinline__ void dot_chunk(const float* w, const float* x, int64_t cols, int64_t c,
-                                          float* acc) {
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    const float* xt = x + t * cols + c;
-    float s = 0.0f;
-#pragma unroll
-    for (int i = 0; i < NV; i += 4) {
-      const float4 v = *reinterpret_cast<const float4*>(xt + i);
-      s += w[i] * v.x + w[i + 1] * v.y + w[i + 2] * v.z + w[i + 3] * v.w;
-    }
-    acc[t] += s;
-  }
-}
-
-// What the GEMV does around its dot products (the same for every block): the input transform
-// (MatmulInput) and whether y accumulates.
-struct GemvIo {
-  int kind = MatmulInput::kPlain;
-  const float* norm_w = nullptr;
-  float eps = 0.0f;
-  bool accumulate = false;
-};
+constexpr int kRowsPerBlock = gemv::kRowsPerBlock;  // warps per block, one output row each
+static_assert(int(gemv::kPlain) == MatmulInput::kPlain &&
+              int(gemv::kRmsNorm) == MatmulInput::kRmsNorm &&
+              int(gemv::kSiluMul) == MatmulInput::kSiluMul);
+using GemvIo = gemv::Io;
 
 // Input rows a block may stage in shared memory (the default dynamic limit, no opt-in).
 constexpr int64_t kMaxStageBytes = 48 * 1024;
 
-// The block's NT input rows, transformed as io.kind says, into xs [NT, cols] (shared memory).
-// A block reads x once either way (its warps would otherwise each read it through L1); the
-// arithmetic is that of rmsnorm_kernel / silu_mul_kernel, value for value (the norm's sum of
-// squares is added in another order). Every thread of the block must call it.
-template <int NT>
-__device__ void stage_input(const float* x, int64_t cols, const GemvIo& io, float* xs) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float ss[NT];
-#pragma unroll
-  for (int t = 0; t < NT; ++t) ss[t] = 0.0f;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      float v;
-      if (io.kind == MatmulInput::kSiluMul) {
-        const float g = x[t * 2 * cols + c];
-        v = g / (1.0f + expf(-g)) * x[t * 2 * cols + cols + c];
-      } else {
-        v = x[t * cols + c];
-        ss[t] += v * v;
-      }
-      xs[t * cols + c] = v;
-    }
-  }
-  if (io.kind == MatmulInput::kRmsNorm) {
-    __shared__ float part[NT][kRowsPerBlock];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float s = warp_sum(ss[t]);
-      if (lane == 0) part[t][warp] = s;
-    }
-    __syncthreads();
-    float inv[NT];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      float total = 0.0f;
-      for (int k = 0; k < kRowsPerBlock; ++k) total += part[t][k];
-      inv[t] = rsqrtf(total / static_cast<float>(cols) + io.eps);
-    }
-    // Each thread rescales the elements it wrote.
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-#pragma unroll
-      for (int t = 0; t < NT; ++t) xs[t * cols + c] = xs[t * cols + c] * inv[t] * io.norm_w[c];
-    }
-  }
-  __syncthreads();
-}
-
-// Vector path: cols % 32 == 0, x 16-byte aligned (the callers' buffers are). WPR warps share
-// a row (each a slice of the columns, summed through shared memory): matrices with few rows
-// (the down and output projections) would otherwise leave most of the GPU idle. With an input
-// transform the block first stages its input rows (dynamic shared memory, NT * cols floats).
-template <DType D, int NT, int WPR>
-__global__ void gemv_kernel(DeviceMatrix w, const float* x, float* y, int64_t ldy,
+// The precompiled GEMV, for any shape (backend/cuda/gemv.cuh; gemv_jit.h builds the same code
+// for fixed shapes at run time).
+template <gemv::Weight D, int NT, int WPR>
+__global__ void gemv_kernel(gemv::Matrix w, const float* x, float* y, int64_t ldy,
                             const float* bias, GemvIo io) {
-  pdl_begin();
-  extern __shared__ __align__(16) float xs[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % WPR;
-  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
-  const bool valid = row < w.rows;
-  if (io.kind != MatmulInput::kPlain) {
-    stage_input<NT>(x, w.cols, io, xs);
-    x = xs;
-  }
-  if (WPR == 1 && !valid) return;
-  const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
-  float acc[NT];
-#pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-  float wf[32];
-  if constexpr (D == DType::BF16) {
-    // Four 16-byte loads in flight per lane before any math: decode is latency-bound on the
-    // loads, not on the FMAs.
-    constexpr int64_t kStep = 32 * 8 * WPR;
-    int64_t c = valid ? (sub * 32 + lane) * 8 : w.cols;
-    for (; c + 3 * kStep < w.cols; c += 4 * kStep) {
-      uint4 u[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        u[k] = *reinterpret_cast<const uint4*>(base + (c + k * kStep) * 2);
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        bf16x8_to_f32(u[k], wf);
-        dot_chunk<NT, 8>(wf, x, w.cols, c + k * kStep, acc);
-      }
-    }
-    for (; c < w.cols; c += kStep) {
-      bf16x8_to_f32(*reinterpret_cast<const uint4*>(base + c * 2), wf);
-      dot_chunk<NT, 8>(wf, x, w.cols, c, acc);
-    }
-  } else {
-    const int64_t nb = w.cols / kQBlock;
-    const __half* sc = static_cast<const __half*>(w.scales) + row * nb;
-    // Q4A: fp32 scale and offset per block (x = s * q + m).
-    const float *sf = nullptr, *of = nullptr;
-    if constexpr (D == kQ4A) {
-      sf = static_cast<const float*>(w.scales) + row * nb;
-      of = static_cast<const float*>(w.offsets) + row * nb;
-    }
-    constexpr int kQBytes = D == DType::Q8_0 ? 32 : 16;
-    // Two blocks' loads in flight per lane.
-    for (int64_t b0 = valid ? sub * 32 + lane : nb; b0 < nb; b0 += 64 * WPR) {
-      uint4 q[2][2];
-      float d[2], m[2];
-#pragma unroll
-      for (int k = 0; k < 2; ++k) {
-        const int64_t b = b0 + 32 * WPR * k;
-        if (b < nb) {
-          if constexpr (D == kQ4A) {
-            d[k] = sf[b];
-            m[k] = of[b];
-          } else {
-            d[k] = __half2float(sc[b]);
-          }
-          q[k][0] = *reinterpret_cast<const uint4*>(base + b * kQBytes);
-          if constexpr (D == DType::Q8_0)
-            q[k][1] = *reinterpret_cast<const uint4*>(base + b * kQBytes + 16);
-        }
-      }
-#pragma unroll
-      for (int k = 0; k < 2; ++k) {
-        const int64_t b = b0 + 32 * WPR * k;
-        if (b >= nb) break;
-        if constexpr (D == DType::Q8_0) {
-          const int8_t* lo = reinterpret_cast<const int8_t*>(&q[k][0]);
-          const int8_t* hi = reinterpret_cast<const int8_t*>(&q[k][1]);
-#pragma unroll
-          for (int i = 0; i < 16; ++i) {
-            wf[i] = d[k] * static_cast<float>(lo[i]);
-            wf[i + 16] = d[k] * static_cast<float>(hi[i]);
-          }
-        } else if constexpr (D == kQ4A) {
-          const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
-#pragma unroll
-          for (int i = 0; i < 16; ++i) {
-            wf[i] = fmaf(d[k], static_cast<float>(qb[i] & 15), m[k]);
-            wf[i + 16] = fmaf(d[k], static_cast<float>(qb[i] >> 4), m[k]);
-          }
-        } else {  // Q4_0
-          const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
-#pragma unroll
-          for (int i = 0; i < 16; ++i) {
-            wf[i] = d[k] * static_cast<float>((qb[i] & 15) - 8);
-            wf[i + 16] = d[k] * static_cast<float>((qb[i] >> 4) - 8);
-          }
-        }
-        dot_chunk<NT, 32>(wf, x, w.cols, b * kQBlock, acc);
-      }
-    }
-  }
-  if constexpr (WPR == 1) {
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float s = warp_sum(acc[t]);
-      if (lane == 0) {
-        const float v = bias ? s + bias[row] : s;
-        y[t * ldy + row] = io.accumulate ? y[t * ldy + row] + v : v;
-      }
-    }
-  } else {
-    __shared__ float part[kRowsPerBlock][NT];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float s = warp_sum(acc[t]);
-      if (lane == 0) part[warp][t] = s;
-    }
-    __syncthreads();
-    if (valid && sub == 0 && lane < NT) {
-      float s = 0.0f;
-#pragma unroll
-      for (int k = 0; k < WPR; ++k) s += part[warp + k][lane];
-      const float v = bias ? s + bias[row] : s;
-      y[lane * ldy + row] = io.accumulate ? y[lane * ldy + row] + v : v;
-    }
-  }
+  gemv::gemv_block<D, NT, WPR>(gemv::RuntimeShape{w.rows, w.cols, w.row_bytes}, w, x, y, ldy, bias,
+                               io);
 }
 
 // Any shape: one element at a time (odd column counts; correctness over speed).
@@ -263,18 +64,55 @@ __global__ void dequant_bf16_kernel(DeviceMatrix w, __nv_bfloat16* out) {
   out[i] = __float2bfloat16_rn(load_weight(w, i / w.cols, i % w.cols));
 }
 
-template <DType D, int NT, int WPR>
-void launch_gemv_nt(const DeviceMatrix& w, const float* x, float* y, int64_t ldy, const float* bias,
-                    const GemvIo& io, cudaStream_t s) {
-  const size_t smem =
-      io.kind == MatmulInput::kPlain ? 0 : static_cast<size_t>(NT * w.cols) * sizeof(float);
-  launch(gemv_kernel<D, NT, WPR>, blocks_for(w.rows, kRowsPerBlock / WPR), 32 * kRowsPerBlock, smem,
-         s, "gemv", w, x, y, ldy, bias, io);
+gemv::Matrix gemv_matrix(const DeviceMatrix& w) {
+  return {w.data, w.scales, w.offsets, w.rows, w.cols, static_cast<int64_t>(w.row_bytes)};
 }
 
-template <DType D, int WPR>
+// A run-time compiled GEMV (gemv_jit.h) launched as launch() launches the precompiled one:
+// cudaLaunchKernelEx with programmatic stream serialization where enabled, so that it can be
+// captured into a CUDA graph like every other kernel.
+void launch_jit(const void* kernel, unsigned grid, size_t smem, cudaStream_t s, gemv::Matrix w,
+                const float* x, float* y, int64_t ldy, const float* bias, GemvIo io) {
+  void* args[] = {&w, &x, &y, &ldy, &bias, &io};
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(gemv::kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  cudaError_t e = cudaLaunchKernelExC(&cfg, kernel, args);
+  if (e != cudaSuccess && cfg.numAttrs == 1) {
+    cudaGetLastError();
+    pdl_disable();
+    cfg.numAttrs = 0;
+    e = cudaLaunchKernelExC(&cfg, kernel, args);
+  }
+  check(e, "gemv (run-time compiled)");
+}
+
+// jit: the run-time compiled kernels for this matrix's shape, or null (precompiled).
+template <gemv::Weight D, int NT, int WPR>
+void launch_gemv_nt(const DeviceMatrix& w, const float* x, float* y, int64_t ldy, const float* bias,
+                    const GemvIo& io, const GemvJitKernels* jit, cudaStream_t s) {
+  const size_t smem =
+      io.kind == MatmulInput::kPlain ? 0 : static_cast<size_t>(NT * w.cols) * sizeof(float);
+  const unsigned grid = blocks_for(w.rows, kRowsPerBlock / WPR);
+  if (jit != nullptr) {
+    launch_jit(jit->kernel[NT - 1], grid, smem, s, gemv_matrix(w), x, y, ldy, bias, io);
+    return;
+  }
+  launch(gemv_kernel<D, NT, WPR>, grid, 32 * kRowsPerBlock, smem, s, "gemv", gemv_matrix(w), x, y,
+         ldy, bias, io);
+}
+
+template <gemv::Weight D, int WPR>
 void launch_gemv_split(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
-                       const float* bias, const GemvIo& io, cudaStream_t s) {
+                       const float* bias, const GemvIo& io, const GemvJitKernels* jit,
+                       cudaStream_t s) {
   const int64_t x_ld = io.kind == MatmulInput::kSiluMul ? 2 * w.cols : w.cols;
   for (int64_t t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
     const int64_t nt = std::min<int64_t>(kGemvMaxTokens, n - t0);
@@ -282,28 +120,28 @@ void launch_gemv_split(const DeviceMatrix& w, const float* x, int64_t n, float* 
     float* yt = y + t0 * ldy;
     switch (nt) {
       case 1:
-        launch_gemv_nt<D, 1, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 1, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 2:
-        launch_gemv_nt<D, 2, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 2, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 3:
-        launch_gemv_nt<D, 3, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 3, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 4:
-        launch_gemv_nt<D, 4, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 4, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 5:
-        launch_gemv_nt<D, 5, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 5, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 6:
-        launch_gemv_nt<D, 6, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 6, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 7:
-        launch_gemv_nt<D, 7, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 7, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       default:
-        launch_gemv_nt<D, 8, WPR>(w, xt, yt, ldy, bias, io, s);
+        launch_gemv_nt<D, 8, WPR>(w, xt, yt, ldy, bias, io, jit, s);
         break;
     }
   }
@@ -312,14 +150,41 @@ void launch_gemv_split(const DeviceMatrix& w, const float* x, int64_t n, float* 
 // Fewer rows than ~8 warps per SM's worth: four warps per row.
 constexpr int64_t kSplitBelowRows = 8192;
 
-template <DType D>
+int gemv_warps_per_row(const DeviceMatrix& w) {
+  return w.rows < kSplitBelowRows ? 4 : 1;
+}
+
+template <gemv::Weight D>
 void launch_gemv(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
-                 const float* bias, const GemvIo& io, cudaStream_t s) {
-  if (w.rows < kSplitBelowRows) {
-    launch_gemv_split<D, 4>(w, x, n, y, ldy, bias, io, s);
+                 const float* bias, const GemvIo& io, const GemvJitKernels* jit, cudaStream_t s) {
+  if (gemv_warps_per_row(w) == 4) {
+    launch_gemv_split<D, 4>(w, x, n, y, ldy, bias, io, jit, s);
   } else {
-    launch_gemv_split<D, 1>(w, x, n, y, ldy, bias, io, s);
+    launch_gemv_split<D, 1>(w, x, n, y, ldy, bias, io, jit, s);
   }
+}
+
+gemv::Weight gemv_weight(DType t) {
+  return t == DType::BF16   ? gemv::Weight::kBF16
+         : t == DType::Q8_0 ? gemv::Weight::kQ8_0
+         : t == DType::Q4_0 ? gemv::Weight::kQ4_0
+                            : gemv::Weight::kQ4A;
+}
+
+GemvJitShape jit_shape(const DeviceMatrix& w) {
+  return {static_cast<int>(gemv_weight(w.dtype)), w.rows, w.cols, static_cast<int64_t>(w.row_bytes),
+          gemv_warps_per_row(w)};
+}
+
+// The run-time compiled GEMVs for w under JINX_NVRTC=1, built here unless the stream is being
+// captured into a graph (nothing may be compiled or loaded then: matmul_prepare() builds them
+// before capture); null: the precompiled kernel.
+const GemvJitKernels* jit_kernels(const DeviceMatrix& w, cudaStream_t s) {
+  if (!gemv_jit_enabled()) return nullptr;
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  const bool capturing =
+      cudaStreamIsCapturing(s, &st) != cudaSuccess || st != cudaStreamCaptureStatusNone;
+  return gemv_jit_kernels(jit_shape(w), !capturing);
 }
 
 void check_blas(cublasStatus_t st, const char* what) {
@@ -358,6 +223,13 @@ bool matmul_fuses_input(const DeviceMatrix& w, const MatmulInput& in, int64_t n_
              kMaxStageBytes;
 }
 
+void matmul_prepare(const DeviceMatrix& w) {
+  static_assert(kGemvMaxTokens == sizeof(GemvJitKernels::kernel) / sizeof(void*));
+  if (!gemv_jit_enabled() || !supported_weight_dtype(w.dtype) || w.rows <= 0) return;
+  if (w.cols % 32 != 0 || w.row_bytes % 16 != 0) return;  // the scalar kernel's shapes
+  gemv_jit_kernels(jit_shape(w), true);
+}
+
 void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             const MatmulContext& ctx, const float* bias, const MatmulInput& in, bool accumulate) {
   if (n_tokens <= 0 || w.rows <= 0) return;
@@ -377,23 +249,24 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
     }
     x = in.tmp;
   }
-  GemvIo io;
+  GemvIo io{};
   io.kind = fuse ? in.kind : MatmulInput::kPlain;
   io.norm_w = in.norm_w;
   io.eps = in.eps;
   io.accumulate = accumulate;
   if (matmul_uses_gemv(w, n_tokens) || ctx.blas == nullptr) {
+    const GemvJitKernels* jit = vector_path(w, x) ? jit_kernels(w, s) : nullptr;
     if (!vector_path(w, x)) {
       launch(gemv_scalar_kernel, blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s,
              "gemv_scalar", w, x, n_tokens, y, ldy, bias, accumulate);
     } else if (w.dtype == DType::BF16) {
-      launch_gemv<DType::BF16>(w, x, n_tokens, y, ldy, bias, io, s);
+      launch_gemv<gemv::Weight::kBF16>(w, x, n_tokens, y, ldy, bias, io, jit, s);
     } else if (w.dtype == DType::Q8_0) {
-      launch_gemv<DType::Q8_0>(w, x, n_tokens, y, ldy, bias, io, s);
+      launch_gemv<gemv::Weight::kQ8_0>(w, x, n_tokens, y, ldy, bias, io, jit, s);
     } else if (w.dtype == DType::Q4_0) {
-      launch_gemv<DType::Q4_0>(w, x, n_tokens, y, ldy, bias, io, s);
+      launch_gemv<gemv::Weight::kQ4_0>(w, x, n_tokens, y, ldy, bias, io, jit, s);
     } else {
-      launch_gemv<kQ4A>(w, x, n_tokens, y, ldy, bias, io, s);
+      launch_gemv<gemv::Weight::kQ4A>(w, x, n_tokens, y, ldy, bias, io, jit, s);
     }
     return;
   }

@@ -87,6 +87,11 @@ struct MatmulInput {
 void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             const MatmulContext& ctx, const float* bias = nullptr, const MatmulInput& in = {},
             bool accumulate = false);
+// Builds now what matmul() of w would otherwise build on first use: the GEMV compiled at run
+// time for w's shape when JINX_NVRTC=1 (backend/cuda/gemv_jit.h). Call it for every weight
+// before a CUDA graph capture (nothing can be compiled or loaded during one: a shape not built
+// by then runs the precompiled kernel). A no-op otherwise; a failed build is logged once.
+void matmul_prepare(const DeviceMatrix& w);
 // Whether matmul() applies `in` inside the GEMV for this many tokens of w (else it runs the
 // transform into in.tmp first).
 bool matmul_fuses_input(const DeviceMatrix& w, const MatmulInput& in, int64_t n_tokens);

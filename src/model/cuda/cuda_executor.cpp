@@ -17,6 +17,7 @@
 
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cuda/gemv_jit.h"
 #include "backend/cuda/ops.h"
 #include "core/check.h"
 #include "core/log.h"
@@ -210,8 +211,10 @@ class CudaExecutor final : public Executor {
   int64_t n_kv_blocks() const override { return n_blocks_; }
   size_t kv_bytes() const override { return kv_bytes_; }
   std::string describe() const override {
+    const std::string jit = cuda::gemv_jit_describe();
     return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
-           (fuse_norm_ ? "" : ", norms unfused") + (fuse_silu_ ? "" : ", SiLU unfused");
+           (fuse_norm_ ? "" : ", norms unfused") + (fuse_silu_ ? "" : ", SiLU unfused") +
+           (jit.empty() ? "" : ", " + jit);
   }
 
  private:
@@ -312,6 +315,10 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
     check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
   if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: cannot create a handle");
   upload_weights();
+  // Run-time compiled GEMVs (JINX_NVRTC=1) are built now, before any graph capture.
+  cuda::matmul_prepare(lm_head_);
+  for (const DevLayer& d : layers_)
+    for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down}) cuda::matmul_prepare(l->w);
   allocate_kv(o);
   if (o.cuda_graphs) setup_graphs(o);
 }

@@ -1,0 +1,346 @@
+// The decode GEMV (one warp per output row, or WPR warps sharing a row), written once for two
+// compilers: nvcc builds it into matmul.cu for any shape (RuntimeShape), and NVRTC builds it at
+// run time for one model's shapes (StaticShape: rows, columns and row stride as compile-time
+// constants, so the column loop unrolls fully; backend/cuda/gemv_jit.cpp embeds this file).
+// So it includes nothing and uses only what NVRTC has built in: no CUDA headers, no std.
+// Both builds do the same arithmetic in the same order, so their outputs agree bit for bit
+// (up to the compiler's choice of FMA contraction, which is the same for the same expression).
+#pragma once
+
+#ifndef __CUDACC_RTC__
+#include <cstdint>
+#endif
+
+namespace jinx::cuda::gemv {
+
+#ifdef __CUDACC_RTC__
+using int64_t = long long;
+using uint32_t = unsigned int;
+using uint8_t = unsigned char;
+using int8_t = signed char;
+using uint16_t = unsigned short;
+#endif
+
+enum class Weight : int { kBF16 = 0, kQ8_0 = 1, kQ4_0 = 2, kQ4A = 3 };
+// As MatmulInput::Kind (ops.h; matmul.cu checks they agree).
+enum Input : int { kPlain = 0, kRmsNorm = 1, kSiluMul = 2 };
+
+constexpr int kRowsPerBlock = 4;  // warps per block, one output row each (WPR warps share one)
+constexpr int kThreads = 32 * kRowsPerBlock;
+constexpr int kQBlock = 32;
+
+// The weight matrix as the kernel reads it (DeviceMatrix of ops.h, without the dtype).
+struct Matrix {
+  const void* data;
+  const void* scales;   // quantized: f16 (Q8_0, Q4_0) or fp32 (Q4A) [rows, cols / 32]
+  const void* offsets;  // Q4A: fp32 [rows, cols / 32]
+  int64_t rows, cols, row_bytes;
+};
+
+// What the GEMV does around its dot products (the same for every block): the input transform
+// and whether y accumulates.
+struct Io {
+  int kind;
+  const float* norm_w;
+  float eps;
+  bool accumulate;
+};
+
+struct RuntimeShape {
+  static constexpr bool kStatic = false;
+  int64_t rows, cols, row_bytes;
+};
+template <int64_t R, int64_t C, int64_t RB>
+struct StaticShape {
+  static constexpr bool kStatic = true;
+  static constexpr int64_t rows = R, cols = C, row_bytes = RB;
+};
+
+// Programmatic dependent launch: as pdl_begin() of common.cuh.
+__device__ __forceinline__ void wait_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ float lane_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// bf16 -> fp32 is exact: the 16 bits become the high half of the float.
+__device__ __forceinline__ void bf16x8_to_f32(const uint4& u, float* f) {
+  const uint32_t p[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(p[i] << 16);
+    f[2 * i + 1] = __uint_as_float(p[i] & 0xffff0000u);
+  }
+}
+
+__device__ __forceinline__ float f16_to_f32(uint16_t h) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+
+// NV (values per chunk) is a template argument so that the loops unroll and w stays in
+// registers (a runtime count puts it in local memory).
+template <int NT, int NV>
+__device__ __forceinline__ void dot_chunk(const float* w, const float* x, int64_t cols, int64_t c,
+                                          float* acc) {
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float* xt = x + t * cols + c;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NV; i += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(xt + i);
+      s += w[i] * v.x + w[i + 1] * v.y + w[i + 2] * v.z + w[i + 3] * v.w;
+    }
+    acc[t] += s;
+  }
+}
+
+// The block's NT input rows, transformed as io.kind says, into xs [NT, cols] (shared memory).
+// A block reads x once either way (its warps would otherwise each read it through L1); the
+// arithmetic is that of rmsnorm_kernel / silu_mul_kernel, value for value (the norm's sum of
+// squares is added in another order). Every thread of the block must call it.
+template <int NT, class S>
+__device__ void stage_input(const float* x, const S& sh, const Io& io, float* xs) {
+  const int64_t cols = sh.cols;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float ss[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) ss[t] = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += kThreads) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float v;
+      if (io.kind == kSiluMul) {
+        const float g = x[t * 2 * cols + c];
+        v = g / (1.0f + expf(-g)) * x[t * 2 * cols + cols + c];
+      } else {
+        v = x[t * cols + c];
+        ss[t] += v * v;
+      }
+      xs[t * cols + c] = v;
+    }
+  }
+  if (io.kind == kRmsNorm) {
+    __shared__ float part[NT][kRowsPerBlock];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float s = lane_sum(ss[t]);
+      if (lane == 0) part[t][warp] = s;
+    }
+    __syncthreads();
+    float inv[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float total = 0.0f;
+      for (int k = 0; k < kRowsPerBlock; ++k) total += part[t][k];
+      inv[t] = rsqrtf(total / static_cast<float>(cols) + io.eps);
+    }
+    // Each thread rescales the elements it wrote.
+    for (int64_t c = threadIdx.x; c < cols; c += kThreads) {
+#pragma unroll
+      for (int t = 0; t < NT; ++t) xs[t * cols + c] = xs[t * cols + c] * inv[t] * io.norm_w[c];
+    }
+  }
+  __syncthreads();
+}
+
+// BF16 row: lane's chunks of 8 at c0, c0 + kStep, ... Four 16-byte loads in flight per lane
+// before any math (decode is latency-bound on the loads, not on the FMAs). With a static shape
+// the loop has a constant trip count and unrolls fully; the chunks are added in the same order.
+template <int NT, int WPR, class S>
+__device__ __forceinline__ void row_bf16(const S& sh, const uint8_t* base, const float* x,
+                                         int64_t c0, float* acc) {
+  constexpr int64_t kStep = 32 * 8 * WPR;
+  float wf[8];
+  if constexpr (S::kStatic) {
+    constexpr int64_t kGroups = (S::cols + 4 * kStep - 1) / (4 * kStep);
+#pragma unroll
+    for (int64_t g = 0; g < kGroups; ++g) {
+      uint4 u[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int64_t c = c0 + (4 * g + k) * kStep;
+        // Whole steps inside the row need no check (c0 < kStep): it folds away.
+        if ((4 * g + k + 1) * kStep <= S::cols || c < S::cols)
+          u[k] = *reinterpret_cast<const uint4*>(base + c * 2);
+      }
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int64_t c = c0 + (4 * g + k) * kStep;
+        if ((4 * g + k + 1) * kStep <= S::cols || c < S::cols) {
+          bf16x8_to_f32(u[k], wf);
+          dot_chunk<NT, 8>(wf, x, S::cols, c, acc);
+        }
+      }
+    }
+  } else {
+    const int64_t cols = sh.cols;
+    int64_t c = c0;
+    for (; c + 3 * kStep < cols; c += 4 * kStep) {
+      uint4 u[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        u[k] = *reinterpret_cast<const uint4*>(base + (c + k * kStep) * 2);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        bf16x8_to_f32(u[k], wf);
+        dot_chunk<NT, 8>(wf, x, cols, c + k * kStep, acc);
+      }
+    }
+    for (; c < cols; c += kStep) {
+      bf16x8_to_f32(*reinterpret_cast<const uint4*>(base + c * 2), wf);
+      dot_chunk<NT, 8>(wf, x, cols, c, acc);
+    }
+  }
+}
+
+// Two quantized blocks (32 weights each) of a row, b0 and b0 + 32 * WPR (if inside the row):
+// both blocks' loads before any math.
+template <Weight D, int NT, int WPR>
+__device__ __forceinline__ void quant_pair(const Matrix& w, int64_t row, int64_t nb, int64_t cols,
+                                           const uint8_t* base, const float* x, int64_t b0,
+                                           float* acc) {
+  const uint16_t* sc = static_cast<const uint16_t*>(w.scales) + row * nb;
+  // Q4A: fp32 scale and offset per block (x = s * q + m).
+  const float *sf = nullptr, *of = nullptr;
+  if constexpr (D == Weight::kQ4A) {
+    sf = static_cast<const float*>(w.scales) + row * nb;
+    of = static_cast<const float*>(w.offsets) + row * nb;
+  }
+  constexpr int kQBytes = D == Weight::kQ8_0 ? 32 : 16;
+  float wf[32];
+  uint4 q[2][2];
+  float d[2], m[2];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int64_t b = b0 + 32 * WPR * k;
+    if (b < nb) {
+      if constexpr (D == Weight::kQ4A) {
+        d[k] = sf[b];
+        m[k] = of[b];
+      } else {
+        d[k] = f16_to_f32(sc[b]);
+      }
+      q[k][0] = *reinterpret_cast<const uint4*>(base + b * kQBytes);
+      if constexpr (D == Weight::kQ8_0)
+        q[k][1] = *reinterpret_cast<const uint4*>(base + b * kQBytes + 16);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int64_t b = b0 + 32 * WPR * k;
+    if (b >= nb) break;
+    if constexpr (D == Weight::kQ8_0) {
+      const int8_t* lo = reinterpret_cast<const int8_t*>(&q[k][0]);
+      const int8_t* hi = reinterpret_cast<const int8_t*>(&q[k][1]);
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        wf[i] = d[k] * static_cast<float>(lo[i]);
+        wf[i + 16] = d[k] * static_cast<float>(hi[i]);
+      }
+    } else if constexpr (D == Weight::kQ4A) {
+      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        wf[i] = fmaf(d[k], static_cast<float>(qb[i] & 15), m[k]);
+        wf[i + 16] = fmaf(d[k], static_cast<float>(qb[i] >> 4), m[k]);
+      }
+    } else {  // Q4_0
+      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        wf[i] = d[k] * static_cast<float>((qb[i] & 15) - 8);
+        wf[i + 16] = d[k] * static_cast<float>((qb[i] >> 4) - 8);
+      }
+    }
+    dot_chunk<NT, 32>(wf, x, cols, b * kQBlock, acc);
+  }
+}
+
+// Quantized row: the lane's blocks b0, b0 + 64 * WPR, ... two at a time.
+template <Weight D, int NT, int WPR, class S>
+__device__ __forceinline__ void row_quant(const S& sh, const Matrix& w, int64_t row,
+                                          const uint8_t* base, const float* x, int64_t b_first,
+                                          float* acc) {
+  if constexpr (S::kStatic) {
+    constexpr int64_t nb = S::cols / kQBlock, kPairs = (nb + 64 * WPR - 1) / (64 * WPR);
+#pragma unroll
+    for (int64_t p = 0; p < kPairs; ++p) {
+      const int64_t b0 = b_first + p * 64 * WPR;
+      if ((p + 1) * 64 * WPR <= nb || b0 < nb)
+        quant_pair<D, NT, WPR>(w, row, nb, S::cols, base, x, b0, acc);
+    }
+  } else {
+    const int64_t nb = sh.cols / kQBlock;
+    for (int64_t b0 = b_first; b0 < nb; b0 += 64 * WPR)
+      quant_pair<D, NT, WPR>(w, row, nb, sh.cols, base, x, b0, acc);
+  }
+}
+
+// One block's rows of y[t, row] (+)= w[row, :] . x[t, :] (+ bias[row]) for t < NT.
+// Vector path: cols % 32 == 0, x 16-byte aligned (the callers' buffers are). WPR warps share
+// a row (each a slice of the columns, summed through shared memory): matrices with few rows
+// (the down and output projections) would otherwise leave most of the GPU idle. With an input
+// transform the block first stages its input rows (dynamic shared memory, NT * cols floats).
+// Launch: kThreads threads, rows / (kRowsPerBlock / WPR) blocks (rounded up).
+template <Weight D, int NT, int WPR, class S>
+__device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const float* x, float* y,
+                                           int64_t ldy, const float* bias, const Io& io) {
+  wait_previous_kernel();
+  extern __shared__ __align__(16) float xs[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % WPR;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
+  const bool valid = row < sh.rows;
+  if (io.kind != kPlain) {
+    stage_input<NT>(x, sh, io, xs);
+    x = xs;
+  }
+  if (WPR == 1 && !valid) return;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * sh.row_bytes;
+  float acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  if (valid) {
+    if constexpr (D == Weight::kBF16) {
+      row_bf16<NT, WPR>(sh, base, x, (sub * 32 + lane) * 8, acc);
+    } else {
+      row_quant<D, NT, WPR>(sh, w, row, base, x, sub * 32 + lane, acc);
+    }
+  }
+  if constexpr (WPR == 1) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float s = lane_sum(acc[t]);
+      if (lane == 0) {
+        const float v = bias ? s + bias[row] : s;
+        y[t * ldy + row] = io.accumulate ? y[t * ldy + row] + v : v;
+      }
+    }
+  } else {
+    __shared__ float part[kRowsPerBlock][NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float s = lane_sum(acc[t]);
+      if (lane == 0) part[warp][t] = s;
+    }
+    __syncthreads();
+    if (valid && sub == 0 && lane < NT) {
+      float s = 0.0f;
+#pragma unroll
+      for (int k = 0; k < WPR; ++k) s += part[warp + k][lane];
+      const float v = bias ? s + bias[row] : s;
+      y[lane * ldy + row] = io.accumulate ? y[lane * ldy + row] + v : v;
+    }
+  }
+}
+
+}  // namespace jinx::cuda::gemv
