@@ -26,7 +26,7 @@ LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda
 # GEMV inputs, to tell those two (untested before this script's first GPU run) from the rest.
 failed=$(grep -E "^\[  FAILED  \] [A-Za-z]" "$OUT/cuda_tests.log" | sed 's/^\[  FAILED  \] //; s/[ ,].*//' | sort -u | paste -sd: -)
 if [ -n "$failed" ]; then
-  for v in JINX_PDL=0 JINX_FUSE=0 "JINX_PDL=0 JINX_FUSE=0"; do
+  for v in JINX_PDL=0 JINX_FUSE=0 JINX_ATTN_MERGE=kernel "JINX_PDL=0 JINX_FUSE=0 JINX_ATTN_MERGE=kernel"; do
     echo "== failed tests again with $v" | tee -a "$OUT/cuda_tests.log"
     env $v LD_LIBRARY_PATH="$libs" timeout 120 "$DEV/jinx_cuda_tests" --gtest_filter="$failed" 2>&1 \
       | grep -E "^\[  (FAILED|PASSED|  OK) " | tee -a "$OUT/cuda_tests.log" | head -40
@@ -47,6 +47,8 @@ echo "== batch-1 decode, CUDA graphs, norms and SiLU as kernels of their own (JI
 JINX_FUSE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, CUDA graphs, only the norms fused (JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
 JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+echo "== batch-1 decode, CUDA graphs, attention splits merged by a second kernel (JINX_ATTN_MERGE=kernel)" | tee -a "$OUT/bench.txt"
+JINX_ATTN_MERGE=kernel bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, CUDA graphs, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --overlap off | tee -a "$OUT/bench.txt"
 echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"

@@ -572,6 +572,7 @@ TEST(CudaOps, PagedAttentionMatchesCpu) {
     Dev<int32_t> dqs(qstart), dctx(ctx), dtab(tables);
     Dev<float> dq(q), dout(q.size());
     Dev<uint8_t> work(cuda::attention_work_bytes(n_tokens, n_heads, c.hd) + 1);
+    cuda::check(cudaMemset(work.p, 0, work.n), "zero work");
     cuda::PagedKv gkv{dk.p, dv.p, c.dt, n_blocks, c.bs, c.n_kv, c.hd};
     cuda::AttnBatch gb{static_cast<int64_t>(c.seqs.size()), n_tokens, dqs.p, dctx.p, dtab.p,
                        max_blocks, max_ctx};
@@ -582,6 +583,19 @@ TEST(CudaOps, PagedAttentionMatchesCpu) {
     gb.prefill_tiles = dtiles.p;
     gb.n_prefill_tiles = static_cast<int64_t>(tiles.size() / 2);
     cuda::paged_attention(dq.p, n_heads * c.hd, dout.p, n_heads, gkv, gb, 0.0f, work.p, nullptr);
+    {  // Split rows merged by their last block equal a second merge kernel's output, bit for
+       // bit, and a second launch (its counters reset by the first) gives the same again.
+      const std::vector<float> first = dout.get();
+      const bool was = cuda::attention_merge_in_kernel();
+      for (bool in_kernel : {false, true}) {
+        cuda::set_attention_merge_in_kernel(in_kernel);
+        cuda::check(cudaMemset(dout.p, 0, dout.n * sizeof(float)), "clear out");
+        cuda::paged_attention(dq.p, n_heads * c.hd, dout.p, n_heads, gkv, gb, 0.0f, work.p,
+                              nullptr);
+        EXPECT_EQ(dout.get(), first) << "merge in kernel " << in_kernel << ", hd " << c.hd;
+      }
+      cuda::set_attention_merge_in_kernel(was);
+    }
     // Row kernel: fp32 math on the stored K/V. Prefill tiles: q and P rounded to bf16 for the
     // tensor cores (2^-9 relative each), as FlashAttention does.
     const double tol = tiles.empty() ? 1e-4 : 1e-2;

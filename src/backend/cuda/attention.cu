@@ -6,12 +6,15 @@
 // positions. Its four warps take positions in turn; per position a warp computes the group's
 // scores with warp reductions and updates a running max, sum and fp32 output per head (online
 // softmax). The warps' states are merged through shared memory. When few query rows would leave
-// SMs idle (decode), the KV range is split over more blocks and a second kernel merges the
-// partial states ("flash decoding").
+// SMs idle (decode), the KV range is split over more blocks ("flash decoding") whose partial
+// states the last block of each row and head group to finish merges (an atomic count per
+// (row, group); JINX_ATTN_MERGE=kernel merges in a second kernel instead, as before).
 #include <cuda_fp8.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "backend/cuda/common.cuh"
@@ -125,6 +128,10 @@ struct AttnArgs {
   float* out;
   float* part_ml;   // [n_splits, n_tokens, n_heads, 2] (max, sum) when split
   float* part_acc;  // [n_splits, n_tokens, n_heads, head_dim]
+  // Split and merged in the attention kernel: blocks done per (row, kv head and head chunk),
+  // [n_tokens, gridDim.y]; zero between launches (the last block resets its count). Null: the
+  // merge kernel merges.
+  int* counters;
   int64_t n_heads, n_tokens, group, n_gchunks, split_len, n_splits;
   float scale;
   bool skip_prefill;  // rows of sequences with >= kPrefillMinRows new rows: the prefill kernel's
@@ -141,6 +148,27 @@ __device__ __forceinline__ int64_t seq_of_row(const AttnBatch& b, int64_t t) {
       hi = mid - 1;
   }
   return lo;
+}
+
+// Row t, head h: the n_splits partial states into out (threads i, i + n, ... take the head's
+// dimensions). Loads through L2 (__ldcg): the partial states come from other blocks.
+__device__ void merge_head(const AttnArgs& a, int64_t t, int64_t h, int64_t head_dim, int i,
+                           int n) {
+  float mx = -INFINITY;
+  for (int64_t z = 0; z < a.n_splits; ++z)
+    mx = fmaxf(mx, __ldcg(a.part_ml + ((z * a.n_tokens + t) * a.n_heads + h) * 2));
+  for (int64_t d = i; d < head_dim; d += n) {
+    float sum = 0.0f, o = 0.0f;
+    for (int64_t z = 0; z < a.n_splits && mx != -INFINITY; ++z) {
+      const int64_t idx = (z * a.n_tokens + t) * a.n_heads + h;
+      const float mz = __ldcg(a.part_ml + idx * 2);
+      if (mz == -INFINITY) continue;
+      const float f = __expf(mz - mx);
+      sum += __ldcg(a.part_ml + idx * 2 + 1) * f;
+      o += __ldcg(a.part_acc + idx * head_dim + d) * f;
+    }
+    a.out[(t * a.n_heads + h) * head_dim + d] = sum > 0.0f ? o / sum : 0.0f;
+  }
 }
 
 // One block per (query row, kv head, KV range); one warp per query head of the group. A warp
@@ -178,8 +206,10 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
   for (int i = threadIdx.x; i < nh * HD; i += blockDim.x)
     qs[i / HD][i % HD] = a.q[t * a.ldq + (h0 + i / HD) * HD + i % HD] * a.scale;
   __syncthreads();
-  if (warp >= nh) return;
-  const float* qv = qs[warp];
+  // Warps past the group's heads have nothing to compute; they stay for the barriers of the
+  // in-kernel merge.
+  const bool has_head = warp < nh;
+  const float* qv = qs[has_head ? warp : 0];
 
   float m = -INFINITY, l = 0.0f, o[kEpl];
 #pragma unroll
@@ -188,7 +218,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
   const int64_t rb = row_bytes<KV>(HD), row_stride = kv.n_kv_heads * rb;
   const uint8_t* kbase = static_cast<const uint8_t*>(kv.k) + kvh * rb;
   const uint8_t* vbase = static_cast<const uint8_t*>(kv.v) + kvh * rb;
-  for (int64_t c0 = kv0; c0 < kv1; c0 += 32) {
+  for (int64_t c0 = kv0; has_head && c0 < kv1; c0 += 32) {
     const int64_t p = c0 + lane;
     const bool valid = p < kv1;
     int64_t slot = 0;
@@ -244,13 +274,16 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
 
   const int64_t head = h0 + warp;
   if (a.n_splits == 1) {
+    if (!has_head) return;
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
     for (int k = 0; k < kEpl; ++k) {
       const int d = lane + 32 * k;
       if (d < HD) a.out[(t * a.n_heads + head) * HD + d] = o[k] * inv;
     }
-  } else {
+    return;
+  }
+  if (has_head) {
     const int64_t idx = (blockIdx.z * a.n_tokens + t) * a.n_heads + head;
 #pragma unroll
     for (int k = 0; k < kEpl; ++k) {
@@ -262,6 +295,19 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
       a.part_ml[idx * 2 + 1] = l;
     }
   }
+  if (a.counters == nullptr) return;  // merge_kernel merges
+  // The last of the row's n_splits blocks (for this head group) to get here merges: every
+  // block makes its partial state visible device-wide before it counts itself.
+  __threadfence();
+  __syncthreads();
+  __shared__ bool last;
+  int* count = a.counters + t * gridDim.y + blockIdx.y;
+  if (threadIdx.x == 0) last = atomicAdd(count, 1) == static_cast<int>(a.n_splits) - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (threadIdx.x == 0) *count = 0;  // for the next launch (a graph replays this one)
+  if (has_head) merge_head(a, t, head, HD, lane, 32);
 }
 
 __global__ void merge_kernel(AttnArgs a, AttnBatch b, int64_t head_dim) {
@@ -271,21 +317,7 @@ __global__ void merge_kernel(AttnArgs a, AttnBatch b, int64_t head_dim) {
     const int64_t s = seq_of_row(b, t);
     if (b.query_start[s + 1] - b.query_start[s] >= kPrefillMinRows) return;
   }
-  float mx = -INFINITY;
-  for (int64_t z = 0; z < a.n_splits; ++z)
-    mx = fmaxf(mx, a.part_ml[((z * a.n_tokens + t) * a.n_heads + h) * 2]);
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float sum = 0.0f, o = 0.0f;
-    for (int64_t z = 0; z < a.n_splits && mx != -INFINITY; ++z) {
-      const int64_t idx = (z * a.n_tokens + t) * a.n_heads + h;
-      const float mz = a.part_ml[idx * 2];
-      if (mz == -INFINITY) continue;
-      const float f = __expf(mz - mx);
-      sum += a.part_ml[idx * 2 + 1] * f;
-      o += a.part_acc[idx * head_dim + d] * f;
-    }
-    a.out[(t * a.n_heads + h) * head_dim + d] = sum > 0.0f ? o / sum : 0.0f;
-  }
+  merge_head(a, t, h, head_dim, threadIdx.x, blockDim.x);
 }
 
 int sm_count() {
@@ -386,9 +418,35 @@ void rope_kv_store(float* q, const float* k, const float* v, int64_t ld, int64_t
   }
 }
 
+namespace {
+
+// The merge counters at the front of the work memory (n_tokens * n_heads bounds the blocks of
+// a row's grid), then the partial states.
+size_t counter_bytes(int64_t n_tokens, int64_t n_heads) {
+  return (static_cast<size_t>(n_tokens * n_heads) * sizeof(int) + 255) / 256 * 256;
+}
+
+bool merge_in_kernel_default() {
+  const char* v = std::getenv("JINX_ATTN_MERGE");
+  return !(v && std::strcmp(v, "kernel") == 0);
+}
+
+bool g_merge_in_kernel = merge_in_kernel_default();
+
+}  // namespace
+
+bool attention_merge_in_kernel() {
+  return g_merge_in_kernel;
+}
+
+void set_attention_merge_in_kernel(bool on) {
+  g_merge_in_kernel = on;
+}
+
 size_t attention_work_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim) {
   if (n_tokens > kMaxSplitTokens) return 0;
-  return static_cast<size_t>(kMaxSplits * n_tokens * n_heads * (head_dim + 2)) * sizeof(float);
+  return counter_bytes(kMaxSplitTokens, n_heads) +
+         static_cast<size_t>(kMaxSplits * n_tokens * n_heads * (head_dim + 2)) * sizeof(float);
 }
 
 void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, const PagedKv& kv,
@@ -426,7 +484,9 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
     a.split_len = len;
   }
   if (a.n_splits > 1) {
-    a.part_ml = static_cast<float*>(work);
+    uint8_t* w = static_cast<uint8_t*>(work);
+    if (g_merge_in_kernel) a.counters = reinterpret_cast<int*>(w);
+    a.part_ml = reinterpret_cast<float*>(w + counter_bytes(kMaxSplitTokens, n_heads));
     a.part_acc = a.part_ml + a.n_splits * a.n_tokens * n_heads * 2;
   }
   const dim3 grid(static_cast<unsigned>(a.n_tokens),
@@ -451,7 +511,7 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
     default:
       fail("cuda attention: KV dtype ", name(kv.dtype), " is not f32, f16, bf16, int8 or fp8");
   }
-  if (a.n_splits > 1) {
+  if (a.n_splits > 1 && a.counters == nullptr) {
     launch(merge_kernel, dim3(static_cast<unsigned>(a.n_tokens), static_cast<unsigned>(n_heads)),
            64, 0, s, "merge_kernel", a, b, kv.head_dim);
   }

@@ -199,13 +199,17 @@ std::vector<int32_t> make_prefill_tiles(const int32_t* query_start, int64_t n_se
 // query_start[s] + i is at position context_len[s] - n_new + i and attends to [0, position].
 // q: row t at q + t * ldq ([n_heads, head_dim]); out: [n_tokens, n_heads, head_dim] fp32.
 // head_dim: 64, 80, 96, 128 or 256.
-// scale <= 0: 1/sqrt(head_dim). work: device scratch of attention_work_bytes(...).
+// scale <= 0: 1/sqrt(head_dim). work: device scratch of attention_work_bytes(...), zeroed once
+// before its first use (it holds counters that every launch leaves at zero).
 // One kernel for prefill chunks and decode; long contexts are split over the KV range
-// (flash decoding) and merged by a second kernel.
+// (flash decoding) and merged by the last block of each row to finish (or, with
+// set_attention_merge_in_kernel(false) / JINX_ATTN_MERGE=kernel, by a second kernel).
 // Batches of more than kMaxSplitTokens query rows are never split (and need no work memory).
 constexpr int64_t kMaxSplits = 32;
 constexpr int64_t kMaxSplitTokens = 64;
 size_t attention_work_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim);
+bool attention_merge_in_kernel();
+void set_attention_merge_in_kernel(bool on);
 void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, const PagedKv& kv,
                      const AttnBatch& b, float scale, void* work, cudaStream_t s);
 

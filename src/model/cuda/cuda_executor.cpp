@@ -214,6 +214,7 @@ class CudaExecutor final : public Executor {
     const std::string jit = cuda::gemv_jit_describe();
     return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
            (fuse_norm_ ? "" : ", norms unfused") + (fuse_silu_ ? "" : ", SiLU unfused") +
+           (cuda::attention_merge_in_kernel() ? "" : ", attention merge kernel") +
            (jit.empty() ? "" : ", " + jit);
   }
 
@@ -228,6 +229,7 @@ class CudaExecutor final : public Executor {
     const int32_t* positions = nullptr;  // [n]
     const int64_t* slots = nullptr;      // [n]
     const int32_t* out_rows = nullptr;   // [n_out]
+    bool all_rows_out = false;           // out_rows is 0, 1, ..., n - 1 (every decode step)
     cuda::AttnBatch ab;
   };
   // Enqueues the whole forward pass (no copies, no sync): logits [n_out, vocab] to logits_.
@@ -381,7 +383,9 @@ void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
     for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down})
       scratch = std::max(scratch, cuda::matmul_scratch_bytes(l->w, T));
   scratch_.get<uint8_t>(scratch);
-  work_.get<uint8_t>(cuda::attention_work_bytes(cuda::kMaxSplitTokens, c_.n_heads, c_.head_dim));
+  const size_t work_bytes =
+      cuda::attention_work_bytes(cuda::kMaxSplitTokens, c_.n_heads, c_.head_dim);
+  check(cudaMemset(work_.get<uint8_t>(work_bytes), 0, work_bytes), "zero attention work memory");
   if (o.n_blocks > 0) {
     n_blocks_ = o.n_blocks;
   } else {
@@ -505,16 +509,25 @@ void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
   cuda::embed(embed_, m.tokens, n, x_.get<float>(0), stream_, argmax_.get<int32_t>(0));
   for (int64_t li = 0; li < c_.n_layers; ++li) layer(li, n, m);
   if (n_out == 0) return;
-  // The final norm over every row (cheap), then only the rows that sample go through the
-  // output head.
   const int64_t H = c_.hidden_size;
   float *x = x_.get<float>(0), *h = h_.get<float>(0), *out_h = out_h_.get<float>(0);
-  cuda::rmsnorm(x, final_norm_, h, n, H, c_.rms_norm_eps, stream_);
-  cuda::gather_rows(h, H, m.out_rows, n_out, out_h, stream_);
   const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
-  cuda::matmul(lm_head_, out_h, n_out, logits_.get<float>(0), c_.vocab_size, mc);
+  float* logits = logits_.get<float>(0);
+  if (m.all_rows_out) {
+    // Every row samples (decode): the final norm is applied by the output head's GEMV as it
+    // stages its input (h is the scratch of the unfused path).
+    using In = cuda::MatmulInput;
+    cuda::matmul(lm_head_, x, n_out, logits, c_.vocab_size, mc, nullptr,
+                 In{In::kRmsNorm, final_norm_, c_.rms_norm_eps, h, fuse_norm_});
+  } else {
+    // The final norm over every row (cheap), then only the rows that sample go through the
+    // output head.
+    cuda::rmsnorm(x, final_norm_, h, n, H, c_.rms_norm_eps, stream_);
+    cuda::gather_rows(h, H, m.out_rows, n_out, out_h, stream_);
+    cuda::matmul(lm_head_, out_h, n_out, logits, c_.vocab_size, mc);
+  }
   // Every row's argmax (one small launch): greedy rows then need only their id back.
-  cuda::argmax_rows(logits_.get<float>(0), n_out, c_.vocab_size, argmax_.get<int32_t>(0),
+  cuda::argmax_rows(logits, n_out, c_.vocab_size, argmax_.get<int32_t>(0),
                     argmax_keys_.get<unsigned long long>(0), stream_);
 }
 
@@ -643,6 +656,8 @@ void CudaExecutor::forward_eager(const ForwardBatch& b, int slot) {
   m.positions = up.at<const int32_t>(i_pos);
   m.slots = up.at<const int64_t>(i_slot);
   m.out_rows = up.at<const int32_t>(i_out);
+  m.all_rows_out = n_out == n;
+  for (int64_t i = 0; m.all_rows_out && i < n_out; ++i) m.all_rows_out = b.out_rows[i] == i;
   m.ab.n_seqs = a.n_seqs;
   m.ab.n_tokens = n;
   m.ab.query_start = up.at<const int32_t>(i_qs);
@@ -753,6 +768,7 @@ void CudaExecutor::forward_graph(const ForwardBatch& b, int slot) {
     m.ab.max_blocks_per_seq = W;
     m.ab.max_context_len = graph_max_ctx_;
     m.ab.fixed_split_len = graph_split_len_;
+    m.all_rows_out = true;  // out_rows[i] = i
     try {
       capture(g, m, sz);
     } catch (const Error& e) {
