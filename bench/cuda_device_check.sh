@@ -3,7 +3,10 @@
 # machine): op-parity and end-to-end tests, then benchmarks on a random Qwen2-0.5B-shaped bf16
 # checkpoint: batch-1 decode next to transformers (peer, same run; with and without programmatic
 # dependent launch, with and without the norms fused into the GEMVs, with an int8 KV cache),
-# batch-8 greedy and sampled on the GPU, and the full-size seed workload, greedy and sampled. Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
+# batch-8 greedy and sampled on the GPU, and the full-size seed workload, greedy and sampled;
+# then (unless AB=0) the A/B runs of each switch (NVRTC GEMVs, eager, PDL, fused norms, the
+# attention merge, overlap scheduling, int8 KV, Q4_K weights); NCU=1 adds per-kernel times.
+# Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
 # the shared libraries the GPU machine may lack in $DEV/lib. Logs go to $OUT (or ./cuda-out).
 set -uo pipefail
 DEV=${DEV:-.devrun}
@@ -37,24 +40,6 @@ M=/tmp/qwen2-0.5b-bf16
 bench() { LD_LIBRARY_PATH="$libs" timeout 150 "$DEV/jinx" bench -m $M --device cuda "$@" 2>&1 | tr '\r' '\n' | grep -v "^\[jinx bench\]"; }
 echo "== batch-1 decode, bf16 KV, CUDA graphs" | tee "$OUT/bench.txt"
 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, CUDA graphs, GEMVs compiled at run time for the model's shapes (JINX_NVRTC=1)" | tee -a "$OUT/bench.txt"
-JINX_NVRTC=1 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
-bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PDL=0)" | tee -a "$OUT/bench.txt"
-JINX_PDL=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, CUDA graphs, norms and SiLU as kernels of their own (JINX_FUSE=0)" | tee -a "$OUT/bench.txt"
-JINX_FUSE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, CUDA graphs, only the norms fused (JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
-JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, CUDA graphs, attention splits merged by a second kernel (JINX_ATTN_MERGE=kernel)" | tee -a "$OUT/bench.txt"
-JINX_ATTN_MERGE=kernel bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, CUDA graphs, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
-bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --overlap off | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"
-bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --kv-cache-dtype int8 | tee -a "$OUT/bench.txt"
-echo "== batch-1 decode, weights quantized to Q4_K at load (Q4A on the GPU, head Q8_0)" | tee -a "$OUT/bench.txt"
-bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --quantize q4_k | tee -a "$OUT/bench.txt"
 echo "== batch-8 decode (graphs)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 8 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
 echo "== batch-8 decode, sampled on the GPU (temperature 0.8, top-k 50, top-p 0.9)" | tee -a "$OUT/bench.txt"
@@ -65,12 +50,33 @@ timeout 120 python3 bench/hf_decode_peer.py $M --prompt-len 32 --new-tokens 256 
 echo "== seed workload: 256 seqs, input and output in [100, 1024]" | tee -a "$OUT/bench.txt"
 bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
   --max-num-seqs 256 --max-num-batched-tokens 8192 | tee -a "$OUT/bench.txt"
-echo "== seed workload, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
-bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
-  --max-num-seqs 256 --max-num-batched-tokens 8192 --overlap off | tee -a "$OUT/bench.txt"
 echo "== seed workload, sampled (temperature 0.8, top-p 0.95)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
   --max-num-seqs 256 --max-num-batched-tokens 8192 --temperature 0.8 --top-p 0.95 | tee -a "$OUT/bench.txt"
+# A/B runs of the switches (AB=0 skips them: a quicker first run on a short lease).
+if [ "${AB:-1}" = 1 ]; then
+  echo "== batch-1 decode, CUDA graphs, GEMVs compiled at run time for the model's shapes (JINX_NVRTC=1)" | tee -a "$OUT/bench.txt"
+  JINX_NVRTC=1 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
+  bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PDL=0)" | tee -a "$OUT/bench.txt"
+  JINX_PDL=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, norms and SiLU as kernels of their own (JINX_FUSE=0)" | tee -a "$OUT/bench.txt"
+  JINX_FUSE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, only the norms fused (JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
+  JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, attention splits merged by a second kernel (JINX_ATTN_MERGE=kernel)" | tee -a "$OUT/bench.txt"
+  JINX_ATTN_MERGE=kernel bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
+  bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --overlap off | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"
+  bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --kv-cache-dtype int8 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, weights quantized to Q4_K at load (Q4A on the GPU, head Q8_0)" | tee -a "$OUT/bench.txt"
+  bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --quantize q4_k | tee -a "$OUT/bench.txt"
+  echo "== seed workload, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
+  bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
+    --max-num-seqs 256 --max-num-batched-tokens 8192 --overlap off | tee -a "$OUT/bench.txt"
+fi
 # Optional: per-kernel GPU times of a few batch-1 decode steps (Nsight Compute), eager launches
 # so each kernel is seen; NCU=1 to run it.
 if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
