@@ -680,5 +680,85 @@ TEST(CudaOps, RopeKvStoreEqualsRopeThenStore) {
   }
 }
 
+// Decode steps with RoPE and the KV store inside the attention kernel (AttnNewKv) against the
+// separate rope_kv_store() then paged_attention(): the same cache contents and outputs, over
+// short and split contexts, GQA groups of more than 8 heads, and both merges of split rows.
+TEST(CudaOps, AttentionWithFusedRopeEqualsSeparateKernels) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(12);
+  struct Case { int64_t hd, n_kv, group, bs; DType dt; std::vector<int32_t> ctx; };
+  const Case cases[] = {
+      {64, 2, 7, 16, DType::BF16, {1, 40, 1500, 33}},
+      {128, 1, 9, 8, DType::F32, {3, 700}},
+      {64, 4, 2, 16, DType::F16, {17, 2, 90}},
+  };
+  for (const Case& c : cases) {
+    for (bool merge_in_kernel : {true, false}) {
+      const bool was = cuda::attention_merge_in_kernel();
+      cuda::set_attention_merge_in_kernel(merge_in_kernel);
+      const int64_t n = static_cast<int64_t>(c.ctx.size()), nq = c.n_kv * c.group;
+      const int64_t ld = (nq + 2 * c.n_kv) * c.hd, kv_dim = c.n_kv * c.hd;
+      int64_t max_ctx = 0, total = 0;
+      for (int32_t x : c.ctx) {
+        max_ctx = std::max<int64_t>(max_ctx, x);
+        total += (x + c.bs - 1) / c.bs;
+      }
+      const int64_t n_blocks = total + 3, max_blocks = (max_ctx + c.bs - 1) / c.bs;
+      std::vector<int32_t> qstart{0}, tables(n * max_blocks, -1), pos;
+      std::vector<int64_t> new_slots, old_slots;
+      int32_t next = 0;
+      for (int64_t s = 0; s < n; ++s) {
+        for (int64_t b = 0; b < (c.ctx[s] + c.bs - 1) / c.bs; ++b) tables[s * max_blocks + b] = next++;
+        qstart.push_back(static_cast<int32_t>(s + 1));
+        pos.push_back(c.ctx[s] - 1);
+        for (int32_t p = 0; p < c.ctx[s]; ++p) {
+          const int64_t slot = int64_t{tables[s * max_blocks + p / c.bs]} * c.bs + p % c.bs;
+          (p + 1 == c.ctx[s] ? new_slots : old_slots).push_back(slot);
+        }
+      }
+      new_slots.back() = -1;  // a padding row of a graph: stores nothing (its output is ignored)
+      // The cached prefixes, the same in both caches.
+      const size_t bytes = n_blocks * c.bs * c.n_kv * cpu::kv_row_bytes(c.dt, c.hd);
+      Dev<uint8_t> k1(std::vector<uint8_t>(bytes, 0)), v1(std::vector<uint8_t>(bytes, 0));
+      Dev<uint8_t> k2(std::vector<uint8_t>(bytes, 0)), v2(std::vector<uint8_t>(bytes, 0));
+      cuda::PagedKv kv1{k1.p, v1.p, c.dt, n_blocks, c.bs, c.n_kv, c.hd};
+      cuda::PagedKv kv2{k2.p, v2.p, c.dt, n_blocks, c.bs, c.n_kv, c.hd};
+      if (!old_slots.empty()) {
+        auto kvp = randn(old_slots.size() * 2 * kv_dim, rng);
+        Dev<float> dkvp(kvp);
+        Dev<int64_t> dos(old_slots);
+        for (const cuda::PagedKv* kv : {&kv1, &kv2})
+          cuda::kv_store(*kv, dkvp.p, dkvp.p + kv_dim, 2 * kv_dim, dos.p,
+                         static_cast<int64_t>(old_slots.size()), nullptr);
+      }
+      auto qkv = randn(n * ld, rng);
+      std::vector<float> inv(c.hd / 2);
+      for (int64_t i = 0; i < c.hd / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / c.hd);
+      Dev<float> a(qkv), b(qkv), dinv(inv), out1(n * nq * c.hd), out2(n * nq * c.hd);
+      Dev<int32_t> dpos(pos), dqs(qstart), dtab(tables), dctx(c.ctx);
+      Dev<int64_t> dslots(new_slots);
+      Dev<uint8_t> work(cuda::attention_work_bytes(n, nq, c.hd));
+      cuda::check(cudaMemset(work.p, 0, work.n), "zero work");
+      cuda::AttnBatch ab{n, n, dqs.p, dctx.p, dtab.p, max_blocks, max_ctx};
+      cuda::rope_kv_store(a.p, a.p + nq * c.hd, a.p + (nq + c.n_kv) * c.hd, ld, n, nq, dpos.p,
+                          dinv.p, false, kv1, dslots.p, nullptr);
+      cuda::paged_attention(a.p, ld, out1.p, nq, kv1, ab, 0.0f, work.p, nullptr);
+      const cuda::AttnNewKv nk{b.p + nq * c.hd, b.p + (nq + c.n_kv) * c.hd, ld, dpos.p, dinv.p,
+                               false, dslots.p};
+      cuda::paged_attention(b.p, ld, out2.p, nq, kv2, ab, 0.0f, work.p, nullptr, &nk);
+      cuda::set_attention_merge_in_kernel(was);
+      const std::string what = str("hd ", c.hd, " group ", c.group, " ", name(c.dt), " merge ",
+                                   merge_in_kernel ? "in kernel" : "kernel");
+      EXPECT_EQ(k1.get(), k2.get()) << what;
+      EXPECT_EQ(v1.get(), v2.get()) << what;
+      auto o1 = out1.get(), o2 = out2.get();
+      o1.resize((n - 1) * nq * c.hd);  // not the padding row
+      o2.resize(o1.size());
+      EXPECT_LE(rel_err(o2, o1), 1e-6) << what;
+      EXPECT_EQ(b.get(), qkv) << what << ": q, k and v stay as they were";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace jinx

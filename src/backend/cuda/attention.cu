@@ -132,6 +132,14 @@ struct AttnArgs {
   // [n_tokens, gridDim.y]; zero between launches (the last block resets its count). Null: the
   // merge kernel merges.
   int* counters;
+  // Decode steps with RoPE and the KV store done here (AttnNewKv; k_new null: done before).
+  const float* k_new;
+  const float* v_new;
+  int64_t ld_new;
+  const int32_t* positions;
+  const float* inv_freq;
+  const int64_t* slots;
+  bool interleaved;
   int64_t n_heads, n_tokens, group, n_gchunks, split_len, n_splits;
   float scale;
   bool skip_prefill;  // rows of sequences with >= kPrefillMinRows new rows: the prefill kernel's
@@ -148,6 +156,20 @@ __device__ __forceinline__ int64_t seq_of_row(const AttnBatch& b, int64_t t) {
       hi = mid - 1;
   }
   return lo;
+}
+
+// Element d of the head vector x (head_dim HD) rotated by position pos: the arithmetic of
+// rope_kv_store_kernel, element by element.
+template <int HD>
+__device__ __forceinline__ float rotated(const float* x, int d, float pos, const float* inv_freq,
+                                         bool interleaved) {
+  constexpr int kHalf = HD / 2;
+  const int i = interleaved ? d / 2 : d % kHalf;
+  const int ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + kHalf;
+  float sn, cs;
+  sincosf(pos * inv_freq[i], &sn, &cs);
+  const float x0 = x[ia], x1 = x[ib];
+  return d == ia ? x0 * cs - x1 * sn : x1 * cs + x0 * sn;
 }
 
 // Row t, head h: the n_splits partial states into out (threads i, i + n, ... take the head's
@@ -203,9 +225,43 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
   const int32_t* bt = b.block_tables + s * b.max_blocks_per_seq;
 
   __shared__ __align__(16) float qs[kHeadsPerBlock][HD];
-  for (int i = threadIdx.x; i < nh * HD; i += blockDim.x)
-    qs[i / HD][i % HD] = a.q[t * a.ldq + (h0 + i / HD) * HD + i % HD] * a.scale;
+  // Fused decode (a.k_new): the row's own new K and V rows, rotated and rounded to the cache's
+  // type, as the cache will hold them; the block whose range ends the context uses these for the
+  // last position, and the first head chunk's block stores them.
+  constexpr bool kCanFuse = !kQuantized<KV>;
+  __shared__ __align__(16) uint8_t new_rows[kCanFuse ? 2 : 1][kCanFuse ? HD * sizeof(KV) : 16];
+  const bool fused = kCanFuse && a.k_new != nullptr;
+  const int64_t last = kv_len - 1;
+  const bool has_last = fused && kv0 <= last && last < kv1;
+  const float pos = fused ? static_cast<float>(a.positions[t]) : 0.0f;
+  for (int i = threadIdx.x; i < nh * HD; i += blockDim.x) {
+    const float* qh = a.q + t * a.ldq + (h0 + i / HD) * HD;
+    const float v = fused ? rotated<HD>(qh, i % HD, pos, a.inv_freq, a.interleaved) : qh[i % HD];
+    qs[i / HD][i % HD] = v * a.scale;
+  }
+  if constexpr (kCanFuse) {
+    if (has_last) {
+      const float* kh = a.k_new + t * a.ld_new + kvh * HD;
+      const float* vh = a.v_new + t * a.ld_new + kvh * HD;
+      KV* kn = reinterpret_cast<KV*>(new_rows[0]);
+      KV* vn = reinterpret_cast<KV*>(new_rows[1]);
+      for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+        kn[d] = from_f32<KV>(rotated<HD>(kh, d, pos, a.inv_freq, a.interleaved));
+        vn[d] = from_f32<KV>(vh[d]);
+      }
+    }
+  }
   __syncthreads();
+  if constexpr (kCanFuse) {
+    const int64_t slot = has_last && gchunk == 0 ? a.slots[t] : -1;
+    if (slot >= 0 && slot < kv.n_blocks * kv.block_size) {
+      const int64_t at = (slot * kv.n_kv_heads + kvh) * HD;
+      for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+        static_cast<KV*>(kv.k)[at + d] = reinterpret_cast<const KV*>(new_rows[0])[d];
+        static_cast<KV*>(kv.v)[at + d] = reinterpret_cast<const KV*>(new_rows[1])[d];
+      }
+    }
+  }
   // Warps past the group's heads have nothing to compute; they stay for the barriers of the
   // in-kernel merge.
   const bool has_head = warp < nh;
@@ -225,7 +281,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     float score = -INFINITY, vscale = 0.0f;
     if (valid) {
       slot = int64_t{bt[p / kv.block_size]} * kv.block_size + p % kv.block_size;
-      const uint8_t* kr = kbase + slot * row_stride;
+      const uint8_t* kr = has_last && p == last ? new_rows[0] : kbase + slot * row_stride;
       float s0 = 0.0f, s1 = 0.0f, f[8];
 #pragma unroll
       for (int d = 0; d < HD; d += 8) {
@@ -257,7 +313,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
         const int j = j0 + u;  // the same for the whole warp
         pj[u] = __shfl_sync(0xffffffffu, pv, j & 31);
         const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
-        const uint8_t* vr = vbase + sj * row_stride;
+        const uint8_t* vr = has_last && c0 + j == last ? new_rows[1] : vbase + sj * row_stride;
 #pragma unroll
         for (int k = 0; k < kEpl; ++k) {
           const int d = lane + 32 * k;
@@ -300,11 +356,11 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
   // block makes its partial state visible device-wide before it counts itself.
   __threadfence();
   __syncthreads();
-  __shared__ bool last;
+  __shared__ bool last_block;
   int* count = a.counters + t * gridDim.y + blockIdx.y;
-  if (threadIdx.x == 0) last = atomicAdd(count, 1) == static_cast<int>(a.n_splits) - 1;
+  if (threadIdx.x == 0) last_block = atomicAdd(count, 1) == static_cast<int>(a.n_splits) - 1;
   __syncthreads();
-  if (!last) return;
+  if (!last_block) return;
   __threadfence();
   if (threadIdx.x == 0) *count = 0;  // for the next launch (a graph replays this one)
   if (has_head) merge_head(a, t, head, HD, lane, 32);
@@ -449,8 +505,13 @@ size_t attention_work_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim)
          static_cast<size_t>(kMaxSplits * n_tokens * n_heads * (head_dim + 2)) * sizeof(float);
 }
 
+bool attention_fuses_rope(const PagedKv& kv) {
+  return kv.dtype == DType::F32 || kv.dtype == DType::F16 || kv.dtype == DType::BF16;
+}
+
 void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, const PagedKv& kv,
-                     const AttnBatch& b, float scale, void* work, cudaStream_t s) {
+                     const AttnBatch& b, float scale, void* work, cudaStream_t s,
+                     const AttnNewKv* new_kv) {
   if (b.n_seqs <= 0 || b.n_tokens <= 0) return;
   JINX_CHECK(n_heads > 0 && kv.n_kv_heads > 0 && n_heads % kv.n_kv_heads == 0,
              "cuda attention: ", n_heads, " heads over ", kv.n_kv_heads, " kv heads");
@@ -465,6 +526,20 @@ void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, c
   a.scale = scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
   a.n_tokens = b.n_tokens;
   a.skip_prefill = b.n_prefill_tiles > 0;
+  if (new_kv) {
+    JINX_CHECK(attention_fuses_rope(kv) && b.n_prefill_tiles == 0 && b.n_tokens == b.n_seqs,
+               "cuda attention: RoPE and the KV store fuse only into decode steps over bf16, "
+               "f16 or f32 KV");
+    JINX_CHECK(new_kv->k && new_kv->v && new_kv->positions && new_kv->inv_freq && new_kv->slots,
+               "cuda attention: incomplete AttnNewKv");
+    a.k_new = new_kv->k;
+    a.v_new = new_kv->v;
+    a.ld_new = new_kv->ld;
+    a.positions = new_kv->positions;
+    a.inv_freq = new_kv->inv_freq;
+    a.interleaved = new_kv->interleaved;
+    a.slots = new_kv->slots;
+  }
   // Split the KV range when the rows alone leave SMs idle.
   a.n_splits = 1;
   a.split_len = b.max_context_len;

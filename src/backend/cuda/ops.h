@@ -210,8 +210,25 @@ constexpr int64_t kMaxSplitTokens = 64;
 size_t attention_work_bytes(int64_t n_tokens, int64_t n_heads, int64_t head_dim);
 bool attention_merge_in_kernel();
 void set_attention_merge_in_kernel(bool on);
+// Decode steps: RoPE and the KV store inside the attention kernel (one launch fewer per layer).
+// Every sequence must have exactly one new row, at position context_len - 1 = positions[t];
+// k / v hold the rows' unrotated keys and values (row t at k + t * ld). The kernel rotates q as
+// it loads it (q stays unrotated in memory), rotates k, stores k and v at slots[t] (a slot
+// outside the pool stores nothing) and attends to them from shared memory: what rope_kv_store()
+// then paged_attention() compute. bf16, f16 and f32 KV only (attention_fuses_rope()).
+struct AttnNewKv {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t ld = 0;
+  const int32_t* positions = nullptr;  // [n_tokens]
+  const float* inv_freq = nullptr;     // [head_dim / 2]
+  bool interleaved = false;
+  const int64_t* slots = nullptr;  // [n_tokens]
+};
+bool attention_fuses_rope(const PagedKv& kv);
 void paged_attention(const float* q, int64_t ldq, float* out, int64_t n_heads, const PagedKv& kv,
-                     const AttnBatch& b, float scale, void* work, cudaStream_t s);
+                     const AttnBatch& b, float scale, void* work, cudaStream_t s,
+                     const AttnNewKv* new_kv = nullptr);
 
 // out[i, :] = x[rows[i], :] for i < n_rows. x: [*, n], rows: [n_rows] int32 (device).
 void gather_rows(const float* x, int64_t n, const int32_t* rows, int64_t n_rows, float* out,

@@ -215,6 +215,7 @@ class CudaExecutor final : public Executor {
     return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
            (fuse_norm_ ? "" : ", norms unfused") + (fuse_silu_ ? "" : ", SiLU unfused") +
            (cuda::attention_merge_in_kernel() ? "" : ", attention merge kernel") +
+           (fuse_rope_ ? "" : ", RoPE unfused") +
            (jit.empty() ? "" : ", " + jit);
   }
 
@@ -230,6 +231,7 @@ class CudaExecutor final : public Executor {
     const int64_t* slots = nullptr;      // [n]
     const int32_t* out_rows = nullptr;   // [n_out]
     bool all_rows_out = false;           // out_rows is 0, 1, ..., n - 1 (every decode step)
+    bool decode_only = false;            // one new row per sequence
     cuda::AttnBatch ab;
   };
   // Enqueues the whole forward pass (no copies, no sync): logits [n_out, vocab] to logits_.
@@ -268,6 +270,7 @@ class CudaExecutor final : public Executor {
   GrowBuffer x_, h_, qkv_, att_, gu_, act_, out_h_, logits_, work_, scratch_, argmax_,
       argmax_keys_;
   bool fuse_norm_ = true, fuse_silu_ = true;  // applied inside the decode GEMVs
+  bool fuse_rope_ = true;  // decode steps: RoPE and the KV store inside the attention kernel
   GrowBuffer sampling_;  // RowSampling [n_out] then pick [n_out], for sample_rows
   GrowBuffer step_meta_;  // an eager step's metadata, one upload
   // Per slot (steps alternate): staged uploads, picked tokens coming back, and the event that
@@ -311,6 +314,8 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
   const std::string fuse = std::getenv("JINX_FUSE") ? std::getenv("JINX_FUSE") : "";
   fuse_norm_ = fuse != "0";
   fuse_silu_ = fuse != "0" && fuse != "norm";
+  const char* fr = std::getenv("JINX_FUSE_ROPE");  // 0: rope_kv_store as a kernel of its own
+  fuse_rope_ = fuse != "0" && !(fr && std::string(fr) == "0");
   check(cudaSetDevice(device_), "cudaSetDevice");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   for (cudaEvent_t& e : done_)
@@ -473,10 +478,16 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
     cuda::rmsnorm_heads(qkv + q_dim, ld, n, c_.n_kv_heads, hd, L.k_norm, eps, stream_);
   }
   const cuda::PagedKv& kv = kv_[static_cast<size_t>(li)];
-  cuda::rope_kv_store(qkv, qkv + q_dim, qkv + q_dim + kv_dim, ld, n, c_.n_heads, m.positions,
-                      inv_freq_, c_.rope_interleaved, kv, m.slots, stream_);
+  // Decode steps rotate and store the new K/V inside the attention kernel.
+  const bool fuse_rope = fuse_rope_ && m.decode_only && cuda::attention_fuses_rope(kv);
+  const cuda::AttnNewKv new_kv{qkv + q_dim, qkv + q_dim + kv_dim, ld, m.positions,
+                               inv_freq_, c_.rope_interleaved, m.slots};
+  if (!fuse_rope)
+    cuda::rope_kv_store(qkv, qkv + q_dim, qkv + q_dim + kv_dim, ld, n, c_.n_heads, m.positions,
+                        inv_freq_, c_.rope_interleaved, kv, m.slots, stream_);
   float* att = att_.get<float>(0);
-  cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, m.ab, 0.0f, work_.ptr, stream_);
+  cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, m.ab, 0.0f, work_.ptr, stream_,
+                        fuse_rope ? &new_kv : nullptr);
   cuda::matmul(L.o.w, att, n, x, H, mc, L.o.bias, In{}, true);
   float* gu = gu_.get<float>(0);
   cuda::matmul(L.gate_up.w, x, n, gu, 2 * ff, mc, L.gate_up.bias,
@@ -658,6 +669,9 @@ void CudaExecutor::forward_eager(const ForwardBatch& b, int slot) {
   m.out_rows = up.at<const int32_t>(i_out);
   m.all_rows_out = n_out == n;
   for (int64_t i = 0; m.all_rows_out && i < n_out; ++i) m.all_rows_out = b.out_rows[i] == i;
+  m.decode_only = a.n_seqs == n && tiles.empty();
+  for (int64_t i = 0; m.decode_only && i < a.n_seqs; ++i)
+    m.decode_only = a.query_start[i + 1] - a.query_start[i] == 1;
   m.ab.n_seqs = a.n_seqs;
   m.ab.n_tokens = n;
   m.ab.query_start = up.at<const int32_t>(i_qs);
@@ -769,6 +783,7 @@ void CudaExecutor::forward_graph(const ForwardBatch& b, int slot) {
     m.ab.max_context_len = graph_max_ctx_;
     m.ab.fixed_split_len = graph_split_len_;
     m.all_rows_out = true;  // out_rows[i] = i
+    m.decode_only = true;
     try {
       capture(g, m, sz);
     } catch (const Error& e) {
