@@ -25,11 +25,13 @@ jx() { LD_LIBRARY_PATH="$libs" "$DEV/jinx" "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 jx info -m tests/fixtures/models/tiny-qwen2 | grep -E "^cuda|cpu kernels" | tee -a "$OUT/gpu.txt"
 LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "OK|FAILED|PASSED|SKIPPED|Failure|Expected|Which is|max \||parts at|identical|error" | head -120
-# Failures: the same tests again without programmatic dependent launch, then without the fused
-# GEMV inputs, to tell those two (untested before this script's first GPU run) from the rest.
+# Failures: the same tests again without programmatic dependent launch, without the fused GEMV
+# inputs (and fused RoPE / output-head norm), without the fused RoPE alone, with the attention
+# merge kernel, to tell those paths (untested before this script's first GPU run) from the rest.
 failed=$(grep -E "^\[  FAILED  \] [A-Za-z]" "$OUT/cuda_tests.log" | sed 's/^\[  FAILED  \] //; s/[ ,].*//' | sort -u | paste -sd: -)
 if [ -n "$failed" ]; then
-  for v in JINX_PDL=0 JINX_FUSE=0 JINX_ATTN_MERGE=kernel "JINX_PDL=0 JINX_FUSE=0 JINX_ATTN_MERGE=kernel"; do
+  for v in JINX_PDL=0 JINX_FUSE=0 JINX_FUSE_ROPE=0 JINX_ATTN_MERGE=kernel \
+      "JINX_PDL=0 JINX_FUSE=0 JINX_ATTN_MERGE=kernel"; do
     echo "== failed tests again with $v" | tee -a "$OUT/cuda_tests.log"
     env $v LD_LIBRARY_PATH="$libs" timeout 120 "$DEV/jinx_cuda_tests" --gtest_filter="$failed" 2>&1 \
       | grep -E "^\[  (FAILED|PASSED|  OK) " | tee -a "$OUT/cuda_tests.log" | head -40
@@ -67,6 +69,8 @@ if [ "${AB:-1}" = 1 ]; then
   JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, CUDA graphs, attention splits merged by a second kernel (JINX_ATTN_MERGE=kernel)" | tee -a "$OUT/bench.txt"
   JINX_ATTN_MERGE=kernel bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, RoPE + KV store as a kernel of its own (JINX_FUSE_ROPE=0)" | tee -a "$OUT/bench.txt"
+  JINX_FUSE_ROPE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, CUDA graphs, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
   bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --overlap off | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, int8 KV cache" | tee -a "$OUT/bench.txt"
