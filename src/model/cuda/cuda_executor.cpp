@@ -525,11 +525,11 @@ void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
   const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
   float* logits = logits_.get<float>(0);
   if (m.all_rows_out) {
-    // Every row samples (decode): the final norm is applied by the output head's GEMV as it
-    // stages its input (h is the scratch of the unfused path).
-    using In = cuda::MatmulInput;
-    cuda::matmul(lm_head_, x, n_out, logits, c_.vocab_size, mc, nullptr,
-                 In{In::kRmsNorm, final_norm_, c_.rms_norm_eps, h, fuse_norm_});
+    // Every row samples (decode): no gather. (The norm stays a kernel of its own: fused, each
+    // of the head GEMV's ~40k blocks would re-normalise the input row before streaming its
+    // weights, which the largest kernel of the step may not afford; unmeasured.)
+    cuda::rmsnorm(x, final_norm_, h, n, H, c_.rms_norm_eps, stream_);
+    cuda::matmul(lm_head_, h, n_out, logits, c_.vocab_size, mc);
   } else {
     // The final norm over every row (cheap), then only the rows that sample go through the
     // output head.
