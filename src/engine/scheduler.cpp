@@ -256,7 +256,9 @@ void Scheduler::check_samples(std::span<const ScheduledSeq> seqs, bool advanced,
   size_t n_matched = 0;
   for (const ScheduledSeq& sc : seqs) {
     if (!sc.sample) continue;
-    const bool gone = advanced && !seqs_.count(sc.id);
+    // Ended since: an abort applied by schedule_ahead(), or (overlap) a stop decided by the
+    // step before this one's on_step_done().
+    const bool gone = !seqs_.count(sc.id);
     const bool given = by_id->count(sc.id) != 0;
     if (!given && !gone) fail("no sampled token for sequence ", sc.id);
     n_matched += given;
@@ -285,7 +287,7 @@ void Scheduler::finish_step(std::span<const ScheduledSeq> seqs,
   bool any_done = false;
   for (const ScheduledSeq& sc : seqs) {
     auto it = seqs_.find(sc.id);
-    if (it == seqs_.end()) continue;  // (advanced steps only) ended since
+    if (it == seqs_.end()) continue;  // ended since (overlap scheduling only)
     Sequence& s = *it->second;
     if (!advanced) {  // (an abort that dropped a placeholder leaves that row uncounted)
       s.n_computed = std::min(s.n_computed + sc.n_new, s.size());

@@ -142,9 +142,9 @@ class Scheduler {
   // the one before it must be done. With no open step it is schedule().
   ScheduledStep schedule_ahead();
   // Completes the oldest open step. `sampled` holds exactly one entry per sequence of that
-  // step with sample set (any order); for a step already taken as done by schedule_ahead(),
-  // entries of sequences that ended since are ignored. Throws jinx::Error, changing nothing,
-  // on a missing, extra or bad entry.
+  // step with sample set (any order); entries of sequences that ended since it was scheduled
+  // (with overlap scheduling: by a stop in the step before, or an abort) are ignored. Throws
+  // jinx::Error, changing nothing, on a missing, extra or bad entry.
   StepResult on_step_done(std::span<const SampledToken> sampled);
   int32_t n_open_steps() const { return static_cast<int32_t>(open_.size()); }
 

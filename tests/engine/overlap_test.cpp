@@ -72,9 +72,16 @@ TEST(Overlap, GreedyOutputsEqualTheEngineWithout) {
   // while the step after is in flight.
   for (size_t i = 0; i < reqs.size(); i += 3)
     if (first[i].token_ids.size() > 3) reqs[i].params.stop_token_ids = {first[i].token_ids[2]};
+  // And a variant that samples two requests on the host (a penalty): steps with their rows are
+  // waited for before the next is scheduled, and may hold rows of requests the step before
+  // ended.
+  std::vector<Request> mixed = reqs;
+  mixed[4].params.repetition_penalty = 1.3f;
+  mixed[13].params.repetition_penalty = 1.3f;
   LLM sync(model, nullptr, off);
   EXPECT_FALSE(sync.overlaps());
   const auto want = sync.generate(reqs);
+  const auto want_mixed = sync.generate(mixed);
   int n_stopped = 0;
   for (const auto& o : want) n_stopped += o.finish_reason == "stop";
   EXPECT_GE(n_stopped, 3);
@@ -84,12 +91,14 @@ TEST(Overlap, GreedyOutputsEqualTheEngineWithout) {
     bool defer;
     int64_t kv_tokens;
     bool prefix;
+    bool host_rows = false;
   };
   const Case cases[] = {
       {"overlap on a synchronous executor", false, 4096, true},
       {"deferred device", true, 4096, true},
       {"deferred device, small pool (preemption)", true, 160, true},
       {"deferred device, no prefix cache", true, 4096, false},
+      {"deferred device, some rows sampled on the host", true, 4096, true, true},
   };
   for (const Case& c : cases) {
     test_support::DeferredStats stats;
@@ -103,16 +112,18 @@ TEST(Overlap, GreedyOutputsEqualTheEngineWithout) {
     }
     LLM llm(model, nullptr, o);
     ASSERT_TRUE(llm.overlaps()) << c.name;
-    expect_same(llm.generate(reqs), want, c.name);
+    const std::vector<Request>& rs = c.host_rows ? mixed : reqs;
+    const auto& w = c.host_rows ? want_mixed : want;
+    expect_same(llm.generate(rs), w, c.name);
     EXPECT_EQ(llm.kv_blocks_used(), 0) << c.name;
     EXPECT_FALSE(llm.has_unfinished()) << c.name;
     if (c.kv_tokens < 1000) EXPECT_GT(llm.stats().preemptions, 0) << c.name;
     if (c.defer) {  // it really overlapped
       EXPECT_EQ(stats.max_in_flight, 2) << c.name;
-      EXPECT_GT(stats.placeholders, 50) << c.name;
+      EXPECT_GT(stats.placeholders, c.host_rows ? 10 : 50) << c.name;
     }
     // And again on the same engine (prefix cache warm).
-    expect_same(llm.generate(reqs), want, c.name);
+    expect_same(llm.generate(rs), w, c.name);
   }
 }
 
