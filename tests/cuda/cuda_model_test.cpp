@@ -15,15 +15,13 @@
 #include "../support/device_sampling_check.h"
 #include "backend/cuda/ops.h"
 #include "model/executor.h"
+#include "../support/cuda_test_util.h"
 
 namespace jinx {
 namespace {
 
 namespace fs = std::filesystem;
 const std::string kModels = std::string(JINX_FIXTURES) + "/models/";
-
-#define SKIP_WITHOUT_GPU() \
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: skipped"
 
 using test::Seq;
 

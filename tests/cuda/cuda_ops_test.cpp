@@ -18,40 +18,13 @@
 #include "core/half.h"
 #include "core/quant_blocks.h"
 #include "model/device_repack.h"
+#include "../support/cuda_test_util.h"
 
 namespace jinx {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                   \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: skipped"
-
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t count) : n(count) {
-    cuda::check(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(1, n) * sizeof(T)),
-                "test alloc");
-  }
-  explicit Dev(const std::vector<T>& h) : Dev(h.size()) { put(h); }
-  ~Dev() { cudaFree(p); }
-  void put(const std::vector<T>& h) {
-    cuda::check(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "put");
-  }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    cuda::check(cudaDeviceSynchronize(), "sync");
-    cuda::check(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), "get");
-    return h;
-  }
-};
-
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using test_support::Dev;
+using test_support::randn;
 
 // max |a - b| / max(1e-6, max |b|)
 double rel_err(const std::vector<float>& a, const std::vector<float>& b) {

@@ -17,43 +17,19 @@
 #include "backend/cuda/ops.h"
 #include "core/check.h"
 #include "core/half.h"
+#include "../support/cuda_test_util.h"
 
 namespace jinx {
 namespace {
+
+using test_support::Dev;
+using test_support::randn;
 
 using cuda::GemvJitShape;
 
 #define SKIP_WITHOUT_NVRTC()         \
   if (!cuda::jit::nvrtc_available()) \
   GTEST_SKIP() << "libnvrtc not loadable: " << cuda::jit::nvrtc_unavailable_reason()
-
-#define SKIP_WITHOUT_GPU() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: skipped"
-
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(const std::vector<T>& h) : n(h.size()) {
-    cuda::check(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(1, n) * sizeof(T)),
-                "test alloc");
-    cuda::check(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice), "put");
-  }
-  ~Dev() { cudaFree(p); }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    cuda::check(cudaDeviceSynchronize(), "sync");
-    cuda::check(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), "get");
-    return h;
-  }
-};
-
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // A random device matrix in format dt (layouts of ops.h's DeviceMatrix).
 struct GpuWeight {
