@@ -30,7 +30,7 @@ LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda
 # merge kernel, to tell those paths (untested before this script's first GPU run) from the rest.
 failed=$(grep -E "^\[  FAILED  \] [A-Za-z]" "$OUT/cuda_tests.log" | sed 's/^\[  FAILED  \] //; s/[ ,].*//' | sort -u | paste -sd: -)
 if [ -n "$failed" ]; then
-  for v in JINX_PDL=0 JINX_FUSE=0 JINX_FUSE_ROPE=0 JINX_ATTN_MERGE=kernel \
+  for v in JINX_PDL=0 JINX_FUSE=0 JINX_FUSE_ROPE=0 JINX_ATTN_MERGE=kernel JINX_OVERLAP=0 \
       "JINX_PDL=0 JINX_FUSE=0 JINX_ATTN_MERGE=kernel"; do
     echo "== failed tests again with $v" | tee -a "$OUT/cuda_tests.log"
     env $v LD_LIBRARY_PATH="$libs" timeout 120 "$DEV/jinx_cuda_tests" --gtest_filter="$failed" 2>&1 \

@@ -33,7 +33,7 @@ namespace jinx {
 // output on the device). Only steps whose every token is picked by the executor (greedy, or
 // plain sampling on a GPU) are overlapped; a step with a row sampled on the host is waited for.
 enum class OverlapMode {
-  kAuto,  // on where the executor runs steps asynchronously (a GPU)
+  kAuto,  // on where the executor runs steps asynchronously (a GPU), unless JINX_OVERLAP=0
   kOn,    // also on a synchronous executor (no gain: for tests)
   kOff,
 };

@@ -370,6 +370,7 @@ TEST(CudaEngine, OverlapSchedulingGivesTheSameTokens) {
   o.max_num_batched_tokens = 48;
   o.kv_cache_tokens = 4096;
   o.device = "cuda";
+  o.overlap = OverlapMode::kOn;  // (kAuto picks it on a GPU unless JINX_OVERLAP=0)
   LLM on(model, nullptr, o);
   EXPECT_TRUE(on.overlaps());
   o.overlap = OverlapMode::kOff;

@@ -4,6 +4,7 @@
 // sampled tokens, stops, lengths, preemption, prefix caching, aborts in flight.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <map>
 #include <random>
 
@@ -47,6 +48,7 @@ EngineOptions base_options() {
 }
 
 EngineOptions deferred(EngineOptions o, test_support::DeferredStats* stats) {
+  o.overlap = OverlapMode::kOn;  // (what kAuto picks for it: see AutoIsOnForAsyncExecutors)
   o.wrap_executor = [stats](std::unique_ptr<Executor> inner) -> std::unique_ptr<Executor> {
     return std::make_unique<test_support::DeferredDevice>(std::move(inner), stats);
   };
@@ -106,7 +108,7 @@ TEST(Overlap, GreedyOutputsEqualTheEngineWithout) {
     o.kv_cache_tokens = c.kv_tokens;
     o.prefix_caching = c.prefix;
     if (c.defer) {
-      o = deferred(o, &stats);  // kAuto: on, as the executor runs asynchronously
+      o = deferred(o, &stats);
     } else {
       o.overlap = OverlapMode::kOn;
     }
@@ -136,6 +138,7 @@ TEST(Overlap, SeededDeviceSamplingRepeats) {
   EngineOptions o = base_options();
   o.max_num_seqs = 8;
   const int64_t vocab = model->config().vocab_size;
+  o.overlap = OverlapMode::kOn;
   o.wrap_executor = [&](std::unique_ptr<Executor> inner) -> std::unique_ptr<Executor> {
     auto dev = std::make_unique<test_support::SamplingDevice>(std::move(inner), vocab, &sampled,
                                                               false);
@@ -186,6 +189,29 @@ TEST(Overlap, AbortInFlight) {
   }
   EXPECT_EQ(llm.kv_blocks_used(), 0);
   EXPECT_EQ(stats.max_in_flight, 2);
+}
+
+// kAuto: on for an executor that runs steps asynchronously, off for the CPU's; JINX_OVERLAP=0
+// turns the automatic choice off.
+TEST(Overlap, AutoIsOnForAsyncExecutors) {
+  std::shared_ptr<const Model> model = Model::load(kModels + "tiny-qwen2");
+  const char* env = std::getenv("JINX_OVERLAP");
+  const std::string saved = env ? env : "";
+  unsetenv("JINX_OVERLAP");
+  test_support::DeferredStats stats;
+  EngineOptions async = deferred(base_options(), &stats);
+  async.overlap = OverlapMode::kAuto;
+  EXPECT_TRUE(LLM(model, nullptr, async).overlaps());
+  EXPECT_FALSE(LLM(model, nullptr, base_options()).overlaps());
+  setenv("JINX_OVERLAP", "0", 1);
+  EXPECT_FALSE(LLM(model, nullptr, async).overlaps());
+  async.overlap = OverlapMode::kOn;
+  EXPECT_TRUE(LLM(model, nullptr, async).overlaps());
+  if (env) {
+    setenv("JINX_OVERLAP", saved.c_str(), 1);
+  } else {
+    unsetenv("JINX_OVERLAP");
+  }
 }
 
 }  // namespace
