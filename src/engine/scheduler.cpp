@@ -215,7 +215,7 @@ ScheduledStep Scheduler::schedule_ahead() {
 
 // Takes a running step as done before its tokens are known: chunks computed, a placeholder
 // for each sampled token.
-void Scheduler::advance(std::vector<ScheduledSeq>& seqs) {
+void Scheduler::advance(std::span<const ScheduledSeq> seqs) {
   for (const ScheduledSeq& sc : seqs) {
     auto it = seqs_.find(sc.id);
     if (it == seqs_.end()) continue;  // ended (its row in that step is wasted)
@@ -246,7 +246,7 @@ ScheduledStep Scheduler::schedule_step() {
 }
 
 // Validates `sampled` against a step (see on_step_done()) into by_id; throws on a bad entry.
-void Scheduler::check_samples(std::span<const ScheduledSeq> seqs, bool advanced,
+void Scheduler::check_samples(std::span<const ScheduledSeq> seqs,
                               std::span<const SampledToken> sampled,
                               std::unordered_map<SeqId, const SampledToken*>* by_id) const {
   for (const SampledToken& t : sampled) {
@@ -275,7 +275,7 @@ StepResult Scheduler::on_step_done(std::span<const SampledToken> sampled) {
   if (open_.empty()) return result;
   const OpenStep& step = open_.front();
   std::unordered_map<SeqId, const SampledToken*> by_id;
-  check_samples(step.seqs, step.advanced, sampled, &by_id);  // before changing anything
+  check_samples(step.seqs, sampled, &by_id);  // before changing anything
   finish_step(step.seqs, by_id, step.advanced, &result);
   open_.pop_front();
   return result;

@@ -174,12 +174,11 @@ class Scheduler {
   void extend_hashes(Sequence* s);
   void commit_known(Sequence* s);
   ScheduledStep schedule_step();
-  void advance(std::vector<ScheduledSeq>& seqs);
+  void advance(std::span<const ScheduledSeq> seqs);
   void finish_step(std::span<const ScheduledSeq> seqs,
                    const std::unordered_map<SeqId, const SampledToken*>& by_id, bool advanced,
                    StepResult* result);
-  void check_samples(std::span<const ScheduledSeq> seqs, bool advanced,
-                     std::span<const SampledToken> sampled,
+  void check_samples(std::span<const ScheduledSeq> seqs, std::span<const SampledToken> sampled,
                      std::unordered_map<SeqId, const SampledToken*>* by_id) const;
 
   SchedulerConfig config_;
