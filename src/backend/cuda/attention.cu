@@ -193,6 +193,17 @@ __device__ void merge_head(const AttnArgs& a, int64_t t, int64_t h, int64_t head
   }
 }
 
+// The 16 / sizeof(KV) elements of a 16-byte vector of a K/V row, as fp32.
+template <typename KV>
+__device__ __forceinline__ void vec_to_f32(const uint4& u, float* f) {
+  if constexpr (std::is_same_v<KV, float>) {
+    f[0] = __uint_as_float(u.x), f[1] = __uint_as_float(u.y);
+    f[2] = __uint_as_float(u.z), f[3] = __uint_as_float(u.w);
+  } else {
+    load8(reinterpret_cast<const KV*>(&u), f);
+  }
+}
+
 // One block per (query row, kv head, KV range); one warp per query head of the group. A warp
 // takes its KV range 32 positions at a time, one per lane: each lane computes its position's
 // full score (K row from memory, q from shared memory), the warp folds the 32 scores into its
@@ -267,9 +278,25 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
   const bool has_head = warp < nh;
   const float* qv = qs[has_head ? warp : 0];
 
-  float m = -INFINITY, l = 0.0f, o[kEpl];
+  // V rows as 16-byte vectors where a row is a whole number of them and 32 lanes hold a whole
+  // number of rows (bf16/f16 with head_dim 64, 128 or 256, fp32 with 64 or 128): lane = (r, e)
+  // takes vector e of the rows of positions r, r + kPpl, ..., kVLoads rows per batch, all
+  // loaded before the first multiply-add; the kPpl partial sums of each dimension are added
+  // across lanes once, after the last position. The other caches: a lane owns dimensions
+  // lane, lane + 32, ... and the warp reads V rows element by element, kVBatch rows at a time.
+  constexpr bool kVecV = !kQuantized<KV> && (HD * sizeof(KV)) % 16 == 0 &&
+                         32 % (HD * sizeof(KV) / 16) == 0;
+  constexpr int kVec = kVecV ? static_cast<int>(16 / sizeof(KV)) : 1;  // elements per vector
+  constexpr int kLpr = kVecV ? HD / kVec : 32;                         // lanes per V row
+  constexpr int kPpl = 32 / kLpr;                                      // rows per warp load
+  constexpr int kVLoads = kVecV ? (32 / kPpl < 8 ? 32 / kPpl : 8) : 1;  // loads per lane, batch
+  constexpr int kVPos = kPpl * kVLoads;                                // positions per batch
+  constexpr int kOut = kVecV ? kVec : kEpl;  // output values a lane holds
+  const int vr_lane = lane / kLpr, ve = lane % kLpr;
+
+  float m = -INFINITY, l = 0.0f, o[kOut];
 #pragma unroll
-  for (int j = 0; j < kEpl; ++j) o[j] = 0.0f;
+  for (int j = 0; j < kOut; ++j) o[j] = 0.0f;
   // Rows in bytes: slot s, head h at (s * n_kv_heads + h) * row_bytes.
   const int64_t rb = row_bytes<KV>(HD), row_stride = kv.n_kv_heads * rb;
   const uint8_t* kbase = static_cast<const uint8_t*>(kv.k) + kvh * rb;
@@ -277,10 +304,28 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
   for (int64_t c0 = kv0; has_head && c0 < kv1; c0 += 32) {
     const int64_t p = c0 + lane;
     const bool valid = p < kv1;
-    int64_t slot = 0;
+    const int n_valid = static_cast<int>(kv1 - c0 < 32 ? kv1 - c0 : 32);
+    const int64_t slot =
+        valid ? int64_t{bt[p / kv.block_size]} * kv.block_size + p % kv.block_size : 0;
+    // The vector path's first batch of V rows, loaded with the K rows (their addresses need
+    // only the slots).
+    uint4 vu[kVLoads];
+    const auto load_v = [&](int jb) {
+#pragma unroll
+      for (int i = 0; i < kVLoads; ++i) {
+        const int j = jb + i * kPpl + vr_lane;
+        const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
+        if (j < n_valid) {
+          const uint8_t* vr = has_last && c0 + j == last ? new_rows[1] : vbase + sj * row_stride;
+          vu[i] = *reinterpret_cast<const uint4*>(vr + ve * 16);
+        } else {
+          vu[i] = make_uint4(0, 0, 0, 0);  // the pool's unused rows may hold anything
+        }
+      }
+    };
+    if constexpr (kVecV) load_v(0);
     float score = -INFINITY, vscale = 0.0f;
     if (valid) {
-      slot = int64_t{bt[p / kv.block_size]} * kv.block_size + p % kv.block_size;
       const uint8_t* kr = has_last && p == last ? new_rows[0] : kbase + slot * row_stride;
       float s0 = 0.0f, s1 = 0.0f, f[8];
 #pragma unroll
@@ -300,51 +345,76 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     l = l * corr + warp_sum(pw);
     m = m_new;
 #pragma unroll
-    for (int j = 0; j < kEpl; ++j) o[j] *= corr;
+    for (int j = 0; j < kOut; ++j) o[j] *= corr;
     const float pv = pw * vscale;  // a quantized V row's scale folded into its weight
-    const int n_valid = static_cast<int>(kv1 - c0 < 32 ? kv1 - c0 : 32);
-    // The weighted V rows, kVBatch positions at a time: all their loads are issued before the
-    // first multiply-add waits on one (a warp issues in order, so one position per step would
-    // pay a full memory latency per position). The sums keep their order, position by position.
-    for (int j0 = 0; j0 < n_valid; j0 += kVBatch) {
-      float pj[kVBatch], vv[kVBatch][kEpl];
+    if constexpr (kVecV) {
+      for (int jb = 0; jb < n_valid; jb += kVPos) {
+        if (jb > 0) load_v(jb);
 #pragma unroll
-      for (int u = 0; u < kVBatch; ++u) {
-        const int j = j0 + u;  // the same for the whole warp
-        pj[u] = __shfl_sync(0xffffffffu, pv, j & 31);
-        const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
-        const uint8_t* vr = has_last && c0 + j == last ? new_rows[1] : vbase + sj * row_stride;
+        for (int i = 0; i < kVLoads; ++i) {
+          const float pj = __shfl_sync(0xffffffffu, pv, (jb + i * kPpl + vr_lane) & 31);
+          float f[kVec];
+          vec_to_f32<KV>(vu[i], f);
 #pragma unroll
-        for (int k = 0; k < kEpl; ++k) {
-          const int d = lane + 32 * k;
-          vv[u][k] = j < n_valid && d < HD ? row_at<KV>(vr, d) : 0.0f;
+          for (int k = 0; k < kVec; ++k) o[k] += pj * f[k];
         }
       }
+    } else {
+      // The weighted V rows, kVBatch positions at a time: all their loads are issued before
+      // the first multiply-add waits on one (a warp issues in order, so one position per step
+      // would pay a full memory latency per position). The sums keep their order.
+      for (int j0 = 0; j0 < n_valid; j0 += kVBatch) {
+        float pj[kVBatch], vv[kVBatch][kOut];
 #pragma unroll
-      for (int u = 0; u < kVBatch; ++u)
+        for (int u = 0; u < kVBatch; ++u) {
+          const int j = j0 + u;  // the same for the whole warp
+          pj[u] = __shfl_sync(0xffffffffu, pv, j & 31);
+          const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
+          const uint8_t* vr = has_last && c0 + j == last ? new_rows[1] : vbase + sj * row_stride;
 #pragma unroll
-        for (int k = 0; k < kEpl; ++k)
-          if (j0 + u < n_valid) o[k] += pj[u] * vv[u][k];
+          for (int k = 0; k < kOut; ++k) {
+            const int d = lane + 32 * k;
+            vv[u][k] = j < n_valid && d < HD ? row_at<KV>(vr, d) : 0.0f;
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kVBatch; ++u)
+#pragma unroll
+          for (int k = 0; k < kOut; ++k)
+            if (j0 + u < n_valid) o[k] += pj[u] * vv[u][k];
+      }
     }
   }
-
+  if constexpr (kVecV) {
+    // The kPpl lanes holding the same dimensions (lanes e, e + kLpr, ...) add their sums.
+#pragma unroll
+    for (int off = kLpr; off < 32; off <<= 1)
+#pragma unroll
+      for (int k = 0; k < kOut; ++k) o[k] += __shfl_xor_sync(0xffffffffu, o[k], off);
+  }
+  // The head dimension of this lane's output value k (-1: none).
+  const auto out_dim = [&](int k) -> int {
+    if constexpr (kVecV) return lane < kLpr ? lane * kVec + k : -1;
+    const int d = lane + 32 * k;
+    return d < HD ? d : -1;
+  };
   const int64_t head = h0 + warp;
   if (a.n_splits == 1) {
     if (!has_head) return;
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
-    for (int k = 0; k < kEpl; ++k) {
-      const int d = lane + 32 * k;
-      if (d < HD) a.out[(t * a.n_heads + head) * HD + d] = o[k] * inv;
+    for (int k = 0; k < kOut; ++k) {
+      const int d = out_dim(k);
+      if (d >= 0) a.out[(t * a.n_heads + head) * HD + d] = o[k] * inv;
     }
     return;
   }
   if (has_head) {
     const int64_t idx = (blockIdx.z * a.n_tokens + t) * a.n_heads + head;
 #pragma unroll
-    for (int k = 0; k < kEpl; ++k) {
-      const int d = lane + 32 * k;
-      if (d < HD) a.part_acc[idx * HD + d] = o[k];
+    for (int k = 0; k < kOut; ++k) {
+      const int d = out_dim(k);
+      if (d >= 0) a.part_acc[idx * HD + d] = o[k];
     }
     if (lane == 0) {
       a.part_ml[idx * 2] = kv0 < kv1 ? m : -INFINITY;

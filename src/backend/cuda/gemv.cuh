@@ -153,62 +153,91 @@ __device__ void stage_input(const float* x, const S& sh, const Io& io, float* xs
   __syncthreads();
 }
 
-// BF16 row: lane's chunks of 8 at c0, c0 + kStep, ... Four 16-byte loads in flight per lane
-// before any math (decode is latency-bound on the loads, not on the FMAs). With a static shape
-// the loop has a constant trip count and unrolls fully; the chunks are added in the same order.
+// Weights are read once per step: loaded around L1 (which keeps the block's input rows), without
+// the coherence the inputs need (nothing writes weights while a kernel runs).
+__device__ __forceinline__ uint4 load_weights(const uint8_t* p) {
+  uint4 u;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
+               : "l"(p));
+  return u;
+}
+
+// BF16 rows: a lane's chunks of 8 columns are c0, c0 + kStep, ..., taken kGroup at a time: a
+// group's loads are all issued before any math (decode is bound by the loads' latency, not by
+// the FMAs), predicated on being inside the row, so a row of up to kGroup * kStep columns costs
+// one memory latency whatever the lane. The first group is loaded before the kernel waits for
+// its predecessor (gemv_block), so that latency overlaps the previous kernel's tail. With a
+// static shape the bounds fold and every loop unrolls; the chunks are added in the same order
+// either way.
+constexpr int kGroup = 8;
+
+template <int WPR>
+constexpr int64_t kBf16Step = 32 * 8 * WPR;
+
+template <int WPR, class S>
+__device__ __forceinline__ int64_t bf16_groups(const S& sh) {
+  return (sh.cols + kGroup * kBf16Step<WPR> - 1) / (kGroup * kBf16Step<WPR>);
+}
+
+template <int WPR, class S>
+__device__ __forceinline__ void load_bf16_group(const S& sh, const uint8_t* base, int64_t c0,
+                                                int64_t g, uint4* u) {
+  constexpr int64_t kStep = kBf16Step<WPR>;
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) {
+    const int64_t c = c0 + (kGroup * g + k) * kStep;
+    // Whole steps inside the row need no check (c0 < kStep): with a static shape it folds away.
+    if ((kGroup * g + k + 1) * kStep <= sh.cols || c < sh.cols) u[k] = load_weights(base + c * 2);
+  }
+}
+
 template <int NT, int WPR, class S>
-__device__ __forceinline__ void row_bf16(const S& sh, const uint8_t* base, const float* x,
-                                         int64_t c0, float* acc) {
-  constexpr int64_t kStep = 32 * 8 * WPR;
+__device__ __forceinline__ void dot_bf16_group(const S& sh, const uint4* u, const float* x,
+                                               int64_t c0, int64_t g, float* acc) {
+  constexpr int64_t kStep = kBf16Step<WPR>;
   float wf[8];
-  if constexpr (S::kStatic) {
-    constexpr int64_t kGroups = (S::cols + 4 * kStep - 1) / (4 * kStep);
 #pragma unroll
-    for (int64_t g = 0; g < kGroups; ++g) {
-      uint4 u[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int64_t c = c0 + (4 * g + k) * kStep;
-        // Whole steps inside the row need no check (c0 < kStep): it folds away.
-        if ((4 * g + k + 1) * kStep <= S::cols || c < S::cols)
-          u[k] = *reinterpret_cast<const uint4*>(base + c * 2);
-      }
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int64_t c = c0 + (4 * g + k) * kStep;
-        if ((4 * g + k + 1) * kStep <= S::cols || c < S::cols) {
-          bf16x8_to_f32(u[k], wf);
-          dot_chunk<NT, 8>(wf, x, S::cols, c, acc);
-        }
-      }
-    }
-  } else {
-    const int64_t cols = sh.cols;
-    int64_t c = c0;
-    for (; c + 3 * kStep < cols; c += 4 * kStep) {
-      uint4 u[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        u[k] = *reinterpret_cast<const uint4*>(base + (c + k * kStep) * 2);
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        bf16x8_to_f32(u[k], wf);
-        dot_chunk<NT, 8>(wf, x, cols, c + k * kStep, acc);
-      }
-    }
-    for (; c < cols; c += kStep) {
-      bf16x8_to_f32(*reinterpret_cast<const uint4*>(base + c * 2), wf);
-      dot_chunk<NT, 8>(wf, x, cols, c, acc);
+  for (int k = 0; k < kGroup; ++k) {
+    const int64_t c = c0 + (kGroup * g + k) * kStep;
+    if ((kGroup * g + k + 1) * kStep <= sh.cols || c < sh.cols) {
+      bf16x8_to_f32(u[k], wf);
+      dot_chunk<NT, 8>(wf, x, sh.cols, c, acc);
     }
   }
 }
 
-// Two quantized blocks (32 weights each) of a row, b0 and b0 + 32 * WPR (if inside the row):
-// both blocks' loads before any math.
-template <Weight D, int NT, int WPR>
-__device__ __forceinline__ void quant_pair(const Matrix& w, int64_t row, int64_t nb, int64_t cols,
-                                           const uint8_t* base, const float* x, int64_t b0,
-                                           float* acc) {
+// The rest of a BF16 row after its first group (u: that group, already loaded).
+template <int NT, int WPR, class S>
+__device__ __forceinline__ void row_bf16(const S& sh, const uint8_t* base, const float* x,
+                                         int64_t c0, uint4* u, float* acc) {
+  dot_bf16_group<NT, WPR>(sh, u, x, c0, 0, acc);
+  if constexpr (S::kStatic) {
+    constexpr int64_t kGroups = (S::cols + kGroup * kBf16Step<WPR> - 1) / (kGroup * kBf16Step<WPR>);
+#pragma unroll
+    for (int64_t g = 1; g < kGroups; ++g) {
+      load_bf16_group<WPR>(sh, base, c0, g, u);
+      dot_bf16_group<NT, WPR>(sh, u, x, c0, g, acc);
+    }
+  } else {
+    const int64_t groups = bf16_groups<WPR>(sh);
+    for (int64_t g = 1; g < groups; ++g) {
+      load_bf16_group<WPR>(sh, base, c0, g, u);
+      dot_bf16_group<NT, WPR>(sh, u, x, c0, g, acc);
+    }
+  }
+}
+
+// Two quantized blocks (32 weights each) of a row, b0 and b0 + 32 * WPR (where inside the row),
+// as loaded: codes and scales (and Q4A offsets). Both blocks' loads are issued before any math.
+struct QuantPair {
+  uint4 q[2][2];
+  float d[2], m[2];
+};
+
+template <Weight D, int WPR>
+__device__ __forceinline__ void load_quant_pair(const Matrix& w, int64_t row, int64_t nb,
+                                                const uint8_t* base, int64_t b0, QuantPair& r) {
   const uint16_t* sc = static_cast<const uint16_t*>(w.scales) + row * nb;
   // Q4A: fp32 scale and offset per block (x = s * q + m).
   const float *sf = nullptr, *of = nullptr;
@@ -217,72 +246,81 @@ __device__ __forceinline__ void quant_pair(const Matrix& w, int64_t row, int64_t
     of = static_cast<const float*>(w.offsets) + row * nb;
   }
   constexpr int kQBytes = D == Weight::kQ8_0 ? 32 : 16;
-  float wf[32];
-  uint4 q[2][2];
-  float d[2], m[2];
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
     const int64_t b = b0 + 32 * WPR * k;
     if (b < nb) {
       if constexpr (D == Weight::kQ4A) {
-        d[k] = sf[b];
-        m[k] = of[b];
+        r.d[k] = sf[b];
+        r.m[k] = of[b];
       } else {
-        d[k] = f16_to_f32(sc[b]);
+        r.d[k] = f16_to_f32(sc[b]);
       }
-      q[k][0] = *reinterpret_cast<const uint4*>(base + b * kQBytes);
-      if constexpr (D == Weight::kQ8_0)
-        q[k][1] = *reinterpret_cast<const uint4*>(base + b * kQBytes + 16);
+      r.q[k][0] = load_weights(base + b * kQBytes);
+      if constexpr (D == Weight::kQ8_0) r.q[k][1] = load_weights(base + b * kQBytes + 16);
     }
   }
+}
+
+template <Weight D, int NT, int WPR>
+__device__ __forceinline__ void dot_quant_pair(const QuantPair& r, int64_t nb, int64_t cols,
+                                               const float* x, int64_t b0, float* acc) {
+  float wf[32];
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
     const int64_t b = b0 + 32 * WPR * k;
     if (b >= nb) break;
+    const float d = r.d[k];
     if constexpr (D == Weight::kQ8_0) {
-      const int8_t* lo = reinterpret_cast<const int8_t*>(&q[k][0]);
-      const int8_t* hi = reinterpret_cast<const int8_t*>(&q[k][1]);
+      const int8_t* lo = reinterpret_cast<const int8_t*>(&r.q[k][0]);
+      const int8_t* hi = reinterpret_cast<const int8_t*>(&r.q[k][1]);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        wf[i] = d[k] * static_cast<float>(lo[i]);
-        wf[i + 16] = d[k] * static_cast<float>(hi[i]);
+        wf[i] = d * static_cast<float>(lo[i]);
+        wf[i + 16] = d * static_cast<float>(hi[i]);
       }
     } else if constexpr (D == Weight::kQ4A) {
-      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
+      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&r.q[k][0]);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        wf[i] = fmaf(d[k], static_cast<float>(qb[i] & 15), m[k]);
-        wf[i + 16] = fmaf(d[k], static_cast<float>(qb[i] >> 4), m[k]);
+        wf[i] = fmaf(d, static_cast<float>(qb[i] & 15), r.m[k]);
+        wf[i + 16] = fmaf(d, static_cast<float>(qb[i] >> 4), r.m[k]);
       }
     } else {  // Q4_0
-      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&q[k][0]);
+      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&r.q[k][0]);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        wf[i] = d[k] * static_cast<float>((qb[i] & 15) - 8);
-        wf[i + 16] = d[k] * static_cast<float>((qb[i] >> 4) - 8);
+        wf[i] = d * static_cast<float>((qb[i] & 15) - 8);
+        wf[i + 16] = d * static_cast<float>((qb[i] >> 4) - 8);
       }
     }
     dot_chunk<NT, 32>(wf, x, cols, b * kQBlock, acc);
   }
 }
 
-// Quantized row: the lane's blocks b0, b0 + 64 * WPR, ... two at a time.
+// Quantized row: the lane's blocks b_first, b_first + 64 * WPR, ... two at a time; r holds the
+// first pair, loaded (before the kernel waited for its predecessor, gemv_block).
 template <Weight D, int NT, int WPR, class S>
 __device__ __forceinline__ void row_quant(const S& sh, const Matrix& w, int64_t row,
                                           const uint8_t* base, const float* x, int64_t b_first,
-                                          float* acc) {
+                                          QuantPair& r, float* acc) {
+  dot_quant_pair<D, NT, WPR>(r, sh.cols / kQBlock, sh.cols, x, b_first, acc);
   if constexpr (S::kStatic) {
     constexpr int64_t nb = S::cols / kQBlock, kPairs = (nb + 64 * WPR - 1) / (64 * WPR);
 #pragma unroll
-    for (int64_t p = 0; p < kPairs; ++p) {
+    for (int64_t p = 1; p < kPairs; ++p) {
       const int64_t b0 = b_first + p * 64 * WPR;
-      if ((p + 1) * 64 * WPR <= nb || b0 < nb)
-        quant_pair<D, NT, WPR>(w, row, nb, S::cols, base, x, b0, acc);
+      if ((p + 1) * 64 * WPR <= nb || b0 < nb) {
+        load_quant_pair<D, WPR>(w, row, nb, base, b0, r);
+        dot_quant_pair<D, NT, WPR>(r, nb, S::cols, x, b0, acc);
+      }
     }
   } else {
     const int64_t nb = sh.cols / kQBlock;
-    for (int64_t b0 = b_first; b0 < nb; b0 += 64 * WPR)
-      quant_pair<D, NT, WPR>(w, row, nb, sh.cols, base, x, b0, acc);
+    for (int64_t b0 = b_first + 64 * WPR; b0 < nb; b0 += 64 * WPR) {
+      load_quant_pair<D, WPR>(w, row, nb, base, b0, r);
+      dot_quant_pair<D, NT, WPR>(r, nb, sh.cols, x, b0, acc);
+    }
   }
 }
 
@@ -295,25 +333,37 @@ __device__ __forceinline__ void row_quant(const S& sh, const Matrix& w, int64_t 
 template <Weight D, int NT, int WPR, class S>
 __device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const float* x, float* y,
                                            int64_t ldy, const float* bias, const Io& io) {
-  wait_previous_kernel();
   extern __shared__ __align__(16) float xs[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % WPR;
   const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
   const bool valid = row < sh.rows;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data) + (valid ? row : 0) * sh.row_bytes;
+  // The first loads of the row's weights, which no kernel writes, before the wait for the
+  // previous kernel (whose output is x): with programmatic dependent launch they overlap it.
+  const int64_t c0 = (sub * 32 + lane) * 8;  // BF16: first column; quantized: first block
+  const int64_t b_first = sub * 32 + lane;
+  uint4 u[D == Weight::kBF16 ? kGroup : 1];
+  QuantPair qp;
+  if (valid) {
+    if constexpr (D == Weight::kBF16)
+      load_bf16_group<WPR>(sh, base, c0, 0, u);
+    else
+      load_quant_pair<D, WPR>(w, row, sh.cols / kQBlock, base, b_first, qp);
+  }
+  wait_previous_kernel();
   if (io.kind != kPlain) {
     stage_input<NT>(x, sh, io, xs);
     x = xs;
   }
   if (WPR == 1 && !valid) return;
-  const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * sh.row_bytes;
   float acc[NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
   if (valid) {
     if constexpr (D == Weight::kBF16) {
-      row_bf16<NT, WPR>(sh, base, x, (sub * 32 + lane) * 8, acc);
+      row_bf16<NT, WPR>(sh, base, x, c0, u, acc);
     } else {
-      row_quant<D, NT, WPR>(sh, w, row, base, x, sub * 32 + lane, acc);
+      row_quant<D, NT, WPR>(sh, w, row, base, x, b_first, qp, acc);
     }
   }
   if constexpr (WPR == 1) {

@@ -309,11 +309,12 @@ class CudaExecutor final : public Executor {
 CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o,
                            int device)
     : model_(std::move(model)), c_(model_->config()), device_(device) {
-  // For comparisons: JINX_FUSE=0 runs norms and SiLU as kernels of their own, JINX_FUSE=norm
-  // fuses only the norms (the default fuses both into the GEMVs that read them).
+  // For comparisons: JINX_FUSE=0 runs norms, SiLU and RoPE as kernels of their own,
+  // JINX_FUSE=norm fuses only the norms (and RoPE), JINX_FUSE=rope only RoPE into attention
+  // (the default fuses all three: the norms and SiLU into the GEMVs that read them).
   const std::string fuse = std::getenv("JINX_FUSE") ? std::getenv("JINX_FUSE") : "";
-  fuse_norm_ = fuse != "0";
-  fuse_silu_ = fuse != "0" && fuse != "norm";
+  fuse_norm_ = fuse != "0" && fuse != "rope";
+  fuse_silu_ = fuse != "0" && fuse != "norm" && fuse != "rope";
   const char* fr = std::getenv("JINX_FUSE_ROPE");  // 0: rope_kv_store as a kernel of its own
   fuse_rope_ = fuse != "0" && !(fr && std::string(fr) == "0");
   check(cudaSetDevice(device_), "cudaSetDevice");
