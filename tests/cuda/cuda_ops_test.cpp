@@ -133,7 +133,10 @@ TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
   ThreadPool& pool = env.pool;
   struct Shape { int64_t rows, cols; };
   for (DType dt : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
-    for (Shape sh : {Shape{37, 64}, Shape{256, 896}, Shape{129, 4864}, Shape{1000, 96}}) {
+    // Rows from 8192 up take one warp per row (groups of 4 chunks: 896 columns in one group,
+    // 2080 in three, the last partial); fewer rows four warps per row.
+    for (Shape sh : {Shape{37, 64}, Shape{256, 896}, Shape{129, 4864}, Shape{1000, 96},
+                     Shape{8192, 896}, Shape{8200, 2080}}) {
       TestWeight w = make_weight(dt, sh.rows, sh.cols, rng);
       Dev<uint8_t> dq(w.dev_quants);
       Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
@@ -210,6 +213,78 @@ TEST(CudaOps, MatmulInputTransformsAndAccumulate) {
         EXPECT_LE(rel_err(dy.get(), ref), tol)
             << name(c.dt) << " " << c.rows << "x" << c.cols << " kind " << int(c.kind)
             << " n=" << n << " fused " << fused;
+      }
+    }
+  }
+}
+
+// The gate/up GEMV with SiLU x up in its epilogue (cuda::matmul_gated_silu): [gate; up]
+// stacked, one warp (or four) per output reading both rows, with a bias and the RMSNorm input
+// fused or not, against the CPU: norm in double, cpu::matmul of the whole stack, then
+// silu(g) * u in double.
+TEST(CudaOps, GatedSiluMatmulMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(12);
+  MatmulBench env;
+  ASSERT_NE(env.blas, nullptr);
+  using In = cuda::MatmulInput;
+  struct Case { DType dt; int64_t ff, cols; };
+  const Case cases[] = {{DType::BF16, 4864, 896},  // 9728 rows: one warp per output
+                        {DType::BF16, 300, 4864},  // four warps per output
+                        {DType::BF16, 4100, 2080},
+                        {DType::Q8_0, 4096, 1024},
+                        {DType::Q4_0, 200, 3584}};
+  for (const Case& c : cases) {
+    const int64_t rows = 2 * c.ff;
+    TestWeight w = make_weight(c.dt, rows, c.cols, rng);
+    Dev<uint8_t> dq(w.dev_quants);
+    Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
+    if (!w.dev_scales.empty()) ds.put(w.dev_scales);
+    cuda::DeviceMatrix dm{c.dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, rows, c.cols,
+                          static_cast<size_t>(c.dt == DType::BF16 ? c.cols * 2
+                                              : c.dt == DType::Q8_0 ? c.cols : c.cols / 2)};
+    EXPECT_FALSE(cuda::matmul_gates(dm, cuda::kGemvMaxTokens + 1));
+    auto norm_w = randn(c.cols, rng);
+    Dev<float> dnorm(norm_w);
+    for (int64_t n : {1, 2, 5, 8}) {
+      ASSERT_TRUE(cuda::matmul_gates(dm, n));
+      auto x = randn(n * c.cols, rng, 2.0f);
+      auto bias = randn(rows, rng);
+      for (int mode = 0; mode < 3; ++mode) {  // plain input, norm fused, norm unfused
+        const float eps = 1e-6f;
+        std::vector<float> in = x;
+        if (mode > 0) {
+          for (int64_t t = 0; t < n; ++t) {
+            double ss = 0.0;
+            for (int64_t i = 0; i < c.cols; ++i) ss += double(x[t * c.cols + i]) * x[t * c.cols + i];
+            const double inv = 1.0 / std::sqrt(ss / c.cols + eps);
+            for (int64_t i = 0; i < c.cols; ++i)
+              in[t * c.cols + i] = static_cast<float>(x[t * c.cols + i] * inv * norm_w[i]);
+          }
+        }
+        std::vector<float> gu(n * rows), ref(n * c.ff);
+        cpu::matmul(w.cpu, in.data(), n, gu.data(), rows, env.pool);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < c.ff; ++r) {
+            const double g = double(gu[t * rows + r]) + bias[r];
+            const double u = double(gu[t * rows + c.ff + r]) + bias[c.ff + r];
+            ref[t * c.ff + r] = static_cast<float>(g / (1.0 + std::exp(-g)) * u);
+          }
+        // Output rows padded by 5 (ldy > ff); the padding must stay untouched.
+        const int64_t ldy = c.ff + 5;
+        std::vector<float> y0(n * ldy, 7.0f);
+        Dev<float> dx(x), dy(y0), db(bias), tmp(n * c.cols);
+        cuda::MatmulContext mc{nullptr, env.blas, nullptr, 0};
+        const In spec = mode == 0 ? In{} : In{In::kRmsNorm, dnorm.p, eps, tmp.p, mode == 1};
+        cuda::matmul_gated_silu(dm, dx.p, n, dy.p, ldy, mc, db.p, spec);
+        const auto y = dy.get();
+        std::vector<float> got(n * c.ff);
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t r = 0; r < c.ff; ++r) got[t * c.ff + r] = y[t * ldy + r];
+          for (int64_t r = c.ff; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], 7.0f);
+        }
+        EXPECT_LE(rel_err(got, ref), 2e-4)
+            << name(c.dt) << " ff " << c.ff << " cols " << c.cols << " n=" << n << " mode " << mode;
       }
     }
   }

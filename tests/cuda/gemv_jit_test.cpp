@@ -127,6 +127,13 @@ TEST(GemvJit, MatchesThePrecompiledKernel) {
     cuda::gemv_jit_enable(true);
     cuda::matmul_prepare(w.dm);
     ASSERT_NE(cuda::gemv_jit_kernels(w.shape(), false), nullptr) << what;
+    const bool gated = c.rows % 2 == 0;  // also as [gate; up] with SiLU x up in the epilogue
+    if (gated) {
+      GemvJitShape gs = w.shape();
+      gs.gated = true;
+      cuda::matmul_prepare(w.dm, true);
+      ASSERT_NE(cuda::gemv_jit_kernels(gs, false), nullptr) << what << " gated";
+    }
     for (int64_t n = 1; n <= 8; ++n) {
       for (In::Kind kind : {In::kPlain, In::kRmsNorm, In::kSiluMul}) {
         const int64_t x_cols = kind == In::kSiluMul ? 2 * c.cols : c.cols;
@@ -151,6 +158,17 @@ TEST(GemvJit, MatchesThePrecompiledKernel) {
         ++total;
         identical += out[0] == out[1];
         EXPECT_LE(rel_err(out[1], out[0]), 1e-6) << what << " n=" << n << " input " << kind;
+        if (!gated || kind == In::kSiluMul) continue;
+        for (int jit = 0; jit < 2; ++jit) {
+          cuda::gemv_jit_enable(jit == 1);
+          Dev<float> dy(y0);
+          cuda::MatmulContext mc;
+          cuda::matmul_gated_silu(w.dm, dx.p, n, dy.p, c.rows / 2 + 5, mc, dbias.p, in);
+          out[jit] = dy.get();
+        }
+        ++total;
+        identical += out[0] == out[1];
+        EXPECT_LE(rel_err(out[1], out[0]), 1e-6) << what << " gated n=" << n << " input " << kind;
       }
     }
   }

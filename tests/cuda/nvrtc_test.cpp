@@ -116,10 +116,13 @@ TEST(Nvrtc, CompilesTheGemvForSm80AndSm90a) {
 
 TEST(Nvrtc, CompilesTheQuantizedGemvs) {
   SKIP_WITHOUT_NVRTC();
-  // Q8_0, Q4_0, Q4A with Qwen2-0.5B's down projection shape, and a one-warp-per-row matrix.
+  // Q8_0, Q4_0, Q4A with Qwen2-0.5B's down projection shape, a one-warp-per-row matrix, and the
+  // gated gate/up shapes.
   for (const GemvJitShape s :
        {GemvJitShape{1, 896, 4864, 4864, 4}, GemvJitShape{2, 896, 4864, 2432, 4},
-        GemvJitShape{3, 9728, 896, 448, 1}}) {
+        GemvJitShape{3, 9728, 896, 448, 1},
+        // The gate/up GEMV with SiLU x up in its epilogue, BF16 and Q4A.
+        GemvJitShape{0, 9728, 896, 1792, 1, true}, GemvJitShape{3, 600, 896, 448, 4, true}}) {
     const auto cubin = jit::compile(cuda::gemv_jit_source(s), cuda::gemv_jit_program_name(s),
                                     cuda::gemv_jit_options(), "sm_90a");
     EXPECT_TRUE(is_elf(cubin)) << cuda::gemv_jit_program_name(s);
@@ -133,6 +136,7 @@ TEST(Nvrtc, RejectsShapesTheKernelCannotTake) {
   EXPECT_THROW(cuda::gemv_jit_source({0, 0, 896, 1792, 4}), Error);
   EXPECT_THROW(cuda::gemv_jit_source({0, 896, 896, 1792, 2}), Error);
   EXPECT_THROW(cuda::gemv_jit_source({7, 896, 896, 1792, 4}), Error);
+  EXPECT_THROW(cuda::gemv_jit_source({0, 897, 896, 1792, 4, true}), Error);  // gated, odd rows
 }
 
 TEST(Nvrtc, ASyntaxErrorThrowsWithNvrtcsLog) {

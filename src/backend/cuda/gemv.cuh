@@ -163,67 +163,74 @@ __device__ __forceinline__ uint4 load_weights(const uint8_t* p) {
   return u;
 }
 
-// BF16 rows: a lane's chunks of 8 columns are c0, c0 + kStep, ..., taken kGroup at a time: a
+// BF16 rows: a lane's chunks of 8 columns are c0, c0 + kStep, ..., taken G at a time: a
 // group's loads are all issued before any math (decode is bound by the loads' latency, not by
-// the FMAs), predicated on being inside the row, so a row of up to kGroup * kStep columns costs
+// the FMAs), predicated on being inside the row, so a row of up to G * kStep columns costs
 // one memory latency whatever the lane. The first group is loaded before the kernel waits for
-// its predecessor (gemv_block), so that latency overlaps the previous kernel's tail. With a
-// static shape the bounds fold and every loop unrolls; the chunks are added in the same order
-// either way.
-constexpr int kGroup = 8;
+// its predecessor (gemv_block), so that latency overlaps the previous kernel's tail. G (4 or
+// 8, gemv_group() of gemv_jit.h) is 4 where a row fits in one such group: fewer registers,
+// more warps per SM. With a static shape the bounds fold and every loop unrolls; the chunks
+// are added in the same order either way.
 
 template <int WPR>
 constexpr int64_t kBf16Step = 32 * 8 * WPR;
 
-template <int WPR, class S>
+template <int WPR, int G, class S>
 __device__ __forceinline__ int64_t bf16_groups(const S& sh) {
-  return (sh.cols + kGroup * kBf16Step<WPR> - 1) / (kGroup * kBf16Step<WPR>);
+  return (sh.cols + G * kBf16Step<WPR> - 1) / (G * kBf16Step<WPR>);
 }
 
-template <int WPR, class S>
+template <int WPR, int G, class S>
 __device__ __forceinline__ void load_bf16_group(const S& sh, const uint8_t* base, int64_t c0,
                                                 int64_t g, uint4* u) {
   constexpr int64_t kStep = kBf16Step<WPR>;
 #pragma unroll
-  for (int k = 0; k < kGroup; ++k) {
-    const int64_t c = c0 + (kGroup * g + k) * kStep;
+  for (int k = 0; k < G; ++k) {
+    const int64_t c = c0 + (G * g + k) * kStep;
     // Whole steps inside the row need no check (c0 < kStep): with a static shape it folds away.
-    if ((kGroup * g + k + 1) * kStep <= sh.cols || c < sh.cols) u[k] = load_weights(base + c * 2);
+    if ((G * g + k + 1) * kStep <= sh.cols || c < sh.cols) u[k] = load_weights(base + c * 2);
   }
 }
 
-template <int NT, int WPR, class S>
+template <int NT, int WPR, int G, class S>
 __device__ __forceinline__ void dot_bf16_group(const S& sh, const uint4* u, const float* x,
                                                int64_t c0, int64_t g, float* acc) {
   constexpr int64_t kStep = kBf16Step<WPR>;
   float wf[8];
 #pragma unroll
-  for (int k = 0; k < kGroup; ++k) {
-    const int64_t c = c0 + (kGroup * g + k) * kStep;
-    if ((kGroup * g + k + 1) * kStep <= sh.cols || c < sh.cols) {
+  for (int k = 0; k < G; ++k) {
+    const int64_t c = c0 + (G * g + k) * kStep;
+    if ((G * g + k + 1) * kStep <= sh.cols || c < sh.cols) {
       bf16x8_to_f32(u[k], wf);
       dot_chunk<NT, 8>(wf, x, sh.cols, c, acc);
     }
   }
 }
 
-// The rest of a BF16 row after its first group (u: that group, already loaded).
-template <int NT, int WPR, class S>
-__device__ __forceinline__ void row_bf16(const S& sh, const uint8_t* base, const float* x,
-                                         int64_t c0, uint4* u, float* acc) {
-  dot_bf16_group<NT, WPR>(sh, u, x, c0, 0, acc);
+// A warp's R BF16 rows after their first groups (u[r]: row r's, already loaded): each further
+// group is loaded for every row before any of it is used.
+template <int NT, int WPR, int R, int G, class S>
+__device__ __forceinline__ void rows_bf16(const S& sh, const uint8_t* const* base, const float* x,
+                                          int64_t c0, uint4 (*u)[G], float (*acc)[NT]) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) dot_bf16_group<NT, WPR, G>(sh, u[r], x, c0, 0, acc[r]);
   if constexpr (S::kStatic) {
-    constexpr int64_t kGroups = (S::cols + kGroup * kBf16Step<WPR> - 1) / (kGroup * kBf16Step<WPR>);
+    constexpr int64_t kGroups =
+        (S::cols + G * kBf16Step<WPR> - 1) / (G * kBf16Step<WPR>);
 #pragma unroll
     for (int64_t g = 1; g < kGroups; ++g) {
-      load_bf16_group<WPR>(sh, base, c0, g, u);
-      dot_bf16_group<NT, WPR>(sh, u, x, c0, g, acc);
+#pragma unroll
+      for (int r = 0; r < R; ++r) load_bf16_group<WPR, G>(sh, base[r], c0, g, u[r]);
+#pragma unroll
+      for (int r = 0; r < R; ++r) dot_bf16_group<NT, WPR, G>(sh, u[r], x, c0, g, acc[r]);
     }
   } else {
-    const int64_t groups = bf16_groups<WPR>(sh);
+    const int64_t groups = bf16_groups<WPR, G>(sh);
     for (int64_t g = 1; g < groups; ++g) {
-      load_bf16_group<WPR>(sh, base, c0, g, u);
-      dot_bf16_group<NT, WPR>(sh, u, x, c0, g, acc);
+#pragma unroll
+      for (int r = 0; r < R; ++r) load_bf16_group<WPR, G>(sh, base[r], c0, g, u[r]);
+#pragma unroll
+      for (int r = 0; r < R; ++r) dot_bf16_group<NT, WPR, G>(sh, u[r], x, c0, g, acc[r]);
     }
   }
 }
@@ -298,30 +305,41 @@ __device__ __forceinline__ void dot_quant_pair(const QuantPair& r, int64_t nb, i
   }
 }
 
-// Quantized row: the lane's blocks b_first, b_first + 64 * WPR, ... two at a time; r holds the
-// first pair, loaded (before the kernel waited for its predecessor, gemv_block).
-template <Weight D, int NT, int WPR, class S>
-__device__ __forceinline__ void row_quant(const S& sh, const Matrix& w, int64_t row,
-                                          const uint8_t* base, const float* x, int64_t b_first,
-                                          QuantPair& r, float* acc) {
-  dot_quant_pair<D, NT, WPR>(r, sh.cols / kQBlock, sh.cols, x, b_first, acc);
+// A warp's R quantized rows (row[r], at base[r]): the lane's blocks b_first, b_first + 64 * WPR,
+// ... two at a time; qp[r] holds row r's first pair, loaded (before the kernel waited for its
+// predecessor, gemv_block).
+template <Weight D, int NT, int WPR, int R, class S>
+__device__ __forceinline__ void rows_quant(const S& sh, const Matrix& w, const int64_t* row,
+                                           const uint8_t* const* base, const float* x,
+                                           int64_t b_first, QuantPair* qp, float (*acc)[NT]) {
+  const int64_t nb = sh.cols / kQBlock;
+#pragma unroll
+  for (int r = 0; r < R; ++r) dot_quant_pair<D, NT, WPR>(qp[r], nb, sh.cols, x, b_first, acc[r]);
   if constexpr (S::kStatic) {
-    constexpr int64_t nb = S::cols / kQBlock, kPairs = (nb + 64 * WPR - 1) / (64 * WPR);
+    constexpr int64_t kNb = S::cols / kQBlock, kPairs = (kNb + 64 * WPR - 1) / (64 * WPR);
 #pragma unroll
     for (int64_t p = 1; p < kPairs; ++p) {
       const int64_t b0 = b_first + p * 64 * WPR;
-      if ((p + 1) * 64 * WPR <= nb || b0 < nb) {
-        load_quant_pair<D, WPR>(w, row, nb, base, b0, r);
-        dot_quant_pair<D, NT, WPR>(r, nb, S::cols, x, b0, acc);
+      if ((p + 1) * 64 * WPR <= kNb || b0 < kNb) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) load_quant_pair<D, WPR>(w, row[r], kNb, base[r], b0, qp[r]);
+#pragma unroll
+        for (int r = 0; r < R; ++r) dot_quant_pair<D, NT, WPR>(qp[r], kNb, S::cols, x, b0, acc[r]);
       }
     }
   } else {
-    const int64_t nb = sh.cols / kQBlock;
     for (int64_t b0 = b_first + 64 * WPR; b0 < nb; b0 += 64 * WPR) {
-      load_quant_pair<D, WPR>(w, row, nb, base, b0, r);
-      dot_quant_pair<D, NT, WPR>(r, nb, sh.cols, x, b0, acc);
+#pragma unroll
+      for (int r = 0; r < R; ++r) load_quant_pair<D, WPR>(w, row[r], nb, base[r], b0, qp[r]);
+#pragma unroll
+      for (int r = 0; r < R; ++r) dot_quant_pair<D, NT, WPR>(qp[r], nb, sh.cols, x, b0, acc[r]);
     }
   }
+}
+
+// silu(g) * u with the arithmetic of silu_mul_kernel (elementwise.cu) and the CPU's.
+__device__ __forceinline__ float silu_times(float g, float u) {
+  return g / (1.0f + expf(-g)) * u;
 }
 
 // One block's rows of y[t, row] (+)= w[row, :] . x[t, :] (+ bias[row]) for t < NT.
@@ -329,26 +347,40 @@ __device__ __forceinline__ void row_quant(const S& sh, const Matrix& w, int64_t 
 // a row (each a slice of the columns, summed through shared memory): matrices with few rows
 // (the down and output projections) would otherwise leave most of the GPU idle. With an input
 // transform the block first stages its input rows (dynamic shared memory, NT * cols floats).
-// Launch: kThreads threads, rows / (kRowsPerBlock / WPR) blocks (rounded up).
-template <Weight D, int NT, int WPR, class S>
+// GATED: w is [gate; up] stacked (rows = 2 * n) and the output is the MLP's activation,
+// y[t, r] = silu(gate_r . x_t + bias[r]) * (up_r . x_t + bias[n + r]) for r < n: a warp takes
+// both rows (their loads together), so no gate/up product is written or read back and no SiLU
+// kernel runs. G: BF16 loads per lane in flight (gemv_group()). Launch: kThreads threads, (rows / (GATED ? 2 : 1)) / (kRowsPerBlock / WPR) blocks.
+template <Weight D, int NT, int WPR, bool GATED, int G, class S>
 __device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const float* x, float* y,
                                            int64_t ldy, const float* bias, const Io& io) {
+  constexpr int R = GATED ? 2 : 1;  // rows per warp
   extern __shared__ __align__(16) float xs[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % WPR;
-  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
-  const bool valid = row < sh.rows;
-  const uint8_t* base = static_cast<const uint8_t*>(w.data) + (valid ? row : 0) * sh.row_bytes;
-  // The first loads of the row's weights, which no kernel writes, before the wait for the
+  const int64_t n_out = GATED ? sh.rows / 2 : sh.rows;
+  const int64_t out_row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
+  const bool valid = out_row < n_out;
+  int64_t row[R];
+  const uint8_t* base[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    row[r] = (valid ? out_row : 0) + r * n_out;
+    base[r] = static_cast<const uint8_t*>(w.data) + row[r] * sh.row_bytes;
+  }
+  // The first loads of the rows' weights, which no kernel writes, before the wait for the
   // previous kernel (whose output is x): with programmatic dependent launch they overlap it.
   const int64_t c0 = (sub * 32 + lane) * 8;  // BF16: first column; quantized: first block
   const int64_t b_first = sub * 32 + lane;
-  uint4 u[D == Weight::kBF16 ? kGroup : 1];
-  QuantPair qp;
+  uint4 u[R][D == Weight::kBF16 ? G : 1];
+  QuantPair qp[R];
   if (valid) {
-    if constexpr (D == Weight::kBF16)
-      load_bf16_group<WPR>(sh, base, c0, 0, u);
-    else
-      load_quant_pair<D, WPR>(w, row, sh.cols / kQBlock, base, b_first, qp);
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if constexpr (D == Weight::kBF16)
+        load_bf16_group<WPR, G>(sh, base[r], c0, 0, u[r]);
+      else
+        load_quant_pair<D, WPR>(w, row[r], sh.cols / kQBlock, base[r], b_first, qp[r]);
+    }
   }
   wait_previous_kernel();
   if (io.kind != kPlain) {
@@ -356,39 +388,51 @@ __device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const f
     x = xs;
   }
   if (WPR == 1 && !valid) return;
-  float acc[NT];
+  float acc[R][NT];
 #pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
   if (valid) {
     if constexpr (D == Weight::kBF16) {
-      row_bf16<NT, WPR>(sh, base, x, c0, u, acc);
+      rows_bf16<NT, WPR, R, G>(sh, base, x, c0, u, acc);
     } else {
-      row_quant<D, NT, WPR>(sh, w, row, base, x, b_first, qp, acc);
+      rows_quant<D, NT, WPR, R>(sh, w, row, base, x, b_first, qp, acc);
     }
   }
+  // The row's value for token t from its sums s[r] (each over the whole row).
+  const auto out = [&](const float* s, int t) {
+    float v = bias ? s[0] + bias[row[0]] : s[0];
+    if constexpr (GATED) v = silu_times(v, bias ? s[1] + bias[row[1]] : s[1]);
+    y[t * ldy + out_row] = io.accumulate ? y[t * ldy + out_row] + v : v;
+  };
   if constexpr (WPR == 1) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
-      const float s = lane_sum(acc[t]);
-      if (lane == 0) {
-        const float v = bias ? s + bias[row] : s;
-        y[t * ldy + row] = io.accumulate ? y[t * ldy + row] + v : v;
-      }
+      float s[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) s[r] = lane_sum(acc[r][t]);
+      if (lane == 0) out(s, t);
     }
   } else {
-    __shared__ float part[kRowsPerBlock][NT];
+    __shared__ float part[kRowsPerBlock][R][NT];
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float s = lane_sum(acc[t]);
-      if (lane == 0) part[warp][t] = s;
-    }
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const float s = lane_sum(acc[r][t]);
+        if (lane == 0) part[warp][r][t] = s;
+      }
     __syncthreads();
     if (valid && sub == 0 && lane < NT) {
-      float s = 0.0f;
+      float s[R];
 #pragma unroll
-      for (int k = 0; k < WPR; ++k) s += part[warp + k][lane];
-      const float v = bias ? s + bias[row] : s;
-      y[lane * ldy + row] = io.accumulate ? y[lane * ldy + row] + v : v;
+      for (int r = 0; r < R; ++r) {
+        s[r] = 0.0f;
+#pragma unroll
+        for (int k = 0; k < WPR; ++k) s[r] += part[warp + k][r][lane];
+      }
+      out(s, lane);
     }
   }
 }

@@ -37,6 +37,7 @@ void check_shape(const GemvJitShape& s) {
   JINX_CHECK(s.row_bytes >= min_row && s.row_bytes % 16 == 0, "gemv jit: row_bytes ", s.row_bytes,
              " for ", s.cols, " columns");
   JINX_CHECK(s.wpr == 1 || s.wpr == 4, "gemv jit: warps per row ", s.wpr);
+  JINX_CHECK(!s.gated || s.rows % 2 == 0, "gemv jit: gated rows ", s.rows, " are not [gate; up]");
 }
 
 struct Built {
@@ -47,7 +48,7 @@ struct Built {
 // Everything built in this process, by (device, shape): built once, loaded for good.
 struct Registry {
   std::mutex mu;
-  std::map<std::tuple<int, int, int64_t, int64_t, int64_t, int>, Built> built;
+  std::map<std::tuple<int, int, int64_t, int64_t, int64_t, int, bool>, Built> built;
   jit::KernelCache cache{jit::kernel_cache_dir_from_env()};
 };
 Registry& registry() {
@@ -104,7 +105,7 @@ std::vector<std::string> gemv_jit_options() {
 
 std::string gemv_jit_program_name(const GemvJitShape& s) {
   return str("jinx_gemv_", weight_name(s.weight), "_", s.rows, "x", s.cols, "_rb", s.row_bytes,
-             "_wpr", s.wpr, ".cu");
+             "_wpr", s.wpr, s.gated ? "_gated" : "", ".cu");
 }
 
 std::string gemv_jit_source(const GemvJitShape& s) {
@@ -120,7 +121,8 @@ std::string gemv_jit_source(const GemvJitShape& s) {
                "(jinx::cuda::gemv::Matrix w, const float* x, float* y, long long ldy,\n"
                "    const float* bias, jinx::cuda::gemv::Io io) {\n"
                "  jinx::cuda::gemv::gemv_block<jinx::cuda::gemv::Weight(",
-               s.weight, "), ", nt, ", ", s.wpr, ">(JinxShape{}, w, x, y, ldy, bias, io);\n}\n");
+               s.weight, "), ", nt, ", ", s.wpr, ", ", s.gated ? "true" : "false", ", ",
+               gemv_group(s.cols, s.wpr), ">(JinxShape{}, w, x, y, ldy, bias, io);\n}\n");
   }
   return src;
 }
@@ -140,7 +142,7 @@ const GemvJitKernels* gemv_jit_kernels(const GemvJitShape& s, bool build) {
   if (cudaGetDevice(&device) != cudaSuccess) return nullptr;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
-  const auto key = std::make_tuple(device, s.weight, s.rows, s.cols, s.row_bytes, s.wpr);
+  const auto key = std::make_tuple(device, s.weight, s.rows, s.cols, s.row_bytes, s.wpr, s.gated);
   if (auto it = r.built.find(key); it != r.built.end())
     return it->second.failed ? nullptr : &it->second.kernels;
   if (!build) {

@@ -17,7 +17,15 @@ struct GemvJitShape {
   int weight = 0;
   int64_t rows = 0, cols = 0, row_bytes = 0;
   int wpr = 1;
+  bool gated = false;  // [gate; up] stacked, the output silu(gate) * up (gemv.cuh's GATED)
 };
+
+// The BF16 GEMV's loads per lane in flight (gemv.cuh's G) for a row of `cols` columns taken by
+// `wpr` warps: 4 where that covers the row in one group (32 * 8 * wpr columns per load), else 8.
+// The precompiled and the run-time compiled kernels choose alike.
+inline int gemv_group(int64_t cols, int wpr) {
+  return cols <= 4 * 32 * 8 * static_cast<int64_t>(wpr) ? 4 : 8;
+}
 
 // The loaded kernels of one shape, for 1..8 tokens (kernel[nt - 1]): cudaKernel_t handles as
 // the runtime's launch functions take them. Kept loaded for the life of the process.

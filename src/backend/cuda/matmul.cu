@@ -32,11 +32,11 @@ constexpr int64_t kMaxStageBytes = 48 * 1024;
 
 // The precompiled GEMV, for any shape (backend/cuda/gemv.cuh; gemv_jit.h builds the same code
 // for fixed shapes at run time).
-template <gemv::Weight D, int NT, int WPR>
+template <gemv::Weight D, int NT, int WPR, bool GATED, int G>
 __global__ void gemv_kernel(gemv::Matrix w, const float* x, float* y, int64_t ldy,
                             const float* bias, GemvIo io) {
-  gemv::gemv_block<D, NT, WPR>(gemv::RuntimeShape{w.rows, w.cols, w.row_bytes}, w, x, y, ldy, bias,
-                               io);
+  gemv::gemv_block<D, NT, WPR, GATED, G>(gemv::RuntimeShape{w.rows, w.cols, w.row_bytes}, w, x, y,
+                                         ldy, bias, io);
 }
 
 // Any shape: one element at a time (odd column counts; correctness over speed).
@@ -95,21 +95,29 @@ void launch_jit(const void* kernel, unsigned grid, size_t smem, cudaStream_t s, 
 }
 
 // jit: the run-time compiled kernels for this matrix's shape, or null (precompiled).
-template <gemv::Weight D, int NT, int WPR>
+template <gemv::Weight D, int NT, int WPR, bool GATED>
 void launch_gemv_nt(const DeviceMatrix& w, const float* x, float* y, int64_t ldy, const float* bias,
                     const GemvIo& io, const GemvJitKernels* jit, cudaStream_t s) {
   const size_t smem =
       io.kind == MatmulInput::kPlain ? 0 : static_cast<size_t>(NT * w.cols) * sizeof(float);
-  const unsigned grid = blocks_for(w.rows, kRowsPerBlock / WPR);
+  const unsigned grid = blocks_for(GATED ? w.rows / 2 : w.rows, kRowsPerBlock / WPR);
   if (jit != nullptr) {
     launch_jit(jit->kernel[NT - 1], grid, smem, s, gemv_matrix(w), x, y, ldy, bias, io);
     return;
   }
-  launch(gemv_kernel<D, NT, WPR>, grid, 32 * kRowsPerBlock, smem, s, "gemv", gemv_matrix(w), x, y,
-         ldy, bias, io);
+  // BF16: G = 4 or 8 loads in flight per lane (gemv_group); the quantized kernels ignore it.
+  if constexpr (D == gemv::Weight::kBF16) {
+    if (gemv_group(w.cols, WPR) == 4) {
+      launch(gemv_kernel<D, NT, WPR, GATED, 4>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
+             gemv_matrix(w), x, y, ldy, bias, io);
+      return;
+    }
+  }
+  launch(gemv_kernel<D, NT, WPR, GATED, 8>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
+         gemv_matrix(w), x, y, ldy, bias, io);
 }
 
-template <gemv::Weight D, int WPR>
+template <gemv::Weight D, int WPR, bool GATED>
 void launch_gemv_split(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
                        const float* bias, const GemvIo& io, const GemvJitKernels* jit,
                        cudaStream_t s) {
@@ -120,28 +128,28 @@ void launch_gemv_split(const DeviceMatrix& w, const float* x, int64_t n, float* 
     float* yt = y + t0 * ldy;
     switch (nt) {
       case 1:
-        launch_gemv_nt<D, 1, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 1, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 2:
-        launch_gemv_nt<D, 2, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 2, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 3:
-        launch_gemv_nt<D, 3, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 3, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 4:
-        launch_gemv_nt<D, 4, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 4, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 5:
-        launch_gemv_nt<D, 5, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 5, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 6:
-        launch_gemv_nt<D, 6, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 6, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       case 7:
-        launch_gemv_nt<D, 7, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 7, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
       default:
-        launch_gemv_nt<D, 8, WPR>(w, xt, yt, ldy, bias, io, jit, s);
+        launch_gemv_nt<D, 8, WPR, GATED>(w, xt, yt, ldy, bias, io, jit, s);
         break;
     }
   }
@@ -154,13 +162,28 @@ int gemv_warps_per_row(const DeviceMatrix& w) {
   return w.rows < kSplitBelowRows ? 4 : 1;
 }
 
-template <gemv::Weight D>
+template <gemv::Weight D, bool GATED>
 void launch_gemv(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
                  const float* bias, const GemvIo& io, const GemvJitKernels* jit, cudaStream_t s) {
   if (gemv_warps_per_row(w) == 4) {
-    launch_gemv_split<D, 4>(w, x, n, y, ldy, bias, io, jit, s);
+    launch_gemv_split<D, 4, GATED>(w, x, n, y, ldy, bias, io, jit, s);
   } else {
-    launch_gemv_split<D, 1>(w, x, n, y, ldy, bias, io, jit, s);
+    launch_gemv_split<D, 1, GATED>(w, x, n, y, ldy, bias, io, jit, s);
+  }
+}
+
+template <bool GATED>
+void launch_gemv_any(const DeviceMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
+                     const float* bias, const GemvIo& io, const GemvJitKernels* jit,
+                     cudaStream_t s) {
+  if (w.dtype == DType::BF16) {
+    launch_gemv<gemv::Weight::kBF16, GATED>(w, x, n, y, ldy, bias, io, jit, s);
+  } else if (w.dtype == DType::Q8_0) {
+    launch_gemv<gemv::Weight::kQ8_0, GATED>(w, x, n, y, ldy, bias, io, jit, s);
+  } else if (w.dtype == DType::Q4_0) {
+    launch_gemv<gemv::Weight::kQ4_0, GATED>(w, x, n, y, ldy, bias, io, jit, s);
+  } else {
+    launch_gemv<gemv::Weight::kQ4A, GATED>(w, x, n, y, ldy, bias, io, jit, s);
   }
 }
 
@@ -171,20 +194,20 @@ gemv::Weight gemv_weight(DType t) {
                             : gemv::Weight::kQ4A;
 }
 
-GemvJitShape jit_shape(const DeviceMatrix& w) {
+GemvJitShape jit_shape(const DeviceMatrix& w, bool gated) {
   return {static_cast<int>(gemv_weight(w.dtype)), w.rows, w.cols, static_cast<int64_t>(w.row_bytes),
-          gemv_warps_per_row(w)};
+          gemv_warps_per_row(w), gated};
 }
 
 // The run-time compiled GEMVs for w under JINX_NVRTC=1, built here unless the stream is being
 // captured into a graph (nothing may be compiled or loaded then: matmul_prepare() builds them
 // before capture); null: the precompiled kernel.
-const GemvJitKernels* jit_kernels(const DeviceMatrix& w, cudaStream_t s) {
+const GemvJitKernels* jit_kernels(const DeviceMatrix& w, bool gated, cudaStream_t s) {
   if (!gemv_jit_enabled()) return nullptr;
   cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
   const bool capturing =
       cudaStreamIsCapturing(s, &st) != cudaSuccess || st != cudaStreamCaptureStatusNone;
-  return gemv_jit_kernels(jit_shape(w), !capturing);
+  return gemv_jit_kernels(jit_shape(w, gated), !capturing);
 }
 
 void check_blas(cublasStatus_t st, const char* what) {
@@ -196,6 +219,52 @@ bool vector_path(const DeviceMatrix& w, const float* x) {
          reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
 }
 
+// The input transform `in` for a matmul of w: inside the GEMV where it can be (the returned
+// Io says so), else run now into in.tmp, which x then points to.
+GemvIo input_transform(const DeviceMatrix& w, const float*& x, int64_t n_tokens,
+                       const MatmulInput& in, cudaStream_t s) {
+  const bool fuse = matmul_fuses_input(w, in, n_tokens) && vector_path(w, x);
+  if (in.kind != MatmulInput::kPlain && !fuse) {
+    JINX_CHECK(in.tmp != nullptr, "cuda matmul: an unfused input transform needs tmp");
+    if (in.kind == MatmulInput::kRmsNorm) {
+      rmsnorm(x, in.norm_w, in.tmp, n_tokens, w.cols, in.eps, s);
+    } else {
+      silu_mul(x, n_tokens, w.cols, in.tmp, s);
+    }
+    x = in.tmp;
+  }
+  GemvIo io{};
+  io.kind = fuse ? in.kind : MatmulInput::kPlain;
+  io.norm_w = in.norm_w;
+  io.eps = in.eps;
+  return io;
+}
+
+}  // namespace
+
+bool matmul_gates(const DeviceMatrix& w, int64_t n_tokens) {
+  return supported_weight_dtype(w.dtype) && n_tokens > 0 && n_tokens <= kGemvMaxTokens &&
+         w.rows > 0 && w.rows % 2 == 0 && w.cols % 32 == 0 && w.row_bytes % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(w.data) % 16 == 0;
+}
+
+void matmul_gated_silu(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y,
+                       int64_t ldy, const MatmulContext& ctx, const float* bias,
+                       const MatmulInput& in) {
+  JINX_CHECK(matmul_gates(w, n_tokens), "cuda matmul_gated_silu: ", w.rows, "x", w.cols, " ",
+             name(w.dtype), " for ", n_tokens, " tokens is not a GEMV of stacked [gate; up]");
+  JINX_CHECK(ldy >= w.rows / 2, "cuda matmul_gated_silu: ldy ", ldy, " < ", w.rows / 2);
+  JINX_CHECK(in.kind != MatmulInput::kSiluMul, "cuda matmul_gated_silu: a SiLU input");
+  JINX_CHECK(in.kind != MatmulInput::kRmsNorm || in.norm_w != nullptr,
+             "cuda matmul: a norm without weights");
+  JINX_CHECK(w.dtype != kQ4A || (w.scales && w.offsets), "cuda matmul: Q4A without offsets");
+  cudaStream_t s = ctx.stream;
+  const GemvIo io = input_transform(w, x, n_tokens, in, s);
+  JINX_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0, "cuda matmul_gated_silu: unaligned input");
+  launch_gemv_any<true>(w, x, n_tokens, y, ldy, bias, io, jit_kernels(w, true, s), s);
+}
+
+namespace {
 }  // namespace
 
 bool matmul_uses_gemv(const DeviceMatrix& w, int64_t n_tokens) {
@@ -223,11 +292,12 @@ bool matmul_fuses_input(const DeviceMatrix& w, const MatmulInput& in, int64_t n_
              kMaxStageBytes;
 }
 
-void matmul_prepare(const DeviceMatrix& w) {
+void matmul_prepare(const DeviceMatrix& w, bool gated) {
   static_assert(kGemvMaxTokens == sizeof(GemvJitKernels::kernel) / sizeof(void*));
   if (!gemv_jit_enabled() || !supported_weight_dtype(w.dtype) || w.rows <= 0) return;
   if (w.cols % 32 != 0 || w.row_bytes % 16 != 0) return;  // the scalar kernel's shapes
-  gemv_jit_kernels(jit_shape(w), true);
+  if (gated && w.rows % 2 != 0) return;
+  gemv_jit_kernels(jit_shape(w, gated), true);
 }
 
 void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
@@ -239,34 +309,14 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
              "cuda matmul: a norm without weights");
   JINX_CHECK(w.dtype != kQ4A || (w.scales && w.offsets), "cuda matmul: Q4A without offsets");
   cudaStream_t s = ctx.stream;
-  const bool fuse = matmul_fuses_input(w, in, n_tokens) && vector_path(w, x);
-  if (in.kind != MatmulInput::kPlain && !fuse) {
-    JINX_CHECK(in.tmp != nullptr, "cuda matmul: an unfused input transform needs tmp");
-    if (in.kind == MatmulInput::kRmsNorm) {
-      rmsnorm(x, in.norm_w, in.tmp, n_tokens, w.cols, in.eps, s);
-    } else {
-      silu_mul(x, n_tokens, w.cols, in.tmp, s);
-    }
-    x = in.tmp;
-  }
-  GemvIo io{};
-  io.kind = fuse ? in.kind : MatmulInput::kPlain;
-  io.norm_w = in.norm_w;
-  io.eps = in.eps;
+  GemvIo io = input_transform(w, x, n_tokens, in, s);
   io.accumulate = accumulate;
   if (matmul_uses_gemv(w, n_tokens) || ctx.blas == nullptr) {
-    const GemvJitKernels* jit = vector_path(w, x) ? jit_kernels(w, s) : nullptr;
     if (!vector_path(w, x)) {
       launch(gemv_scalar_kernel, blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s,
              "gemv_scalar", w, x, n_tokens, y, ldy, bias, accumulate);
-    } else if (w.dtype == DType::BF16) {
-      launch_gemv<gemv::Weight::kBF16>(w, x, n_tokens, y, ldy, bias, io, jit, s);
-    } else if (w.dtype == DType::Q8_0) {
-      launch_gemv<gemv::Weight::kQ8_0>(w, x, n_tokens, y, ldy, bias, io, jit, s);
-    } else if (w.dtype == DType::Q4_0) {
-      launch_gemv<gemv::Weight::kQ4_0>(w, x, n_tokens, y, ldy, bias, io, jit, s);
     } else {
-      launch_gemv<gemv::Weight::kQ4A>(w, x, n_tokens, y, ldy, bias, io, jit, s);
+      launch_gemv_any<false>(w, x, n_tokens, y, ldy, bias, io, jit_kernels(w, false, s), s);
     }
     return;
   }

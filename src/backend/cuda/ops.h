@@ -91,7 +91,17 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
 // time for w's shape when JINX_NVRTC=1 (backend/cuda/gemv_jit.h). Call it for every weight
 // before a CUDA graph capture (nothing can be compiled or loaded during one: a shape not built
 // by then runs the precompiled kernel). A no-op otherwise; a failed build is logged once.
-void matmul_prepare(const DeviceMatrix& w);
+void matmul_prepare(const DeviceMatrix& w, bool gated = false);
+// The MLP's gate and up projections and its activation in one GEMV: w is [gate; up] stacked
+// ([2 * n, cols]), y[t, r] = silu(gate_r . x_t + bias[r]) * (up_r . x_t + bias[n + r]) for
+// r < n (y: [n_tokens, ldy], ldy >= n), `in` (a norm) applied as matmul() applies it. A warp
+// reads both rows of an output, so the gate/up product is never written and no SiLU kernel
+// runs. For up to kGemvMaxTokens tokens (matmul_gates); the arithmetic is matmul() followed by
+// silu_mul(), value for value.
+bool matmul_gates(const DeviceMatrix& w, int64_t n_tokens);
+void matmul_gated_silu(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y,
+                       int64_t ldy, const MatmulContext& ctx, const float* bias = nullptr,
+                       const MatmulInput& in = {});
 // Whether matmul() applies `in` inside the GEMV for this many tokens of w (else it runs the
 // transform into in.tmp first).
 bool matmul_fuses_input(const DeviceMatrix& w, const MatmulInput& in, int64_t n_tokens);

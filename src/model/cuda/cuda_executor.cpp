@@ -213,7 +213,8 @@ class CudaExecutor final : public Executor {
   std::string describe() const override {
     const std::string jit = cuda::gemv_jit_describe();
     return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
-           (fuse_norm_ ? "" : ", norms unfused") + (fuse_silu_ ? "" : ", SiLU unfused") +
+           (fuse_norm_ ? "" : ", norms unfused") +
+           (gate_silu_ ? "" : fuse_silu_ ? ", SiLU in the down GEMV's input" : ", SiLU unfused") +
            (cuda::attention_merge_in_kernel() ? "" : ", attention merge kernel") +
            (fuse_rope_ ? "" : ", RoPE unfused") +
            (jit.empty() ? "" : ", " + jit);
@@ -269,7 +270,9 @@ class CudaExecutor final : public Executor {
   // Per-step buffers.
   GrowBuffer x_, h_, qkv_, att_, gu_, act_, out_h_, logits_, work_, scratch_, argmax_,
       argmax_keys_;
-  bool fuse_norm_ = true, fuse_silu_ = true;  // applied inside the decode GEMVs
+  bool fuse_norm_ = true;   // the norms applied inside the decode GEMVs
+  bool gate_silu_ = true;   // SiLU x up in the gate/up GEMV (cuda::matmul_gated_silu)
+  bool fuse_silu_ = false;  // else: SiLU x up staged as the down GEMV's input
   bool fuse_rope_ = true;  // decode steps: RoPE and the KV store inside the attention kernel
   GrowBuffer sampling_;  // RowSampling [n_out] then pick [n_out], for sample_rows
   GrowBuffer step_meta_;  // an eager step's metadata, one upload
@@ -310,11 +313,14 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
                            int device)
     : model_(std::move(model)), c_(model_->config()), device_(device) {
   // For comparisons: JINX_FUSE=0 runs norms, SiLU and RoPE as kernels of their own,
-  // JINX_FUSE=norm fuses only the norms (and RoPE), JINX_FUSE=rope only RoPE into attention
-  // (the default fuses all three: the norms and SiLU into the GEMVs that read them).
+  // JINX_FUSE=norm fuses only the norms (and RoPE), JINX_FUSE=rope only RoPE into attention,
+  // JINX_FUSE=silu-input stages SiLU x up as the down GEMV's input instead of computing it in
+  // the gate/up GEMV (the default: norms into the GEMVs that read them, SiLU x up in the gate/up
+  // GEMV's epilogue, RoPE and the KV store into decode attention).
   const std::string fuse = std::getenv("JINX_FUSE") ? std::getenv("JINX_FUSE") : "";
   fuse_norm_ = fuse != "0" && fuse != "rope";
-  fuse_silu_ = fuse != "0" && fuse != "norm" && fuse != "rope";
+  gate_silu_ = fuse.empty();
+  fuse_silu_ = fuse == "silu-input";
   const char* fr = std::getenv("JINX_FUSE_ROPE");  // 0: rope_kv_store as a kernel of its own
   fuse_rope_ = fuse != "0" && !(fr && std::string(fr) == "0");
   check(cudaSetDevice(device_), "cudaSetDevice");
@@ -325,8 +331,10 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
   upload_weights();
   // Run-time compiled GEMVs (JINX_NVRTC=1) are built now, before any graph capture.
   cuda::matmul_prepare(lm_head_);
-  for (const DevLayer& d : layers_)
+  for (const DevLayer& d : layers_) {
     for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down}) cuda::matmul_prepare(l->w);
+    if (gate_silu_) cuda::matmul_prepare(d.gate_up.w, true);
+  }
   allocate_kv(o);
   if (o.cuda_graphs) setup_graphs(o);
 }
@@ -491,10 +499,17 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
                         fuse_rope ? &new_kv : nullptr);
   cuda::matmul(L.o.w, att, n, x, H, mc, L.o.bias, In{}, true);
   float* gu = gu_.get<float>(0);
+  float* act = act_.get<float>(0);
+  if (gate_silu_ && cuda::matmul_gates(L.gate_up.w, n)) {
+    cuda::matmul_gated_silu(L.gate_up.w, x, n, act, ff, mc, L.gate_up.bias,
+                            In{In::kRmsNorm, L.ffn_norm, eps, h, fuse_norm_});
+    cuda::matmul(L.down.w, act, n, x, H, mc, L.down.bias, In{}, true);
+    return;
+  }
   cuda::matmul(L.gate_up.w, x, n, gu, 2 * ff, mc, L.gate_up.bias,
                In{In::kRmsNorm, L.ffn_norm, eps, h, fuse_norm_});
   cuda::matmul(L.down.w, gu, n, x, H, mc, L.down.bias,
-               In{In::kSiluMul, nullptr, 0.0f, act_.get<float>(0), fuse_silu_}, true);
+               In{In::kSiluMul, nullptr, 0.0f, act, fuse_silu_}, true);
 }
 
 void CudaExecutor::size_buffers(int64_t n, int64_t n_out) {
