@@ -4,8 +4,9 @@
 # checkpoint: batch-1 decode next to transformers (peer, same run; with and without programmatic
 # dependent launch, with and without the norms fused into the GEMVs, with an int8 KV cache),
 # batch-8 greedy and sampled on the GPU, and the full-size seed workload, greedy and sampled;
-# TESTS=0 skips the tests (a second run on the same lease); then (unless AB=0) the A/B runs of each switch (NVRTC GEMVs, eager, PDL, fused norms, the
-# attention merge, overlap scheduling, int8 KV, Q4_K weights); NCU=1 adds per-kernel times.
+# then (unless AB=0) the A/B runs of each switch (precompiled GEMVs, eager, PDL, the fusions,
+# the attention merge, overlap scheduling, int8 KV, Q4_K weights); NCU=1 adds per-kernel times.
+# TESTS=0 skips the tests (a second run on the same lease).
 # Binaries come prebuilt in $DEV (built here with -DJINX_CUDA=ON, see README), with
 # the shared libraries the GPU machine may lack in $DEV/lib. Logs go to $OUT (or ./cuda-out).
 set -uo pipefail
@@ -26,12 +27,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 jx info -m tests/fixtures/models/tiny-qwen2 | grep -E "^cuda|cpu kernels" | tee -a "$OUT/gpu.txt"
 [ "${TESTS:-1}" = 1 ] && LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "OK|FAILED|PASSED|SKIPPED|Failure|Expected|Which is|max \||parts at|identical|error" | head -120
 # Failures: the same tests again without programmatic dependent launch, without the fused GEMV
-# inputs (and fused RoPE / output-head norm), without the fused RoPE alone, with the attention
-# merge kernel, to tell those paths (untested before this script's first GPU run) from the rest.
+# inputs and epilogues (and fused RoPE), without the fused RoPE alone, with the attention merged
+# by the last block, without overlap scheduling, without the run-time compiled GEMVs, to tell
+# those paths from the rest.
 failed=$(grep -sE "^\[  FAILED  \] [A-Za-z]" "$OUT/cuda_tests.log" | sed 's/^\[  FAILED  \] //; s/[ ,].*//' | sort -u | paste -sd: -)
 if [ -n "$failed" ]; then
-  for v in JINX_PDL=0 JINX_FUSE=0 JINX_FUSE_ROPE=0 JINX_ATTN_MERGE=kernel JINX_OVERLAP=0 \
-      "JINX_PDL=0 JINX_FUSE=0 JINX_ATTN_MERGE=kernel"; do
+  for v in JINX_PDL=0 JINX_FUSE=0 JINX_FUSE_ROPE=0 JINX_ATTN_MERGE=last-block JINX_OVERLAP=0 \
+      JINX_NVRTC=0 "JINX_PDL=0 JINX_FUSE=0 JINX_NVRTC=0"; do
     echo "== failed tests again with $v" | tee -a "$OUT/cuda_tests.log"
     env $v LD_LIBRARY_PATH="$libs" timeout 120 "$DEV/jinx_cuda_tests" --gtest_filter="$failed" 2>&1 \
       | grep -E "^\[  (FAILED|PASSED|  OK) " | tee -a "$OUT/cuda_tests.log" | head -40
@@ -57,8 +59,8 @@ bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-out
   --max-num-seqs 256 --max-num-batched-tokens 8192 --temperature 0.8 --top-p 0.95 | tee -a "$OUT/bench.txt"
 # A/B runs of the switches (AB=0 skips them: a quicker first run on a short lease).
 if [ "${AB:-1}" = 1 ]; then
-  echo "== batch-1 decode, CUDA graphs, GEMVs compiled at run time for the model's shapes (JINX_NVRTC=1)" | tee -a "$OUT/bench.txt"
-  JINX_NVRTC=1 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, precompiled GEMVs (JINX_NVRTC=0)" | tee -a "$OUT/bench.txt"
+  JINX_NVRTC=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
   bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PDL=0)" | tee -a "$OUT/bench.txt"
@@ -71,15 +73,15 @@ if [ "${AB:-1}" = 1 ]; then
   JINX_FUSE=silu-input bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, CUDA graphs, only RoPE fused (JINX_FUSE=rope)" | tee -a "$OUT/bench.txt"
   JINX_FUSE=rope bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
-  echo "== batch-1 decode, CUDA graphs, run-time compiled GEMVs, SiLU x up a kernel of its own (JINX_NVRTC=1 JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
-  JINX_NVRTC=1 JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, precompiled GEMVs, SiLU x up a kernel of its own (JINX_NVRTC=0 JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
+  JINX_NVRTC=0 JINX_FUSE=norm bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-8 decode, CUDA graphs, SiLU x up a kernel of its own (JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
   JINX_FUSE=norm bench --num-seqs 8 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== seed workload, SiLU x up a kernel of its own (JINX_FUSE=norm)" | tee -a "$OUT/bench.txt"
   JINX_FUSE=norm bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
     --max-num-seqs 256 --max-num-batched-tokens 8192 | tee -a "$OUT/bench.txt"
-  echo "== batch-1 decode, CUDA graphs, attention splits merged by a second kernel (JINX_ATTN_MERGE=kernel)" | tee -a "$OUT/bench.txt"
-  JINX_ATTN_MERGE=kernel bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, CUDA graphs, attention splits merged by the last block (JINX_ATTN_MERGE=last-block)" | tee -a "$OUT/bench.txt"
+  JINX_ATTN_MERGE=last-block bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, CUDA graphs, RoPE + KV store as a kernel of its own (JINX_FUSE_ROPE=0)" | tee -a "$OUT/bench.txt"
   JINX_FUSE_ROPE=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, CUDA graphs, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"

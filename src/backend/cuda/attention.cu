@@ -2,13 +2,12 @@
 // chunks and decode, reading K/V straight from the paged blocks.
 //
 // A thread block handles one query row, one KV head and up to kHeadsPerBlock of the query heads
-// that share it (GQA: each K/V row is read once for the whole group), over one range of KV
-// positions. Its four warps take positions in turn; per position a warp computes the group's
-// scores with warp reductions and updates a running max, sum and fp32 output per head (online
-// softmax). The warps' states are merged through shared memory. When few query rows would leave
-// SMs idle (decode), the KV range is split over more blocks ("flash decoding") whose partial
-// states the last block of each row and head group to finish merges (an atomic count per
-// (row, group); JINX_ATTN_MERGE=kernel merges in a second kernel instead, as before).
+// that share it (GQA: each K/V row is read once per block for the whole group), over one range
+// of KV positions: one warp per query head, 32 positions at a time (one score per lane), online
+// softmax. When few query rows would leave SMs idle (decode), the KV range is split over more
+// blocks ("flash decoding") whose partial states a second kernel merges (JINX_ATTN_MERGE=
+// last-block: the last block of each row and head group to finish merges them, counted with an
+// atomic per (row, group); one launch fewer, but measured slower on an H200).
 #include <cuda_fp8.h>
 
 #include <algorithm>
@@ -207,9 +206,9 @@ __device__ __forceinline__ void vec_to_f32(const uint4& u, float* f) {
 // One block per (query row, kv head, KV range); one warp per query head of the group. A warp
 // takes its KV range 32 positions at a time, one per lane: each lane computes its position's
 // full score (K row from memory, q from shared memory), the warp folds the 32 scores into its
-// running max and sum, then adds the 32 weighted V rows to the output, each lane owning
-// head_dim / 32 of its dimensions (V rows read whole by the warp). No cross-warp merge: a warp
-// holds the complete state of its head.
+// running max and sum, then adds the 32 weighted V rows to the output (as 16-byte vectors, a
+// lane's share of the rows loaded together with the K rows, where the row size allows; see
+// kVecV). No cross-warp merge: a warp holds the complete state of its head.
 template <typename KV, int HD>
 __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, PagedKv kv, AttnBatch b) {
@@ -554,7 +553,7 @@ size_t counter_bytes(int64_t n_tokens, int64_t n_heads) {
 
 bool merge_in_kernel_default() {
   const char* v = std::getenv("JINX_ATTN_MERGE");
-  return !(v && std::strcmp(v, "kernel") == 0);
+  return v && std::strcmp(v, "last-block") == 0;
 }
 
 bool g_merge_in_kernel = merge_in_kernel_default();

@@ -80,7 +80,7 @@ namespace {
 std::atomic<bool>& jit_switch() {
   static std::atomic<bool> on{[] {
     const char* env = std::getenv("JINX_NVRTC");
-    return env != nullptr && std::string(env) == "1";
+    return !(env != nullptr && std::string(env) == "0");
   }()};
   return on;
 }

@@ -199,7 +199,7 @@ GemvJitShape jit_shape(const DeviceMatrix& w, bool gated) {
           gemv_warps_per_row(w), gated};
 }
 
-// The run-time compiled GEMVs for w under JINX_NVRTC=1, built here unless the stream is being
+// The run-time compiled GEMVs for w (unless JINX_NVRTC=0), built here unless the stream is being
 // captured into a graph (nothing may be compiled or loaded then: matmul_prepare() builds them
 // before capture); null: the precompiled kernel.
 const GemvJitKernels* jit_kernels(const DeviceMatrix& w, bool gated, cudaStream_t s) {

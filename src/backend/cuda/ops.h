@@ -88,7 +88,7 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
             const MatmulContext& ctx, const float* bias = nullptr, const MatmulInput& in = {},
             bool accumulate = false);
 // Builds now what matmul() of w would otherwise build on first use: the GEMV compiled at run
-// time for w's shape when JINX_NVRTC=1 (backend/cuda/gemv_jit.h). Call it for every weight
+// time for w's shape unless JINX_NVRTC=0 (backend/cuda/gemv_jit.h). Call it for every weight
 // before a CUDA graph capture (nothing can be compiled or loaded during one: a shape not built
 // by then runs the precompiled kernel). A no-op otherwise; a failed build is logged once.
 void matmul_prepare(const DeviceMatrix& w, bool gated = false);
@@ -212,8 +212,9 @@ std::vector<int32_t> make_prefill_tiles(const int32_t* query_start, int64_t n_se
 // scale <= 0: 1/sqrt(head_dim). work: device scratch of attention_work_bytes(...), zeroed once
 // before its first use (it holds counters that every launch leaves at zero).
 // One kernel for prefill chunks and decode; long contexts are split over the KV range
-// (flash decoding) and merged by the last block of each row to finish (or, with
-// set_attention_merge_in_kernel(false) / JINX_ATTN_MERGE=kernel, by a second kernel).
+// (flash decoding) and merged by a second kernel (or, with set_attention_merge_in_kernel(true)
+// / JINX_ATTN_MERGE=last-block, by the last block of each row to finish: one launch fewer, but
+// measured slower on an H200, bench/RESULTS.md).
 // Batches of more than kMaxSplitTokens query rows are never split (and need no work memory).
 constexpr int64_t kMaxSplits = 32;
 constexpr int64_t kMaxSplitTokens = 64;

@@ -215,7 +215,7 @@ class CudaExecutor final : public Executor {
     return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
            (fuse_norm_ ? "" : ", norms unfused") +
            (gate_silu_ ? "" : fuse_silu_ ? ", SiLU in the down GEMV's input" : ", SiLU unfused") +
-           (cuda::attention_merge_in_kernel() ? "" : ", attention merge kernel") +
+           (cuda::attention_merge_in_kernel() ? ", attention merged by the last block" : "") +
            (fuse_rope_ ? "" : ", RoPE unfused") +
            (jit.empty() ? "" : ", " + jit);
   }
@@ -329,7 +329,7 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
     check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
   if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) fail("cuBLAS: cannot create a handle");
   upload_weights();
-  // Run-time compiled GEMVs (JINX_NVRTC=1) are built now, before any graph capture.
+  // Run-time compiled GEMVs (unless JINX_NVRTC=0) are built now, before any graph capture.
   cuda::matmul_prepare(lm_head_);
   for (const DevLayer& d : layers_) {
     for (const DevLinear* l : {&d.qkv, &d.o, &d.gate_up, &d.down}) cuda::matmul_prepare(l->w);
