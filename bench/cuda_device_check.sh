@@ -61,6 +61,8 @@ bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-out
 if [ "${AB:-1}" = 1 ]; then
   echo "== batch-1 decode, CUDA graphs, precompiled GEMVs (JINX_NVRTC=0)" | tee -a "$OUT/bench.txt"
   JINX_NVRTC=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, no warm-up at start (JINX_WARMUP=0: the first request pays kernel loading, cuBLAS's first GEMM, graph capture)" | tee -a "$OUT/bench.txt"
+  JINX_WARMUP=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, bf16 KV, --enforce-eager" | tee -a "$OUT/bench.txt"
   bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --enforce-eager | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, CUDA graphs, programmatic dependent launch off (JINX_PDL=0)" | tee -a "$OUT/bench.txt"
@@ -118,4 +120,15 @@ for r in rows:
     except ValueError: pass
 for k, v in tot.most_common(15): print(f"{v:12.1f}  {k}")
 PY
+fi
+# Optional: Nsight Compute's full sections (throughput, occupancy, warp stall reasons) for the
+# GEMVs and the decode attention kernel of one batch-1 decode step; NCU_FULL=1 to run it.
+if [ "${NCU_FULL:-0}" = 1 ] && command -v ncu > /dev/null; then
+  echo "== ncu --set full: GEMVs and decode attention, batch-1 decode (eager)" | tee -a "$OUT/bench.txt"
+  LD_LIBRARY_PATH="$libs" timeout 240 ncu --set full --cache-control none --clock-control none \
+    -k regex:"gemv|attention_kernel" --launch-skip 300 --launch-count 6 "$DEV/jinx" bench -m $M \
+    --device cuda --num-seqs 1 --min-input 32 --max-input 32 --min-output 16 --max-output 16 \
+    --enforce-eager > "$OUT/ncu_full.txt" 2>&1
+  grep -E "^  [a-z_]*(gemv|attention)|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Stall|One or More Eligible|Waves Per SM" \
+    "$OUT/ncu_full.txt" | head -150 | tee -a "$OUT/bench.txt"
 fi

@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <deque>
 #include <cstring>
@@ -249,6 +250,7 @@ class CudaExecutor final : public Executor {
   // records the slot's event; wait() finishes.
   void fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int slot);
   void setup_graphs(const ExecutorOptions& o);
+  void warm_up();
   void drop_graphs();
   std::vector<void*> buffer_ptrs() const;
 
@@ -337,6 +339,59 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
   }
   allocate_kv(o);
   if (o.cuda_graphs) setup_graphs(o);
+  const char* wu = std::getenv("JINX_WARMUP");
+  if (!(wu && std::string(wu) == "0")) warm_up();
+}
+
+// Steps on made-up input before the first request, so that no request pays for what the
+// first use of each path costs (loading kernels, cuBLAS's first GEMM, capturing the decode
+// graphs): a 64-token prefill into blocks 0..3 of the pool (its KV rows are overwritten by the
+// sequences those blocks are given to before they read them), then one decode step per graph
+// size made of padding rows (token 0 at position 0, no KV stored, a one-token context in block
+// 0: what every graph replay pads with). JINX_WARMUP=0 skips it.
+void CudaExecutor::warm_up() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t P = std::min<int64_t>(64, n_blocks_ * block_size_);
+  auto run = [&](int64_t n_seqs, int64_t n_tokens, bool prefill) {
+    std::vector<int32_t> tokens(n_tokens, 0), positions(n_tokens, 0), qstart(n_seqs + 1);
+    std::vector<int32_t> ctx(n_seqs), out_rows(n_seqs), picks(n_seqs);
+    std::vector<int64_t> slots(n_tokens, -1);
+    const int64_t width = prefill ? (n_tokens + block_size_ - 1) / block_size_ : 1;
+    std::vector<int32_t> tables(n_seqs * width, 0);
+    for (int64_t s = 0; s <= n_seqs; ++s)  // prefill: one sequence of n_tokens rows
+      qstart[s] = static_cast<int32_t>(prefill ? s * n_tokens : s);
+    for (int64_t s = 0; s < n_seqs; ++s) {
+      ctx[s] = static_cast<int32_t>(prefill ? n_tokens : 1);
+      out_rows[s] = static_cast<int32_t>(prefill ? n_tokens - 1 : s);
+    }
+    if (prefill) {
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        positions[t] = static_cast<int32_t>(t);
+        slots[t] = t;
+      }
+      for (int64_t i = 0; i < width; ++i) tables[i] = static_cast<int32_t>(i);
+    }
+    const std::vector<uint8_t> pick(n_seqs, sampling::kPickArgmax);
+    ForwardBatch b;
+    b.tokens = tokens;
+    b.positions = positions;
+    b.slot_mapping = slots;
+    b.attn = cpu::AttnBatch{n_seqs, qstart.data(), ctx.data(), tables.data(), width};
+    b.out_rows = out_rows;
+    b.pick = pick;
+    submit(b, nullptr, picks.data());
+    wait();
+  };
+  if (P >= 2) run(1, P, true);
+  for (const Graph& g : graphs_) run(g.size, g.size, false);
+  if (graphs_.empty()) run(1, 1, false);  // eager decode kernels
+  prev_picked_.clear();
+  log_info("cuda executor warm-up (", P, "-token prefill, ", graphs_.size(),
+           " decode graphs captured): ",
+           static_cast<int>(std::chrono::duration<double, std::milli>(
+                                std::chrono::steady_clock::now() - t0)
+                                .count()),
+           " ms");
 }
 
 CudaExecutor::~CudaExecutor() {
