@@ -250,7 +250,7 @@ class CudaExecutor final : public Executor {
   // records the slot's event; wait() finishes.
   void fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int slot);
   void setup_graphs(const ExecutorOptions& o);
-  void warm_up();
+  void warm_up(const ExecutorOptions& o);
   void drop_graphs();
   std::vector<void*> buffer_ptrs() const;
 
@@ -340,18 +340,21 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
   allocate_kv(o);
   if (o.cuda_graphs) setup_graphs(o);
   const char* wu = std::getenv("JINX_WARMUP");
-  if (!(wu && std::string(wu) == "0")) warm_up();
+  if (!(wu && std::string(wu) == "0")) warm_up(o);
 }
 
 // Steps on made-up input before the first request, so that no request pays for what the
 // first use of each path costs (loading kernels, cuBLAS's first GEMM, capturing the decode
-// graphs): a 64-token prefill into blocks 0..3 of the pool (its KV rows are overwritten by the
+// graphs): a prefill of up to 64 tokens (no more than a step or the model takes) into the
+// pool's first blocks (its KV rows are overwritten by the
 // sequences those blocks are given to before they read them), then one decode step per graph
 // size made of padding rows (token 0 at position 0, no KV stored, a one-token context in block
 // 0: what every graph replay pads with). JINX_WARMUP=0 skips it.
-void CudaExecutor::warm_up() {
+void CudaExecutor::warm_up(const ExecutorOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t P = std::min<int64_t>(64, n_blocks_ * block_size_);
+  const int64_t model_len = o.max_model_len > 0 ? o.max_model_len : c_.max_position_embeddings;
+  const int64_t P = std::min({int64_t{64}, n_blocks_ * block_size_, o.max_batched_tokens,
+                              model_len});
   auto run = [&](int64_t n_seqs, int64_t n_tokens, bool prefill) {
     std::vector<int32_t> tokens(n_tokens, 0), positions(n_tokens, 0), qstart(n_seqs + 1);
     std::vector<int32_t> ctx(n_seqs), out_rows(n_seqs), picks(n_seqs);
