@@ -122,8 +122,9 @@ for k, v in tot.most_common(15): print(f"{v:12.1f}  {k}")
 PY
 fi
 # Optional: Nsight Compute's full sections (throughput, occupancy, warp stall reasons) for the
-# GEMVs and the decode attention kernel of one batch-1 decode step; NCU_FULL=1 to run it.
-if [ "${NCU_FULL:-0}" = 1 ] && command -v ncu > /dev/null; then
+# GEMVs and the decode attention kernel of one batch-1 decode step; NCU_FULL=1 to run it
+# (NCU_FULL=2: also the Q4A GEMVs of --quantize q4_k, slower than bf16 in session 7).
+if [ "${NCU_FULL:-0}" != 0 ] && command -v ncu > /dev/null; then
   echo "== ncu --set full: GEMVs and decode attention, batch-1 decode (eager)" | tee -a "$OUT/bench.txt"
   LD_LIBRARY_PATH="$libs" timeout 240 ncu --set full --cache-control none --clock-control none \
     -k regex:"gemv|attention_kernel" --launch-skip 300 --launch-count 6 "$DEV/jinx" bench -m $M \
@@ -131,4 +132,13 @@ if [ "${NCU_FULL:-0}" = 1 ] && command -v ncu > /dev/null; then
     --enforce-eager > "$OUT/ncu_full.txt" 2>&1
   grep -E "^  [a-z_]*(gemv|attention)|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Stall|One or More Eligible|Waves Per SM" \
     "$OUT/ncu_full.txt" | head -150 | tee -a "$OUT/bench.txt"
+  if [ "${NCU_FULL}" = 2 ] || [ "${NCU_Q4:-0}" = 1 ]; then  # the Q4A GEMVs as well
+    echo "== ncu --set full: Q4A GEMVs (--quantize q4_k), batch-1 decode (eager)" | tee -a "$OUT/bench.txt"
+    LD_LIBRARY_PATH="$libs" timeout 240 ncu --set full --cache-control none --clock-control none \
+      -k regex:"gemv" --launch-skip 300 --launch-count 4 "$DEV/jinx" bench -m $M --quantize q4_k \
+      --device cuda --num-seqs 1 --min-input 32 --max-input 32 --min-output 16 --max-output 16 \
+      --enforce-eager > "$OUT/ncu_full_q4.txt" 2>&1
+    grep -E "^  [a-z_]*gemv|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|One or More Eligible" \
+      "$OUT/ncu_full_q4.txt" | head -60 | tee -a "$OUT/bench.txt"
+  fi
 fi
