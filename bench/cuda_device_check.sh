@@ -92,6 +92,12 @@ if [ "${AB:-1}" = 1 ]; then
   bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --kv-cache-dtype int8 | tee -a "$OUT/bench.txt"
   echo "== batch-1 decode, weights quantized to Q4_K at load (Q4A on the GPU, head Q8_0)" | tee -a "$OUT/bench.txt"
   bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --quantize q4_k | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, precompiled GEMVs (JINX_NVRTC=0), two rows per warp (JINX_GEMV_ROW_PAIRS=1)" | tee -a "$OUT/bench.txt"
+  JINX_NVRTC=0 JINX_GEMV_ROW_PAIRS=1 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, Q4_K at load, precompiled GEMVs (JINX_NVRTC=0)" | tee -a "$OUT/bench.txt"
+  JINX_NVRTC=0 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --quantize q4_k | tee -a "$OUT/bench.txt"
+  echo "== batch-1 decode, Q4_K at load, precompiled GEMVs, two rows per warp (JINX_NVRTC=0 JINX_GEMV_ROW_PAIRS=1)" | tee -a "$OUT/bench.txt"
+  JINX_NVRTC=0 JINX_GEMV_ROW_PAIRS=1 bench --num-seqs 1 --min-input 32 --max-input 32 --min-output 512 --max-output 512 --quantize q4_k | tee -a "$OUT/bench.txt"
   echo "== seed workload, overlap scheduling off (--overlap off)" | tee -a "$OUT/bench.txt"
   bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
     --max-num-seqs 256 --max-num-batched-tokens 8192 --overlap off | tee -a "$OUT/bench.txt"

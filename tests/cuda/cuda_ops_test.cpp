@@ -12,6 +12,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quantize.h"
+#include "backend/cuda/gemv_jit.h"
 #include "backend/cuda/ops.h"
 #include "backend/sample_select.h"
 #include "core/check.h"
@@ -148,6 +149,35 @@ TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
         expect_matmul_matches_cpu(dm, w.cpu, n, 0, rng, blas, pool, std::string(name(dt)));
     }
   }
+}
+
+// The A/B variant that gives a warp two adjacent rows (set_gemv_row_pairs; single-token,
+// precompiled kernels only), odd row counts included, one and four warps per row.
+TEST(CudaOps, RowPairGemvMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(13);
+  MatmulBench env;
+  ASSERT_NE(env.blas, nullptr);
+  const bool jit_was = cuda::gemv_jit_enabled();
+  cuda::gemv_jit_enable(false);
+  cuda::set_gemv_row_pairs(true);
+  struct Shape { int64_t rows, cols; };
+  for (DType dt : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    for (Shape sh : {Shape{37, 64}, Shape{256, 896}, Shape{129, 4864}, Shape{8193, 896},
+                     Shape{8200, 2080}}) {
+      TestWeight w = make_weight(dt, sh.rows, sh.cols, rng);
+      Dev<uint8_t> dq(w.dev_quants);
+      Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
+      if (!w.dev_scales.empty()) ds.put(w.dev_scales);
+      cuda::DeviceMatrix dm{dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, sh.rows, sh.cols,
+                            static_cast<size_t>(dt == DType::BF16 ? sh.cols * 2
+                                                : dt == DType::Q8_0 ? sh.cols : sh.cols / 2)};
+      expect_matmul_matches_cpu(dm, w.cpu, 1, 0, rng, env.blas, env.pool,
+                                std::string(name(dt)) + " row pairs");
+    }
+  }
+  cuda::set_gemv_row_pairs(false);
+  cuda::gemv_jit_enable(jit_was);
 }
 
 // The input transforms the decode GEMV applies while staging its input (RMSNorm; SiLU x up of

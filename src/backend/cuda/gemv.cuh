@@ -342,29 +342,41 @@ __device__ __forceinline__ float silu_times(float g, float u) {
   return g / (1.0f + expf(-g)) * u;
 }
 
+// What a warp computes (gemv_block's MODE): one row; the MLP's gate/up pair (kGated); or two
+// adjacent rows (kRowPair: each input chunk read once for both, half the warps).
+enum Rows : int { kOneRow = 0, kGated = 1, kRowPair = 2 };
+
 // One block's rows of y[t, row] (+)= w[row, :] . x[t, :] (+ bias[row]) for t < NT.
 // Vector path: cols % 32 == 0, x 16-byte aligned (the callers' buffers are). WPR warps share
 // a row (each a slice of the columns, summed through shared memory): matrices with few rows
 // (the down and output projections) would otherwise leave most of the GPU idle. With an input
 // transform the block first stages its input rows (dynamic shared memory, NT * cols floats).
-// GATED: w is [gate; up] stacked (rows = 2 * n) and the output is the MLP's activation,
+// MODE kGated: w is [gate; up] stacked (rows = 2 * n) and the output is the MLP's activation,
 // y[t, r] = silu(gate_r . x_t + bias[r]) * (up_r . x_t + bias[n + r]) for r < n: a warp takes
 // both rows (their loads together), so no gate/up product is written or read back and no SiLU
-// kernel runs. G: BF16 loads per lane in flight (gemv_group()). Launch: kThreads threads, (rows / (GATED ? 2 : 1)) / (kRowsPerBlock / WPR) blocks.
-template <Weight D, int NT, int WPR, bool GATED, int G, class S>
+// kernel runs. kRowPair: a warp takes rows 2u and 2u + 1. G: BF16 loads per lane in flight
+// (gemv_group()). Launch: kThreads threads, gemv_units(rows, MODE) / (kRowsPerBlock / WPR)
+// blocks.
+template <Weight D, int NT, int WPR, int MODE, int G, class S>
 __device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const float* x, float* y,
                                            int64_t ldy, const float* bias, const Io& io) {
-  constexpr int R = GATED ? 2 : 1;  // rows per warp
+  constexpr bool GATED = MODE == kGated;
+  constexpr int R = MODE == kOneRow ? 1 : 2;  // rows per warp
   extern __shared__ __align__(16) float xs[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % WPR;
-  const int64_t n_out = GATED ? sh.rows / 2 : sh.rows;
+  // Work units (a warp's, or WPR warps'): rows, gate/up pairs or row pairs.
+  const int64_t n_out = MODE == kGated ? sh.rows / 2 : MODE == kRowPair ? (sh.rows + 1) / 2 : sh.rows;
   const int64_t out_row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock / WPR) + warp / WPR;
   const bool valid = out_row < n_out;
   int64_t row[R];
+  bool keep[R];  // the row exists (a pair's second row may not); else row[r] aliases row[0]
   const uint8_t* base[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    row[r] = (valid ? out_row : 0) + r * n_out;
+    const int64_t u = valid ? out_row : 0;
+    row[r] = MODE == kGated ? u + r * n_out : MODE == kRowPair ? 2 * u + r : u;
+    keep[r] = valid && row[r] < sh.rows;
+    if (!keep[r]) row[r] = MODE == kRowPair ? 2 * u : row[r];
     base[r] = static_cast<const uint8_t*>(w.data) + row[r] * sh.row_bytes;
   }
   // The first loads of the rows' weights, which no kernel writes, before the wait for the
@@ -400,11 +412,20 @@ __device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const f
       rows_quant<D, NT, WPR, R>(sh, w, row, base, x, b_first, qp, acc);
     }
   }
-  // The row's value for token t from its sums s[r] (each over the whole row).
+  // The unit's outputs for token t from its rows' sums s[r] (each over the whole row).
   const auto out = [&](const float* s, int t) {
-    float v = bias ? s[0] + bias[row[0]] : s[0];
-    if constexpr (GATED) v = silu_times(v, bias ? s[1] + bias[row[1]] : s[1]);
-    y[t * ldy + out_row] = io.accumulate ? y[t * ldy + out_row] + v : v;
+    if constexpr (GATED) {
+      const float v = silu_times(bias ? s[0] + bias[row[0]] : s[0],
+                                 bias ? s[1] + bias[row[1]] : s[1]);
+      y[t * ldy + out_row] = io.accumulate ? y[t * ldy + out_row] + v : v;
+    } else {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (!keep[r]) continue;
+        const float v = bias ? s[r] + bias[row[r]] : s[r];
+        y[t * ldy + row[r]] = io.accumulate ? y[t * ldy + row[r]] + v : v;
+      }
+    }
   };
   if constexpr (WPR == 1) {
 #pragma unroll

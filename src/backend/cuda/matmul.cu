@@ -5,6 +5,10 @@
 // accumulation.
 #include <cublas_v2.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/gemv_jit.h"
@@ -27,15 +31,29 @@ static_assert(int(gemv::kPlain) == MatmulInput::kPlain &&
               int(gemv::kSiluMul) == MatmulInput::kSiluMul);
 using GemvIo = gemv::Io;
 
+// A/B switch (JINX_GEMV_ROW_PAIRS=1, or set_gemv_row_pairs()): single-token precompiled GEMVs
+// take two adjacent rows per warp (each input chunk read once for both). Off by default: not
+// yet measured.
+std::atomic<bool>& row_pairs_switch() {
+  static std::atomic<bool> on{[] {
+    const char* v = std::getenv("JINX_GEMV_ROW_PAIRS");
+    return v != nullptr && std::string(v) == "1";
+  }()};
+  return on;
+}
+bool gemv_row_pairs() {
+  return row_pairs_switch().load(std::memory_order_relaxed);
+}
+
 // Input rows a block may stage in shared memory (the default dynamic limit, no opt-in).
 constexpr int64_t kMaxStageBytes = 48 * 1024;
 
 // The precompiled GEMV, for any shape (backend/cuda/gemv.cuh; gemv_jit.h builds the same code
 // for fixed shapes at run time).
-template <gemv::Weight D, int NT, int WPR, bool GATED, int G>
+template <gemv::Weight D, int NT, int WPR, int MODE, int G>
 __global__ void gemv_kernel(gemv::Matrix w, const float* x, float* y, int64_t ldy,
                             const float* bias, GemvIo io) {
-  gemv::gemv_block<D, NT, WPR, GATED, G>(gemv::RuntimeShape{w.rows, w.cols, w.row_bytes}, w, x, y,
+  gemv::gemv_block<D, NT, WPR, MODE, G>(gemv::RuntimeShape{w.rows, w.cols, w.row_bytes}, w, x, y,
                                          ldy, bias, io);
 }
 
@@ -94,27 +112,48 @@ void launch_jit(const void* kernel, unsigned grid, size_t smem, cudaStream_t s, 
   check(e, "gemv (run-time compiled)");
 }
 
+// The precompiled kernel of this mode: G = 4 or 8 BF16 loads in flight per lane (gemv_group;
+// the quantized kernels ignore it).
+template <gemv::Weight D, int NT, int WPR, int MODE>
+void launch_precompiled(const DeviceMatrix& w, const float* x, float* y, int64_t ldy,
+                        const float* bias, const GemvIo& io, size_t smem, cudaStream_t s) {
+  const int64_t units = MODE == gemv::kGated     ? w.rows / 2
+                        : MODE == gemv::kRowPair ? (w.rows + 1) / 2
+                                                 : w.rows;
+  const unsigned grid = blocks_for(units, kRowsPerBlock / WPR);
+  if constexpr (D == gemv::Weight::kBF16) {
+    if (gemv_group(w.cols, WPR) == 4) {
+      launch(gemv_kernel<D, NT, WPR, MODE, 4>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
+             gemv_matrix(w), x, y, ldy, bias, io);
+      return;
+    }
+  }
+  launch(gemv_kernel<D, NT, WPR, MODE, 8>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
+         gemv_matrix(w), x, y, ldy, bias, io);
+}
+
 // jit: the run-time compiled kernels for this matrix's shape, or null (precompiled).
 template <gemv::Weight D, int NT, int WPR, bool GATED>
 void launch_gemv_nt(const DeviceMatrix& w, const float* x, float* y, int64_t ldy, const float* bias,
                     const GemvIo& io, const GemvJitKernels* jit, cudaStream_t s) {
   const size_t smem =
       io.kind == MatmulInput::kPlain ? 0 : static_cast<size_t>(NT * w.cols) * sizeof(float);
-  const unsigned grid = blocks_for(GATED ? w.rows / 2 : w.rows, kRowsPerBlock / WPR);
   if (jit != nullptr) {
+    const unsigned grid = blocks_for(GATED ? w.rows / 2 : w.rows, kRowsPerBlock / WPR);
     launch_jit(jit->kernel[NT - 1], grid, smem, s, gemv_matrix(w), x, y, ldy, bias, io);
     return;
   }
-  // BF16: G = 4 or 8 loads in flight per lane (gemv_group); the quantized kernels ignore it.
-  if constexpr (D == gemv::Weight::kBF16) {
-    if (gemv_group(w.cols, WPR) == 4) {
-      launch(gemv_kernel<D, NT, WPR, GATED, 4>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
-             gemv_matrix(w), x, y, ldy, bias, io);
-      return;
+  if constexpr (GATED) {
+    launch_precompiled<D, NT, WPR, gemv::kGated>(w, x, y, ldy, bias, io, smem, s);
+  } else if constexpr (NT == 1) {
+    if (gemv_row_pairs()) {
+      launch_precompiled<D, 1, WPR, gemv::kRowPair>(w, x, y, ldy, bias, io, smem, s);
+    } else {
+      launch_precompiled<D, 1, WPR, gemv::kOneRow>(w, x, y, ldy, bias, io, smem, s);
     }
+  } else {
+    launch_precompiled<D, NT, WPR, gemv::kOneRow>(w, x, y, ldy, bias, io, smem, s);
   }
-  launch(gemv_kernel<D, NT, WPR, GATED, 8>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
-         gemv_matrix(w), x, y, ldy, bias, io);
 }
 
 template <gemv::Weight D, int WPR, bool GATED>
@@ -241,6 +280,10 @@ GemvIo input_transform(const DeviceMatrix& w, const float*& x, int64_t n_tokens,
 }
 
 }  // namespace
+
+void set_gemv_row_pairs(bool on) {
+  row_pairs_switch().store(on);
+}
 
 bool matmul_gates(const DeviceMatrix& w, int64_t n_tokens) {
   return supported_weight_dtype(w.dtype) && n_tokens > 0 && n_tokens <= kGemvMaxTokens &&

@@ -99,6 +99,10 @@ void matmul_prepare(const DeviceMatrix& w, bool gated = false);
 // runs. For up to kGemvMaxTokens tokens (matmul_gates); the arithmetic is matmul() followed by
 // silu_mul(), value for value.
 bool matmul_gates(const DeviceMatrix& w, int64_t n_tokens);
+// For an A/B: single-token precompiled GEMVs (not the gated one, not run-time compiled ones)
+// take two adjacent rows per warp, reading each input chunk once for both (JINX_GEMV_ROW_PAIRS=1
+// sets it at start; off by default, not yet measured on a GPU).
+void set_gemv_row_pairs(bool on);
 void matmul_gated_silu(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y,
                        int64_t ldy, const MatmulContext& ctx, const float* bias = nullptr,
                        const MatmulInput& in = {});
