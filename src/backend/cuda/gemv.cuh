@@ -163,176 +163,171 @@ __device__ __forceinline__ uint4 load_weights(const uint8_t* p) {
   return u;
 }
 
-// BF16 rows: a lane's chunks of 8 columns are c0, c0 + kStep, ..., taken G at a time: a
-// group's loads are all issued before any math (decode is bound by the loads' latency, not by
-// the FMAs), predicated on being inside the row, so a row of up to G * kStep columns costs
-// one memory latency whatever the lane. The first group is loaded before the kernel waits for
-// its predecessor (gemv_block), so that latency overlaps the previous kernel's tail. G (4 or
-// 8, gemv_group() of gemv_jit.h) is 4 where a row fits in one such group: fewer registers,
-// more warps per SM. With a static shape the bounds fold and every loop unrolls; the chunks
-// are added in the same order either way.
-
-template <int WPR>
-constexpr int64_t kBf16Step = 32 * 8 * WPR;
-
-template <int WPR, int G, class S>
-__device__ __forceinline__ int64_t bf16_groups(const S& sh) {
-  return (sh.cols + G * kBf16Step<WPR> - 1) / (G * kBf16Step<WPR>);
+__device__ __forceinline__ uint2 load_weights8(const uint8_t* p) {
+  uint2 u;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
+               : "=r"(u.x), "=r"(u.y)
+               : "l"(p));
+  return u;
 }
 
-template <int WPR, int G, class S>
-__device__ __forceinline__ void load_bf16_group(const S& sh, const uint8_t* base, int64_t c0,
-                                                int64_t g, uint4* u) {
-  constexpr int64_t kStep = kBf16Step<WPR>;
-#pragma unroll
-  for (int k = 0; k < G; ++k) {
-    const int64_t c = c0 + (G * g + k) * kStep;
-    // Whole steps inside the row need no check (c0 < kStep): with a static shape it folds away.
-    if ((G * g + k + 1) * kStep <= sh.cols || c < sh.cols) u[k] = load_weights(base + c * 2);
+// Rows are read in chunks of 8 consecutive columns, in every format: a lane's chunks are at
+// c0, c0 + kStep, ... (c0 = 8 * lane, kStep = 256 columns per warp; WPR warps sharing a row
+// interleave theirs), so a warp's loads of codes and of the input x are contiguous across its
+// lanes (x, fp32, is read 4 bytes per weight: in blocks of 32 per lane its reads would stride 128
+// bytes across the warp). Chunks are taken G at a time: a group's loads are all issued before
+// any math (decode is bound by the loads' latency, not by the FMAs), predicated on being inside
+// the row, so a row of up to G * kStep columns costs one memory latency whatever the lane. The
+// first group is loaded before the kernel waits for its predecessor (gemv_block), so that
+// latency overlaps the previous kernel's tail. G (gemv_group() of gemv_jit.h): BF16 4 where a
+// row fits in one such group (fewer registers, more warps per SM), else 8. With a static shape
+// the bounds fold and every loop unrolls; the chunks are added in the same order either way.
+//
+// A chunk as loaded: BF16 8 values; Q8_0 8 codes and the block's scale; Q4_0 / Q4A the 8 bytes
+// of the block (32 values: byte i holds value i in its low and value i + 16 in its high
+// nibble) whose low or high nibbles are the chunk, and the block's scale (and Q4A's offset:
+// x = s * q + m).
+template <Weight D>
+struct Chunk {
+  uint2 q;
+  float d, m;
+};
+template <>
+struct Chunk<Weight::kBF16> {
+  uint4 q;
+};
+
+// Where row `row` of w starts: its codes, and its blocks' scales (and offsets).
+struct RowPtr {
+  const uint8_t* codes;
+  const void* scales;
+  const float* offsets;
+};
+
+template <Weight D>
+__device__ __forceinline__ RowPtr row_ptr(const Matrix& w, int64_t row, int64_t row_bytes,
+                                          int64_t cols) {
+  const int64_t nb = cols / kQBlock;
+  RowPtr p{static_cast<const uint8_t*>(w.data) + row * row_bytes, nullptr, nullptr};
+  if constexpr (D == Weight::kQ4A) {
+    p.scales = static_cast<const float*>(w.scales) + row * nb;
+    p.offsets = static_cast<const float*>(w.offsets) + row * nb;
+  } else if constexpr (D != Weight::kBF16) {
+    p.scales = static_cast<const uint16_t*>(w.scales) + row * nb;
+  }
+  return p;
+}
+
+// The chunk at column c, in block b = c / 32; half: 8 for the chunks whose 4-bit codes are in
+// bytes 8..15 of their block (the second and fourth of the block), else 0. A lane's chunks are
+// all at the same place in their blocks (the step is a whole number of blocks), so the callers
+// compute b and half once and step them, which keeps the index arithmetic out of the registers.
+template <Weight D>
+__device__ __forceinline__ void load_chunk(const RowPtr& r, int64_t c, int64_t b, int half,
+                                           Chunk<D>& ch) {
+  if constexpr (D == Weight::kBF16) {
+    ch.q = load_weights(r.codes + c * 2);
+  } else {
+    if constexpr (D == Weight::kQ8_0) {
+      ch.q = load_weights8(r.codes + c);
+    } else {  // 16 bytes per block; chunks 0 and 2 in bytes 0..7, 1 and 3 in bytes 8..15
+      ch.q = load_weights8(r.codes + b * 16 + half);
+    }
+    if constexpr (D == Weight::kQ4A) {
+      ch.d = static_cast<const float*>(r.scales)[b];
+      ch.m = r.offsets[b];
+    } else {
+      ch.d = f16_to_f32(static_cast<const uint16_t*>(r.scales)[b]);
+    }
   }
 }
 
-template <int NT, int WPR, int G, class S>
-__device__ __forceinline__ void dot_bf16_group(const S& sh, const uint4* u, const float* x,
-                                               int64_t c0, int64_t g, float* acc) {
-  constexpr int64_t kStep = kBf16Step<WPR>;
+// The chunk's 8 values as fp32: the CPU's dequantization, value for value. shift: 4 for the
+// chunks in the high nibbles (the third and fourth of their block), else 0.
+template <Weight D>
+__device__ __forceinline__ void decode_chunk(const Chunk<D>& ch, int shift, float* f) {
+  if constexpr (D == Weight::kBF16) {
+    bf16x8_to_f32(ch.q, f);
+  } else if constexpr (D == Weight::kQ8_0) {
+    const uint32_t p[2] = {ch.q.x, ch.q.y};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      f[i] = ch.d * static_cast<float>(static_cast<int8_t>(p[i / 4] >> (8 * (i % 4))));
+  } else {
+    const uint32_t p[2] = {ch.q.x, ch.q.y};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int q = static_cast<int>((p[i / 4] >> (8 * (i % 4) + shift)) & 15u);
+      if constexpr (D == Weight::kQ4A)
+        f[i] = fmaf(ch.d, static_cast<float>(q), ch.m);
+      else
+        f[i] = ch.d * static_cast<float>(q - 8);
+    }
+  }
+}
+
+template <int WPR>
+constexpr int64_t kStepCols = 32 * 8 * WPR;
+
+template <int WPR, int G, class S>
+__device__ __forceinline__ int64_t n_groups(const S& sh) {
+  return (sh.cols + G * kStepCols<WPR> - 1) / (G * kStepCols<WPR>);
+}
+
+template <Weight D, int WPR, int G, class S>
+__device__ __forceinline__ void load_group(const S& sh, const RowPtr& r, int64_t c0, int64_t g,
+                                           Chunk<D>* u) {
+  constexpr int64_t kStep = kStepCols<WPR>;
+  const int64_t b0 = c0 >> 5;                      // c0 >= 0
+  const int half = static_cast<int>((c0 >> 3) & 1) * 8;
+#pragma unroll
+  for (int k = 0; k < G; ++k) {
+    const int64_t i = G * g + k, c = c0 + i * kStep;
+    // Whole steps inside the row need no check (c0 < kStep): with a static shape it folds away.
+    if ((i + 1) * kStep <= sh.cols || c < sh.cols)
+      load_chunk<D>(r, c, b0 + i * (kStep / kQBlock), half, u[k]);
+  }
+}
+
+template <Weight D, int NT, int WPR, int G, class S>
+__device__ __forceinline__ void dot_group(const S& sh, const Chunk<D>* u, const float* x,
+                                          int64_t c0, int64_t g, float* acc) {
+  constexpr int64_t kStep = kStepCols<WPR>;
+  const int shift = (c0 & 31) >= 16 ? 4 : 0;
   float wf[8];
 #pragma unroll
   for (int k = 0; k < G; ++k) {
     const int64_t c = c0 + (G * g + k) * kStep;
     if ((G * g + k + 1) * kStep <= sh.cols || c < sh.cols) {
-      bf16x8_to_f32(u[k], wf);
+      decode_chunk<D>(u[k], shift, wf);
       dot_chunk<NT, 8>(wf, x, sh.cols, c, acc);
     }
   }
 }
 
-// A warp's R BF16 rows after their first groups (u[r]: row r's, already loaded): each further
-// group is loaded for every row before any of it is used.
-template <int NT, int WPR, int R, int G, class S>
-__device__ __forceinline__ void rows_bf16(const S& sh, const uint8_t* const* base, const float* x,
-                                          int64_t c0, uint4 (*u)[G], float (*acc)[NT]) {
+// A warp's R rows after their first groups (u[r]: row r's, already loaded): each further group
+// is loaded for every row before any of it is used.
+template <Weight D, int NT, int WPR, int R, int G, class S>
+__device__ __forceinline__ void rows_dot(const S& sh, const RowPtr* rp, const float* x, int64_t c0,
+                                         Chunk<D> (*u)[G], float (*acc)[NT]) {
 #pragma unroll
-  for (int r = 0; r < R; ++r) dot_bf16_group<NT, WPR, G>(sh, u[r], x, c0, 0, acc[r]);
+  for (int r = 0; r < R; ++r) dot_group<D, NT, WPR, G>(sh, u[r], x, c0, 0, acc[r]);
   if constexpr (S::kStatic) {
-    constexpr int64_t kGroups =
-        (S::cols + G * kBf16Step<WPR> - 1) / (G * kBf16Step<WPR>);
+    constexpr int64_t kGroups = (S::cols + G * kStepCols<WPR> - 1) / (G * kStepCols<WPR>);
 #pragma unroll
     for (int64_t g = 1; g < kGroups; ++g) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) load_bf16_group<WPR, G>(sh, base[r], c0, g, u[r]);
+      for (int r = 0; r < R; ++r) load_group<D, WPR, G>(sh, rp[r], c0, g, u[r]);
 #pragma unroll
-      for (int r = 0; r < R; ++r) dot_bf16_group<NT, WPR, G>(sh, u[r], x, c0, g, acc[r]);
+      for (int r = 0; r < R; ++r) dot_group<D, NT, WPR, G>(sh, u[r], x, c0, g, acc[r]);
     }
   } else {
-    const int64_t groups = bf16_groups<WPR, G>(sh);
+    const int64_t groups = n_groups<WPR, G>(sh);
     for (int64_t g = 1; g < groups; ++g) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) load_bf16_group<WPR, G>(sh, base[r], c0, g, u[r]);
+      for (int r = 0; r < R; ++r) load_group<D, WPR, G>(sh, rp[r], c0, g, u[r]);
 #pragma unroll
-      for (int r = 0; r < R; ++r) dot_bf16_group<NT, WPR, G>(sh, u[r], x, c0, g, acc[r]);
-    }
-  }
-}
-
-// Two quantized blocks (32 weights each) of a row, b0 and b0 + 32 * WPR (where inside the row),
-// as loaded: codes and scales (and Q4A offsets). Both blocks' loads are issued before any math.
-struct QuantPair {
-  uint4 q[2][2];
-  float d[2], m[2];
-};
-
-template <Weight D, int WPR>
-__device__ __forceinline__ void load_quant_pair(const Matrix& w, int64_t row, int64_t nb,
-                                                const uint8_t* base, int64_t b0, QuantPair& r) {
-  const uint16_t* sc = static_cast<const uint16_t*>(w.scales) + row * nb;
-  // Q4A: fp32 scale and offset per block (x = s * q + m).
-  const float *sf = nullptr, *of = nullptr;
-  if constexpr (D == Weight::kQ4A) {
-    sf = static_cast<const float*>(w.scales) + row * nb;
-    of = static_cast<const float*>(w.offsets) + row * nb;
-  }
-  constexpr int kQBytes = D == Weight::kQ8_0 ? 32 : 16;
-#pragma unroll
-  for (int k = 0; k < 2; ++k) {
-    const int64_t b = b0 + 32 * WPR * k;
-    if (b < nb) {
-      if constexpr (D == Weight::kQ4A) {
-        r.d[k] = sf[b];
-        r.m[k] = of[b];
-      } else {
-        r.d[k] = f16_to_f32(sc[b]);
-      }
-      r.q[k][0] = load_weights(base + b * kQBytes);
-      if constexpr (D == Weight::kQ8_0) r.q[k][1] = load_weights(base + b * kQBytes + 16);
-    }
-  }
-}
-
-template <Weight D, int NT, int WPR>
-__device__ __forceinline__ void dot_quant_pair(const QuantPair& r, int64_t nb, int64_t cols,
-                                               const float* x, int64_t b0, float* acc) {
-  float wf[32];
-#pragma unroll
-  for (int k = 0; k < 2; ++k) {
-    const int64_t b = b0 + 32 * WPR * k;
-    if (b >= nb) break;
-    const float d = r.d[k];
-    if constexpr (D == Weight::kQ8_0) {
-      const int8_t* lo = reinterpret_cast<const int8_t*>(&r.q[k][0]);
-      const int8_t* hi = reinterpret_cast<const int8_t*>(&r.q[k][1]);
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        wf[i] = d * static_cast<float>(lo[i]);
-        wf[i + 16] = d * static_cast<float>(hi[i]);
-      }
-    } else if constexpr (D == Weight::kQ4A) {
-      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&r.q[k][0]);
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        wf[i] = fmaf(d, static_cast<float>(qb[i] & 15), r.m[k]);
-        wf[i + 16] = fmaf(d, static_cast<float>(qb[i] >> 4), r.m[k]);
-      }
-    } else {  // Q4_0
-      const uint8_t* qb = reinterpret_cast<const uint8_t*>(&r.q[k][0]);
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        wf[i] = d * static_cast<float>((qb[i] & 15) - 8);
-        wf[i + 16] = d * static_cast<float>((qb[i] >> 4) - 8);
-      }
-    }
-    dot_chunk<NT, 32>(wf, x, cols, b * kQBlock, acc);
-  }
-}
-
-// A warp's R quantized rows (row[r], at base[r]): the lane's blocks b_first, b_first + 64 * WPR,
-// ... two at a time; qp[r] holds row r's first pair, loaded (before the kernel waited for its
-// predecessor, gemv_block).
-template <Weight D, int NT, int WPR, int R, class S>
-__device__ __forceinline__ void rows_quant(const S& sh, const Matrix& w, const int64_t* row,
-                                           const uint8_t* const* base, const float* x,
-                                           int64_t b_first, QuantPair* qp, float (*acc)[NT]) {
-  const int64_t nb = sh.cols / kQBlock;
-#pragma unroll
-  for (int r = 0; r < R; ++r) dot_quant_pair<D, NT, WPR>(qp[r], nb, sh.cols, x, b_first, acc[r]);
-  if constexpr (S::kStatic) {
-    constexpr int64_t kNb = S::cols / kQBlock, kPairs = (kNb + 64 * WPR - 1) / (64 * WPR);
-#pragma unroll
-    for (int64_t p = 1; p < kPairs; ++p) {
-      const int64_t b0 = b_first + p * 64 * WPR;
-      if ((p + 1) * 64 * WPR <= kNb || b0 < kNb) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) load_quant_pair<D, WPR>(w, row[r], kNb, base[r], b0, qp[r]);
-#pragma unroll
-        for (int r = 0; r < R; ++r) dot_quant_pair<D, NT, WPR>(qp[r], kNb, S::cols, x, b0, acc[r]);
-      }
-    }
-  } else {
-    for (int64_t b0 = b_first + 64 * WPR; b0 < nb; b0 += 64 * WPR) {
-#pragma unroll
-      for (int r = 0; r < R; ++r) load_quant_pair<D, WPR>(w, row[r], nb, base[r], b0, qp[r]);
-#pragma unroll
-      for (int r = 0; r < R; ++r) dot_quant_pair<D, NT, WPR>(qp[r], nb, sh.cols, x, b0, acc[r]);
+      for (int r = 0; r < R; ++r) dot_group<D, NT, WPR, G>(sh, u[r], x, c0, g, acc[r]);
     }
   }
 }
@@ -354,7 +349,7 @@ enum Rows : int { kOneRow = 0, kGated = 1, kRowPair = 2 };
 // MODE kGated: w is [gate; up] stacked (rows = 2 * n) and the output is the MLP's activation,
 // y[t, r] = silu(gate_r . x_t + bias[r]) * (up_r . x_t + bias[n + r]) for r < n: a warp takes
 // both rows (their loads together), so no gate/up product is written or read back and no SiLU
-// kernel runs. kRowPair: a warp takes rows 2u and 2u + 1. G: BF16 loads per lane in flight
+// kernel runs. kRowPair: a warp takes rows 2u and 2u + 1. G: chunk loads per lane in flight
 // (gemv_group()). Launch: kThreads threads, gemv_units(rows, MODE) / (kRowsPerBlock / WPR)
 // blocks.
 template <Weight D, int NT, int WPR, int MODE, int G, class S>
@@ -370,29 +365,22 @@ __device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const f
   const bool valid = out_row < n_out;
   int64_t row[R];
   bool keep[R];  // the row exists (a pair's second row may not); else row[r] aliases row[0]
-  const uint8_t* base[R];
+  RowPtr rp[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int64_t u = valid ? out_row : 0;
     row[r] = MODE == kGated ? u + r * n_out : MODE == kRowPair ? 2 * u + r : u;
     keep[r] = valid && row[r] < sh.rows;
     if (!keep[r]) row[r] = MODE == kRowPair ? 2 * u : row[r];
-    base[r] = static_cast<const uint8_t*>(w.data) + row[r] * sh.row_bytes;
+    rp[r] = row_ptr<D>(w, row[r], sh.row_bytes, sh.cols);
   }
   // The first loads of the rows' weights, which no kernel writes, before the wait for the
   // previous kernel (whose output is x): with programmatic dependent launch they overlap it.
-  const int64_t c0 = (sub * 32 + lane) * 8;  // BF16: first column; quantized: first block
-  const int64_t b_first = sub * 32 + lane;
-  uint4 u[R][D == Weight::kBF16 ? G : 1];
-  QuantPair qp[R];
+  const int64_t c0 = (sub * 32 + lane) * 8;
+  Chunk<D> u[R][G];
   if (valid) {
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if constexpr (D == Weight::kBF16)
-        load_bf16_group<WPR, G>(sh, base[r], c0, 0, u[r]);
-      else
-        load_quant_pair<D, WPR>(w, row[r], sh.cols / kQBlock, base[r], b_first, qp[r]);
-    }
+    for (int r = 0; r < R; ++r) load_group<D, WPR, G>(sh, rp[r], c0, 0, u[r]);
   }
   wait_previous_kernel();
   if (io.kind != kPlain) {
@@ -405,13 +393,7 @@ __device__ __forceinline__ void gemv_block(const S& sh, const Matrix& w, const f
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
-  if (valid) {
-    if constexpr (D == Weight::kBF16) {
-      rows_bf16<NT, WPR, R, G>(sh, base, x, c0, u, acc);
-    } else {
-      rows_quant<D, NT, WPR, R>(sh, w, row, base, x, b_first, qp, acc);
-    }
-  }
+  if (valid) rows_dot<D, NT, WPR, R, G>(sh, rp, x, c0, u, acc);
   // The unit's outputs for token t from its rows' sums s[r] (each over the whole row).
   const auto out = [&](const float* s, int t) {
     if constexpr (GATED) {

@@ -122,7 +122,7 @@ std::string gemv_jit_source(const GemvJitShape& s) {
                "    const float* bias, jinx::cuda::gemv::Io io) {\n"
                "  jinx::cuda::gemv::gemv_block<jinx::cuda::gemv::Weight(",
                s.weight, "), ", nt, ", ", s.wpr, ", ", s.gated ? "jinx::cuda::gemv::kGated" : "jinx::cuda::gemv::kOneRow", ", ",
-               gemv_group(s.cols, s.wpr), ">(JinxShape{}, w, x, y, ldy, bias, io);\n}\n");
+               gemv_group(s.weight, s.cols, s.wpr), ">(JinxShape{}, w, x, y, ldy, bias, io);\n}\n");
   }
   return src;
 }

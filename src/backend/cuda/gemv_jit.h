@@ -21,11 +21,12 @@ struct GemvJitShape {
   bool gated = false;  // [gate; up] stacked, the output silu(gate) * up (gemv.cuh's GATED)
 };
 
-// The BF16 GEMV's loads per lane in flight (gemv.cuh's G) for a row of `cols` columns taken by
-// `wpr` warps: 4 where that covers the row in one group (32 * 8 * wpr columns per load), else 8.
-// The precompiled and the run-time compiled kernels choose alike.
-inline int gemv_group(int64_t cols, int wpr) {
-  return cols <= 4 * 32 * 8 * static_cast<int64_t>(wpr) ? 4 : 8;
+// The GEMV's chunk loads per lane in flight (gemv.cuh's G) for a row of `cols` columns taken by
+// `wpr` warps: BF16 4 where that covers the row in one group (32 * 8 * wpr columns per load),
+// else 8; the quantized formats (weight != 0: 8-byte chunks, few registers) 8. The precompiled
+// and the run-time compiled kernels choose alike.
+inline int gemv_group(int weight, int64_t cols, int wpr) {
+  return weight == 0 && cols <= 4 * 32 * 8 * static_cast<int64_t>(wpr) ? 4 : 8;
 }
 
 // The loaded kernels of one shape, for 1..8 tokens (kernel[nt - 1]): cudaKernel_t handles as

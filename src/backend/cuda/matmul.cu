@@ -112,8 +112,8 @@ void launch_jit(const void* kernel, unsigned grid, size_t smem, cudaStream_t s, 
   check(e, "gemv (run-time compiled)");
 }
 
-// The precompiled kernel of this mode: G = 4 or 8 BF16 loads in flight per lane (gemv_group;
-// the quantized kernels ignore it).
+// The precompiled kernel of this mode: G = 4 or 8 loads in flight per lane (gemv_group; the
+// quantized kernels always 8).
 template <gemv::Weight D, int NT, int WPR, int MODE>
 void launch_precompiled(const DeviceMatrix& w, const float* x, float* y, int64_t ldy,
                         const float* bias, const GemvIo& io, size_t smem, cudaStream_t s) {
@@ -122,7 +122,7 @@ void launch_precompiled(const DeviceMatrix& w, const float* x, float* y, int64_t
                                                  : w.rows;
   const unsigned grid = blocks_for(units, kRowsPerBlock / WPR);
   if constexpr (D == gemv::Weight::kBF16) {
-    if (gemv_group(w.cols, WPR) == 4) {
+    if (gemv_group(0, w.cols, WPR) == 4) {
       launch(gemv_kernel<D, NT, WPR, MODE, 4>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
              gemv_matrix(w), x, y, ldy, bias, io);
       return;
