@@ -346,10 +346,10 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
 // Steps on made-up input before the first request, so that no request pays for what the
 // first use of each path costs (loading kernels, cuBLAS's first GEMM, capturing the decode
 // graphs): a prefill of up to 64 tokens (no more than a step or the model takes) into the
-// pool's first blocks (its KV rows are overwritten by the
-// sequences those blocks are given to before they read them), then one decode step per graph
-// size made of padding rows (token 0 at position 0, no KV stored, a one-token context in block
-// 0: what every graph replay pads with). JINX_WARMUP=0 skips it.
+// pool's first blocks (whose KV rows the sequences those blocks go to overwrite before reading
+// them), then one decode step per graph size made of padding rows (token 0 at position 0, no KV
+// stored, a one-token context in block 0: what every graph replay pads with). JINX_WARMUP=0
+// skips it.
 void CudaExecutor::warm_up(const ExecutorOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t model_len = o.max_model_len > 0 ? o.max_model_len : c_.max_position_embeddings;
