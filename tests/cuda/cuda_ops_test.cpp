@@ -85,6 +85,21 @@ TestWeight make_weight(DType dt, int64_t rows, int64_t cols, std::mt19937& rng) 
   return w;
 }
 
+// A TestWeight on the device: its codes and scales, and the DeviceMatrix over them.
+struct DevWeight {
+  Dev<uint8_t> dq;
+  Dev<uint16_t> ds;
+  cuda::DeviceMatrix dm;
+  DevWeight(const TestWeight& w, DType dt, int64_t rows, int64_t cols)
+      : dq(w.dev_quants), ds(std::max<size_t>(1, w.dev_scales.size())) {
+    if (!w.dev_scales.empty()) ds.put(w.dev_scales);
+    dm = cuda::DeviceMatrix{dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, rows, cols,
+                            static_cast<size_t>(dt == DType::BF16   ? cols * 2
+                                                : dt == DType::Q8_0 ? cols
+                                                                    : cols / 2)};
+  }
+};
+
 // What the matmul parity tests share: a cuBLAS handle, two CPU threads and the CPU reference
 // in exact fp32 activations (on the dequantized weights), undone when the test ends.
 struct MatmulBench {
@@ -139,12 +154,8 @@ TEST(CudaOps, MatmulMatchesCpuForEveryFormatAndTokenCount) {
     for (Shape sh : {Shape{37, 64}, Shape{256, 896}, Shape{129, 4864}, Shape{1000, 96},
                      Shape{8192, 896}, Shape{8200, 2080}}) {
       TestWeight w = make_weight(dt, sh.rows, sh.cols, rng);
-      Dev<uint8_t> dq(w.dev_quants);
-      Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
-      if (!w.dev_scales.empty()) ds.put(w.dev_scales);
-      cuda::DeviceMatrix dm{dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, sh.rows, sh.cols,
-                            static_cast<size_t>(dt == DType::BF16 ? sh.cols * 2
-                                                : dt == DType::Q8_0 ? sh.cols : sh.cols / 2)};
+      DevWeight dw(w, dt, sh.rows, sh.cols);
+      const cuda::DeviceMatrix& dm = dw.dm;
       for (int64_t n : {1, 2, 5, 8, 9, 33, 65})
         expect_matmul_matches_cpu(dm, w.cpu, n, 0, rng, blas, pool, std::string(name(dt)));
     }
@@ -166,12 +177,8 @@ TEST(CudaOps, RowPairGemvMatchesCpu) {
     for (Shape sh : {Shape{37, 64}, Shape{256, 896}, Shape{129, 4864}, Shape{8193, 896},
                      Shape{8200, 2080}}) {
       TestWeight w = make_weight(dt, sh.rows, sh.cols, rng);
-      Dev<uint8_t> dq(w.dev_quants);
-      Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
-      if (!w.dev_scales.empty()) ds.put(w.dev_scales);
-      cuda::DeviceMatrix dm{dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, sh.rows, sh.cols,
-                            static_cast<size_t>(dt == DType::BF16 ? sh.cols * 2
-                                                : dt == DType::Q8_0 ? sh.cols : sh.cols / 2)};
+      DevWeight dw(w, dt, sh.rows, sh.cols);
+      const cuda::DeviceMatrix& dm = dw.dm;
       expect_matmul_matches_cpu(dm, w.cpu, 1, 0, rng, env.blas, env.pool,
                                 std::string(name(dt)) + " row pairs");
     }
@@ -199,12 +206,8 @@ TEST(CudaOps, MatmulInputTransformsAndAccumulate) {
                         {DType::Q8_0, 300, 1024, In::kSiluMul}};
   for (const Case& c : cases) {
     TestWeight w = make_weight(c.dt, c.rows, c.cols, rng);
-    Dev<uint8_t> dq(w.dev_quants);
-    Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
-    if (!w.dev_scales.empty()) ds.put(w.dev_scales);
-    cuda::DeviceMatrix dm{c.dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, c.rows, c.cols,
-                          static_cast<size_t>(c.dt == DType::BF16 ? c.cols * 2
-                                              : c.dt == DType::Q8_0 ? c.cols : c.cols / 2)};
+    DevWeight dw(w, c.dt, c.rows, c.cols);
+    const cuda::DeviceMatrix& dm = dw.dm;
     auto norm_w = randn(c.cols, rng);
     Dev<float> dnorm(norm_w);
     for (int64_t n : {1, 2, 5, 8, 9}) {
@@ -267,12 +270,8 @@ TEST(CudaOps, GatedSiluMatmulMatchesCpu) {
   for (const Case& c : cases) {
     const int64_t rows = 2 * c.ff;
     TestWeight w = make_weight(c.dt, rows, c.cols, rng);
-    Dev<uint8_t> dq(w.dev_quants);
-    Dev<uint16_t> ds(std::max<size_t>(1, w.dev_scales.size()));
-    if (!w.dev_scales.empty()) ds.put(w.dev_scales);
-    cuda::DeviceMatrix dm{c.dt, dq.p, w.dev_scales.empty() ? nullptr : ds.p, rows, c.cols,
-                          static_cast<size_t>(c.dt == DType::BF16 ? c.cols * 2
-                                              : c.dt == DType::Q8_0 ? c.cols : c.cols / 2)};
+    DevWeight dw(w, c.dt, rows, c.cols);
+    const cuda::DeviceMatrix& dm = dw.dm;
     EXPECT_FALSE(cuda::matmul_gates(dm, cuda::kGemvMaxTokens + 1));
     auto norm_w = randn(c.cols, rng);
     Dev<float> dnorm(norm_w);
