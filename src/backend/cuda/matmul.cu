@@ -112,15 +112,21 @@ void launch_jit(const void* kernel, unsigned grid, size_t smem, cudaStream_t s, 
   check(e, "gemv (run-time compiled)");
 }
 
+// Blocks of a GEMV of w in this mode (gemv.cuh's gemv_block: a warp's, or WPR warps', unit is
+// a row, a gate/up pair or a pair of rows).
+unsigned gemv_grid(const DeviceMatrix& w, int mode, int wpr) {
+  const int64_t units = mode == gemv::kGated     ? w.rows / 2
+                        : mode == gemv::kRowPair ? (w.rows + 1) / 2
+                                                 : w.rows;
+  return blocks_for(units, kRowsPerBlock / wpr);
+}
+
 // The precompiled kernel of this mode: G = 4 or 8 loads in flight per lane (gemv_group; the
 // quantized kernels always 8).
 template <gemv::Weight D, int NT, int WPR, int MODE>
 void launch_precompiled(const DeviceMatrix& w, const float* x, float* y, int64_t ldy,
                         const float* bias, const GemvIo& io, size_t smem, cudaStream_t s) {
-  const int64_t units = MODE == gemv::kGated     ? w.rows / 2
-                        : MODE == gemv::kRowPair ? (w.rows + 1) / 2
-                                                 : w.rows;
-  const unsigned grid = blocks_for(units, kRowsPerBlock / WPR);
+  const unsigned grid = gemv_grid(w, MODE, WPR);
   if constexpr (D == gemv::Weight::kBF16) {
     if (gemv_group(0, w.cols, WPR) == 4) {
       launch(gemv_kernel<D, NT, WPR, MODE, 4>, grid, 32 * kRowsPerBlock, smem, s, "gemv",
@@ -139,8 +145,8 @@ void launch_gemv_nt(const DeviceMatrix& w, const float* x, float* y, int64_t ldy
   const size_t smem =
       io.kind == MatmulInput::kPlain ? 0 : static_cast<size_t>(NT * w.cols) * sizeof(float);
   if (jit != nullptr) {
-    const unsigned grid = blocks_for(GATED ? w.rows / 2 : w.rows, kRowsPerBlock / WPR);
-    launch_jit(jit->kernel[NT - 1], grid, smem, s, gemv_matrix(w), x, y, ldy, bias, io);
+    launch_jit(jit->kernel[NT - 1], gemv_grid(w, GATED ? gemv::kGated : gemv::kOneRow, WPR), smem,
+               s, gemv_matrix(w), x, y, ldy, bias, io);
     return;
   }
   if constexpr (GATED) {
