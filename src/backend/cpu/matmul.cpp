@@ -57,8 +57,9 @@ void matmul_quantized(const WeightMatrix& w, const detail::QKernels& k, const fl
   thread_local QuantActBuffer buf;
   const QuantActs a = buf.quantize(x, n, w.cols, n > kMaxNx ? &pool : nullptr);
   if (n <= kMaxNx) {
-    // Small dynamic ranges keep both cores busy to the end of the matrix.
-    const int64_t grain = std::max<int64_t>(1, w.rows / (pool.size() * 8));
+    // Small dynamic ranges keep both cores busy to the end of the matrix; whole groups of 16
+    // rows (the AVX-512 GEMV's unit).
+    const int64_t grain = std::max<int64_t>(1, w.rows / (pool.size() * 8 * 16)) * 16;
     pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) { k.gemv(w, b, e, a, y, ldy); });
     return;
   }

@@ -1,15 +1,18 @@
 // AVX-512 VNNI integer-dot kernels: 64 weights (two 32-value chunks) per step, decoded in
-// registers to unsigned bytes u with a per-lane scale dw and offset ow (w = dw * u + ow), then
-// vpdpbusd against the int8 activations and two fp32 multiply-adds per 16 lanes:
-//   acc += float(sum4(u * q)) * (dw * dx) + ow * (dx * sum4(q))
-// GEMV runs straight off the stored rows for up to four tokens; GEMM decodes 16 rows at a time
-// into a row-interleaved panel and sums whole blocks in int32 before any float work (below).
+// registers to unsigned bytes u with a per-lane scale dw and offset ow (w = dw * u + ow), and
+// multiplied against the int8 activations by vpdpbusd. Both paths sum each 32-value block in
+// int32 first and then do the same float work per row and block, in block order:
+//   acc = fma(float(sum(u * q)), dw * dx, acc); acc = fma(ow, dx * sum(q), acc)
+// so a token's outputs are bit-identical whatever else shares the call (batch invariance).
+// GEMV (up to four tokens) runs straight off the stored rows, 16 rows in lanes; GEMM decodes 16
+// rows at a time into a row-interleaved panel (below).
 // Weight rows may sit at any address: blocks are read as bytes (backend/cpu/unaligned.h).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -301,14 +304,6 @@ struct DecMlx {
   }
 };
 
-// acc += (u . q) * dw * dx + ow * dx * sum(q), over 16 lanes.
-JINX_VNNI inline __m512 step(const Pair& w, const int8_t* q, const float* dl, const float* sl,
-                             __m512 acc) {
-  const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.b, _mm512_loadu_si512(q));
-  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(w.dw, _mm512_loadu_ps(dl)), acc);
-  return _mm512_fmadd_ps(w.ow, _mm512_loadu_ps(sl), acc);
-}
-
 // Calls fn(pair index, decoded pair) for every pair of row r, in order.
 template <class Dec, class F>
 JINX_VNNI inline void for_each_pair(const WeightMatrix& w, int64_t r, F&& fn) {
@@ -329,30 +324,178 @@ JINX_VNNI inline void for_each_pair(const WeightMatrix& w, int64_t r, F&& fn) {
   }
 }
 
-constexpr size_t kPrefetchBytes = 2048;
+// ---- GEMV: up to four tokens straight off the stored rows, in the panel GEMM's arithmetic ----
+//
+// Batch invariance: a token's outputs must not depend on how many tokens share the call (the
+// engine's seeded sampling repeats only if a request's logits are the same alone, batched, or
+// after a prefix-cache hit leaves a few prompt tokens to compute). So the GEMV does exactly the
+// float work of panel_tile below, per row: for each 32-value block in order, the block's integer
+// dot product (exact, so summed in any order), then acc = fma(float(dot), dw * d, acc) and
+// acc = fma(ow, s, acc) (two of each per block for Q6_K's 16-value scales).
+//
+// 16 rows at a time, rows in lanes: each row's pair of blocks is decoded in registers (no panel
+// is written) and multiplied by vpdpbusd into 16 int32 lanes (4 values each); a transpose-add
+// tree over the 16 rows' vectors gives the 4-lane chunk sums with rows in lanes (2.75 integer
+// instructions per row and pair), and the float work then runs once per 16 rows.
+
+constexpr int kGroupRows = 16;
+
+// f[q] holds, in 128-bit chunk j, one value for each of rows 4q .. 4q + 3. out[j]: lane i = the
+// value of row i in chunk j.
+JINX_VNNI_INLINE void gather_chunks(const __m512i* f, __m512i* out) {
+  const __m512i a = _mm512_shuffle_i32x4(f[0], f[1], _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512i b = _mm512_shuffle_i32x4(f[0], f[1], _MM_SHUFFLE(3, 2, 3, 2));
+  const __m512i c = _mm512_shuffle_i32x4(f[2], f[3], _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512i d = _mm512_shuffle_i32x4(f[2], f[3], _MM_SHUFFLE(3, 2, 3, 2));
+  out[0] = _mm512_shuffle_i32x4(a, c, _MM_SHUFFLE(2, 0, 2, 0));
+  out[1] = _mm512_shuffle_i32x4(a, c, _MM_SHUFFLE(3, 1, 3, 1));
+  out[2] = _mm512_shuffle_i32x4(b, d, _MM_SHUFFLE(2, 0, 2, 0));
+  out[3] = _mm512_shuffle_i32x4(b, d, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+// v: 16 rows' int32 lane vectors. out[j] lane i = sum of lanes 4j .. 4j + 3 of v[i].
+JINX_VNNI_INLINE void chunk_sums(const __m512i* v, __m512i* out) {
+  __m512i e[8], f[4];
+  for (int i = 0; i < 8; ++i)  // [a0 + a2, b0 + b2, a1 + a3, b1 + b3] per chunk
+    e[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                            _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  for (int q = 0; q < 4; ++q)  // [a, b, c, d] per chunk
+    f[q] = _mm512_add_epi32(_mm512_unpacklo_epi64(e[2 * q], e[2 * q + 1]),
+                            _mm512_unpackhi_epi64(e[2 * q], e[2 * q + 1]));
+  gather_chunks(f, out);
+}
+
+// v: 16 rows' per-lane floats. out[j] lane i = lane 4j of v[i].
+JINX_VNNI_INLINE void chunk_firsts(const __m512* v, __m512* out) {
+  __m512i e[8], f[4], o[4];
+  for (int i = 0; i < 8; ++i)  // [a0, b0, a1, b1] per chunk
+    e[i] = _mm512_castps_si512(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]));
+  for (int q = 0; q < 4; ++q)  // [a0, b0, c0, d0] per chunk
+    f[q] = _mm512_unpacklo_epi64(e[2 * q], e[2 * q + 1]);
+  gather_chunks(f, o);
+  for (int j = 0; j < 4; ++j) out[j] = _mm512_castsi512_ps(o[j]);
+}
+
+// acc += float(dot) * (dw * d) + ow * s, with d and s one token's scalars (panel_tile's order).
+JINX_VNNI_INLINE __m512 block_step(__m512i dot, __m512 dw, __m512 ow, float d, float s,
+                                   __m512 acc) {
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(d)), acc);
+  return _mm512_fmadd_ps(ow, _mm512_set1_ps(s), acc);
+}
+
+// Scratch of one group: per pair of a unit, each row's dot products per token and its scales
+// (formats with one scale per block: [dw A, ow A, dw B, ow B] by chunk in dws, ows unused).
+template <int KP, int NX>
+struct alignas(64) GroupScratch {
+  __m512i dots[KP][NX][kGroupRows];
+  __m512 dws[KP][kGroupRows];
+  __m512 ows[KP][kGroupRows];
+};
+
+// Software prefetch distance of the GEMV, in the order it reads: the weights stream from DRAM
+// once per token, and 16 interleaved row streams are more than the hardware prefetcher follows
+// (4 KiB measured best of 2-16 KiB on this VM).
+constexpr size_t kGroupPrefetchBytes = 4096;
+
+template <class Dec, int NX>
+JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_rows,
+                          const QuantActs& a, float* y, int64_t ldy,
+                          GroupScratch<Dec::kPairs, NX>& sc) {
+  constexpr int KP = Dec::kPairs;
+  constexpr bool kHalf = std::is_same_v<Dec, DecQ6K>;
+  const int64_t n_chunks = w.cols / kActBlock, full = n_chunks / 2, units = full / KP;
+  const bool tail = KP == 1 && n_chunks % 2;
+  const int64_t steps = units + (tail ? 1 : 0);  // units, then the odd chunk's half pair
+  // The rows' decoders, made once per group (MLX's finds its first scale group).
+  alignas(Dec) unsigned char dec_mem[kGroupRows * sizeof(Dec)];
+  Dec* decs = reinterpret_cast<Dec*>(dec_mem);
+  for (int i = 0; i < nr; ++i) new (&decs[i]) Dec(w, g + i);
+  const int8_t* xq[NX];
+  const float *xd[NX], *xs[NX];
+  for (int t = 0; t < NX; ++t) {
+    xq[t] = a.q_row(t);
+    xd[t] = a.db_row(t);
+    xs[t] = kHalf ? a.sh_row(t) : a.sb_row(t);
+  }
+  __m512 acc[NX];
+  for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
+  // Each step reads one unit of every row; prefetch the bytes `ahead` steps on (in the next
+  // group's rows once past the end of these).
+  const size_t step_bytes = std::max<size_t>(1, w.row_bytes / static_cast<size_t>(steps));
+  const int64_t ahead = std::max<int64_t>(
+      1, static_cast<int64_t>(kGroupPrefetchBytes / (kGroupRows * step_bytes)));
+  for (int64_t u = 0; u < steps; ++u) {
+    {
+      const int64_t v = u + ahead;
+      const bool here = v < steps;
+      const int rows = here ? nr : next_rows;
+      const uint8_t* base = row_ptr(w, here ? g : g + nr);
+      const size_t off = static_cast<size_t>(here ? v : v - steps) * step_bytes;
+      if (off < w.row_bytes)
+        for (int i = 0; i < rows; ++i)
+          _mm_prefetch(reinterpret_cast<const char*>(base + i * w.row_bytes + off), _MM_HINT_T0);
+    }
+    const bool half_pair = u == units;
+    for (int i = 0; i < nr; ++i) {
+      Pair p[KP];
+      if (half_pair)
+        decs[i].half(n_chunks - 1, &p[0]);
+      else
+        decs[i].unit(u, p);
+      for (int k = 0; k < KP; ++k) {
+        const int64_t pair = u * KP + k;
+        for (int t = 0; t < NX; ++t)
+          sc.dots[k][t][i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), p[k].b,
+                                                 _mm512_loadu_si512(xq[t] + pair * kActPair));
+        if constexpr (kHalf) {
+          sc.dws[k][i] = p[k].dw;
+          sc.ows[k][i] = p[k].ow;
+        } else {  // one scale and offset per block, the same in its 8 lanes
+          sc.dws[k][i] = _mm512_mask_mov_ps(p[k].dw, 0xf0f0, p[k].ow);
+        }
+      }
+    }
+    for (int k = 0; k < (half_pair ? 1 : KP); ++k) {
+      const int64_t pair = u * KP + k;
+      __m512 dw[4], ow[4];
+      chunk_firsts(sc.dws[k], dw);
+      if constexpr (kHalf) {
+        chunk_firsts(sc.ows[k], ow);
+      } else {
+        ow[0] = dw[1];
+        ow[2] = dw[3];
+      }
+      const int nb = half_pair ? 1 : 2;
+      for (int t = 0; t < NX; ++t) {
+        __m512i s[4];
+        chunk_sums(sc.dots[k][t], s);
+        for (int c = 0; c < nb; ++c) {
+          const int64_t blk = 2 * pair + c;
+          if constexpr (kHalf) {
+            acc[t] = block_step(s[2 * c], dw[2 * c], ow[2 * c], xd[t][blk], xs[t][2 * blk], acc[t]);
+            acc[t] = block_step(s[2 * c + 1], dw[2 * c + 1], ow[2 * c + 1], xd[t][blk],
+                                xs[t][2 * blk + 1], acc[t]);
+          } else {
+            acc[t] = block_step(_mm512_add_epi32(s[2 * c], s[2 * c + 1]), dw[2 * c], ow[2 * c],
+                                xd[t][blk], xs[t][blk], acc[t]);
+          }
+        }
+      }
+    }
+  }
+  const __mmask16 m = nr >= kGroupRows ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
+  for (int t = 0; t < NX; ++t) _mm512_mask_storeu_ps(y + t * ldy + g, m, acc[t]);
+}
 
 template <class Dec, int NX>
 JINX_VNNI void gemv_nx(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, float* y,
                        int64_t ldy) {
-  const int8_t* xq[NX];
-  const float *xd[NX], *xs[NX];
-  for (int t = 0; t < NX; ++t) xq[t] = a.q_row(t), xd[t] = a.dl_row(t), xs[t] = a.sl_row(t);
-  for (int64_t r = r0; r < r1; ++r) {
-    __m512 acc[NX];
-    for (int t = 0; t < NX; ++t) acc[t] = _mm512_setzero_ps();
-    // Software prefetch kPrefetchBytes ahead: the weights stream from DRAM once per token, and
-    // the hardware prefetcher alone leaves the block loads waiting (measured on this VM).
-    {
-      const char* from = reinterpret_cast<const char*>(row_ptr(w, r)) + kPrefetchBytes;
-      const char* to = std::min(from + w.row_bytes, reinterpret_cast<const char*>(row_ptr(w, r1)));
-      for (const char* p = from; p < to; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-    }
-    for_each_pair<Dec>(w, r, [&](int64_t p, const Pair& pr) JINX_VNNI {
-      for (int t = 0; t < NX; ++t)
-        acc[t] = step(pr, xq[t] + p * kActPair, xd[t] + p * kLanesPerPair,
-                      xs[t] + p * kLanesPerPair, acc[t]);
-    });
-    for (int t = 0; t < NX; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[t]);
+  // Lanes of rows past a short last group compute on stale scratch and are never stored.
+  thread_local GroupScratch<Dec::kPairs, NX> sc;
+  for (int64_t g = r0; g < r1; g += kGroupRows) {
+    const int nr = static_cast<int>(std::min<int64_t>(kGroupRows, r1 - g));
+    gemv_group<Dec, NX>(w, g, nr, static_cast<int>(std::min<int64_t>(kGroupRows, r1 - g - nr)),
+                        a, y, ldy, sc);
   }
 }
 
