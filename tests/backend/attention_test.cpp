@@ -369,6 +369,71 @@ TEST_P(AttentionTest, KvStoreRoundTrip) {
   }
 }
 
+// Batch invariance: a query row's output is bit-identical whatever shares its call (alone, in a
+// decode batch, as the last row of a prefill chunk) and whatever the thread count, also where
+// its KV range is split (contexts past 512, 1024).
+TEST_P(AttentionTest, RowsDoNotDependOnTheBatch) {
+  const DType t = GetParam().dtype;
+  constexpr int64_t kBs = 16, kNkv = 2, kGroup = 3, kD = 64, kHeads = kNkv * kGroup;
+  const std::vector<int32_t> ctx = {1300, 700, 90, 2000};  // sequence 0 is the one compared
+  std::vector<int32_t> tables;
+  int64_t max_blocks = 0, n_blocks = 0;
+  for (int32_t c : ctx) max_blocks = std::max<int64_t>(max_blocks, (c + kBs - 1) / kBs);
+  tables.assign(ctx.size() * max_blocks, -1);
+  for (size_t s = 0; s < ctx.size(); ++s)
+    for (int64_t i = 0; i < (ctx[s] + kBs - 1) / kBs; ++i) tables[s * max_blocks + i] = n_blocks++;
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Cache cache(t, n_blocks, kBs, kNkv, kD);
+  std::vector<float> kin, vin;
+  std::vector<int64_t> slots;
+  for (size_t s = 0; s < ctx.size(); ++s)
+    for (int32_t p = 0; p < ctx[s]; ++p) {
+      for (int64_t i = 0; i < kNkv * kD; ++i) kin.push_back(u(rng)), vin.push_back(u(rng));
+      slots.push_back(tables[s * max_blocks + p / kBs] * kBs + p % kBs);
+    }
+  ThreadPool pool2(2), pool1(1);
+  kv_store(cache.kv, kin.data(), vin.data(), slots.data(), slots.size(), pool2);
+  // The query of (sequence, position): the same values in every batch.
+  auto query = [&](size_t s, int32_t pos, float* dst) {
+    std::mt19937 qr(static_cast<uint32_t>(s * 100003 + pos));
+    for (int64_t i = 0; i < kHeads * kD; ++i) dst[i] = u(qr);
+  };
+  // Runs (sequence, new tokens) pairs; returns the output row of sequence 0's last position.
+  auto run = [&](const std::vector<std::pair<size_t, int32_t>>& batch, ThreadPool& pool) {
+    std::vector<int32_t> qstart{0}, cl, bt;
+    for (auto [s, n] : batch) {
+      qstart.push_back(qstart.back() + n);
+      cl.push_back(ctx[s]);
+      bt.insert(bt.end(), tables.begin() + s * max_blocks, tables.begin() + (s + 1) * max_blocks);
+    }
+    std::vector<float> q(qstart.back() * kHeads * kD), out(q.size(), NAN);
+    int64_t row0 = -1;
+    for (size_t i = 0; i < batch.size(); ++i)
+      for (int32_t j = 0; j < batch[i].second; ++j) {
+        const int32_t pos = ctx[batch[i].first] - batch[i].second + j;
+        query(batch[i].first, pos, &q[(qstart[i] + j) * kHeads * kD]);
+        if (batch[i].first == 0 && pos == ctx[0] - 1) row0 = qstart[i] + j;
+      }
+    AttnBatch b{static_cast<int64_t>(batch.size()), qstart.data(), cl.data(), bt.data(),
+                max_blocks};
+    paged_attention(q.data(), out.data(), kHeads, cache.kv, b, 0.0f, pool);
+    return std::vector<float>(out.begin() + row0 * kHeads * kD,
+                              out.begin() + (row0 + 1) * kHeads * kD);
+  };
+  const std::vector<float> alone = run({{0, 1}}, pool2);
+  const std::pair<const char*, std::vector<float>> variants[] = {
+      {"alone, 1 thread", run({{0, 1}}, pool1)},
+      {"decode batch", run({{1, 1}, {0, 1}, {2, 1}, {3, 1}}, pool2)},
+      {"prefill chunk of 23", run({{0, 23}}, pool2)},
+      {"prefill chunk of 5 with others", run({{3, 40}, {0, 5}, {2, 1}}, pool2)},
+      {"prefill chunk of 300, 1 thread", run({{0, 300}, {1, 1}}, pool1)}};
+  for (const auto& [name, out] : variants)
+    for (size_t i = 0; i < alone.size(); ++i)
+      ASSERT_EQ(std::memcmp(&out[i], &alone[i], 4), 0)
+          << name << ": element " << i << " " << out[i] << " vs " << alone[i];
+}
+
 std::vector<Level> all_levels() {
   std::vector<Level> v;
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})

@@ -20,8 +20,14 @@ using detail::AttendTileFn;
 using detail::AttnTile;
 using detail::kAttnTileKv;
 
-constexpr int64_t kMinSplitKv = 256;    // shortest KV range worth a partial state and a merge
-constexpr int64_t kPartsPerThread = 4;  // work items per thread to aim for when splitting
+// Items are split over KV ranges at fixed positions (multiples of kSplitKv), whatever the batch
+// and the thread count: a query row's KV is always cut at the same places and merged in the same
+// order, so its output is bit-identical alone or batched (batch invariance; splitting by load,
+// as before, cut a long sequence decoded alone but not in a busy batch). A part past a row's
+// causal limit leaves it untouched (the merge skips it), so rows of one tile agree with the same
+// rows in another tiling.
+constexpr int64_t kSplitKv = 512;
+static_assert(kSplitKv % kAttnTileKv == 0);
 
 void check_kv(const PagedKv& kv) {
   JINX_CHECK(is_kv_dtype(kv.dtype), "paged kv: dtype ", name(kv.dtype),
@@ -90,17 +96,12 @@ struct Plan {
   size_t part_floats() const { return static_cast<size_t>(rows_cap * (head_dim + 2)); }
 };
 
-// Splits items costing more than `target` over KV ranges (at least kMinSplitKv positions each,
-// aligned to tiles), so that one long sequence does not leave the other threads idle.
-void split_items(Plan& p, int64_t target) {
+// Splits the items whose KV range reaches past kSplitKv at every multiple of it.
+void split_items(Plan& p) {
   std::vector<Item> whole = std::move(p.items);
   p.items.clear();
   for (const Item& it : whole) {
-    int64_t parts = std::min((it.cost + target - 1) / target, it.kv1 / kMinSplitKv);
-    const int64_t len =
-        parts <= 1 ? it.kv1
-                   : ((it.kv1 + parts - 1) / parts + kAttnTileKv - 1) / kAttnTileKv * kAttnTileKv;
-    parts = (it.kv1 + len - 1) / len;
+    const int64_t parts = (it.kv1 + kSplitKv - 1) / kSplitKv;
     if (parts <= 1) {
       p.items.push_back(it);
       continue;
@@ -108,8 +109,8 @@ void split_items(Plan& p, int64_t target) {
     p.splits.push_back({it.seq, it.kvh, it.tok0, it.n_tok, p.n_parts, parts});
     for (int64_t i = 0; i < parts; ++i) {
       Item part = it;
-      part.kv0 = i * len;
-      part.kv1 = std::min(it.kv1, (i + 1) * len);
+      part.kv0 = i * kSplitKv;
+      part.kv1 = std::min(it.kv1, (i + 1) * kSplitKv);
       part.part = p.n_parts++;
       part.cost = it.n_tok * p.group * (part.kv1 - part.kv0);
       p.items.push_back(part);
@@ -117,13 +118,12 @@ void split_items(Plan& p, int64_t target) {
   }
 }
 
-Plan make_plan(const PagedKv& kv, const AttnBatch& b, int64_t n_heads, int n_threads) {
+Plan make_plan(const PagedKv& kv, const AttnBatch& b, int64_t n_heads) {
   Plan p;
   p.group = n_heads / kv.n_kv_heads;
   p.head_dim = kv.head_dim;
   p.tile_tokens = std::max<int64_t>(1, detail::kAttnTileRows / p.group);
   p.rows_cap = p.tile_tokens * p.group;
-  int64_t total = 0;
   for (int64_t s = 0; s < b.n_seqs; ++s) {
     const int64_t n_new = int64_t{b.query_start[s + 1]} - b.query_start[s];
     const int64_t past = b.context_len[s] - n_new;
@@ -132,11 +132,10 @@ Plan make_plan(const PagedKv& kv, const AttnBatch& b, int64_t n_heads, int n_thr
       const int64_t kv_end = past + t0 + n_tok;
       for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
         p.items.push_back({s, h, t0, n_tok, 0, kv_end, -1, n_tok * p.group * kv_end});
-        total += p.items.back().cost;
       }
     }
   }
-  if (n_threads > 1) split_items(p, std::max<int64_t>(1, total / (n_threads * kPartsPerThread)));
+  split_items(p);
   // Longest first, so that the short items fill in the gaps at the end.
   std::stable_sort(p.items.begin(), p.items.end(),
                    [](const Item& a, const Item& c) { return a.cost > c.cost; });
@@ -373,7 +372,7 @@ void paged_attention(const float* q, float* out, int64_t n_heads, const PagedKv&
   if (b.n_seqs == 0 || b.query_start[b.n_seqs] == b.query_start[0]) return;
   JINX_CHECK(q && out, "attention: null q or out");
   if (scale <= 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
-  const Plan plan = make_plan(kv, b, n_heads, pool.size());
+  const Plan plan = make_plan(kv, b, n_heads);
   std::vector<float> partials(plan.n_parts * plan.part_floats());
   const Context c{
       q, out, n_heads, scale, &kv, &b, &plan, pick_tile_fn(kv.head_dim), partials.data()};

@@ -88,6 +88,17 @@ JINX_AVX512_INLINE __m512 reduce16(const __m512* v) {
   return _mm512_add_ps(lo, hi);
 }
 
+// The sum of v's lanes in exactly reduce16's order, ((c0 + c1) + (c2 + c3)) over 128-bit chunks
+// of ((l0 + l2) + (l1 + l3)): a score must not depend on how many rows and keys shared its block
+// (batch invariance), so every dot product is reduced the same way.
+JINX_AVX512_INLINE float reduce1(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
+  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  return _mm512_cvtss_f32(v);
+}
+
 // Register blocking: a block of NR query rows takes NK cache rows at a time (NR x NK <= 16
 // accumulators), so each loaded and converted K vector serves NR rows.
 constexpr int kMaxRowBlock = 8;
@@ -121,7 +132,7 @@ JINX_AVX512_INLINE void dots(const float* q, int64_t d_n, const void* const* k, 
   } else {
     for (int i = 0; i < NR; ++i)
       for (int kk = 0; kk < NK; ++kk)
-        s[i * kAttnTileKv + kk] = _mm512_reduce_add_ps(acc[i * NK + kk]);
+        s[i * kAttnTileKv + kk] = reduce1(acc[i * NK + kk]);
   }
 }
 
