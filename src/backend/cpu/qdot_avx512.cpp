@@ -10,7 +10,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <type_traits>
@@ -23,6 +25,7 @@
 
 #include "backend/cpu/simd.h"
 #include "backend/cpu/unaligned.h"
+#include "core/check.h"
 #include "core/quant_blocks.h"
 
 #define JINX_VNNI \
@@ -80,6 +83,29 @@ JINX_VNNI inline void single(__m256i b, float dw, float ow, Pair* o) {
   o->ow = _mm512_zextps256_ps512(_mm256_set1_ps(ow));
 }
 
+// The 16 rows of a GEMV group, for gathering per-block scales: byte offsets of the rows from
+// the first (int32 gather indices), lanes past the matrix masked off.
+struct GroupRows {
+  const uint8_t* base;  // row g
+  __m512i off;          // lane i: i * row_bytes
+  __mmask16 mask;
+  int64_t g;
+};
+
+// 32-bit words at byte `at` of each row of the group (0 in masked lanes).
+JINX_VNNI inline __m512i gather_rows(const GroupRows& gr, size_t at) {
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gr.mask,
+                                     _mm512_add_epi32(gr.off, _mm512_set1_epi32(
+                                                                  static_cast<int32_t>(at))),
+                                     gr.base, 1);
+}
+
+// The f16 in the low / high half of each 32-bit lane.
+JINX_VNNI inline __m512 f16_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+JINX_VNNI inline __m512 f16_hi(__m512i v) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+}
+
 // Q8_0: signed bytes made unsigned by flipping the top bit (u = q + 128), so the offset is
 // -128 * d.
 struct DecQ8_0 {
@@ -90,16 +116,34 @@ struct DecQ8_0 {
   JINX_VNNI void unit(int64_t p, Pair* o) const {
     const uint8_t* b0 = block_at<BlockQ8_0>(row, 2 * p);
     const uint8_t* b1 = block_at<BlockQ8_0>(row, 2 * p + 1);
-    o->b = _mm512_xor_si512(load_u8x32_pair(b0 + kQs, b1 + kQs),
-                            _mm512_set1_epi8(static_cast<char>(0x80)));
+    o->b = bytes(p);
     o->dw = spread(f16_heads(b0, b1), 0);
     o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-128.0f));
   }
   JINX_VNNI void half(int64_t c, Pair* o) const {
     const uint8_t* b = block_at<BlockQ8_0>(row, c);
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kQs));
     const float d = h2f(b, offsetof(BlockQ8_0, d));
-    single(_mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80))), d, -128.0f * d, o);
+    single(_mm512_castsi512_si256(bytes_half(c)), d, -128.0f * d, o);
+  }
+  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
+  JINX_VNNI __m512i bytes(int64_t p) const {
+    return _mm512_xor_si512(load_u8x32_pair(block_at<BlockQ8_0>(row, 2 * p) + kQs,
+                                            block_at<BlockQ8_0>(row, 2 * p + 1) + kQs),
+                            _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+  JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const { b[0] = bytes(p); }
+  JINX_VNNI __m512i bytes_half(int64_t c) const {
+    const __m256i q =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block_at<BlockQ8_0>(row, c) + kQs));
+    return _mm512_zextsi256_si512(_mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80))));
+  }
+  // dw, ow of the unit's blocks (2, or 1 for the odd chunk's half pair) for the group's rows.
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t p,
+                                    bool half, __m512* dw, __m512* ow) {
+    for (int c = 0; c < (half ? 1 : 2); ++c) {
+      dw[c] = f16_lo(gather_rows(gr, (2 * p + c) * sizeof(BlockQ8_0)));
+      ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-128.0f));
+    }
   }
 };
 
@@ -117,18 +161,43 @@ struct DecQ4 {
     else
       return -8.0f * h2f(x, offsetof(BlockQ4_0, d));
   }
+  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
+  JINX_VNNI __m512i bytes(int64_t p) const {
+    const __m256i y = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_at<Block>(row, 2 * p) + kQs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_at<Block>(row, 2 * p + 1) + kQs)),
+        1);
+    // 128-bit blocks [b0, b0, b1, b1], the second copy of each shifted to its high nibbles.
+    const __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
+                                               _mm512_castsi256_si512(y));
+    const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                         0x0004000400040004, 0x0004000400040004);
+    return _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
+  }
+  JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const { b[0] = bytes(p); }
+  JINX_VNNI __m512i bytes_half(int64_t c) const {
+    const __m128i q =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_at<Block>(row, c) + kQs));
+    const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    return _mm512_zextsi256_si512(_mm256_and_si256(y, _mm256_set1_epi8(0x0f)));
+  }
+  // A block's first 4 bytes: d, then m (Q4_1) or 2 bytes of qs (Q4_0).
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t p,
+                                    bool half, __m512* dw, __m512* ow) {
+    for (int c = 0; c < (half ? 1 : 2); ++c) {
+      const __m512i heads = gather_rows(gr, (2 * p + c) * sizeof(Block));
+      dw[c] = f16_lo(heads);
+      if constexpr (kMin)
+        ow[c] = f16_hi(heads);
+      else
+        ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-8.0f));
+    }
+  }
   JINX_VNNI void unit(int64_t p, Pair* o) const {
     const uint8_t* b0 = block_at<Block>(row, 2 * p);
     const uint8_t* b1 = block_at<Block>(row, 2 * p + 1);
-    const __m256i y = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + kQs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + kQs)), 1);
-    // 128-bit blocks [b0, b0, b1, b1], the second copy of each shifted to its high nibbles.
-    __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
-                                         _mm512_castsi256_si512(y));
-    const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
-                                         0x0004000400040004, 0x0004000400040004);
-    o->b = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
+    o->b = bytes(p);
     const __m512 heads = f16_heads(b0, b1);  // d, m (Q4_1) or d, 2 bytes of qs (Q4_0)
     o->dw = spread(heads, 0);
     if constexpr (kMin)
@@ -138,9 +207,7 @@ struct DecQ4 {
   }
   JINX_VNNI void half(int64_t c, Pair* o) const {
     const uint8_t* b = block_at<Block>(row, c);
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kQs));
-    const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    single(_mm256_and_si256(y, _mm256_set1_epi8(0x0f)), h2f(b, offsetof(Block, d)), offset(b), o);
+    single(_mm512_castsi512_si256(bytes_half(c)), h2f(b, offsetof(Block, d)), offset(b), o);
   }
 };
 
@@ -166,6 +233,21 @@ struct DecQ45K {
         _mm512_castps256_ps512(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(x, offsetof(Block, d)))));
     const __m512 dmn =
         _mm512_castps256_ps512(_mm256_mul_ps(mn, _mm256_set1_ps(-h2f(x, offsetof(Block, dmin)))));
+    __m512i b[4];
+    bytes_unit(s, b);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const __m512i idx =
+          _mm512_inserti64x4(_mm512_set1_epi32(2 * k), _mm256_set1_epi32(2 * k + 1), 1);
+      o[k].b = b[k];
+      o[k].dw = _mm512_permutexvar_ps(idx, dsc);
+      o[k].ow = _mm512_permutexvar_ps(idx, dmn);
+    }
+  }
+  void half(int64_t, Pair*) const {}  // never called: a super-block holds whole pairs
+  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
+  JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
+    const uint8_t* x = block_at<Block>(row, s);
     __m512i qh;
     if constexpr (kFive)
       qh = _mm512_broadcast_i64x4(
@@ -182,14 +264,37 @@ struct DecQ45K {
                                _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1))), 1);
         z = _mm512_mask_add_epi8(z, _mm512_test_epi8_mask(qh, bit), z, _mm512_set1_epi8(16));
       }
-      const __m512i idx =
-          _mm512_inserti64x4(_mm512_set1_epi32(2 * k), _mm256_set1_epi32(2 * k + 1), 1);
-      o[k].b = z;
-      o[k].dw = _mm512_permutexvar_ps(idx, dsc);
-      o[k].ow = _mm512_permutexvar_ps(idx, dmn);
+      b[k] = z;
     }
   }
-  void half(int64_t, Pair*) const {}  // never called: a super-block holds whole pairs
+  __m512i bytes_half(int64_t) const { return _mm512_setzero_si512(); }  // never called
+  // Sub-block j of super-block s: dw = d * sc_j, ow = -dmin * m_j (6-bit sc/m, as unit()).
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t s, bool,
+                                    __m512* dw, __m512* ow) {
+    const size_t at = static_cast<size_t>(s) * sizeof(Block);
+    const __m512i dd = gather_rows(gr, at + offsetof(Block, d));  // d, dmin
+    const __m512 d = f16_lo(dd), ndmin = _mm512_xor_ps(f16_hi(dd), _mm512_set1_ps(-0.0f));
+    const __m512i u0 = gather_rows(gr, at + offsetof(Block, scales));
+    const __m512i u1 = gather_rows(gr, at + offsetof(Block, scales) + 4);
+    const __m512i u2 = gather_rows(gr, at + offsetof(Block, scales) + 8);
+    const __m512i m6 = _mm512_set1_epi32(0x3f), m4 = _mm512_set1_epi32(0x0f),
+                  m2 = _mm512_set1_epi32(0x03);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(u0, 8 * j), m6);
+      const __m512i mn = _mm512_and_si512(_mm512_srli_epi32(u1, 8 * j), m6);
+      const __m512i sc_hi = _mm512_or_si512(
+          _mm512_and_si512(_mm512_srli_epi32(u2, 8 * j), m4),
+          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 8 * j + 6), m2), 4));
+      const __m512i mn_hi = _mm512_or_si512(
+          _mm512_and_si512(_mm512_srli_epi32(u2, 8 * j + 4), m4),
+          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 8 * j + 6), m2), 4));
+      dw[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), d);
+      ow[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(mn), ndmin);
+      dw[4 + j] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc_hi), d);
+      ow[4 + j] = _mm512_mul_ps(_mm512_cvtepi32_ps(mn_hi), ndmin);
+    }
+  }
 };
 
 // Q6_K: pairs 2h, 2h + 1 of a super-block come from ql[64h .. 64h + 63] (low, then high
@@ -231,6 +336,29 @@ struct DecQ6K {
     }
   }
   void half(int64_t, Pair*) const {}
+  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
+  JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
+    Pair p[4];
+    unit(s, p);
+    for (int k = 0; k < 4; ++k) b[k] = p[k].b;
+  }
+  __m512i bytes_half(int64_t) const { return _mm512_setzero_si512(); }  // never called
+  // Scale j (16 values) of super-block s: dw = d * scales[j], ow = -32 * dw (as unit()).
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t s, bool,
+                                    __m512* dw, __m512* ow) {
+    const size_t at = static_cast<size_t>(s) * sizeof(BlockQ6_K);
+    // d is the block's last 2 bytes: read the word that ends with it.
+    const __m512 d = f16_hi(gather_rows(gr, at + offsetof(BlockQ6_K, d) - 2));
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const __m512i w4 = gather_rows(gr, at + offsetof(BlockQ6_K, scales) + 4 * q);
+      for (int e = 0; e < 4; ++e) {
+        const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(w4, 24 - 8 * e), 24);
+        dw[4 * q + e] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), d);
+        ow[4 * q + e] = _mm512_mul_ps(dw[4 * q + e], _mm512_set1_ps(-32.0f));
+      }
+    }
+  }
 };
 
 // MLX affine 4 / 8 bit: w = scale * u + bias per group. 4-bit: byte i holds values 2i (low
@@ -302,6 +430,63 @@ struct DecMlx {
       b = nib32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * c)));
     single(b, load(scales, g), load(biases, g), o);
   }
+  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
+  JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const {
+    if constexpr (kBits == 8) {
+      b[0] = _mm512_loadu_si512(q + 64 * p);
+    } else {
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * p));
+      const __m512i w = _mm512_cvtepu8_epi16(y);
+      b[0] = _mm512_or_si512(_mm512_and_si512(w, _mm512_set1_epi16(0x000f)),
+                             _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x00f0)), 4));
+    }
+  }
+  JINX_VNNI __m512i bytes_half(int64_t c) const {
+    __m256i b;
+    if constexpr (kBits == 8)
+      b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+    else
+      b = nib32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * c)));
+    return _mm512_zextsi256_si512(b);
+  }
+  // Group `grp` of the group's 16 rows from a scales / biases array (lanes past the matrix 0).
+  JINX_VNNI static __m512 gather_param(const void* arr, DType st, const GroupRows& gr,
+                                       int64_t ng, int64_t grp) {
+    const __m512i e = _mm512_add_epi32(
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32(static_cast<int32_t>(ng))),
+        _mm512_set1_epi32(static_cast<int32_t>(grp)));  // elements from row g's first
+    const int64_t e0 = gr.g * ng;
+    if (st == DType::F32)
+      return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), gr.mask, e,
+                                      static_cast<const float*>(arr) + e0, 4);
+    // 16-bit values: the 32-bit word that ends with each (the array's first element, which has
+    // no word before it, from the word it starts).
+    const uint8_t* base = static_cast<const uint8_t*>(arr) + 2 * e0;
+    const bool first = e0 + grp == 0;
+    __m512i at = _mm512_sub_epi32(_mm512_slli_epi32(e, 1), _mm512_set1_epi32(2));
+    if (first) at = _mm512_mask_mov_epi32(at, 1, _mm512_setzero_si512());
+    const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gr.mask, at, base, 1);
+    __m512i h = _mm512_srli_epi32(raw, 16);
+    if (first) h = _mm512_mask_mov_epi32(h, 1, _mm512_and_si512(raw, _mm512_set1_epi32(0xffff)));
+    if (st == DType::F16) return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));  // BF16
+  }
+  JINX_VNNI static void unit_scales(const WeightMatrix& w, const GroupRows& gr, int64_t p,
+                                    bool half, __m512* dw, __m512* ow) {
+    const int64_t ng = w.cols / w.mlx.group_size;
+    const int shift = w.mlx.group_size == 32 ? 0 : w.mlx.group_size == 64 ? 1 : 2;
+    for (int c = 0; c < (half ? 1 : 2); ++c) {
+      const int64_t grp = (2 * p + c) >> shift;
+      if (c == 1 && grp == ((2 * p) >> shift)) {  // one group for the pair
+        dw[1] = dw[0];
+        ow[1] = ow[0];
+        break;
+      }
+      dw[c] = gather_param(w.mlx.scales, w.mlx.scale_dtype, gr, ng, grp);
+      ow[c] = gather_param(w.mlx.biases, w.mlx.scale_dtype, gr, ng, grp);
+    }
+  }
 };
 
 // Calls fn(pair index, decoded pair) for every pair of row r, in order.
@@ -365,17 +550,6 @@ JINX_VNNI_INLINE void chunk_sums(const __m512i* v, __m512i* out) {
   gather_chunks(f, out);
 }
 
-// v: 16 rows' per-lane floats. out[j] lane i = lane 4j of v[i].
-JINX_VNNI_INLINE void chunk_firsts(const __m512* v, __m512* out) {
-  __m512i e[8], f[4], o[4];
-  for (int i = 0; i < 8; ++i)  // [a0, b0, a1, b1] per chunk
-    e[i] = _mm512_castps_si512(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]));
-  for (int q = 0; q < 4; ++q)  // [a0, b0, c0, d0] per chunk
-    f[q] = _mm512_unpacklo_epi64(e[2 * q], e[2 * q + 1]);
-  gather_chunks(f, o);
-  for (int j = 0; j < 4; ++j) out[j] = _mm512_castsi512_ps(o[j]);
-}
-
 // acc += float(dot) * (dw * d) + ow * s, with d and s one token's scalars (panel_tile's order).
 JINX_VNNI_INLINE __m512 block_step(__m512i dot, __m512 dw, __m512 ow, float d, float s,
                                    __m512 acc) {
@@ -383,13 +557,10 @@ JINX_VNNI_INLINE __m512 block_step(__m512i dot, __m512 dw, __m512 ow, float d, f
   return _mm512_fmadd_ps(ow, _mm512_set1_ps(s), acc);
 }
 
-// Scratch of one group: per pair of a unit, each row's dot products per token and its scales
-// (formats with one scale per block: [dw A, ow A, dw B, ow B] by chunk in dws, ows unused).
+// Scratch of one group: per pair of a unit, each row's dot products per token.
 template <int KP, int NX>
 struct alignas(64) GroupScratch {
   __m512i dots[KP][NX][kGroupRows];
-  __m512 dws[KP][kGroupRows];
-  __m512 ows[KP][kGroupRows];
 };
 
 // Software prefetch distance of the GEMV, in the order it reads: the weights stream from DRAM
@@ -406,6 +577,11 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
   const int64_t n_chunks = w.cols / kActBlock, full = n_chunks / 2, units = full / KP;
   const bool tail = KP == 1 && n_chunks % 2;
   const int64_t steps = units + (tail ? 1 : 0);  // units, then the odd chunk's half pair
+  const GroupRows gr{row_ptr(w, g),
+                     _mm512_mullo_epi32(
+                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int32_t>(w.row_bytes))),
+                     nr >= kGroupRows ? __mmask16(0xffff) : __mmask16((1u << nr) - 1), g};
   // The rows' decoders, made once per group (MLX's finds its first scale group).
   alignas(Dec) unsigned char dec_mem[kGroupRows * sizeof(Dec)];
   Dec* decs = reinterpret_cast<Dec*>(dec_mem);
@@ -437,34 +613,26 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
     }
     const bool half_pair = u == units;
     for (int i = 0; i < nr; ++i) {
-      Pair p[KP];
+      __m512i b[KP];
       if (half_pair)
-        decs[i].half(n_chunks - 1, &p[0]);
+        b[0] = decs[i].bytes_half(n_chunks - 1);
       else
-        decs[i].unit(u, p);
-      for (int k = 0; k < KP; ++k) {
-        const int64_t pair = u * KP + k;
+        decs[i].bytes_unit(u, b);
+      for (int k = 0; k < (half_pair ? 1 : KP); ++k)
         for (int t = 0; t < NX; ++t)
-          sc.dots[k][t][i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), p[k].b,
-                                                 _mm512_loadu_si512(xq[t] + pair * kActPair));
-        if constexpr (kHalf) {
-          sc.dws[k][i] = p[k].dw;
-          sc.ows[k][i] = p[k].ow;
-        } else {  // one scale and offset per block, the same in its 8 lanes
-          sc.dws[k][i] = _mm512_mask_mov_ps(p[k].dw, 0xf0f0, p[k].ow);
-        }
-      }
+          sc.dots[k][t][i] =
+              _mm512_dpbusd_epi32(_mm512_setzero_si512(), b[k],
+                                  _mm512_loadu_si512(xq[t] + (u * KP + k) * kActPair));
     }
+    // The unit's scales, rows in lanes: per block (per 16 values for Q6_K), gathered from the
+    // 16 rows' block headers (no per-row scale vectors to transpose).
+    constexpr int kPer = kHalf ? 4 : 2;
+    __m512 udw[KP * kPer], uow[KP * kPer];
+    Dec::unit_scales(w, gr, u, half_pair, udw, uow);
     for (int k = 0; k < (half_pair ? 1 : KP); ++k) {
       const int64_t pair = u * KP + k;
-      __m512 dw[4], ow[4];
-      chunk_firsts(sc.dws[k], dw);
-      if constexpr (kHalf) {
-        chunk_firsts(sc.ows[k], ow);
-      } else {
-        ow[0] = dw[1];
-        ow[2] = dw[3];
-      }
+      const __m512* dw = udw + kPer * k;  // [c] (or [2c + h] for Q6_K)
+      const __m512* ow = uow + kPer * k;
       const int nb = half_pair ? 1 : 2;
       for (int t = 0; t < NX; ++t) {
         __m512i s[4];
@@ -476,8 +644,8 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
             acc[t] = block_step(s[2 * c + 1], dw[2 * c + 1], ow[2 * c + 1], xd[t][blk],
                                 xs[t][2 * blk + 1], acc[t]);
           } else {
-            acc[t] = block_step(_mm512_add_epi32(s[2 * c], s[2 * c + 1]), dw[2 * c], ow[2 * c],
-                                xd[t][blk], xs[t][blk], acc[t]);
+            acc[t] = block_step(_mm512_add_epi32(s[2 * c], s[2 * c + 1]), dw[c], ow[c], xd[t][blk],
+                                xs[t][blk], acc[t]);
           }
         }
       }
@@ -490,6 +658,9 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
 template <class Dec, int NX>
 JINX_VNNI void gemv_nx(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, float* y,
                        int64_t ldy) {
+  // Scales are gathered with int32 byte offsets over 16 rows.
+  JINX_CHECK(w.row_bytes <= INT32_MAX / (2 * kGroupRows), "gemv: rows of ", w.row_bytes,
+             " bytes are too long");
   // Lanes of rows past a short last group compute on stale scratch and are never stored.
   thread_local GroupScratch<Dec::kPairs, NX> sc;
   for (int64_t g = r0; g < r1; g += kGroupRows) {
