@@ -1,7 +1,9 @@
-// AVX-512 VNNI integer-dot kernels: 64 weights (two 32-value chunks) per step, decoded in
-// registers to unsigned bytes u with a per-lane scale dw and offset ow (w = dw * u + ow), and
-// multiplied against the int8 activations by vpdpbusd. Both paths sum each 32-value block in
-// int32 first and then do the same float work per row and block, in block order:
+// AVX-512 VNNI integer-dot kernels. A decoder turns a unit of a weight row (one pair of 32-value
+// blocks, or a 256-value k-quant super-block = 4 pairs) into unsigned bytes u, 64 per vector,
+// with w = dw * u + ow per block (per 16 values for Q6_K); the scales of 16 rows are gathered
+// from the block headers with rows in lanes. vpdpbusd multiplies u by the int8 activations.
+// Both paths sum each 32-value block in int32 first and then do the same float work per row
+// and block, in block order:
 //   acc = fma(float(sum(u * q)), dw * dx, acc); acc = fma(ow, dx * sum(q), acc)
 // so a token's outputs are bit-identical whatever else shares the call (batch invariance).
 // GEMV (up to four tokens) runs straight off the stored rows, 16 rows in lanes; GEMM decodes 16
@@ -35,12 +37,6 @@
 namespace jinx::cpu::detail {
 namespace {
 
-// 64 weights: u (64 unsigned bytes), and per int32 lane (4 values) a scale and an offset.
-struct Pair {
-  __m512i b;
-  __m512 dw, ow;
-};
-
 const uint8_t* row_ptr(const WeightMatrix& w, int64_t r) {
   return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_bytes;
 }
@@ -50,41 +46,14 @@ JINX_VNNI inline float h2f(const uint8_t* block, size_t offset) {
   return _cvtsh_ss(load_u16(block + offset));
 }
 
-// [a x 8, b x 8]
-JINX_VNNI inline __m512 halves(float a, float b) {
-  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
-
-// The first 4 bytes of two blocks as f16 pairs: [a0, a1, b0, b1] (one load, one convert,
-// where four scalar conversions and broadcasts would cost 14 instructions per pair).
-JINX_VNNI inline __m512 f16_heads(const void* a, const void* b) {
-  int32_t x, y;
-  std::memcpy(&x, a, 4);
-  std::memcpy(&y, b, 4);
-  return _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(x), y, 1)));
-}
-
-// Lanes [0..7] <- element e, [8..15] <- element e + 2 of v.
-JINX_VNNI inline __m512 spread(__m512 v, int e) {
-  return _mm512_permutexvar_ps(
-      _mm512_inserti64x4(_mm512_set1_epi32(e), _mm256_set1_epi32(e + 2), 1), v);
-}
-
 JINX_VNNI inline __m512i load_u8x32_pair(const uint8_t* a, const uint8_t* b) {
   const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
   const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-// A pair whose second chunk does not exist (odd chunk count): everything zero there.
-JINX_VNNI inline void single(__m256i b, float dw, float ow, Pair* o) {
-  o->b = _mm512_zextsi256_si512(b);
-  o->dw = _mm512_zextps256_ps512(_mm256_set1_ps(dw));
-  o->ow = _mm512_zextps256_ps512(_mm256_set1_ps(ow));
-}
-
-// The 16 rows of a GEMV group, for gathering per-block scales: byte offsets of the rows from
-// the first (int32 gather indices), lanes past the matrix masked off.
+// 16 consecutive rows (a GEMV group or a GEMM panel), for gathering per-block scales: byte
+// offsets of the rows from the first (int32 gather indices), lanes past the matrix masked off.
 struct GroupRows {
   const uint8_t* base;  // row g
   __m512i off;          // lane i: i * row_bytes
@@ -113,19 +82,8 @@ struct DecQ8_0 {
   static constexpr size_t kQs = offsetof(BlockQ8_0, qs);
   const uint8_t* row;
   DecQ8_0(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
-  JINX_VNNI void unit(int64_t p, Pair* o) const {
-    const uint8_t* b0 = block_at<BlockQ8_0>(row, 2 * p);
-    const uint8_t* b1 = block_at<BlockQ8_0>(row, 2 * p + 1);
-    o->b = bytes(p);
-    o->dw = spread(f16_heads(b0, b1), 0);
-    o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-128.0f));
-  }
-  JINX_VNNI void half(int64_t c, Pair* o) const {
-    const uint8_t* b = block_at<BlockQ8_0>(row, c);
-    const float d = h2f(b, offsetof(BlockQ8_0, d));
-    single(_mm512_castsi512_si256(bytes_half(c)), d, -128.0f * d, o);
-  }
-  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
+  // bytes_unit / bytes_half: u of a unit (or of the odd chunk's half pair); unit_scales: dw, ow
+  // of a unit's blocks for 16 rows, rows in lanes.
   JINX_VNNI __m512i bytes(int64_t p) const {
     return _mm512_xor_si512(load_u8x32_pair(block_at<BlockQ8_0>(row, 2 * p) + kQs,
                                             block_at<BlockQ8_0>(row, 2 * p + 1) + kQs),
@@ -155,13 +113,6 @@ struct DecQ4 {
   static constexpr size_t kQs = offsetof(Block, qs);
   const uint8_t* row;
   DecQ4(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
-  JINX_VNNI static float offset(const uint8_t* x) {
-    if constexpr (kMin)
-      return h2f(x, offsetof(BlockQ4_1, m));
-    else
-      return -8.0f * h2f(x, offsetof(BlockQ4_0, d));
-  }
-  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
   JINX_VNNI __m512i bytes(int64_t p) const {
     const __m256i y = _mm256_inserti128_si256(
         _mm256_castsi128_si256(
@@ -194,21 +145,6 @@ struct DecQ4 {
         ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-8.0f));
     }
   }
-  JINX_VNNI void unit(int64_t p, Pair* o) const {
-    const uint8_t* b0 = block_at<Block>(row, 2 * p);
-    const uint8_t* b1 = block_at<Block>(row, 2 * p + 1);
-    o->b = bytes(p);
-    const __m512 heads = f16_heads(b0, b1);  // d, m (Q4_1) or d, 2 bytes of qs (Q4_0)
-    o->dw = spread(heads, 0);
-    if constexpr (kMin)
-      o->ow = spread(heads, 1);
-    else
-      o->ow = _mm512_mul_ps(o->dw, _mm512_set1_ps(-8.0f));
-  }
-  JINX_VNNI void half(int64_t c, Pair* o) const {
-    const uint8_t* b = block_at<Block>(row, c);
-    single(_mm512_castsi512_si256(bytes_half(c)), h2f(b, offsetof(Block, d)), offset(b), o);
-  }
 };
 
 // Q4_K / Q5_K: a 256-value super-block is 4 pairs. Pair k = sub-blocks 2k and 2k + 1, the low
@@ -219,33 +155,6 @@ struct DecQ45K {
   static constexpr int kPairs = 4;
   const uint8_t* row;
   DecQ45K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
-  JINX_VNNI void unit(int64_t s, Pair* o) const {
-    const uint8_t* x = block_at<Block>(row, s);
-    // The eight 6-bit scales and mins as bytes (kquant_scale_min, four at a time).
-    uint32_t u[3];
-    std::memcpy(u, x + offsetof(Block, scales), 12);
-    const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
-    const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
-    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
-    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32(sc_lo, sc_hi, 0, 0)));
-    const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32(m_lo, m_hi, 0, 0)));
-    const __m512 dsc =
-        _mm512_castps256_ps512(_mm256_mul_ps(sc, _mm256_set1_ps(h2f(x, offsetof(Block, d)))));
-    const __m512 dmn =
-        _mm512_castps256_ps512(_mm256_mul_ps(mn, _mm256_set1_ps(-h2f(x, offsetof(Block, dmin)))));
-    __m512i b[4];
-    bytes_unit(s, b);
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-      const __m512i idx =
-          _mm512_inserti64x4(_mm512_set1_epi32(2 * k), _mm256_set1_epi32(2 * k + 1), 1);
-      o[k].b = b[k];
-      o[k].dw = _mm512_permutexvar_ps(idx, dsc);
-      o[k].ow = _mm512_permutexvar_ps(idx, dmn);
-    }
-  }
-  void half(int64_t, Pair*) const {}  // never called: a super-block holds whole pairs
-  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
   JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
     const uint8_t* x = block_at<Block>(row, s);
     __m512i qh;
@@ -268,7 +177,8 @@ struct DecQ45K {
     }
   }
   __m512i bytes_half(int64_t) const { return _mm512_setzero_si512(); }  // never called
-  // Sub-block j of super-block s: dw = d * sc_j, ow = -dmin * m_j (6-bit sc/m, as unit()).
+  // Sub-block j of super-block s: dw = d * sc_j, ow = -dmin * m_j, the 6-bit sc / m unpacked as
+  // ggml's get_scale_min_k4, four lanes at a time.
   JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t s, bool,
                                     __m512* dw, __m512* ow) {
     const size_t at = static_cast<size_t>(s) * sizeof(Block);
@@ -304,16 +214,10 @@ struct DecQ6K {
   static constexpr int kPairs = 4;
   const uint8_t* row;
   DecQ6K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
-  JINX_VNNI void unit(int64_t s, Pair* o) const {
+  JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
     const uint8_t* x = block_at<BlockQ6_K>(row, s);
     const uint8_t* qls = x + offsetof(BlockQ6_K, ql);
     const uint8_t* qhs = x + offsetof(BlockQ6_K, qh);
-    const __m128i sc8 =
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + offsetof(BlockQ6_K, scales)));
-    const __m512 dsc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)),
-                                     _mm512_set1_ps(h2f(x, offsetof(BlockQ6_K, d))));
-    const __m512 dof = _mm512_mul_ps(dsc, _mm512_set1_ps(-32.0f));
-    const __m512i lane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
@@ -321,29 +225,15 @@ struct DecQ6K {
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qhs + 32 * h));
       const __m512i qhz =
           _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-      Pair& p0 = o[2 * h];
-      Pair& p1 = o[2 * h + 1];
-      p0.b = _mm512_or_si512(_mm512_and_si512(ql, lo4),
-                             _mm512_and_si512(_mm512_slli_epi16(qhz, 4), hi2));
-      p1.b = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), lo4),
-                             _mm512_and_si512(qhz, hi2));
-      const __m512i i0 = _mm512_add_epi32(lane, _mm512_set1_epi32(8 * h));
-      const __m512i i1 = _mm512_add_epi32(lane, _mm512_set1_epi32(8 * h + 4));
-      p0.dw = _mm512_permutexvar_ps(i0, dsc);
-      p0.ow = _mm512_permutexvar_ps(i0, dof);
-      p1.dw = _mm512_permutexvar_ps(i1, dsc);
-      p1.ow = _mm512_permutexvar_ps(i1, dof);
+      b[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, lo4),
+                                 _mm512_and_si512(_mm512_slli_epi16(qhz, 4), hi2));
+      b[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), lo4),
+                                     _mm512_and_si512(qhz, hi2));
     }
   }
-  void half(int64_t, Pair*) const {}
-  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
-  JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
-    Pair p[4];
-    unit(s, p);
-    for (int k = 0; k < 4; ++k) b[k] = p[k].b;
-  }
   __m512i bytes_half(int64_t) const { return _mm512_setzero_si512(); }  // never called
-  // Scale j (16 values) of super-block s: dw = d * scales[j], ow = -32 * dw (as unit()).
+  // Scale j (16 values) of super-block s: dw = d * scales[j], ow = -32 * dw; pair k's chunk j
+  // (4 values) takes scale 4k + j.
   JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t s, bool,
                                     __m512* dw, __m512* ow) {
     const size_t at = static_cast<size_t>(s) * sizeof(BlockQ6_K);
@@ -403,34 +293,6 @@ struct DecMlx {
     return _mm256_or_si256(_mm256_and_si256(w, _mm256_set1_epi16(0x000f)),
                            _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x00f0)), 4));
   }
-  JINX_VNNI void unit(int64_t p, Pair* o) const {
-    const int64_t ga = g0 + ((2 * p) >> group_shift), gb = g0 + ((2 * p + 1) >> group_shift);
-    if (ga == gb) {  // groups of 64 or 128: one scale for the pair
-      o->dw = _mm512_set1_ps(load(scales, ga));
-      o->ow = _mm512_set1_ps(load(biases, ga));
-    } else {
-      o->dw = halves(load(scales, ga), load(scales, gb));
-      o->ow = halves(load(biases, ga), load(biases, gb));
-    }
-    if constexpr (kBits == 8) {
-      o->b = _mm512_loadu_si512(q + 64 * p);
-    } else {
-      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * p));
-      const __m512i w = _mm512_cvtepu8_epi16(y);
-      o->b = _mm512_or_si512(_mm512_and_si512(w, _mm512_set1_epi16(0x000f)),
-                             _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x00f0)), 4));
-    }
-  }
-  JINX_VNNI void half(int64_t c, Pair* o) const {
-    const int64_t g = g0 + (c >> group_shift);
-    __m256i b;
-    if constexpr (kBits == 8)
-      b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
-    else
-      b = nib32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * c)));
-    single(b, load(scales, g), load(biases, g), o);
-  }
-  // The GEMV's interface: the bytes u alone, and the scales of 16 rows gathered at once.
   JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const {
     if constexpr (kBits == 8) {
       b[0] = _mm512_loadu_si512(q + 64 * p);
@@ -489,26 +351,6 @@ struct DecMlx {
   }
 };
 
-// Calls fn(pair index, decoded pair) for every pair of row r, in order.
-template <class Dec, class F>
-JINX_VNNI inline void for_each_pair(const WeightMatrix& w, int64_t r, F&& fn) {
-  const Dec dec(w, r);
-  const int64_t n_chunks = w.cols / kActBlock, full = n_chunks / 2;
-  for (int64_t u = 0; u < full / Dec::kPairs; ++u) {
-    Pair p[Dec::kPairs];
-    dec.unit(u, p);
-#pragma GCC unroll 4
-    for (int k = 0; k < Dec::kPairs; ++k) fn(u * Dec::kPairs + k, p[k]);
-  }
-  if constexpr (Dec::kPairs == 1) {
-    if (n_chunks % 2) {
-      Pair p;
-      dec.half(n_chunks - 1, &p);
-      fn(full, p);
-    }
-  }
-}
-
 // ---- GEMV: up to four tokens straight off the stored rows, in the panel GEMM's arithmetic ----
 //
 // Batch invariance: a token's outputs must not depend on how many tokens share the call (the
@@ -518,10 +360,12 @@ JINX_VNNI inline void for_each_pair(const WeightMatrix& w, int64_t r, F&& fn) {
 // dot product (exact, so summed in any order), then acc = fma(float(dot), dw * d, acc) and
 // acc = fma(ow, s, acc) (two of each per block for Q6_K's 16-value scales).
 //
-// 16 rows at a time, rows in lanes: each row's pair of blocks is decoded in registers (no panel
-// is written) and multiplied by vpdpbusd into 16 int32 lanes (4 values each); a transpose-add
-// tree over the 16 rows' vectors gives the 4-lane chunk sums with rows in lanes (2.75 integer
-// instructions per row and pair), and the float work then runs once per 16 rows.
+// 16 rows at a time, rows in lanes: each row's unit is decoded in registers (no panel is
+// written) and multiplied by vpdpbusd into 16 int32 lanes (4 values each); a transpose-add tree
+// over the 16 rows' vectors gives the 4-lane chunk sums with rows in lanes (2.75 integer
+// instructions per row and pair), the scales come gathered with rows in lanes, and the float
+// work runs once per 16 rows. (Transposing per-row scale vectors instead cost 10-20%; summing
+// 4-value lanes in fp32, the GEMV before, was not batch-invariant.)
 
 constexpr int kGroupRows = 16;
 
@@ -607,9 +451,14 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
       const int rows = here ? nr : next_rows;
       const uint8_t* base = row_ptr(w, here ? g : g + nr);
       const size_t off = static_cast<size_t>(here ? v : v - steps) * step_bytes;
-      if (off < w.row_bytes)
-        for (int i = 0; i < rows; ++i)
-          _mm_prefetch(reinterpret_cast<const char*>(base + i * w.row_bytes + off), _MM_HINT_T0);
+      if (off < w.row_bytes) {
+        const size_t len = std::min(step_bytes, w.row_bytes - off);
+        for (int i = 0; i < rows; ++i) {  // every line of the row's unit
+          const uintptr_t at = reinterpret_cast<uintptr_t>(base + i * w.row_bytes + off);
+          for (uintptr_t q = at & ~uintptr_t{63}; q < at + len; q += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(q), _MM_HINT_T0);
+        }
+      }
     }
     const bool half_pair = u == units;
     for (int i = 0; i < nr; ++i) {
@@ -694,8 +543,8 @@ void gemv(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, flo
 // 4g .. 4g + 3) of all 16 rows sits in one 64-byte vector. One vpdpbusd then takes 4 values of
 // 16 rows against 4 activation bytes of a token broadcast from memory; 8 of them sum a block in
 // int32, and only then does the block pay its float work (convert, scale, offset): 8 integer
-// instructions and 4 float ones per 512 multiply-adds, where the pair tiles above spend 4
-// float instructions per 64. Rows are the 16 lanes, so the results store straight to y.
+// instructions and 4 float ones per 512 multiply-adds. Rows are the 16 lanes, so the results
+// store straight to y.
 
 constexpr int kPanelRows = 16, kPanelTokens = 8;
 
@@ -711,27 +560,81 @@ struct alignas(64) PanelBlock {
 template <class Dec>
 constexpr bool kHalfScales = std::is_same_v<Dec, DecQ6K>;
 
-// Rows [r0, r0 + nr) of w (nr <= 16) into n_blocks panel blocks; missing rows are zero.
+// 16 x 16 int32 transpose in place: v[i] lane j -> v[j] lane i.
+JINX_VNNI_INLINE void transpose16(__m512i* v) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {  // per 128 bits: [a0 b0 a1 b1], [a2 b2 a3 b3]
+    t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // u[4i + e], 128-bit chunk k: lane 4k + e of rows 4i .. 4i + 3
+    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int e = 0; e < 4; ++e) {
+    const __m512i y0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x88);
+    const __m512i y1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xdd);
+    const __m512i y2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x88);
+    const __m512i y3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xdd);
+    v[e] = _mm512_shuffle_i32x4(y0, y2, 0x88);
+    v[8 + e] = _mm512_shuffle_i32x4(y0, y2, 0xdd);
+    v[4 + e] = _mm512_shuffle_i32x4(y1, y3, 0x88);
+    v[12 + e] = _mm512_shuffle_i32x4(y1, y3, 0xdd);
+  }
+}
+
+// Rows [r0, r0 + nr) of w (nr <= 16) into n_blocks panel blocks; missing rows are zero. A unit
+// of each row is decoded to bytes (the GEMV's interface), the 16 rows' vectors transposed (int32
+// lane l of a pair is byte group l % 8 of its block l / 8: the panel's [group][row] layout), and
+// the scales gathered from the block headers with rows in lanes.
 template <class Dec>
 JINX_VNNI void decode_panel(const WeightMatrix& w, int64_t r0, int nr, int64_t n_blocks,
                             PanelBlock* out) {
-  if (nr < kPanelRows) std::memset(static_cast<void*>(out), 0, n_blocks * sizeof(PanelBlock));
-  for (int i = 0; i < nr; ++i) {
-    for_each_pair<Dec>(w, r0 + i, [&](int64_t p, const Pair& pr) JINX_VNNI {
-      alignas(64) uint8_t bytes[64];
-      alignas(64) float dw[16], ow[16];
-      _mm512_store_si512(bytes, pr.b);
-      _mm512_store_ps(dw, pr.dw);
-      _mm512_store_ps(ow, pr.ow);
-      for (int c = 0; c < 2 && 2 * p + c < n_blocks; ++c) {
-        PanelBlock& pb = out[2 * p + c];
-        for (int g = 0; g < 8; ++g) std::memcpy(pb.b[g][i], bytes + 32 * c + 4 * g, 4);
+  constexpr int KP = Dec::kPairs;
+  constexpr bool kHalf = kHalfScales<Dec>;
+  constexpr int kPer = kHalf ? 4 : 2;
+  const int64_t full = n_blocks / 2, units = full / KP;
+  const int64_t steps = units + (KP == 1 && n_blocks % 2 ? 1 : 0);
+  const GroupRows gr{row_ptr(w, r0),
+                     _mm512_mullo_epi32(
+                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int32_t>(w.row_bytes))),
+                     nr >= kPanelRows ? __mmask16(0xffff) : __mmask16((1u << nr) - 1), r0};
+  alignas(Dec) unsigned char dec_mem[kPanelRows * sizeof(Dec)];
+  Dec* decs = reinterpret_cast<Dec*>(dec_mem);
+  for (int i = 0; i < nr; ++i) new (&decs[i]) Dec(w, r0 + i);
+  for (int64_t u = 0; u < steps; ++u) {
+    const bool half_pair = u == units;
+    const int np = half_pair ? 1 : KP;
+    __m512i b[KP][kPanelRows];
+    for (int i = 0; i < kPanelRows; ++i) {
+      __m512i v[KP];
+      if (i >= nr) {
+        for (int k = 0; k < KP; ++k) v[k] = _mm512_setzero_si512();
+      } else if (half_pair) {
+        v[0] = decs[i].bytes_half(n_blocks - 1);
+      } else {
+        decs[i].bytes_unit(u, v);
+      }
+      for (int k = 0; k < np; ++k) b[k][i] = v[k];
+    }
+    __m512 dw[KP * kPer], ow[KP * kPer];
+    Dec::unit_scales(w, gr, u, half_pair, dw, ow);
+    for (int k = 0; k < np; ++k) {
+      transpose16(b[k]);
+      const int64_t pair = u * KP + k;
+      for (int c = 0; c < (half_pair ? 1 : 2); ++c) {
+        PanelBlock& pb = out[2 * pair + c];
+        for (int g = 0; g < 8; ++g) _mm512_store_si512(pb.b[g], b[k][8 * c + g]);
         for (int h = 0; h < 2; ++h) {
-          pb.dw[h][i] = dw[8 * c + 4 * h];
-          pb.ow[h][i] = ow[8 * c + 4 * h];
+          const int j = kPer * k + (kHalf ? 2 * c + h : c);
+          _mm512_store_ps(pb.dw[h], dw[j]);
+          _mm512_store_ps(pb.ow[h], ow[j]);
         }
       }
-    });
+    }
   }
 }
 
