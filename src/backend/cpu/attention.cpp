@@ -373,7 +373,11 @@ void paged_attention(const float* q, float* out, int64_t n_heads, const PagedKv&
   JINX_CHECK(q && out, "attention: null q or out");
   if (scale <= 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
   const Plan plan = make_plan(kv, b, n_heads);
-  std::vector<float> partials(plan.n_parts * plan.part_floats());
+  // Partial states of split items: every slot is written before the merge reads it, so the
+  // buffer is kept between calls (no zeroing, no fresh pages each layer).
+  thread_local std::vector<float> partials;
+  const size_t need = static_cast<size_t>(plan.n_parts) * plan.part_floats();
+  if (partials.size() < need) partials.resize(need);
   const Context c{
       q, out, n_heads, scale, &kv, &b, &plan, pick_tile_fn(kv.head_dim), partials.data()};
   pool.parallel_for(static_cast<int64_t>(plan.items.size()), 1, [&](int64_t i0, int64_t i1) {
