@@ -137,9 +137,14 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
   for (int64_t li = 0; li < c.n_layers; ++li) {
     const LayerWeights& L = w_.layers[li];
     cpu::rmsnorm(x.data(), L.attn_norm.data(), h.data(), n, H, c.rms_norm_eps);
-    linear(L.q, h.data(), n, q.data(), pool);
-    linear(L.k, h.data(), n, k.data(), pool);
-    linear(L.v, h.data(), n, v.data(), pool);
+    {
+      const cpu::MatmulPart parts[] = {
+          {&L.q.w, q.data(), L.q.w.rows}, {&L.k.w, k.data(), L.k.w.rows}, {&L.v.w, v.data(), L.v.w.rows}};
+      cpu::matmul_many(parts, h.data(), n, pool);
+      add_bias(q.data(), L.q.bias, n);
+      add_bias(k.data(), L.k.bias, n);
+      add_bias(v.data(), L.v.bias, n);
+    }
     if (!L.q_norm.empty()) {
       cpu::rmsnorm(q.data(), L.q_norm.data(), q.data(), n * c.n_heads, hd, c.rms_norm_eps);
       cpu::rmsnorm(k.data(), L.k_norm.data(), k.data(), n * c.n_kv_heads, hd, c.rms_norm_eps);
@@ -150,8 +155,13 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     linear(L.o, att.data(), n, h.data(), pool);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
     cpu::rmsnorm(x.data(), L.ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
-    linear(L.gate, h.data(), n, g.data(), pool);
-    linear(L.up, h.data(), n, u.data(), pool);
+    {
+      const cpu::MatmulPart parts[] = {{&L.gate.w, g.data(), L.gate.w.rows},
+                                       {&L.up.w, u.data(), L.up.w.rows}};
+      cpu::matmul_many(parts, h.data(), n, pool);
+      add_bias(g.data(), L.gate.bias, n);
+      add_bias(u.data(), L.up.bias, n);
+    }
     cpu::silu_mul(g.data(), u.data(), n * ff);
     linear(L.down, g.data(), n, h.data(), pool);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];

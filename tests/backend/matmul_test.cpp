@@ -180,6 +180,51 @@ TEST_P(MatmulParity, RowsDoNotDependOnTheBatch) {
   set_isa(detected_isa());
 }
 
+// matmul_many (q/k/v, gate/up in one call) gives each matrix's matmul() output bit for bit, in
+// both activation modes, with matrices of different formats and row counts.
+TEST(MatmulMany, EqualsOneMatmulEach) {
+  std::mt19937 rng(31);
+  const int64_t cols = 256;
+  const DType types[] = {DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::F16};
+  const int64_t rows[] = {40, 16, 33, 7};
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<WeightMatrix> ws;
+  for (int i = 0; i < 4; ++i) {
+    data.push_back(random_rows(types[i], rows[i], cols, rng));
+    WeightMatrix w;
+    w.dtype = types[i];
+    w.data = data.back().data();
+    w.rows = rows[i];
+    w.cols = cols;
+    w.row_bytes = *bytes_for(types[i], cols);
+    ws.push_back(w);
+  }
+  ThreadPool pool(2);
+  std::normal_distribution<float> nd;
+  for (bool exact : {false, true}) {
+    set_exact_activations(exact);
+    for (int64_t n : {1, 3, 5, 40}) {
+      std::vector<float> x(n * cols);
+      for (auto& v : x) v = nd(rng);
+      for (int count : {3, 4}) {  // the quantized three; with the F16 one (a call each)
+        std::vector<std::vector<float>> want, got;
+        std::vector<MatmulPart> parts;
+        for (int i = 0; i < count; ++i) {
+          want.emplace_back(n * rows[i]);
+          got.emplace_back(n * rows[i], NAN);
+          matmul(ws[i], x.data(), n, want.back().data(), rows[i], pool);
+        }
+        for (size_t i = 0; i < got.size(); ++i) parts.push_back({&ws[i], got[i].data(), rows[i]});
+        matmul_many(parts, x.data(), n, pool);
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(std::memcmp(got[i].data(), want[i].data(), got[i].size() * 4), 0)
+              << "exact " << exact << " n " << n << " matrix " << i;
+      }
+    }
+  }
+  set_exact_activations(false);
+}
+
 // MLX 4-bit and 8-bit rows against a direct evaluation of the MLX definition.
 TEST(MlxMatmul, MatchesDefinition) {
   ExactMode exact;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "backend/weight.h"
 #include "core/thread_pool.h"
@@ -31,6 +32,17 @@ void weight_row(const WeightMatrix& w, int64_t row, float* out);
 // (row stride ldy, >= w.rows). Parallel over output rows.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             ThreadPool& pool);
+
+// Several matrices with the same columns against the same x (q/k/v, gate/up): outputs equal to
+// one matmul() each, bit for bit, but the activations are quantized once and every matrix's
+// rows share one parallel_for (a GEMV dispatch costs a few microseconds).
+struct MatmulPart {
+  const WeightMatrix* w;
+  float* y;
+  int64_t ldy;
+};
+void matmul_many(std::span<const MatmulPart> parts, const float* x, int64_t n_tokens,
+                 ThreadPool& pool);
 
 // out[t, :] = x[t, :] / rms(x[t, :]) * weight, weight fp32 [n]
 void rmsnorm(const float* x, const float* weight, float* out, int64_t n_tokens, int64_t n,

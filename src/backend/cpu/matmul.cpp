@@ -171,6 +171,52 @@ void weight_row(const WeightMatrix& w, int64_t row, float* out) {
   dequantize_row(w.dtype, row_ptr(w, row), out, w.cols);
 }
 
+void matmul_many(std::span<const MatmulPart> parts, const float* x, int64_t n, ThreadPool& pool) {
+  if (parts.empty() || n == 0) return;
+  const int64_t cols = parts[0].w->cols;
+  std::vector<detail::QKernels> ks;
+  bool integer = !exact_activations();
+  for (const MatmulPart& p : parts) {
+    check_matrix(*p.w);
+    JINX_CHECK(p.w->cols == cols, "matmul_many: the matrices' column counts differ");
+    JINX_CHECK(p.ldy >= p.w->rows, "matmul: bad output stride");
+    if (integer) ks.push_back(pick_qkernels(*p.w));
+    integer = integer && ks.back().gemv;
+  }
+  if (!integer) {  // fp32 activations: one call each
+    for (const MatmulPart& p : parts) matmul(*p.w, x, n, p.y, p.ldy, pool);
+    return;
+  }
+  // Integer path: the activations quantized once, and one parallel_for over every matrix's rows
+  // in the tasks matmul_quantized would make (so each row's arithmetic is the same).
+  thread_local QuantActBuffer buf;
+  const QuantActs a = buf.quantize(x, n, cols, n > kMaxNx ? &pool : nullptr);
+  struct Task {
+    int32_t part;
+    int64_t r0, r1;
+  };
+  thread_local std::vector<Task> task_buf;
+  std::vector<Task>& tasks = task_buf;  // the caller's (a worker's thread_local would be its own)
+  tasks.clear();
+  int64_t total = 0;
+  for (const MatmulPart& p : parts) total += p.w->rows;
+  const int64_t step = n <= kMaxNx ? std::max<int64_t>(1, total / (pool.size() * 8 * 16)) * 16
+                                   : kQRowBlock;
+  for (size_t i = 0; i < parts.size(); ++i)
+    for (int64_t r = 0; r < parts[i].w->rows; r += step)
+      tasks.push_back({static_cast<int32_t>(i), r, std::min(parts[i].w->rows, r + step)});
+  pool.parallel_for(static_cast<int64_t>(tasks.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const Task& t = tasks[i];
+      const MatmulPart& p = parts[t.part];
+      if (n <= kMaxNx)
+        ks[t.part].gemv(*p.w, t.r0, t.r1, a, p.y, p.ldy);
+      else
+        ks[t.part].gemm(*p.w, t.r0, t.r1, a, p.y, p.ldy);
+    }
+  });
+}
+
 void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
             ThreadPool& pool) {
   check_matrix(w);
