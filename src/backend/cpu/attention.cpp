@@ -247,9 +247,23 @@ void run_item(const Context& c, const Item& it) {
              k,           v,           sc.kv.data(), rows,        0,           d_n,
              c.kv->dtype};
   const int64_t kv_end = std::min(it.kv1, sc.limit[rows - 1]);
+  const size_t row_bytes = kv_row_bytes(c.kv->dtype, d_n);
+  const void* nk[kAttnTileKv];
+  const void* nv[kAttnTileKv];
   for (int64_t j0 = it.kv0; j0 < kv_end; j0 += kAttnTileKv) {
     t.n_kv = std::min(kAttnTileKv, kv_end - j0);
     gather_rows(c, it, j0, t.n_kv, k, v);
+    // The next tile's K/V rows into the cache while this one computes: the blocks sit anywhere
+    // in the pool, so the hardware prefetcher cannot run ahead of a block boundary.
+    if (j0 + kAttnTileKv < kv_end) {
+      const int64_t n_next = std::min(kAttnTileKv, kv_end - j0 - kAttnTileKv);
+      gather_rows(c, it, j0 + kAttnTileKv, n_next, nk, nv);
+      for (int64_t j = 0; j < n_next; ++j)
+        for (size_t off = 0; off < row_bytes; off += 64) {
+          __builtin_prefetch(static_cast<const char*>(nk[j]) + off);
+          __builtin_prefetch(static_cast<const char*>(nv[j]) + off);
+        }
+    }
     for (int64_t r = 0; r < rows; ++r)
       sc.n_visible[r] = std::clamp<int64_t>(sc.limit[r] - j0, 0, t.n_kv);
     c.tile_fn(t);
