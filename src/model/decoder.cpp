@@ -138,8 +138,9 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     const LayerWeights& L = w_.layers[li];
     cpu::rmsnorm(x.data(), L.attn_norm.data(), h.data(), n, H, c.rms_norm_eps);
     {
-      const cpu::MatmulPart parts[] = {
-          {&L.q.w, q.data(), L.q.w.rows}, {&L.k.w, k.data(), L.k.w.rows}, {&L.v.w, v.data(), L.v.w.rows}};
+      const cpu::MatmulPart parts[] = {{&L.q.w, q.data(), L.q.w.rows},
+                                       {&L.k.w, k.data(), L.k.w.rows},
+                                       {&L.v.w, v.data(), L.v.w.rows}};
       cpu::matmul_many(parts, h.data(), n, pool);
       add_bias(q.data(), L.q.bias, n);
       add_bias(k.data(), L.k.bias, n);

@@ -73,6 +73,17 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt199
   return buf;
 }
 
+// A WeightMatrix over rows stored back to back in `data`.
+WeightMatrix matrix_of(DType t, int64_t rows, int64_t cols, const std::vector<uint8_t>& data) {
+  WeightMatrix w;
+  w.dtype = t;
+  w.data = data.data();
+  w.rows = rows;
+  w.cols = cols;
+  w.row_bytes = *bytes_for(t, cols);
+  return w;
+}
+
 struct Param {
   DType dtype;
   int64_t cols;
@@ -94,12 +105,7 @@ TEST_P(MatmulParity, AllIsaLevelsAndBatchSizes) {
   std::mt19937 rng(1234 + static_cast<int>(dtype));
   const int64_t rows = 37;
   auto data = random_rows(dtype, rows, cols, rng);
-  WeightMatrix w;
-  w.dtype = dtype;
-  w.data = data.data();
-  w.rows = rows;
-  w.cols = cols;
-  w.row_bytes = *bytes_for(dtype, cols);
+  const WeightMatrix w = matrix_of(dtype, rows, cols, data);
   std::vector<float> wf(rows * cols);
   for (int64_t r = 0; r < rows; ++r)
     dequantize_row(dtype, data.data() + r * w.row_bytes, &wf[r * cols], cols);
@@ -148,12 +154,7 @@ TEST_P(MatmulParity, RowsDoNotDependOnTheBatch) {
   std::mt19937 rng(77 + static_cast<int>(dtype));
   const int64_t rows = 37;
   auto data = random_rows(dtype, rows, cols, rng);
-  WeightMatrix w;
-  w.dtype = dtype;
-  w.data = data.data();
-  w.rows = rows;
-  w.cols = cols;
-  w.row_bytes = *bytes_for(dtype, cols);
+  const WeightMatrix w = matrix_of(dtype, rows, cols, data);
   ThreadPool pool(2);
   std::normal_distribution<float> nd;
   std::vector<float> x0(cols);
@@ -191,13 +192,7 @@ TEST(MatmulMany, EqualsOneMatmulEach) {
   std::vector<WeightMatrix> ws;
   for (int i = 0; i < 4; ++i) {
     data.push_back(random_rows(types[i], rows[i], cols, rng));
-    WeightMatrix w;
-    w.dtype = types[i];
-    w.data = data.back().data();
-    w.rows = rows[i];
-    w.cols = cols;
-    w.row_bytes = *bytes_for(types[i], cols);
-    ws.push_back(w);
+    ws.push_back(matrix_of(types[i], rows[i], cols, data.back()));
   }
   ThreadPool pool(2);
   std::normal_distribution<float> nd;

@@ -181,12 +181,15 @@ struct Case {
 
 class QdotParity : public ::testing::TestWithParam<Case> {};
 
+TestMatrix case_matrix(const Case& k, std::mt19937& rng) {
+  return k.dtype == DType::U32 ? mlx_matrix(k.bits, k.group, k.scale_dtype, k.rows, k.cols, rng)
+                               : gguf_matrix(k.dtype, k.rows, k.cols, rng);
+}
+
 TEST_P(QdotParity, AllIsaLevelsAndTokenCounts) {
   const Case& k = GetParam();
   std::mt19937 rng(99 + k.cols + k.rows);
-  TestMatrix m = k.dtype == DType::U32
-                     ? mlx_matrix(k.bits, k.group, k.scale_dtype, k.rows, k.cols, rng)
-                     : gguf_matrix(k.dtype, k.rows, k.cols, rng);
+  TestMatrix m = case_matrix(k, rng);
   const int64_t rows = k.rows, cols = k.cols;
   ThreadPool pool(2);
   IsaGuard guard;
@@ -246,9 +249,7 @@ TEST_P(QdotParity, AllIsaLevelsAndTokenCounts) {
 TEST_P(QdotParity, RowsDoNotDependOnTheBatch) {
   const Case& k = GetParam();
   std::mt19937 rng(7 + k.cols + k.rows);
-  TestMatrix m = k.dtype == DType::U32
-                     ? mlx_matrix(k.bits, k.group, k.scale_dtype, k.rows, k.cols, rng)
-                     : gguf_matrix(k.dtype, k.rows, k.cols, rng);
+  TestMatrix m = case_matrix(k, rng);
   const int64_t rows = k.rows, cols = k.cols;
   ThreadPool pool(2);
   IsaGuard guard;

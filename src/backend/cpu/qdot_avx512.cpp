@@ -61,6 +61,25 @@ struct GroupRows {
   int64_t g;
 };
 
+// Rows [g, g + nr) of w, nr <= 16.
+JINX_VNNI inline GroupRows group_rows(const WeightMatrix& w, int64_t g, int nr) {
+  return {static_cast<const uint8_t*>(w.data) + static_cast<size_t>(g) * w.row_bytes,
+          _mm512_mullo_epi32(
+              _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+              _mm512_set1_epi32(static_cast<int32_t>(w.row_bytes))),
+          nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1), g};
+}
+
+// The decoders of rows [g, g + nr), made once per 16 rows (MLX's finds its first scale group).
+template <class Dec>
+struct RowDecoders {
+  alignas(Dec) unsigned char mem[16 * sizeof(Dec)];
+  RowDecoders(const WeightMatrix& w, int64_t g, int nr) {
+    for (int i = 0; i < nr; ++i) new (mem + i * sizeof(Dec)) Dec(w, g + i);
+  }
+  const Dec& operator[](int i) const { return reinterpret_cast<const Dec*>(mem)[i]; }
+};
+
 // 32-bit words at byte `at` of each row of the group (0 in masked lanes).
 JINX_VNNI inline __m512i gather_rows(const GroupRows& gr, size_t at) {
   return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gr.mask,
@@ -417,19 +436,12 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
                           const QuantActs& a, float* y, int64_t ldy,
                           GroupScratch<Dec::kPairs, NX>& sc) {
   constexpr int KP = Dec::kPairs;
-  constexpr bool kHalf = std::is_same_v<Dec, DecQ6K>;
+  constexpr bool kHalf = std::is_same_v<Dec, DecQ6K>;  // scales per 16 values
   const int64_t n_chunks = w.cols / kActBlock, full = n_chunks / 2, units = full / KP;
   const bool tail = KP == 1 && n_chunks % 2;
   const int64_t steps = units + (tail ? 1 : 0);  // units, then the odd chunk's half pair
-  const GroupRows gr{row_ptr(w, g),
-                     _mm512_mullo_epi32(
-                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                         _mm512_set1_epi32(static_cast<int32_t>(w.row_bytes))),
-                     nr >= kGroupRows ? __mmask16(0xffff) : __mmask16((1u << nr) - 1), g};
-  // The rows' decoders, made once per group (MLX's finds its first scale group).
-  alignas(Dec) unsigned char dec_mem[kGroupRows * sizeof(Dec)];
-  Dec* decs = reinterpret_cast<Dec*>(dec_mem);
-  for (int i = 0; i < nr; ++i) new (&decs[i]) Dec(w, g + i);
+  const GroupRows gr = group_rows(w, g, nr);
+  const RowDecoders<Dec> decs(w, g, nr);
   const int8_t* xq[NX];
   const float *xd[NX], *xs[NX];
   for (int t = 0; t < NX; ++t) {
@@ -597,14 +609,8 @@ JINX_VNNI void decode_panel(const WeightMatrix& w, int64_t r0, int nr, int64_t n
   constexpr int kPer = kHalf ? 4 : 2;
   const int64_t full = n_blocks / 2, units = full / KP;
   const int64_t steps = units + (KP == 1 && n_blocks % 2 ? 1 : 0);
-  const GroupRows gr{row_ptr(w, r0),
-                     _mm512_mullo_epi32(
-                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                         _mm512_set1_epi32(static_cast<int32_t>(w.row_bytes))),
-                     nr >= kPanelRows ? __mmask16(0xffff) : __mmask16((1u << nr) - 1), r0};
-  alignas(Dec) unsigned char dec_mem[kPanelRows * sizeof(Dec)];
-  Dec* decs = reinterpret_cast<Dec*>(dec_mem);
-  for (int i = 0; i < nr; ++i) new (&decs[i]) Dec(w, r0 + i);
+  const GroupRows gr = group_rows(w, r0, nr);
+  const RowDecoders<Dec> decs(w, r0, nr);
   for (int64_t u = 0; u < steps; ++u) {
     const bool half_pair = u == units;
     const int np = half_pair ? 1 : KP;
