@@ -1,8 +1,8 @@
 // Weight x activation products. Decode (a few tokens): one warp per output row streams the row
 // once with 16-byte loads and dequantizes in registers, for up to kGemvMaxTokens tokens at a
 // time; that is the memory-bound case and the one batch-1 decode lives in. Prefill and large
-// batches: cuBLAS on bf16 (quantized weights are expanded to bf16 in scratch first), fp32
-// accumulation.
+// batches: quantized weights on the tensor-core GEMM that dequantizes them in shared memory
+// (qgemm.cu), BF16 weights on cuBLAS (activations rounded to bf16 in scratch), fp32 sums.
 #include <cublas_v2.h>
 
 #include <atomic>
@@ -12,6 +12,7 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/gemv_jit.h"
+#include "backend/cuda/qgemm.h"
 #include "backend/cuda/quant.cuh"
 #include "core/check.h"
 
@@ -313,9 +314,6 @@ void matmul_gated_silu(const DeviceMatrix& w, const float* x, int64_t n_tokens, 
   launch_gemv_any<true>(w, x, n_tokens, y, ldy, bias, io, jit_kernels(w, true, s), s);
 }
 
-namespace {
-}  // namespace
-
 bool matmul_uses_gemv(const DeviceMatrix& w, int64_t n_tokens) {
   if (n_tokens <= kGemvMaxTokens) return true;
   // Bytes per weight in 32nds: Q8_0 34, Q4_0 18, Q4A 24 (quants + scales (+ offsets)).
@@ -328,7 +326,7 @@ bool matmul_uses_gemv(const DeviceMatrix& w, int64_t n_tokens) {
 }
 
 size_t matmul_scratch_bytes(const DeviceMatrix& w, int64_t n_tokens) {
-  if (matmul_uses_gemv(w, n_tokens)) return 0;
+  if (matmul_uses_gemv(w, n_tokens) || qgemm_takes(w)) return 0;
   size_t b = static_cast<size_t>(n_tokens * w.cols) * 2 + 256;
   if (w.dtype != DType::BF16) b += static_cast<size_t>(w.rows * w.cols) * 2;
   return b;
@@ -360,7 +358,14 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
   cudaStream_t s = ctx.stream;
   GemvIo io = input_transform(w, x, n_tokens, in, s);
   io.accumulate = accumulate;
-  if (matmul_uses_gemv(w, n_tokens) || ctx.blas == nullptr) {
+  const bool gemv = matmul_uses_gemv(w, n_tokens);
+  if (!gemv && qgemm_takes(w) && qgemm_supported(w, x)) {
+    qgemm(w, x, n_tokens, y, ldy, bias, accumulate, s);
+    return;
+  }
+  // The GEMV also takes what the GEMM kernel would but cannot (an unaligned x: scratch was not
+  // sized for cuBLAS), one pass per kGemvMaxTokens tokens.
+  if (gemv || ctx.blas == nullptr || qgemm_takes(w)) {
     if (!vector_path(w, x)) {
       launch(gemv_scalar_kernel, blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s,
              "gemv_scalar", w, x, n_tokens, y, ldy, bias, accumulate);
