@@ -28,12 +28,12 @@ jx info -m tests/fixtures/models/tiny-qwen2 | grep -E "^cuda|cpu kernels" | tee 
 [ "${TESTS:-1}" = 1 ] && LD_LIBRARY_PATH="$libs" timeout 240 "$DEV/jinx_cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "OK|FAILED|PASSED|SKIPPED|Failure|Expected|Which is|max \||parts at|identical|error" | head -120
 # Failures: the same tests again without programmatic dependent launch, without the fused GEMV
 # inputs and epilogues (and fused RoPE), without the fused RoPE alone, with the attention merged
-# by the last block, without overlap scheduling, without the run-time compiled GEMVs, to tell
-# those paths from the rest.
+# by the last block, without overlap scheduling, without the run-time compiled GEMVs, without
+# the quantized GEMM kernel, without cuBLASLt, to tell those paths from the rest.
 failed=$(grep -sE "^\[  FAILED  \] [A-Za-z]" "$OUT/cuda_tests.log" | sed 's/^\[  FAILED  \] //; s/[ ,].*//' | sort -u | paste -sd: -)
 if [ -n "$failed" ]; then
   for v in JINX_PDL=0 JINX_FUSE=0 JINX_FUSE_ROPE=0 JINX_ATTN_MERGE=last-block JINX_OVERLAP=0 \
-      JINX_NVRTC=0 "JINX_PDL=0 JINX_FUSE=0 JINX_NVRTC=0"; do
+      JINX_NVRTC=0 JINX_QGEMM=0 JINX_CUBLASLT=0 "JINX_PDL=0 JINX_FUSE=0 JINX_NVRTC=0"; do
     echo "== failed tests again with $v" | tee -a "$OUT/cuda_tests.log"
     env $v LD_LIBRARY_PATH="$libs" timeout 120 "$DEV/jinx_cuda_tests" --gtest_filter="$failed" 2>&1 \
       | grep -E "^\[  (FAILED|PASSED|  OK) " | tee -a "$OUT/cuda_tests.log" | head -40
@@ -57,6 +57,22 @@ bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-out
 echo "== seed workload, sampled (temperature 0.8, top-p 0.95)" | tee -a "$OUT/bench.txt"
 bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
   --max-num-seqs 256 --max-num-batched-tokens 8192 --temperature 0.8 --top-p 0.95 | tee -a "$OUT/bench.txt"
+# Prefill-bound runs (64 prompts of 1024 tokens, one output token each: TTFT and input tok/s)
+# of the GEMMs past the GEMV: quantized weights on the tensor-core GEMM that dequantizes in
+# shared memory (default) against expand-to-bf16 + cuBLAS (JINX_QGEMM=0); BF16 weights on
+# cuBLASLt (default) against cuBLAS (JINX_CUBLASLT=0) and against that GEMM (JINX_QGEMM=all).
+prefill() { bench --num-seqs 64 --min-input 1024 --max-input 1024 --min-output 1 --max-output 1 \
+  --max-num-seqs 64 --max-num-batched-tokens 8192 "$@"; }
+if [ "${PREFILL:-1}" = 1 ]; then
+  for v in "" JINX_QGEMM=0 ""; do
+    echo "== prefill, Q4_K at load (Q4A), ${v:-defaults}" | tee -a "$OUT/bench.txt"
+    ( [ -z "$v" ] || export "${v?}"; prefill --quantize q4_k ) | tee -a "$OUT/bench.txt"
+  done
+  for v in "" JINX_CUBLASLT=0 JINX_QGEMM=all ""; do
+    echo "== prefill, bf16, ${v:-defaults}" | tee -a "$OUT/bench.txt"
+    ( [ -z "$v" ] || export "${v?}"; prefill ) | tee -a "$OUT/bench.txt"
+  done
+fi
 # A/B runs of the switches (AB=0 skips them: a quicker first run on a short lease).
 if [ "${AB:-1}" = 1 ]; then
   echo "== batch-1 decode, CUDA graphs, precompiled GEMVs (JINX_NVRTC=0)" | tee -a "$OUT/bench.txt"

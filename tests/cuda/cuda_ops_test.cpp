@@ -13,6 +13,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quantize.h"
 #include "backend/cuda/gemv_jit.h"
+#include "backend/cuda/blas_lt.h"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/qgemm.h"
 #include "backend/sample_select.h"
@@ -501,6 +502,50 @@ TEST(CudaOps, MatmulRoutesQuantizedGemmsWithoutScratch) {
   EXPECT_EQ(cuda::matmul_scratch_bytes(dw.dm, 200), 0u);
   for (int64_t skew : {0, 1})
     expect_matmul_matches_cpu(dw.dm, w.cpu, 200, skew, rng, env.blas, env.pool, "Q4_0");
+}
+
+// BF16 GEMMs past the GEMV run on cuBLASLt, the bias in its epilogue; against cuBLAS
+// (JINX_CUBLASLT=0: cublasGemmEx and the bias kernel) the same bf16 products summed in another
+// order, with and without a bias, accumulating into y or not, with a workspace and without.
+TEST(CudaOps, CublasLtMatchesCublas) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(23);
+  MatmulBench env;
+  ASSERT_NE(env.blas, nullptr);
+  ASSERT_TRUE(cuda::blas_lt_enabled()) << "run without JINX_CUBLASLT set";
+  Dev<uint8_t> workspace(size_t{32} << 20);
+  struct Shape { int64_t rows, cols; };
+  const int64_t before = cuda::blas_lt_gemms();
+  int64_t calls = 0;
+  for (Shape sh : {Shape{37, 64}, Shape{1152, 896}, Shape{129, 4864}}) {
+    TestWeight w = make_weight(DType::BF16, sh.rows, sh.cols, rng);
+    DevWeight dw(w, DType::BF16, sh.rows, sh.cols);
+    const int64_t ldy = sh.rows + 3;
+    for (int64_t n : {9, 100})
+      for (int variant = 0; variant < 8; ++variant) {
+        const bool with_bias = variant & 1, accumulate = variant & 2, with_ws = variant & 4;
+        auto x = randn(n * sh.cols, rng);
+        auto y0 = randn(n * ldy, rng);
+        auto bias = randn(sh.rows, rng);
+        Dev<float> dx(x), dy(y0), dy_blas(y0), db(bias);
+        Dev<uint8_t> scratch(cuda::matmul_scratch_bytes(dw.dm, n) + 1);
+        cuda::MatmulContext mc{nullptr, env.blas, scratch.p, scratch.n};
+        if (with_ws) {
+          mc.workspace = workspace.p;
+          mc.workspace_bytes = workspace.n;
+        }
+        const float* b = with_bias ? db.p : nullptr;
+        cuda::matmul(dw.dm, dx.p, n, dy.p, ldy, mc, b, {}, accumulate);
+        cuda::set_blas_lt_enabled(false);
+        cuda::matmul(dw.dm, dx.p, n, dy_blas.p, ldy, mc, b, {}, accumulate);
+        cuda::set_blas_lt_enabled(true);
+        ++calls;
+        EXPECT_LE(rel_err(dy.get(), dy_blas.get()), 1e-4)
+            << sh.rows << "x" << sh.cols << " n=" << n << " bias " << with_bias << " accumulate "
+            << accumulate << " workspace " << with_ws;
+      }
+  }
+  EXPECT_EQ(cuda::blas_lt_gemms() - before, calls) << "cuBLASLt refused some GEMMs";
 }
 
 // The embedding table of a Q4_K / MLX 4-bit checkpoint stays Q4A: rows gathered exactly.

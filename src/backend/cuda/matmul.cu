@@ -2,13 +2,15 @@
 // once with 16-byte loads and dequantizes in registers, for up to kGemvMaxTokens tokens at a
 // time; that is the memory-bound case and the one batch-1 decode lives in. Prefill and large
 // batches: quantized weights on the tensor-core GEMM that dequantizes them in shared memory
-// (qgemm.cu), BF16 weights on cuBLAS (activations rounded to bf16 in scratch), fp32 sums.
+// (qgemm.cu), BF16 weights on cuBLASLt with the bias in its epilogue (blas_lt.cpp; cuBLAS where
+// it has no algorithm), activations rounded to bf16 in scratch, fp32 sums.
 #include <cublas_v2.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <string>
 
+#include "backend/cuda/blas_lt.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/gemv_jit.h"
@@ -388,6 +390,10 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
            w16);
     a = w16;
     lda = w.cols;
+  }
+  if (blas_lt_gemm(a, lda, x16, w.rows, n_tokens, w.cols, y, ldy, bias, accumulate, ctx.workspace,
+                   ctx.workspace_bytes, s)) {
+    return;
   }
   // Column-major view: y^T [rows, n] = W^T' ... i.e. C(rows x n) = A^T(rows x cols) * B(cols x n)
   // with A = W (row-major [rows, cols] = column-major [cols, rows]) and B = x likewise.

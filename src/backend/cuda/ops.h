@@ -54,12 +54,16 @@ constexpr DType kQ4A = DType::Q4_1;
 bool supported_weight_dtype(DType t);
 
 // What a matmul needs besides its operands: the stream, a cuBLAS handle and scratch memory for
-// the bf16 copies of activations and dequantized weights that the cuBLAS path uses.
+// the bf16 copies of activations (and, with JINX_QGEMM=0, of dequantized weights) that the
+// cuBLAS path uses; cuBLASLt's workspace (blas_lt.h; null: none), which may be the one given
+// to cuBLAS with cublasSetWorkspace (both run in stream order).
 struct MatmulContext {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
   void* scratch = nullptr;   // device
   size_t scratch_bytes = 0;  // >= matmul_scratch_bytes(...) of every call
+  void* workspace = nullptr;  // device
+  size_t workspace_bytes = 0;
 };
 // Scratch bytes a matmul of w with n_tokens rows needs.
 size_t matmul_scratch_bytes(const DeviceMatrix& w, int64_t n_tokens);
@@ -81,8 +85,9 @@ struct MatmulInput {
 
 // y[t, r] = sum_c w[r, c] * x[t, c] for t < n_tokens (x as `in` reads it). x: [n_tokens,
 // w.cols] fp32, y: [n_tokens, ldy] fp32 (ldy >= w.rows). Few tokens: a GEMV kernel that
-// streams each weight row once for all tokens; many tokens: cuBLAS on bf16 copies (fp32
-// accumulation). bias: [w.rows] fp32 added to every row of y, or null. accumulate: y += the
+// streams each weight row once for all tokens; many tokens: quantized weights on the GEMM of
+// qgemm.h, BF16 weights on cuBLASLt (cuBLAS where it has no algorithm) with x rounded to bf16
+// (fp32 accumulation). bias: [w.rows] fp32 added to every row of y, or null. accumulate: y += the
 // product (+ bias) instead of y = (a residual connection in the epilogue).
 void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             const MatmulContext& ctx, const float* bias = nullptr, const MatmulInput& in = {},

@@ -35,8 +35,8 @@ constexpr int kBM = 128;  // weight rows per block
 constexpr int kBN = 64;   // tokens per block
 constexpr int kBK = 64;   // columns per step
 constexpr int kThreads = 256;
-constexpr int kLdT = kBK + 8;   // bf16 stride of the W and X tiles (a multiple of 8 for wmma)
-constexpr int kLdC = kBM + 4;   // fp32 stride of the output tile
+constexpr int kLdT = kBK + 8;  // bf16 stride of the W and X tiles (a multiple of 8 for wmma)
+constexpr int kLdC = kBM + 4;  // fp32 stride of the output tile
 constexpr size_t kTileBytes = sizeof(__nv_bfloat16) * (kBM + kBN) * kLdT;
 constexpr size_t kOutBytes = sizeof(float) * kBN * kLdC;
 constexpr size_t kSmemBytes = kTileBytes > kOutBytes ? kTileBytes : kOutBytes;
@@ -51,8 +51,8 @@ enum class Fmt { kBF16, kQ8_0, kQ4_0, kQ4A };
 template <Fmt F>
 struct WPieces {
   static constexpr int kValues = F == Fmt::kBF16 ? 8 : F == Fmt::kQ8_0 ? 16 : 32;
-  static constexpr int kPerRow = kBK / kValues;                // pieces in a row of the step
-  static constexpr int N = kBM * kPerRow / kThreads;           // pieces per thread
+  static constexpr int kPerRow = kBK / kValues;       // pieces in a row of the step
+  static constexpr int N = kBM * kPerRow / kThreads;  // pieces per thread
   uint4 q[N];
   float d[N], m[N];
 };
@@ -300,8 +300,8 @@ void set_qgemm_mode(int mode) {
 }
 
 bool qgemm_supported(const DeviceMatrix& w, const float* x) {
-  const bool fmt = w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0 || w.dtype == kQ4A ||
-                   w.dtype == DType::BF16;
+  const bool fmt =
+      w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0 || w.dtype == kQ4A || w.dtype == DType::BF16;
   return fmt && w.cols % 32 == 0 && w.row_bytes % 16 == 0 &&
          reinterpret_cast<uintptr_t>(w.data) % 16 == 0 &&
          reinterpret_cast<uintptr_t>(x) % 16 == 0 && (w.dtype != kQ4A || w.offsets != nullptr);

@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <deque>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -42,7 +42,8 @@ class DeviceArena {
   }
   void* alloc(size_t bytes) {
     void* p = nullptr;
-    check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), str("cudaMalloc ", bytes >> 20, " MiB").c_str());
+    check(cudaMalloc(&p, std::max<size_t>(bytes, 256)),
+          str("cudaMalloc ", bytes >> 20, " MiB").c_str());
     ptrs_.push_back(p);
     total_ += bytes;
     return p;
@@ -119,7 +120,8 @@ class Upload {
     for (const Part& p : parts_)
       if (p.bytes) std::memcpy(h + p.offset, p.src, p.bytes);
     base_ = dev.get<uint8_t>(offset_);
-    if (offset_) check(cudaMemcpyAsync(base_, h, offset_, cudaMemcpyHostToDevice, s), "upload step");
+    if (offset_)
+      check(cudaMemcpyAsync(base_, h, offset_, cudaMemcpyHostToDevice, s), "upload step");
   }
   template <typename T>
   T* at(size_t i) const {
@@ -215,10 +217,11 @@ class CudaExecutor final : public Executor {
     const std::string jit = cuda::gemv_jit_describe();
     return description_ + (cuda::pdl_enabled() ? ", programmatic dependent launch" : "") +
            (fuse_norm_ ? "" : ", norms unfused") +
-           (gate_silu_ ? "" : fuse_silu_ ? ", SiLU in the down GEMV's input" : ", SiLU unfused") +
+           (gate_silu_   ? ""
+            : fuse_silu_ ? ", SiLU in the down GEMV's input"
+                         : ", SiLU unfused") +
            (cuda::attention_merge_in_kernel() ? ", attention merged by the last block" : "") +
-           (fuse_rope_ ? "" : ", RoPE unfused") +
-           (jit.empty() ? "" : ", " + jit);
+           (fuse_rope_ ? "" : ", RoPE unfused") + (jit.empty() ? "" : ", " + jit);
   }
 
  private:
@@ -270,14 +273,13 @@ class CudaExecutor final : public Executor {
   std::string description_;
   std::vector<std::string> weight_formats_;  // device formats of the weights, e.g. "Q4A from Q4_K"
   // Per-step buffers.
-  GrowBuffer x_, h_, qkv_, att_, gu_, act_, out_h_, logits_, work_, scratch_, argmax_,
-      argmax_keys_;
+  GrowBuffer x_, h_, qkv_, att_, gu_, act_, out_h_, logits_, work_, scratch_, argmax_, argmax_keys_;
   bool fuse_norm_ = true;   // the norms applied inside the decode GEMVs
   bool gate_silu_ = true;   // SiLU x up in the gate/up GEMV (cuda::matmul_gated_silu)
   bool fuse_silu_ = false;  // else: SiLU x up staged as the down GEMV's input
-  bool fuse_rope_ = true;  // decode steps: RoPE and the KV store inside the attention kernel
-  GrowBuffer sampling_;  // RowSampling [n_out] then pick [n_out], for sample_rows
-  GrowBuffer step_meta_;  // an eager step's metadata, one upload
+  bool fuse_rope_ = true;   // decode steps: RoPE and the KV store inside the attention kernel
+  GrowBuffer sampling_;     // RowSampling [n_out] then pick [n_out], for sample_rows
+  GrowBuffer step_meta_;    // an eager step's metadata, one upload
   // Per slot (steps alternate): staged uploads, picked tokens coming back, and the event that
   // marks the step done.
   PinnedBuffer upload_host_[2], sampling_host_[2], picks_host_[2];
@@ -299,8 +301,8 @@ class CudaExecutor final : public Executor {
   // Captures one decode step of sz rows (metadata m) into g; throws on failure.
   void capture(Graph* g, const StepMeta& m, int64_t sz);
   std::vector<Graph> graphs_;
-  int64_t graph_width_ = 0;     // block-table columns of the graph layout
-  int64_t graph_max_ctx_ = 0;   // longest context a graph step may hold
+  int64_t graph_width_ = 0;    // block-table columns of the graph layout
+  int64_t graph_max_ctx_ = 0;  // longest context a graph step may hold
   int64_t graph_split_len_ = 0;
   // The graphs' metadata: a pinned host block per slot and one device twin, laid out for the
   // largest size (each graph uses a prefix of every array).
@@ -311,8 +313,7 @@ class CudaExecutor final : public Executor {
   GrowBuffer blas_workspace_;
 };
 
-CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o,
-                           int device)
+CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o, int device)
     : model_(std::move(model)), c_(model_->config()), device_(device) {
   // For comparisons: JINX_FUSE=0 runs norms, SiLU and RoPE as kernels of their own,
   // JINX_FUSE=norm fuses only the norms (and RoPE), JINX_FUSE=rope only RoPE into attention,
@@ -353,8 +354,8 @@ CudaExecutor::CudaExecutor(std::shared_ptr<const Model> model, const ExecutorOpt
 void CudaExecutor::warm_up(const ExecutorOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t model_len = o.max_model_len > 0 ? o.max_model_len : c_.max_position_embeddings;
-  const int64_t P = std::min({int64_t{64}, n_blocks_ * block_size_, o.max_batched_tokens,
-                              model_len});
+  const int64_t P =
+      std::min({int64_t{64}, n_blocks_ * block_size_, o.max_batched_tokens, model_len});
   auto run = [&](int64_t n_seqs, int64_t n_tokens, bool prefill) {
     std::vector<int32_t> tokens(n_tokens, 0), positions(n_tokens, 0), qstart(n_seqs + 1);
     std::vector<int32_t> ctx(n_seqs), out_rows(n_seqs), picks(n_seqs);
@@ -389,12 +390,12 @@ void CudaExecutor::warm_up(const ExecutorOptions& o) {
   for (const Graph& g : graphs_) run(g.size, g.size, false);
   if (graphs_.empty()) run(1, 1, false);  // eager decode kernels
   prev_picked_.clear();
-  log_info("cuda executor warm-up (", P, "-token prefill, ", graphs_.size(),
-           " decode graphs captured): ",
-           static_cast<int>(std::chrono::duration<double, std::milli>(
-                                std::chrono::steady_clock::now() - t0)
-                                .count()),
-           " ms");
+  log_info(
+      "cuda executor warm-up (", P, "-token prefill, ", graphs_.size(),
+      " decode graphs captured): ",
+      static_cast<int>(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()),
+      " ms");
 }
 
 CudaExecutor::~CudaExecutor() {
@@ -470,8 +471,8 @@ void CudaExecutor::allocate_kv(const ExecutorOptions& o) {
     n_blocks_ = std::min<int64_t>(n_blocks_, int64_t{1} << 30 >> 4);  // block ids are int32
   }
   if (n_blocks_ < 1)
-    fail("no GPU memory is left for the KV cache after the weights (",
-         arena_.total() >> 20, " MiB); raise --gpu-memory-utilization");
+    fail("no GPU memory is left for the KV cache after the weights (", arena_.total() >> 20,
+         " MiB); raise --gpu-memory-utilization");
   const size_t half = static_cast<size_t>(n_blocks_ * o.block_size * c_.n_kv_heads) *
                       cpu::kv_row_bytes(o.kv_dtype, c_.head_dim);
   for (int64_t i = 0; i < c_.n_layers; ++i) {
@@ -533,7 +534,8 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
   const float eps = c_.rms_norm_eps;
   float *x = x_.get<float>(0), *h = h_.get<float>(0);
   float* qkv = qkv_.get<float>(0);
-  const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
+  const cuda::MatmulContext mc{
+      stream_, blas_, scratch_.ptr, scratch_.bytes, blas_workspace_.ptr, blas_workspace_.bytes};
   // The residual stream x: each norm is applied by the matmul that reads it (inside the GEMV
   // for decode; h is the scratch for the unfused path), and the o and down projections add
   // their output to x in their epilogue.
@@ -547,8 +549,8 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
   const cuda::PagedKv& kv = kv_[static_cast<size_t>(li)];
   // Decode steps rotate and store the new K/V inside the attention kernel.
   const bool fuse_rope = fuse_rope_ && m.decode_only && cuda::attention_fuses_rope(kv);
-  const cuda::AttnNewKv new_kv{qkv + q_dim, qkv + q_dim + kv_dim, ld, m.positions,
-                               inv_freq_, c_.rope_interleaved, m.slots};
+  const cuda::AttnNewKv new_kv{qkv + q_dim, qkv + q_dim + kv_dim, ld,     m.positions,
+                               inv_freq_,   c_.rope_interleaved,  m.slots};
   if (!fuse_rope)
     cuda::rope_kv_store(qkv, qkv + q_dim, qkv + q_dim + kv_dim, ld, n, c_.n_heads, m.positions,
                         inv_freq_, c_.rope_interleaved, kv, m.slots, stream_);
@@ -596,7 +598,8 @@ void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
   if (n_out == 0) return;
   const int64_t H = c_.hidden_size;
   float *x = x_.get<float>(0), *h = h_.get<float>(0), *out_h = out_h_.get<float>(0);
-  const cuda::MatmulContext mc{stream_, blas_, scratch_.ptr, scratch_.bytes};
+  const cuda::MatmulContext mc{
+      stream_, blas_, scratch_.ptr, scratch_.bytes, blas_workspace_.ptr, blas_workspace_.bytes};
   float* logits = logits_.get<float>(0);
   if (m.all_rows_out) {
     // Every row samples (decode): no gather. (The norm stays a kernel of its own: fused, each
@@ -617,9 +620,9 @@ void CudaExecutor::run(int64_t n, int64_t n_out, const StepMeta& m) {
 }
 
 std::vector<void*> CudaExecutor::buffer_ptrs() const {
-  return {x_.ptr,      h_.ptr,    qkv_.ptr,      att_.ptr,
-          gu_.ptr,     act_.ptr,  out_h_.ptr,   logits_.ptr,   work_.ptr,
-          scratch_.ptr, argmax_.ptr, argmax_keys_.ptr, meta_dev_.ptr};
+  return {x_.ptr,      h_.ptr,           qkv_.ptr,     att_.ptr,  gu_.ptr,
+          act_.ptr,    out_h_.ptr,       logits_.ptr,  work_.ptr, scratch_.ptr,
+          argmax_.ptr, argmax_keys_.ptr, meta_dev_.ptr};
 }
 
 void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* logits, int slot) {
@@ -638,8 +641,8 @@ void CudaExecutor::fetch_results(const ForwardBatch& b, int64_t n_out, float* lo
     check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream_),
           "copy sampling parameters");
     cuda::sample_rows(logits_.get<float>(0), n_out, V, d + pbytes,
-                      reinterpret_cast<const sampling::RowSampling*>(d),
-                      argmax_.get<int32_t>(0), stream_);
+                      reinterpret_cast<const sampling::RowSampling*>(d), argmax_.get<int32_t>(0),
+                      stream_);
   }
   if (picked(sampling::kPickArgmax) || picked(sampling::kPickSample)) {
     uint8_t* h = picks_host_[slot].get(static_cast<size_t>(n_out) * 4, stream_);
@@ -777,8 +780,8 @@ void CudaExecutor::setup_graphs(const ExecutorOptions& o) {
   meta_dev_.get<uint8_t>(meta_bytes_);
   // cuBLAS may not allocate while a stream is being captured: give it its workspace now.
   constexpr size_t kBlasWorkspace = size_t{32} << 20;
-  check_blas_ok(cublasSetWorkspace(blas_, blas_workspace_.get<uint8_t>(kBlasWorkspace),
-                                   kBlasWorkspace));
+  check_blas_ok(
+      cublasSetWorkspace(blas_, blas_workspace_.get<uint8_t>(kBlasWorkspace), kBlasWorkspace));
   size_buffers(B, B);
   graph_ptrs_ = buffer_ptrs();
 }
@@ -829,8 +832,7 @@ void CudaExecutor::forward_graph(const ForwardBatch& b, int slot) {
     qstart[i] = static_cast<int32_t>(i);
     slots[i] = real ? b.slot_mapping[i] : -1;
     int32_t* row = tables + i * W;
-    const int64_t used =
-        real ? std::min<int64_t>(W, (ctx[i] + block_size_ - 1) / block_size_) : 0;
+    const int64_t used = real ? std::min<int64_t>(W, (ctx[i] + block_size_ - 1) / block_size_) : 0;
     if (used > 0) std::copy_n(a.block_tables + i * a.max_blocks_per_seq, used, row);
     std::fill(row + used, row + W, 0);
   }
