@@ -360,14 +360,14 @@ void matmul(const DeviceMatrix& w, const float* x, int64_t n_tokens, float* y, i
   cudaStream_t s = ctx.stream;
   GemvIo io = input_transform(w, x, n_tokens, in, s);
   io.accumulate = accumulate;
-  const bool gemv = matmul_uses_gemv(w, n_tokens);
-  if (!gemv && qgemm_takes(w) && qgemm_supported(w, x)) {
+  const bool few_tokens = matmul_uses_gemv(w, n_tokens);
+  if (!few_tokens && qgemm_takes(w) && qgemm_supported(w, x)) {
     qgemm(w, x, n_tokens, y, ldy, bias, accumulate, s);
     return;
   }
   // The GEMV also takes what the GEMM kernel would but cannot (an unaligned x: scratch was not
   // sized for cuBLAS), one pass per kGemvMaxTokens tokens.
-  if (gemv || ctx.blas == nullptr || qgemm_takes(w)) {
+  if (few_tokens || ctx.blas == nullptr || qgemm_takes(w)) {
     if (!vector_path(w, x)) {
       launch(gemv_scalar_kernel, blocks_for(w.rows, kRowsPerBlock), 32 * kRowsPerBlock, 0, s,
              "gemv_scalar", w, x, n_tokens, y, ldy, bias, accumulate);
