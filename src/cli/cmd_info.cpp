@@ -36,6 +36,21 @@ void run_info(const std::string& path) {
   std::printf("layers:          %lld\n", static_cast<long long>(c.n_layers));
   std::printf("hidden size:     %lld\n", static_cast<long long>(c.hidden_size));
   std::printf("intermediate:    %lld\n", static_cast<long long>(c.intermediate_size));
+  if (c.n_experts > 0) {
+    int64_t n_moe = 0;
+    for (int64_t i = 0; i < c.n_layers; ++i) n_moe += c.is_moe_layer(i) ? 1 : 0;
+    std::printf(
+        "experts:         %lld per MoE layer (%lld of %lld layers), %lld per token, width "
+        "%lld%s",
+        static_cast<long long>(c.n_experts), static_cast<long long>(n_moe),
+        static_cast<long long>(c.n_layers), static_cast<long long>(c.n_experts_per_tok),
+        static_cast<long long>(c.moe_intermediate_size),
+        c.norm_topk_prob ? ", weights renormalized" : "");
+    if (c.shared_expert_intermediate_size > 0)
+      std::printf(", shared expert %lld",
+                  static_cast<long long>(c.shared_expert_intermediate_size));
+    std::printf("\n");
+  }
   std::printf("heads:           %lld (kv %lld, head_dim %lld)\n", static_cast<long long>(c.n_heads),
               static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.head_dim));
   std::printf("vocab:           %lld\n", static_cast<long long>(c.vocab_size));

@@ -308,6 +308,9 @@ void from_hf(const Args& a, DType type, ThreadPool& pool) {
   auto store = WeightStore::open(a.in);
   const ModelConfig& c = store->config();
   if (c.quant_bits) fail(a.in, ": MLX-quantized checkpoints cannot be re-quantized");
+  if (c.n_experts > 0)
+    fail(a.in, ": mixture-of-experts checkpoints cannot be written to GGUF yet (--quantize at "
+         "load works)");
   GgufWriter g;
   add_arch_keys(g, c, dir.filename().string(), type);
   add_hf_tokenizer(g, dir, c, a.pre);

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,9 +16,12 @@ using nlohmann::json;
 
 const char* arch_name(Arch a) {
   switch (a) {
-    case Arch::kLlama: return "llama";
-    case Arch::kQwen2: return "qwen2";
-    case Arch::kQwen3: return "qwen3";
+    case Arch::kLlama:
+      return "llama";
+    case Arch::kQwen2:
+      return "qwen2";
+    case Arch::kQwen3:
+      return "qwen3";
   }
   return "?";
 }
@@ -44,25 +48,39 @@ void ModelConfig::validate() const {
   if (rope_scaling == RopeScaling::kLlama3 &&
       (!(rope_high_freq_factor > rope_low_freq_factor) || rope_original_max_pos <= 0))
     fail("config: bad llama3 rope_scaling parameters");
-  if (!rope_freq_factors.empty() &&
-      static_cast<int64_t>(rope_freq_factors.size()) != head_dim / 2)
+  if (!rope_freq_factors.empty() && static_cast<int64_t>(rope_freq_factors.size()) != head_dim / 2)
     fail("config: rope_freqs has ", rope_freq_factors.size(), " values, expected ", head_dim / 2);
   for (float f : rope_freq_factors)
     if (!(f > 0.0f) || !std::isfinite(f)) fail("config: rope_freqs values must be positive");
-  if (quant_bits != 0 && quant_bits != 2 && quant_bits != 3 && quant_bits != 4 &&
-      quant_bits != 6 && quant_bits != 8)
+  if (quant_bits != 0 && quant_bits != 2 && quant_bits != 3 && quant_bits != 4 && quant_bits != 6 &&
+      quant_bits != 8)
     fail("config: unsupported quantization bits ", quant_bits);
-  if (quant_bits != 0 && (quant_group_size != 32 && quant_group_size != 64 &&
-                          quant_group_size != 128))
+  if (quant_bits != 0 &&
+      (quant_group_size != 32 && quant_group_size != 64 && quant_group_size != 128))
     fail("config: unsupported quantization group_size ", quant_group_size);
   // The engine feeds bos to the embedding table and compares sampled ids with eos: an id past
   // the vocabulary would index past the table (or never stop a sequence). -1: no bos token.
   if (bos_token_id != -1 && (bos_token_id < 0 || bos_token_id >= vocab_size))
-    fail("config: bos_token_id ", bos_token_id, " is outside the vocabulary [0, ", vocab_size,
-         ")");
+    fail("config: bos_token_id ", bos_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
   for (int32_t id : eos_token_ids)
     if (id < 0 || id >= vocab_size)
       fail("config: eos_token_id ", id, " is outside the vocabulary [0, ", vocab_size, ")");
+  if (n_experts != 0) {
+    positive(n_experts, "num_experts", 4096);
+    positive(n_experts_per_tok, "num_experts_per_tok", n_experts);
+    positive(moe_intermediate_size, "moe_intermediate_size", int64_t{1} << 19);
+    positive(decoder_sparse_step, "decoder_sparse_step", n_layers);
+    for (int64_t i : mlp_only_layers)
+      if (i < 0 || i >= n_layers) fail("config: mlp_only_layers holds ", i, ", not a layer");
+    if (shared_expert_intermediate_size < 0 || shared_expert_intermediate_size > (int64_t{1} << 19))
+      fail("config: shared_expert_intermediate_size = ", shared_expert_intermediate_size,
+           " is out of range");
+  }
+}
+
+bool ModelConfig::is_moe_layer(int64_t layer) const {
+  if (n_experts == 0 || (layer + 1) % decoder_sparse_step != 0) return false;
+  return std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end();
 }
 
 std::vector<float> ModelConfig::rope_inv_freq() const {
@@ -133,8 +151,8 @@ void read_bos(const json& j, int32_t* out) {
   auto it = j.find("bos_token_id");
   if (it == j.end() || it->is_null()) return;
   if (!it->is_number_integer()) fail("config: bos_token_id must be an integer");
-  const bool too_big = it->is_number_unsigned() ? it->get<uint64_t>() > INT32_MAX
-                                                : it->get<int64_t>() > INT32_MAX;
+  const bool too_big =
+      it->is_number_unsigned() ? it->get<uint64_t>() > INT32_MAX : it->get<int64_t>() > INT32_MAX;
   if (too_big || (!it->is_number_unsigned() && it->get<int64_t>() < -1))
     fail("config: bos_token_id ", it->dump(), " is out of range");
   *out = static_cast<int32_t>(it->get<int64_t>());
@@ -187,12 +205,37 @@ void read_rope_scaling(const json& j, ModelConfig* c) {
   }
 }
 
+// The MoE fields of config.json (Qwen3MoeForCausalLM, Qwen2MoeForCausalLM).
+void read_moe(const json& j, ModelConfig* c) {
+  // Published checkpoints say num_experts; transformers 5 writes num_local_experts.
+  c->n_experts = j.contains("num_local_experts") ? get_int(j, "num_local_experts", 0, true)
+                                                 : get_int(j, "num_experts", 0, true);
+  c->n_experts_per_tok = get_int(j, "num_experts_per_tok", 0, true);
+  c->moe_intermediate_size = get_int(j, "moe_intermediate_size", 0, true);
+  c->norm_topk_prob = get_bool(j, "norm_topk_prob", false);
+  c->decoder_sparse_step = get_int(j, "decoder_sparse_step", 1, false);
+  c->shared_expert_intermediate_size = get_int(j, "shared_expert_intermediate_size", 0, false);
+  auto it = j.find("mlp_only_layers");
+  if (it == j.end() || it->is_null()) return;
+  if (!it->is_array() || it->size() > 4096)
+    fail("config.json: \"mlp_only_layers\" must be a list of layer indices");
+  for (const json& v : *it) {
+    if (!v.is_number_integer()) fail("config.json: \"mlp_only_layers\" must hold integers");
+    c->mlp_only_layers.push_back(v.get<int64_t>());
+  }
+}
+
+bool is_moe_architecture(const std::string& name) {
+  return name == "Qwen3MoeForCausalLM" || name == "Qwen2MoeForCausalLM";
+}
+
 Arch arch_from_hf(const std::string& name) {
   if (name == "LlamaForCausalLM" || name == "MistralForCausalLM") return Arch::kLlama;
-  if (name == "Qwen2ForCausalLM") return Arch::kQwen2;
-  if (name == "Qwen3ForCausalLM") return Arch::kQwen3;
+  if (name == "Qwen2ForCausalLM" || name == "Qwen2MoeForCausalLM") return Arch::kQwen2;
+  if (name == "Qwen3ForCausalLM" || name == "Qwen3MoeForCausalLM") return Arch::kQwen3;
   fail("unsupported architecture \"", name,
-       "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+       "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+       "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)");
 }
 
 void read_generation_config(const fs::path& p, ModelConfig* c) {
@@ -241,6 +284,7 @@ ModelConfig load_hf_config(const std::string& dir) {
     fail(cfg_path.string(), ": sliding-window attention is not supported");
   c.attention_bias = c.arch == Arch::kQwen2 || get_bool(j, "attention_bias", false);
   c.qk_norm = c.arch == Arch::kQwen3;
+  if (is_moe_architecture(c.hf_architecture)) read_moe(j, &c);
   read_rope_scaling(j, &c);
   read_bos(j, &c.bos_token_id);
   read_eos(j, &c.eos_token_ids);

@@ -40,6 +40,20 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v projections have biases (Qwen2)
   bool qk_norm = false;         // per-head RMSNorm of q and k (Qwen3)
+  // Mixture of experts (Qwen3-MoE, Qwen2-MoE; n_experts == 0: every MLP dense). In a MoE layer
+  // a router picks n_experts_per_tok of n_experts SwiGLU MLPs of moe_intermediate_size per
+  // token, weighted by the softmax of its scores over all experts (renormalized over the picks
+  // when norm_topk_prob); Qwen2-MoE adds a shared expert of shared_expert_intermediate_size,
+  // weighted by a sigmoid gate. Layer i is MoE iff (i + 1) % decoder_sparse_step == 0 and i is
+  // not in mlp_only_layers; other layers keep a dense MLP of intermediate_size.
+  int64_t n_experts = 0;
+  int64_t n_experts_per_tok = 0;
+  int64_t moe_intermediate_size = 0;
+  bool norm_topk_prob = false;
+  int64_t decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
+  int64_t shared_expert_intermediate_size = 0;
+  bool is_moe_layer(int64_t layer) const;
   // MLX affine quantization of the checkpoint (0 = none)
   int quant_bits = 0;
   int quant_group_size = 0;

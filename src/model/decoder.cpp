@@ -6,7 +6,7 @@
 //     [Qwen3] q, k = rmsnorm_per_head(q), rmsnorm_per_head(k)
 //     q, k = rope(q, k, positions);  cache k, v
 //     x += attention(q, cache, causal) Wo
-//     h = rmsnorm(x);  x += (silu(h Wgate) * (h Wup)) Wdown
+//     h = rmsnorm(x);  x += (silu(h Wgate) * (h Wup)) Wdown   [MoE layers: x += moe(h), moe.cpp]
 //   logits = rmsnorm(x) Wlm_head
 #include <algorithm>
 #include <cmath>
@@ -98,9 +98,15 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   for (int64_t i = 0; i < c.n_layers; ++i) {
     LayerWeights* l = &m->w_.layers[static_cast<size_t>(i)];
     switch (c.arch) {
-      case Arch::kLlama: load_llama_layer(s, c, i, l); break;
-      case Arch::kQwen2: load_qwen2_layer(s, c, i, l); break;
-      case Arch::kQwen3: load_qwen3_layer(s, c, i, l); break;
+      case Arch::kLlama:
+        load_llama_layer(s, c, i, l);
+        break;
+      case Arch::kQwen2:
+        load_qwen2_layer(s, c, i, l);
+        break;
+      case Arch::kQwen3:
+        load_qwen3_layer(s, c, i, l);
+        break;
     }
   }
   m->inv_freq_ = c.rope_inv_freq();
@@ -127,8 +133,8 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
   const int64_t n = static_cast<int64_t>(tokens.size()), H = c.hidden_size, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, ff = c.intermediate_size;
   JINX_CHECK(static_cast<int64_t>(positions.size()) == n, "one position per token");
-  std::vector<float> x(n * H), h(n * H), q(n * q_dim), k(n * kv_dim), v(n * kv_dim),
-      att(n * q_dim), g(n * ff), u(n * ff);
+  std::vector<float> x(n * H), h(n * H), q(n * q_dim), k(n * kv_dim), v(n * kv_dim), att(n * q_dim),
+      g(n * ff), u(n * ff), moe_out(c.n_experts > 0 ? n * H : 0);
   for (int64_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
       fail("token id ", tokens[t], " is outside the vocabulary (", c.vocab_size, ")");
@@ -156,6 +162,11 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     linear(L.o, att.data(), n, h.data(), pool);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
     cpu::rmsnorm(x.data(), L.ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
+    if (!L.experts.empty()) {
+      moe_mlp(L, c, h.data(), n, moe_out.data(), pool);
+      for (int64_t i = 0; i < n * H; ++i) x[i] += moe_out[i];
+      continue;
+    }
     {
       const cpu::MatmulPart parts[] = {{&L.gate.w, g.data(), L.gate.w.rows},
                                        {&L.up.w, u.data(), L.up.w.rows}};
@@ -176,8 +187,8 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
   cpu::matmul(w_.lm_head, h.data(), n_out, logits, c.vocab_size, pool);
 }
 
-void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits,
-                    bool all_logits, ThreadPool& pool) const {
+void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits,
+                    ThreadPool& pool) const {
   const int64_t n = static_cast<int64_t>(tokens.size()), pos0 = cache.n_tokens;
   const int64_t kv_dim = cfg_.n_kv_heads * cfg_.head_dim;
   if (n == 0) return;

@@ -117,6 +117,10 @@ std::unique_ptr<Executor> make_executor(std::shared_ptr<const Model> model,
     if (n[0] != ':' || std::from_chars(n.data() + 1, end, dev).ptr != end || dev < 0)
       fail("bad device \"", o.device, "\": use cuda or cuda:N");
   }
+  if (model->config().n_experts > 0)
+    fail("--device ", o.device,
+         ": mixture-of-experts models run on the CPU only (the CUDA "
+         "backend has no MoE kernels yet)");
 #ifdef JINX_CUDA
   const int n_dev = cuda::device_count();
   if (n_dev == 0) fail("--device ", o.device, ": no CUDA GPU is visible to this process");

@@ -79,8 +79,8 @@ class Model {
   void quantize_weights(const LoadOptions& options);
   // Stores this step's k/v ([n_tokens, kv_dim] each, RoPE applied to k) for layer `layer` and
   // writes the attention output for q [n_tokens, n_heads, head_dim] to out.
-  using AttendFn = std::function<void(int64_t layer, const float* q, const float* k,
-                                      const float* v, float* out)>;
+  using AttendFn = std::function<void(int64_t layer, const float* q, const float* k, const float* v,
+                                      float* out)>;
   // The layers over a flat batch of tokens at `positions`; logits [out_rows.size(), vocab] for
   // the rows listed.
   void run(std::span<const int32_t> tokens, std::span<const int32_t> positions,
@@ -100,5 +100,11 @@ class Model {
 void load_llama_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_qwen2_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_qwen3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
+// The router and experts of MoE layer i (model/moe.cpp), Hugging Face names.
+void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
+// out [n, hidden] = the MoE MLP of layer L applied to h [n, hidden] (model/moe.cpp). A token's
+// result does not depend on the other tokens of the batch.
+void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t n, float* out,
+             ThreadPool& pool);
 
 }  // namespace jinx

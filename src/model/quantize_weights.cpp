@@ -99,7 +99,8 @@ void Model::quantize_weights(const LoadOptions& options) {
     ++n_done;
   };
   auto quantize = [&](WeightMatrix* w, DType t) {
-    if (!is_dense(*w)) return;  // MLX-packed or already block-quantized (GGUF)
+    if (w->rows == 0 || w->data == nullptr) return;  // absent (the dense MLP of a MoE layer)
+    if (!is_dense(*w)) return;                       // MLX-packed or already block-quantized (GGUF)
     std::vector<uint8_t> buf;
     if (t == DType::U32) {
       if (!cpu::can_quantize_matrix_mlx(*w, kInt4Group)) {
@@ -121,8 +122,15 @@ void Model::quantize_weights(const LoadOptions& options) {
     const WeightMatrix q = cpu::quantize_matrix(*w, t, &buf, pool);
     install(w, q, std::move(buf));
   };
-  for (LayerWeights& L : w_.layers)
-    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) quantize(&l->w, to);
+  // MoE layers: every expert (and the shared one); the router stays as it is (it is small, and
+  // its scores pick the experts: vLLM and llama.cpp keep it unquantized too).
+  for (LayerWeights& L : w_.layers) {
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.shared.gate, &L.shared.up,
+                      &L.shared.down})
+      quantize(&l->w, to);
+    for (Mlp& m : L.experts)
+      for (Linear* l : {&m.gate, &m.up, &m.down}) quantize(&l->w, to);
+  }
   // The embedding stays as it is (it is read a row at a time). A tied head, which is read whole
   // every token, gets a Q8_0 copy of it instead (as llama.cpp's files store a quantized
   // token_embd that serves as the head): 34/32 bytes per weight more memory, and per token
@@ -147,20 +155,20 @@ void Model::quantize_weights(const LoadOptions& options) {
         str("--quantize ", weight_quant_name(options.quantize),
             ": nothing to quantize (weights are ", store_->dtype_summary(), "); left as they are");
   } else {
-    quantize_summary_ =
-        str("--quantize ", weight_quant_name(options.quantize), ": ", n_layer_done,
-            " layer matrices to ", target,
-            n_layer_fallback ? str(" (", n_layer_fallback, " as Q8_0: rows not a multiple of 256)")
-                             : std::string(),
-            n_done > n_layer_done ? ", lm_head to Q8_0"
-            : head_copy_bytes     ? str(", tied lm_head: a Q8_0 copy of the embedding (",
-                                        mib(head_copy_bytes), " MiB)")
-            : tied                ? ", lm_head tied (kept)"
-                                  : "",
-            n_kept ? str(", ", n_kept, " kept dense (rows not a whole number of blocks)")
-                   : std::string(),
-            " | ", mib(bytes_before), " MiB -> ", mib(bytes_after), " MiB in memory, ", fixed2(s),
-            " s on ", pool.size(), " threads");
+    quantize_summary_ = str(
+        "--quantize ", weight_quant_name(options.quantize), ": ", n_layer_done,
+        " layer matrices to ", target,
+        n_layer_fallback ? str(" (", n_layer_fallback, " as Q8_0: rows not a multiple of 256)")
+                         : std::string(),
+        n_done > n_layer_done ? ", lm_head to Q8_0"
+        : head_copy_bytes
+            ? str(", tied lm_head: a Q8_0 copy of the embedding (", mib(head_copy_bytes), " MiB)")
+        : tied ? ", lm_head tied (kept)"
+               : "",
+        n_kept ? str(", ", n_kept, " kept dense (rows not a whole number of blocks)")
+               : std::string(),
+        " | ", mib(bytes_before), " MiB -> ", mib(bytes_after), " MiB in memory, ", fixed2(s),
+        " s on ", pool.size(), " threads");
   }
   log_info(quantize_summary_);
 }

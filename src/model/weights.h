@@ -13,6 +13,11 @@ struct Linear {
   std::vector<float> bias;  // [out_features] or empty
 };
 
+// A SwiGLU MLP: down(silu(gate x) * up x).
+struct Mlp {
+  Linear gate, up, down;  // gate/up: [width, hidden], down: [hidden, width]
+};
+
 struct LayerWeights {
   std::vector<float> attn_norm;  // [hidden]
   Linear q, k, v, o;             // q: [n_heads*head_dim, hidden], k/v: [n_kv*head_dim, hidden]
@@ -20,10 +25,15 @@ struct LayerWeights {
   std::vector<float> k_norm;     // [head_dim] (Qwen3) or empty
   std::vector<float> ffn_norm;   // [hidden]
   Linear gate, up, down;         // gate/up: [intermediate, hidden], down: [hidden, intermediate]
+  // MoE layers (ModelConfig::is_moe_layer) instead of gate/up/down:
+  Linear router;             // [n_experts, hidden]
+  std::vector<Mlp> experts;  // [n_experts], each of moe_intermediate_size
+  Mlp shared;                // Qwen2-MoE: the shared expert (empty matrices when absent)
+  Linear shared_gate;        // Qwen2-MoE: [1, hidden], sigmoid(shared_gate x) weighs it
 };
 
 struct ModelWeights {
-  WeightMatrix embed;             // [vocab, hidden]
+  WeightMatrix embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [hidden]
   WeightMatrix lm_head;           // [vocab, hidden]; the embedding when tied

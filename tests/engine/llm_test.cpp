@@ -21,8 +21,8 @@ std::vector<int32_t> greedy_alone(const Model& m, const std::vector<int32_t>& pr
   m.forward(prompt, cache, logits.data(), false, pool);
   std::vector<int32_t> out;
   for (int i = 0; i < n; ++i) {
-    int32_t t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
-                                     logits.begin());
+    int32_t t =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     out.push_back(t);
     if (i + 1 < n) m.forward(std::span<const int32_t>(&t, 1), cache, logits.data(), false, pool);
   }
@@ -59,8 +59,10 @@ TEST(LLM, BatchedGreedyEqualsAlone) {
   std::vector<std::vector<int32_t>> expected;
   for (const auto& p : prompts) expected.push_back(greedy_alone(*model, p, kNew, pool));
   const Config configs[] = {
-      {"chunk 1", 1, 1, 4096, true},        {"chunk 7", 4, 7, 4096, true},
-      {"chunk 64", 16, 64, 4096, true},     {"chunk 64 no prefix cache", 16, 64, 4096, false},
+      {"chunk 1", 1, 1, 4096, true},
+      {"chunk 7", 4, 7, 4096, true},
+      {"chunk 64", 16, 64, 4096, true},
+      {"chunk 64 no prefix cache", 16, 64, 4096, false},
       {"preemption (pool of 96 tokens)", 16, 64, 96, true},
   };
   for (const Config& c : configs) {
@@ -85,11 +87,10 @@ TEST(LLM, BatchedGreedyEqualsAlone) {
       EXPECT_EQ(outs[i].finish_reason, "length");
     }
     const EngineStats& st = llm.stats();
-    std::printf("%-32s steps %lld, computed %lld tokens, prefix hits %lld, preemptions %lld\n",
-                c.name, static_cast<long long>(st.steps),
-                static_cast<long long>(st.computed_tokens),
-                static_cast<long long>(st.prefix_hit_tokens),
-                static_cast<long long>(st.preemptions));
+    std::printf(
+        "%-32s steps %lld, computed %lld tokens, prefix hits %lld, preemptions %lld\n", c.name,
+        static_cast<long long>(st.steps), static_cast<long long>(st.computed_tokens),
+        static_cast<long long>(st.prefix_hit_tokens), static_cast<long long>(st.preemptions));
     if (c.kv_tokens < 200) {
       EXPECT_GT(st.preemptions, 0) << "the small pool must force preemption";
     }
@@ -127,8 +128,7 @@ TEST(LLM, SharedPrefixComputedOnce) {
   EXPECT_EQ(computed[0] - computed[1], 48);
 }
 
-TEST(LLM, SeededSamplingIndependentOfBatch) {
-  std::shared_ptr<const Model> model = Model::load(kModels + "tiny-qwen3");
+void expect_seeded_sampling_independent_of_batch(std::shared_ptr<const Model> model) {
   SamplingParams sp;
   sp.temperature = 1.0f;
   sp.top_p = 0.9f;
@@ -148,6 +148,14 @@ TEST(LLM, SeededSamplingIndependentOfBatch) {
   crowd.insert(crowd.begin() + 3, Request{prompt, sp});
   auto together = llm.generate(crowd);
   EXPECT_EQ(together[3].token_ids, alone[0].token_ids);
+}
+
+TEST(LLM, SeededSamplingIndependentOfBatch) {
+  // The MoE model too: a token's experts and their sum do not depend on the batch.
+  for (const char* name : {"tiny-qwen3", "tiny-qwen3-moe"}) {
+    SCOPED_TRACE(name);
+    expect_seeded_sampling_independent_of_batch(Model::load(kModels + name));
+  }
 }
 
 // A bad request is refused with a clear error before anything runs, and the engine (and its

@@ -128,6 +128,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"tiny-llama", "tiny-llama", 1e-4}, Case{"tiny-qwen2", "tiny-qwen2", 1e-4},
                       Case{"tiny-qwen3", "tiny-qwen3", 1e-4},
                       Case{"tiny-llama-linear", "tiny-llama-linear", 1e-4},
+                      // Mixture of experts (tools/fixtures_moe.py): Qwen3-MoE with a dense
+                      // layer between two MoE layers, Qwen2-MoE with the shared expert.
+                      Case{"tiny-qwen3-moe", "tiny-qwen3-moe", 1e-4},
+                      Case{"tiny-qwen2-moe", "tiny-qwen2-moe", 1e-4},
                       // llama.cpp on the same GGUF files. Both round activations to 8 bits, but
                       // independently (llama.cpp: f16 block scales, 256-blocks for k-quants)
                       // and with an f16 KV cache there, hence the looser bounds (measured

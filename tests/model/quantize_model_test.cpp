@@ -205,6 +205,42 @@ TEST_P(QuantizedModel, QuantizesProjectionsAndTheHeadOnly) {
       << model->quantize_summary();
 }
 
+// --quantize on mixture-of-experts checkpoints: every expert (and Qwen2-MoE's shared expert)
+// quantized, the routers and the shared expert's gate kept as they are; Q8_0 stays near
+// transformers fp32 on the original weights.
+TEST(QuantizedMoeModel, ExpertsQuantizedRoutersKept) {
+  for (const char* name : {"tiny-qwen3-moe", "tiny-qwen2-moe"}) {
+    SCOPED_TRACE(name);
+    auto plain = Model::load(kModels + name);
+    auto model = Model::load(kModels + name, LoadOptions{WeightQuant::kQ8_0, 2});
+    int n_moe = 0;
+    for (size_t i = 0; i < model->weights().layers.size(); ++i) {
+      const LayerWeights& L = model->weights().layers[i];
+      const LayerWeights& P = plain->weights().layers[i];
+      if (L.experts.empty()) {
+        for (const Linear* l : {&L.gate, &L.up, &L.down}) EXPECT_EQ(l->w.dtype, DType::Q8_0);
+        continue;
+      }
+      ++n_moe;
+      EXPECT_EQ(L.router.w.dtype, P.router.w.dtype);
+      EXPECT_EQ(L.router.w.row_bytes, P.router.w.row_bytes);
+      for (const Mlp& m : L.experts)
+        for (const Linear* l : {&m.gate, &m.up, &m.down}) EXPECT_EQ(l->w.dtype, DType::Q8_0);
+      if (P.shared.gate.w.rows > 0) {
+        for (const Linear* l : {&L.shared.gate, &L.shared.up, &L.shared.down})
+          EXPECT_EQ(l->w.dtype, DType::Q8_0);
+        EXPECT_EQ(L.shared_gate.w.dtype, P.shared_gate.w.dtype);
+      }
+    }
+    EXPECT_EQ(n_moe, 2);
+    auto ref = load_json(kModels + name + ".ref.json");
+    // Measured 0.025 (Qwen3-MoE) and 0.049 (Qwen2-MoE): above dense Q8_0's 0.026 where the
+    // rounding tips a close router call to another expert.
+    EXPECT_LE(compare_logits(*model, ref, "Q8_0 experts vs fp32 transformers"), 6e-2);
+    expect_greedy_up_to_near_tie(*model, ref);
+  }
+}
+
 // Bounds measured on this machine and rounded up (measured: int8 vs quantized reference
 // 0.016-0.021 for every format; against fp32, Q8_0 0.021-0.026, Q4_0 0.23-0.41, Q4_K 0.18-0.26,
 // int4 0.22-0.34). 4-bit weights of these random-weight models (N(0, 0.05) weights, 256 wide)

@@ -24,6 +24,8 @@ HF_DIRS = {
     "tiny-qwen3": "BF16",
     "tiny-llama-linear": "BF16",
     "tiny-qwen2-mlx4": "BF16",
+    "tiny-qwen3-moe": "BF16",
+    "tiny-qwen2-moe": "BF16",
 }
 GGUF_VARIANTS = {
     # variant -> ggml types of the 2-D weights
@@ -75,7 +77,8 @@ def test_hf_safetensors_dtypes(name):
     assert header["model.embed_tokens.weight"]["shape"][0] == VOCAB
     assert ("lm_head.weight" in header) == (not config["tie_word_embeddings"])
     n_layers = config["num_hidden_layers"]
-    assert f"model.layers.{n_layers - 1}.mlp.down_proj.weight" in header
+    last = f"model.layers.{n_layers - 1}.mlp."
+    assert last + "down_proj.weight" in header or last + "experts.0.down_proj.weight" in header
     assert f"model.layers.{n_layers}.mlp.down_proj.weight" not in header
 
 

@@ -15,9 +15,13 @@ void load_llama_layer(const WeightStore& s, const ModelConfig& c, int64_t i, Lay
   l->v.w = s.matrix(p + "self_attn.v_proj", kv_dim, h);
   l->o.w = s.matrix(p + "self_attn.o_proj", h, q_dim);
   l->ffn_norm = s.vector(p + "post_attention_layernorm.weight", h);
-  l->gate.w = s.matrix(p + "mlp.gate_proj", ff, h);
-  l->up.w = s.matrix(p + "mlp.up_proj", ff, h);
-  l->down.w = s.matrix(p + "mlp.down_proj", h, ff);
+  if (c.is_moe_layer(i)) {
+    load_moe_mlp(s, c, i, l);
+  } else {
+    l->gate.w = s.matrix(p + "mlp.gate_proj", ff, h);
+    l->up.w = s.matrix(p + "mlp.up_proj", ff, h);
+    l->down.w = s.matrix(p + "mlp.down_proj", h, ff);
+  }
   // Some Llama-family checkpoints (attention_bias: true) carry q/k/v biases.
   if (c.attention_bias) {
     l->q.bias = s.vector(p + "self_attn.q_proj.bias", q_dim);

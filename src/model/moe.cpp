@@ -1,0 +1,127 @@
+// Mixture-of-experts MLP layers (Qwen3-MoE, Qwen2-MoE), as transformers computes them:
+//
+//   p = softmax(router x)                      over all n_experts, fp32
+//   top = the n_experts_per_tok largest p      (ties: the lower expert id)
+//   w = p[top] (/ sum p[top] when norm_topk_prob)
+//   y = sum over e in top, by ascending id, of w_e * down_e(silu(gate_e x) * up_e x)
+//   [Qwen2-MoE] y += sigmoid(shared_gate x) * shared(x)
+//
+// The batch is grouped by expert: each expert's rows are gathered and go through its three
+// matrices as one matmul each (a prefill chunk reads an expert's weights once for all its
+// tokens), and their outputs are added into the tokens' rows expert by expert, in ascending id.
+// Every kernel computes a row the same way whatever the other rows (backend/cpu), so a token's
+// result does not depend on the batch, and its sum runs in the same order.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "core/check.h"
+#include "model/model.h"
+
+namespace jinx {
+
+namespace {
+
+Mlp load_mlp(const WeightStore& s, const std::string& prefix, int64_t width, int64_t hidden) {
+  Mlp m;
+  m.gate.w = s.matrix(prefix + "gate_proj", width, hidden);
+  m.up.w = s.matrix(prefix + "up_proj", width, hidden);
+  m.down.w = s.matrix(prefix + "down_proj", hidden, width);
+  return m;
+}
+
+// y [n, hidden] = down(silu(gate x) * up x) for x [n, hidden]; g, u: scratch of n * width.
+void run_mlp(const Mlp& m, const float* x, int64_t n, float* y, std::vector<float>& g,
+             std::vector<float>& u, ThreadPool& pool) {
+  const int64_t width = m.gate.w.rows;
+  g.resize(static_cast<size_t>(n * width));
+  u.resize(static_cast<size_t>(n * width));
+  const cpu::MatmulPart parts[] = {{&m.gate.w, g.data(), width}, {&m.up.w, u.data(), width}};
+  cpu::matmul_many(parts, x, n, pool);
+  cpu::silu_mul(g.data(), u.data(), n * width);
+  cpu::matmul(m.down.w, g.data(), n, y, m.down.w.rows, pool);
+}
+
+// The experts each token uses and their weights: [n, k] each.
+void route(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t n,
+           std::vector<int32_t>* expert, std::vector<float>* weight, ThreadPool& pool) {
+  const int64_t E = c.n_experts, k = c.n_experts_per_tok;
+  std::vector<float> p(static_cast<size_t>(n * E));
+  cpu::matmul(L.router.w, h, n, p.data(), E, pool);
+  expert->resize(static_cast<size_t>(n * k));
+  weight->resize(static_cast<size_t>(n * k));
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; ++t) {
+    float* row = &p[t * E];
+    cpu::softmax(row, E);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+      return row[a] > row[b] || (row[a] == row[b] && a < b);
+    });
+    float sum = 0.0f;
+    for (int64_t j = 0; j < k; ++j) sum += row[order[j]];
+    for (int64_t j = 0; j < k; ++j) {
+      (*expert)[t * k + j] = order[j];
+      (*weight)[t * k + j] = c.norm_topk_prob ? row[order[j]] / sum : row[order[j]];
+    }
+  }
+}
+
+}  // namespace
+
+void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l) {
+  const std::string p = "model.layers." + std::to_string(i) + ".mlp.";
+  const int64_t h = c.hidden_size;
+  l->router.w = s.matrix(p + "gate", c.n_experts, h);
+  l->experts.reserve(static_cast<size_t>(c.n_experts));
+  for (int64_t e = 0; e < c.n_experts; ++e)
+    l->experts.push_back(
+        load_mlp(s, p + "experts." + std::to_string(e) + ".", c.moe_intermediate_size, h));
+  if (c.shared_expert_intermediate_size > 0) {
+    l->shared = load_mlp(s, p + "shared_expert.", c.shared_expert_intermediate_size, h);
+    l->shared_gate.w = s.matrix(p + "shared_expert_gate", 1, h);
+  }
+}
+
+void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t n, float* out,
+             ThreadPool& pool) {
+  const int64_t E = c.n_experts, k = c.n_experts_per_tok, H = c.hidden_size;
+  JINX_CHECK(static_cast<int64_t>(L.experts.size()) == E, "MoE layer without its experts");
+  std::vector<int32_t> expert;
+  std::vector<float> weight;
+  route(L, c, h, n, &expert, &weight, pool);
+  // Tokens of each expert, in token order: (token, weight).
+  std::vector<std::vector<std::pair<int32_t, float>>> rows(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < k; ++j)
+      rows[expert[t * k + j]].emplace_back(static_cast<int32_t>(t), weight[t * k + j]);
+  std::fill(out, out + n * H, 0.0f);
+  std::vector<float> x, y, g, u;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& r = rows[e];
+    if (r.empty()) continue;
+    const int64_t m = static_cast<int64_t>(r.size());
+    x.resize(static_cast<size_t>(m * H));
+    y.resize(static_cast<size_t>(m * H));
+    for (int64_t j = 0; j < m; ++j) std::copy_n(h + r[j].first * H, H, &x[j * H]);
+    run_mlp(L.experts[e], x.data(), m, y.data(), g, u, pool);
+    for (int64_t j = 0; j < m; ++j) {
+      float* o = out + r[j].first * H;
+      const float w = r[j].second;
+      for (int64_t i = 0; i < H; ++i) o[i] += w * y[j * H + i];
+    }
+  }
+  if (L.shared.gate.w.rows == 0) return;
+  y.resize(static_cast<size_t>(n * H));
+  run_mlp(L.shared, h, n, y.data(), g, u, pool);
+  std::vector<float> gate(static_cast<size_t>(n));
+  cpu::matmul(L.shared_gate.w, h, n, gate.data(), 1, pool);
+  for (int64_t t = 0; t < n; ++t) {
+    const float s = 1.0f / (1.0f + std::exp(-gate[t]));
+    for (int64_t i = 0; i < H; ++i) out[t * H + i] += s * y[t * H + i];
+  }
+}
+
+}  // namespace jinx
