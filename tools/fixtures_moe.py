@@ -19,13 +19,15 @@ from transformers import (Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig,
 import fixtures_hf
 from fixtures_common import GREEDY_PROMPT, INPUT_IDS, N_GREEDY_NEW, TINY, check_greedy_quality
 
+# Half the width of the dense tiny models (the fixtures' size budget).
+SMALL = dict(hidden_size=128, intermediate_size=256, head_dim=32)
 ROUTER_STD = 0.15
 ROUTER_MARGIN = 2e-3
 
 MODELS = {
     "tiny-qwen3-moe": dict(
         cfg_cls=Qwen3MoeConfig, model_cls=Qwen3MoeForCausalLM,
-        cfg=dict(TINY, num_hidden_layers=3, rope_theta=1000000.0, rms_norm_eps=1e-6,
+        cfg=dict(TINY, **SMALL, num_hidden_layers=3, rope_theta=1000000.0, rms_norm_eps=1e-6,
                  tie_word_embeddings=False, use_sliding_window=False, sliding_window=None,
                  max_window_layers=3, attention_bias=False, num_experts=8,
                  num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True,
@@ -34,7 +36,8 @@ MODELS = {
         init=dict(emb_std=0.1, final_norm=2.0)),
     "tiny-qwen2-moe": dict(
         cfg_cls=Qwen2MoeConfig, model_cls=Qwen2MoeForCausalLM,
-        cfg=dict(TINY, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+        cfg=dict(TINY, **SMALL, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                 tie_word_embeddings=False,
                  use_sliding_window=False, sliding_window=None, max_window_layers=2,
                  num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
                  shared_expert_intermediate_size=64, norm_topk_prob=False,

@@ -203,5 +203,6 @@ def test_manifest_is_current():
 
 
 def test_total_size_budget():
+    # 26 MB until the two MoE models (2.1 MB, at half the dense models' width) came.
     total = sum(p.stat().st_size for d in (MODELS, SMOLLM2) for p in d.rglob("*") if p.is_file())
-    assert total < 26_000_000
+    assert total < 27_500_000
