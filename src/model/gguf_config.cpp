@@ -27,11 +27,15 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   } else if (arch == "qwen2") {
     c.arch = Arch::kQwen2;
     c.attention_bias = true;
-  } else if (arch == "qwen3") {
+  } else if (arch == "qwen3" || arch == "qwen3moe") {
     c.arch = Arch::kQwen3;
     c.qk_norm = true;
+  } else if (arch == "qwen2moe") {
+    c.arch = Arch::kQwen2;
+    c.attention_bias = true;
   } else {
-    fail(f.path(), ": unsupported GGUF architecture \"", arch, "\" (supported: llama, qwen2, qwen3)");
+    fail(f.path(), ": unsupported GGUF architecture \"", arch,
+         "\" (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe)");
   }
   c.hf_architecture = "gguf:" + arch;
   const std::string p = arch + ".";
@@ -43,7 +47,8 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   if (c.n_heads <= 0) fail(f.path(), ": bad attention.head_count");
   c.head_dim = f.get_int(p + "attention.key_length").value_or(c.hidden_size / c.n_heads);
   c.max_position_embeddings = f.get_int(p + "context_length").value_or(4096);
-  c.rms_norm_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon").value_or(1e-6));
+  c.rms_norm_eps =
+      static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon").value_or(1e-6));
   c.rope_theta = static_cast<float>(f.get_float(p + "rope.freq_base").value_or(10000.0));
   if (auto rd = f.get_int(p + "rope.dimension_count"); rd && *rd != c.head_dim)
     fail(f.path(), ": partial rotary embeddings (rope.dimension_count ", *rd, " != head_dim ",
@@ -54,6 +59,17 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     c.rope_factor = static_cast<float>(f.get_float(p + "rope.scaling.factor").value_or(1.0));
   } else if (scaling != "none") {
     fail(f.path(), ": unsupported rope scaling \"", scaling, "\"");
+  }
+  if (arch == "qwen2moe" || arch == "qwen3moe") {
+    // Every layer is MoE (as llama.cpp builds these); qwen3moe renormalizes the picked
+    // experts' weights, qwen2moe does not (llama.cpp hard-codes both), unless the file says.
+    c.n_experts = need_int(f, p + "expert_count");
+    c.n_experts_per_tok = need_int(f, p + "expert_used_count");
+    c.moe_intermediate_size = need_int(f, p + "expert_feed_forward_length");
+    c.shared_expert_intermediate_size =
+        f.get_int(p + "expert_shared_feed_forward_length").value_or(0);
+    c.norm_topk_prob = f.get_bool(p + "expert_weights_norm").value_or(arch == "qwen3moe");
+    if (c.n_experts <= 0) fail(f.path(), ": ", p, "expert_count must be positive");
   }
   const TensorView* emb = f.tensor("token_embd.weight");
   if (!emb || emb->shape.size() != 2) fail(f.path(), ": missing token_embd.weight");

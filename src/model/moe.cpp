@@ -74,11 +74,22 @@ void route(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t 
 void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l) {
   const std::string p = "model.layers." + std::to_string(i) + ".mlp.";
   const int64_t h = c.hidden_size;
-  l->router.w = s.matrix(p + "gate", c.n_experts, h);
-  l->experts.reserve(static_cast<size_t>(c.n_experts));
-  for (int64_t e = 0; e < c.n_experts; ++e)
-    l->experts.push_back(
-        load_mlp(s, p + "experts." + std::to_string(e) + ".", c.moe_intermediate_size, h));
+  const int64_t E = c.n_experts, ff = c.moe_intermediate_size;
+  l->router.w = s.matrix(p + "gate", E, h);
+  l->experts.reserve(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) {
+    if (!s.is_gguf()) {
+      l->experts.push_back(load_mlp(s, p + "experts." + std::to_string(e) + ".", ff, h));
+      continue;
+    }
+    // GGUF stacks each kind of expert matrix in one 3-D tensor: views of expert e's rows.
+    const std::string b = "blk." + std::to_string(i) + ".";
+    Mlp m;
+    m.gate.w = s.stacked_matrix(b + "ffn_gate_exps.weight", e, E, ff, h);
+    m.up.w = s.stacked_matrix(b + "ffn_up_exps.weight", e, E, ff, h);
+    m.down.w = s.stacked_matrix(b + "ffn_down_exps.weight", e, E, h, ff);
+    l->experts.push_back(m);
+  }
   if (c.shared_expert_intermediate_size > 0) {
     l->shared = load_mlp(s, p + "shared_expert.", c.shared_expert_intermediate_size, h);
     l->shared_gate.w = s.matrix(p + "shared_expert_gate", 1, h);

@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Hugging Face tensor name -> GGUF tensor name (llama.cpp's naming).
@@ -31,12 +32,24 @@ std::string hf_to_gguf(const std::string& hf) {
     if (hf.rfind(f, 0) == 0) return to + hf.substr(f.size());
   }
   static const std::pair<const char*, const char*> kLayer[] = {
-      {"input_layernorm", "attn_norm"},      {"post_attention_layernorm", "ffn_norm"},
-      {"self_attn.q_proj", "attn_q"},        {"self_attn.k_proj", "attn_k"},
-      {"self_attn.v_proj", "attn_v"},        {"self_attn.o_proj", "attn_output"},
-      {"self_attn.q_norm", "attn_q_norm"},   {"self_attn.k_norm", "attn_k_norm"},
-      {"mlp.gate_proj", "ffn_gate"},         {"mlp.up_proj", "ffn_up"},
+      {"input_layernorm", "attn_norm"},
+      {"post_attention_layernorm", "ffn_norm"},
+      {"self_attn.q_proj", "attn_q"},
+      {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"},
+      {"self_attn.q_norm", "attn_q_norm"},
+      {"self_attn.k_norm", "attn_k_norm"},
+      {"mlp.gate_proj", "ffn_gate"},
+      {"mlp.up_proj", "ffn_up"},
       {"mlp.down_proj", "ffn_down"},
+      // MoE (llama.cpp qwen2moe / qwen3moe); the experts themselves are 3-D tensors
+      // (stacked_matrix).
+      {"mlp.gate", "ffn_gate_inp"},
+      {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
+      {"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
+      {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+      {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
   };
   static const std::regex kRe(R"(model\.layers\.(\d+)\.(.+)\.(weight|bias))");
   std::smatch m;
@@ -49,7 +62,9 @@ std::string hf_to_gguf(const std::string& hf) {
 
 WeightMatrix matrix_from_view(const TensorView& v, const std::string& name, int64_t rows,
                               int64_t cols) {
-  if (v.shape.size() != 2 || v.shape[0] != rows || v.shape[1] != cols)
+  // A single row may be stored 1-D (llama.cpp's ffn_gate_inp_shexp).
+  const bool one_row = rows == 1 && v.shape.size() == 1 && v.shape[0] == cols;
+  if (!one_row && (v.shape.size() != 2 || v.shape[0] != rows || v.shape[1] != cols))
     fail(name, ": expected shape [", rows, ", ", cols, "], file has ", v.shape_str());
   auto rb = bytes_for(v.dtype, cols);
   if (!rb || v.dtype == DType::I8 || v.dtype == DType::U8 || v.dtype == DType::I16 ||
@@ -100,13 +115,33 @@ WeightMatrix WeightStore::matrix(const std::string& prefix, int64_t rows, int64_
     auto w = mlx_weight(*st_, prefix, config_.quant_bits, config_.quant_group_size);
     JINX_CHECK(w.has_value(), prefix, ": not a valid MLX-quantized weight");
     if (w->rows != rows || w->cols != cols)
-      fail(prefix, ": expected [", rows, ", ", cols, "], MLX weight is [", w->rows, ", ",
-           w->cols, "]");
+      fail(prefix, ": expected [", rows, ", ", cols, "], MLX weight is [", w->rows, ", ", w->cols,
+           "]");
     return *w;
   }
   const TensorView* v = gguf_ ? gguf_->tensor(name) : st_->find(name);
   if (!v) fail(path_, ": missing tensor ", name);
   return matrix_from_view(*v, name, rows, cols);
+}
+
+WeightMatrix WeightStore::stacked_matrix(const std::string& gguf_name, int64_t index, int64_t count,
+                                         int64_t rows, int64_t cols) const {
+  JINX_CHECK(gguf_ != nullptr, "stacked_matrix: only GGUF files stack matrices");
+  JINX_CHECK(index >= 0 && index < count, "stacked_matrix: index ", index, " of ", count);
+  const TensorView* v = gguf_->tensor(gguf_name);
+  if (!v) fail(path_, ": missing tensor ", gguf_name);
+  if (v->shape.size() != 3 || v->shape[0] != count || v->shape[1] != rows || v->shape[2] != cols)
+    fail(gguf_name, ": expected shape [", count, ", ", rows, ", ", cols, "], file has ",
+         v->shape_str());
+  TensorView one = *v;
+  one.shape = {rows, cols};
+  auto rb = bytes_for(v->dtype, cols);
+  if (!rb) fail(gguf_name, ": unsupported weight type ", jinx::name(v->dtype));
+  const size_t bytes = *rb * static_cast<size_t>(rows);
+  JINX_CHECK(bytes * static_cast<size_t>(count) <= v->nbytes, gguf_name, ": tensor data too short");
+  one.data = static_cast<const uint8_t*>(v->data) + bytes * static_cast<size_t>(index);
+  one.nbytes = bytes;
+  return matrix_from_view(one, gguf_name, rows, cols);
 }
 
 std::vector<float> WeightStore::vector(const std::string& hf_name, int64_t n) const {

@@ -32,7 +32,9 @@ struct Case {
   const char* variant = "";
 };
 
-std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.model; }
+std::ostream& operator<<(std::ostream& os, const Case& c) {
+  return os << c.model;
+}
 
 class TinyModel : public ::testing::TestWithParam<Case> {};
 
@@ -109,9 +111,10 @@ TEST_P(TinyModel, GreedyTokensMatchReference) {
       const double gap = logits[next] - logits[expected[i]];
       const double ref_margin =
           ref[std::string("greedy_top2_margins") + c.variant][i].get<double>();
-      std::printf("%s: first difference at token %zu: ours %d, reference %d, our gap %.4f, "
-                  "reference top-2 margin %.4f\n",
-                  c.model, i, next, expected[i], gap, ref_margin);
+      std::printf(
+          "%s: first difference at token %zu: ours %d, reference %d, our gap %.4f, "
+          "reference top-2 margin %.4f\n",
+          c.model, i, next, expected[i], gap, ref_margin);
       constexpr double kNearTie = 0.5;  // logits; the logit test bounds our error near 0.4
       EXPECT_LT(gap, kNearTie);
       EXPECT_LT(ref_margin, kNearTie);
@@ -125,7 +128,8 @@ TEST_P(TinyModel, GreedyTokensMatchReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, TinyModel,
-    ::testing::Values(Case{"tiny-llama", "tiny-llama", 1e-4}, Case{"tiny-qwen2", "tiny-qwen2", 1e-4},
+    ::testing::Values(Case{"tiny-llama", "tiny-llama", 1e-4},
+                      Case{"tiny-qwen2", "tiny-qwen2", 1e-4},
                       Case{"tiny-qwen3", "tiny-qwen3", 1e-4},
                       Case{"tiny-llama-linear", "tiny-llama-linear", 1e-4},
                       // Mixture of experts (tools/fixtures_moe.py): Qwen3-MoE with a dense
@@ -147,6 +151,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", 1e-4, "_transformers"},
                       Case{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", 1e-4, "_transformers"},
                       Case{"tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", 1e-4, "_transformers"},
+                      // Qwen2-MoE in llama.cpp's GGUF layout (experts stacked in 3-D
+                      // tensors, Q8_0): against llama.cpp, and exact math on its weights.
+                      Case{"tiny-qwen2-moe-q8_0.gguf", "tiny-qwen2-moe-q8_0", 3e-2},
+                      Case{"tiny-qwen2-moe-q8_0.gguf", "tiny-qwen2-moe-q8_0", 1e-4,
+                           "_transformers"},
                       // MLX 4-bit, group 64, run quantized; reference: MLX itself.
                       Case{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", 1e-4}),
     [](const auto& info) {
