@@ -9,6 +9,7 @@
 //   build/bin/jinx_kernels_bench [--benchmark_filter=gemv] [--threads=N]
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -131,9 +132,69 @@ void run(benchmark::State& st, const Format& f, const Shape& s, int64_t n_tokens
   }
 }
 
+// A MoE layer's experts at decode: 8 of 64 SwiGLU experts (512 wide, 1024 in; the shape of
+// tools/make_random_gguf.py --shape moe) picked at random each iteration, gate and up in one
+// grouped matmul, down in another (as model/moe.cpp runs them). GB/s of expert bytes read;
+// "dense" runs the same bytes as three plain matrices for comparison.
+void run_moe(benchmark::State& st, const Format& f, bool dense) {
+  constexpr int64_t kExperts = 64, kUsed = 8, kFf = 512, kHidden = 1024;
+  static std::unique_ptr<Matrix> gate, up, down;
+  static std::string key;
+  if (key != f.name) {
+    gate = make(f, {kExperts * kFf, kHidden});
+    up = make(f, {kExperts * kFf, kHidden});
+    down = make(f, {kExperts * kHidden, kFf});
+    key = f.name;
+  }
+  auto slice = [](const Matrix& m, int64_t e, int64_t rows) {
+    WeightMatrix w = m.w;
+    w.rows = rows;
+    w.data = static_cast<const uint8_t*>(m.w.data) + e * rows * m.w.row_bytes;
+    return w;
+  };
+  std::vector<float> x(kHidden, 0.5f), g(kUsed * kFf), u(kUsed * kFf), y(kUsed * kHidden);
+  std::mt19937 rng(7);
+  std::vector<int> order(kExperts);
+  for (int i = 0; i < kExperts; ++i) order[i] = i;
+  size_t bytes = 0;
+  for (auto _ : st) {
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<WeightMatrix> w;
+    for (int j = 0; j < kUsed; ++j) {
+      const int64_t e = dense ? j : order[j];
+      w.push_back(slice(*gate, e, kFf));
+      w.push_back(slice(*up, e, kFf));
+      w.push_back(slice(*down, e, kHidden));
+    }
+    std::vector<jinx::cpu::GroupedPart> a, b;
+    for (int j = 0; j < kUsed; ++j) {
+      a.push_back({&w[3 * j], x.data(), 1, &g[j * kFf], kFf});
+      a.push_back({&w[3 * j + 1], x.data(), 1, &u[j * kFf], kFf});
+      b.push_back({&w[3 * j + 2], &g[j * kFf], 1, &y[j * kHidden], kHidden});
+    }
+    jinx::cpu::matmul_grouped(a, pool());
+    jinx::cpu::matmul_grouped(b, pool());
+    benchmark::DoNotOptimize(y.data());
+    bytes = 0;
+    for (const WeightMatrix& m : w) bytes += m.row_bytes * m.rows;
+  }
+  st.counters["GB"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9,
+                                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (const Format& f : kFormats) {
+    if (f.dtype == DType::BF16 || f.dtype == DType::U32) continue;
+    for (bool dense : {false, true})
+      benchmark::RegisterBenchmark(
+          (std::string("moe_gemv/") + f.name + (dense ? "/same-8-experts" : "/8-of-64")).c_str(),
+          [&f, dense](benchmark::State& st) { run_moe(st, f, dense); })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond)
+          ->MinTime(0.3);
+  }
   for (const Format& f : kFormats)
     for (const Shape& s : kShapes) {
       if (f.dtype == DType::BF16 && s.rows > 10000) continue;  // 272 MB: skip

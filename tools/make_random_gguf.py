@@ -13,6 +13,7 @@ merges); it is for loading only, the benchmarks feed token ids.
   /work/refvenv/bin/python tools/make_random_gguf.py --type q8_0
   /work/refvenv/bin/python tools/make_random_gguf.py --type q4_0 --check
   /work/refvenv/bin/python tools/make_random_gguf.py --shape q1024 --type q4_k_m
+  /work/refvenv/bin/python tools/make_random_gguf.py --shape moe --type q8_0 --check
 
 writes models/random/<shape>-random-<type>.gguf (models/ is gitignored). --check loads the
 file with llama-cpp-python afterwards and decodes a few tokens.
@@ -50,7 +51,14 @@ SHAPES = {
     "qwen2-0.5b": dict(HIDDEN=896, INTERMEDIATE=4864, LAYERS=24, HEADS=14, KV_HEADS=2,
                        HEAD_DIM=64),
     "q1024": dict(HIDDEN=1024, INTERMEDIATE=3072, LAYERS=28, HEADS=16, KV_HEADS=8, HEAD_DIM=64),
+    # --shape moe: a Qwen3-MoE (architecture qwen3moe) at about half Qwen3-30B-A3B's width and a
+    # third of its depth: 64 experts of 512, 8 per token (1.6 B expert parameters, ~0.35 B read
+    # per token with the tied 151936-row head); q/k norms, no biases, every layer MoE.
+    "moe": dict(ARCH="qwen3moe", HIDDEN=1024, INTERMEDIATE=3072, LAYERS=16, HEADS=16,
+                KV_HEADS=4, HEAD_DIM=64, EXPERTS=64, EXPERTS_USED=8, EXPERT_FF=512),
 }
+ARCH = "qwen2"
+EXPERTS = EXPERTS_USED = EXPERT_FF = 0
 
 # type -> (ggml type the script writes, file type); k-quant files are made from an F16 file by
 # llama.cpp's own quantizer (llama_model_quantize, its standard per-tensor mix).
@@ -108,6 +116,12 @@ def add_metadata(w, ftype, name):
     w.add_head_count_kv(KV_HEADS)
     w.add_rope_freq_base(ROPE_THETA)
     w.add_layer_norm_rms_eps(RMS_EPS)
+    if EXPERTS:
+        w.add_key_length(HEAD_DIM)
+        w.add_value_length(HEAD_DIM)
+        w.add_expert_count(EXPERTS)
+        w.add_expert_used_count(EXPERTS_USED)
+        w.add_expert_feed_forward_length(EXPERT_FF)
     w.add_file_type(ftype)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     tokens, types, merges = vocabulary()
@@ -126,17 +140,25 @@ def tensor_shapes():
     """(name, shape as numpy (rows, cols) or (n,), quantized?) in llama.cpp's order."""
     q_out, kv_out = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
     yield "token_embd.weight", (VOCAB, HIDDEN), True
+    moe = ARCH == "qwen3moe"
     for i in range(LAYERS):
         b = f"blk.{i}."
         yield b + "attn_norm.weight", (HIDDEN,), False
-        yield b + "attn_q.weight", (q_out, HIDDEN), True
-        yield b + "attn_q.bias", (q_out,), False
-        yield b + "attn_k.weight", (kv_out, HIDDEN), True
-        yield b + "attn_k.bias", (kv_out,), False
-        yield b + "attn_v.weight", (kv_out, HIDDEN), True
-        yield b + "attn_v.bias", (kv_out,), False
+        for name, rows in (("attn_q", q_out), ("attn_k", kv_out), ("attn_v", kv_out)):
+            yield b + name + ".weight", (rows, HIDDEN), True
+            if not moe:
+                yield b + name + ".bias", (rows,), False
         yield b + "attn_output.weight", (HIDDEN, q_out), True
+        if moe:
+            yield b + "attn_q_norm.weight", (HEAD_DIM,), False
+            yield b + "attn_k_norm.weight", (HEAD_DIM,), False
         yield b + "ffn_norm.weight", (HIDDEN,), False
+        if moe:  # the router stays F32, as convert_hf_to_gguf.py leaves it
+            yield b + "ffn_gate_inp.weight", (EXPERTS, HIDDEN), False
+            yield b + "ffn_gate_exps.weight", (EXPERTS, EXPERT_FF, HIDDEN), True
+            yield b + "ffn_up_exps.weight", (EXPERTS, EXPERT_FF, HIDDEN), True
+            yield b + "ffn_down_exps.weight", (EXPERTS, HIDDEN, EXPERT_FF), True
+            continue
         yield b + "ffn_gate.weight", (INTERMEDIATE, HIDDEN), True
         yield b + "ffn_up.weight", (INTERMEDIATE, HIDDEN), True
         yield b + "ffn_down.weight", (HIDDEN, INTERMEDIATE), True
@@ -145,7 +167,7 @@ def tensor_shapes():
 
 def write(path, qtype, ftype, seed):
     rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(path, "qwen2")
+    w = gguf.GGUFWriter(path, ARCH)
     add_metadata(w, ftype, f"{SHAPE_NAME}-random-{qtype.name.lower()}")
     n_params = 0
     for name, shape, quantized in tensor_shapes():
@@ -188,7 +210,7 @@ def check_llamacpp(path):
         out.append(tok)
         llm.eval([tok])
     print(f"llama.cpp loaded {path}: n_vocab {llm.n_vocab()}, "
-          f"context {llm.metadata.get('qwen2.context_length')}, "
+          f"context {llm.metadata.get(ARCH + '.context_length')}, "
           f"greedy after [1,2,3,1000,20000]: {out}")
 
 

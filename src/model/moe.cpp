@@ -6,11 +6,13 @@
 //   y = sum over e in top, by ascending id, of w_e * down_e(silu(gate_e x) * up_e x)
 //   [Qwen2-MoE] y += sigmoid(shared_gate x) * shared(x)
 //
-// The batch is grouped by expert: each expert's rows are gathered and go through its three
-// matrices as one matmul each (a prefill chunk reads an expert's weights once for all its
-// tokens), and their outputs are added into the tokens' rows expert by expert, in ascending id.
-// Every kernel computes a row the same way whatever the other rows (backend/cpu), so a token's
-// result does not depend on the batch, and its sum runs in the same order.
+// The batch is grouped by expert: each expert's rows are gathered and go through its matrices
+// once for all its tokens (a prefill chunk reads an expert's weights once), every expert's
+// gate and up products in one grouped matmul (cpu::matmul_grouped: one parallel_for) and every
+// down product in another; the outputs are added into the tokens' rows expert by expert, in
+// ascending id. Every kernel computes a row the same way whatever the other rows
+// (backend/cpu), so a token's result does not depend on the batch, and its sum runs in the
+// same order.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -30,18 +32,6 @@ Mlp load_mlp(const WeightStore& s, const std::string& prefix, int64_t width, int
   m.up.w = s.matrix(prefix + "up_proj", width, hidden);
   m.down.w = s.matrix(prefix + "down_proj", hidden, width);
   return m;
-}
-
-// y [n, hidden] = down(silu(gate x) * up x) for x [n, hidden]; g, u: scratch of n * width.
-void run_mlp(const Mlp& m, const float* x, int64_t n, float* y, std::vector<float>& g,
-             std::vector<float>& u, ThreadPool& pool) {
-  const int64_t width = m.gate.w.rows;
-  g.resize(static_cast<size_t>(n * width));
-  u.resize(static_cast<size_t>(n * width));
-  const cpu::MatmulPart parts[] = {{&m.gate.w, g.data(), width}, {&m.up.w, u.data(), width}};
-  cpu::matmul_many(parts, x, n, pool);
-  cpu::silu_mul(g.data(), u.data(), n * width);
-  cpu::matmul(m.down.w, g.data(), n, y, m.down.w.rows, pool);
 }
 
 // The experts each token uses and their weights: [n, k] each.
@@ -99,6 +89,7 @@ void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWe
 void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t n, float* out,
              ThreadPool& pool) {
   const int64_t E = c.n_experts, k = c.n_experts_per_tok, H = c.hidden_size;
+  const int64_t ff = c.moe_intermediate_size;
   JINX_CHECK(static_cast<int64_t>(L.experts.size()) == E, "MoE layer without its experts");
   std::vector<int32_t> expert;
   std::vector<float> weight;
@@ -108,30 +99,61 @@ void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_
   for (int64_t t = 0; t < n; ++t)
     for (int64_t j = 0; j < k; ++j)
       rows[expert[t * k + j]].emplace_back(static_cast<int32_t>(t), weight[t * k + j]);
-  std::fill(out, out + n * H, 0.0f);
-  std::vector<float> x, y, g, u;
+  // Every expert hit, and the shared expert, in two grouped matmuls (gate and up, then down):
+  // one parallel_for each instead of two per expert. An expert that takes every token in order
+  // (all of them, at decode) reads h itself, so such inputs are quantized once.
+  int64_t total = 0;
+  for (const auto& r : rows) total += static_cast<int64_t>(r.size());
+  const bool shared = L.shared.gate.w.rows > 0;
+  const int64_t sff = shared ? c.shared_expert_intermediate_size : 0;
+  std::vector<float> x(static_cast<size_t>(total * H)), g(static_cast<size_t>(total * ff + n * sff)),
+      u(g.size()), y(static_cast<size_t>(total * H + (shared ? n * H : 0))), gate(shared ? n : 0);
+  std::vector<cpu::GroupedPart> up_parts, down_parts;
+  std::vector<const float*> inputs(static_cast<size_t>(E), nullptr);
+  int64_t off = 0;
   for (int64_t e = 0; e < E; ++e) {
     const auto& r = rows[e];
-    if (r.empty()) continue;
     const int64_t m = static_cast<int64_t>(r.size());
-    x.resize(static_cast<size_t>(m * H));
-    y.resize(static_cast<size_t>(m * H));
-    for (int64_t j = 0; j < m; ++j) std::copy_n(h + r[j].first * H, H, &x[j * H]);
-    run_mlp(L.experts[e], x.data(), m, y.data(), g, u, pool);
-    for (int64_t j = 0; j < m; ++j) {
-      float* o = out + r[j].first * H;
-      const float w = r[j].second;
-      for (int64_t i = 0; i < H; ++i) o[i] += w * y[j * H + i];
+    if (m == 0) continue;
+    bool identity = m == n;
+    for (int64_t j = 0; identity && j < m; ++j) identity = r[j].first == j;
+    const float* xe = h;
+    if (!identity) {
+      for (int64_t j = 0; j < m; ++j) std::copy_n(h + r[j].first * H, H, &x[(off + j) * H]);
+      xe = &x[off * H];
+    }
+    const Mlp& M = L.experts[e];
+    up_parts.push_back({&M.gate.w, xe, m, &g[off * ff], ff});
+    up_parts.push_back({&M.up.w, xe, m, &u[off * ff], ff});
+    down_parts.push_back({&M.down.w, &g[off * ff], m, &y[off * H], H});
+    off += m;
+  }
+  if (shared) {
+    float* gs = &g[total * ff];
+    up_parts.push_back({&L.shared.gate.w, h, n, gs, sff});
+    up_parts.push_back({&L.shared.up.w, h, n, &u[total * ff], sff});
+    up_parts.push_back({&L.shared_gate.w, h, n, gate.data(), 1});
+    down_parts.push_back({&L.shared.down.w, gs, n, &y[total * H], H});
+  }
+  cpu::matmul_grouped(up_parts, pool);
+  cpu::silu_mul(g.data(), u.data(), static_cast<int64_t>(g.size()));
+  cpu::matmul_grouped(down_parts, pool);
+  // Each token's experts added in ascending id, then the shared expert (transformers' order).
+  std::fill(out, out + n * H, 0.0f);
+  off = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    for (const auto& [t, w] : rows[e]) {
+      float* o = out + static_cast<int64_t>(t) * H;
+      const float* ye = &y[off * H];
+      for (int64_t i = 0; i < H; ++i) o[i] += w * ye[i];
+      ++off;
     }
   }
-  if (L.shared.gate.w.rows == 0) return;
-  y.resize(static_cast<size_t>(n * H));
-  run_mlp(L.shared, h, n, y.data(), g, u, pool);
-  std::vector<float> gate(static_cast<size_t>(n));
-  cpu::matmul(L.shared_gate.w, h, n, gate.data(), 1, pool);
+  if (!shared) return;
   for (int64_t t = 0; t < n; ++t) {
     const float s = 1.0f / (1.0f + std::exp(-gate[t]));
-    for (int64_t i = 0; i < H; ++i) out[t * H + i] += s * y[t * H + i];
+    const float* ys = &y[(total + t) * H];
+    for (int64_t i = 0; i < H; ++i) out[t * H + i] += s * ys[i];
   }
 }
 

@@ -44,6 +44,18 @@ struct MatmulPart {
 void matmul_many(std::span<const MatmulPart> parts, const float* x, int64_t n_tokens,
                  ThreadPool& pool);
 
+// Independent products, each with its own input rows (a MoE layer's experts, each over the
+// tokens routed to it): outputs equal to one matmul() each, bit for bit, but every part's rows
+// share one parallel_for. Parts with the same x (and n_tokens) quantize it once.
+struct GroupedPart {
+  const WeightMatrix* w;
+  const float* x;  // [n_tokens, w->cols]
+  int64_t n_tokens;
+  float* y;  // [n_tokens, ldy]
+  int64_t ldy;
+};
+void matmul_grouped(std::span<const GroupedPart> parts, ThreadPool& pool);
+
 // out[t, :] = x[t, :] / rms(x[t, :]) * weight, weight fp32 [n]
 void rmsnorm(const float* x, const float* weight, float* out, int64_t n_tokens, int64_t n,
              float eps);

@@ -217,6 +217,66 @@ void matmul_many(std::span<const MatmulPart> parts, const float* x, int64_t n, T
   });
 }
 
+void matmul_grouped(std::span<const GroupedPart> parts, ThreadPool& pool) {
+  bool integer = !exact_activations();
+  std::vector<detail::QKernels> ks;
+  for (const GroupedPart& p : parts) {
+    check_matrix(*p.w);
+    JINX_CHECK(p.n_tokens >= 0 && p.ldy >= p.w->rows, "matmul: bad output stride");
+    if (integer) ks.push_back(pick_qkernels(*p.w));
+    integer = integer && ks.back().gemv;
+  }
+  if (!integer) {  // fp32 activations: one call each
+    for (const GroupedPart& p : parts) matmul(*p.w, p.x, p.n_tokens, p.y, p.ldy, pool);
+    return;
+  }
+  // Each distinct input quantized once (as matmul_quantized does it: the same codes), then one
+  // parallel_for over every part's rows in matmul_quantized's tasks.
+  thread_local std::vector<QuantActBuffer> bufs;
+  std::vector<QuantActs> acts(parts.size());
+  size_t n_bufs = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const GroupedPart& p = parts[i];
+    size_t same = i;
+    for (size_t j = 0; j < i; ++j)
+      if (parts[j].x == p.x && parts[j].n_tokens == p.n_tokens && parts[j].w->cols == p.w->cols)
+        same = j;
+    if (same != i) {
+      acts[i] = acts[same];
+      continue;
+    }
+    if (n_bufs == bufs.size()) bufs.emplace_back();
+    acts[i] = bufs[n_bufs++].quantize(p.x, p.n_tokens, p.w->cols,
+                                      p.n_tokens > kMaxNx ? &pool : nullptr);
+  }
+  struct Task {
+    int32_t part;
+    int64_t r0, r1;
+  };
+  thread_local std::vector<Task> task_buf;
+  std::vector<Task>& tasks = task_buf;
+  tasks.clear();
+  int64_t total = 0;
+  for (const GroupedPart& p : parts) total += p.n_tokens > 0 ? p.w->rows : 0;
+  const int64_t gemv_step = std::max<int64_t>(1, total / (pool.size() * 8 * 16)) * 16;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].n_tokens == 0) continue;
+    const int64_t step = parts[i].n_tokens <= kMaxNx ? gemv_step : kQRowBlock;
+    for (int64_t r = 0; r < parts[i].w->rows; r += step)
+      tasks.push_back({static_cast<int32_t>(i), r, std::min(parts[i].w->rows, r + step)});
+  }
+  pool.parallel_for(static_cast<int64_t>(tasks.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const Task& t = tasks[i];
+      const GroupedPart& p = parts[t.part];
+      if (p.n_tokens <= kMaxNx)
+        ks[t.part].gemv(*p.w, t.r0, t.r1, acts[t.part], p.y, p.ldy);
+      else
+        ks[t.part].gemm(*p.w, t.r0, t.r1, acts[t.part], p.y, p.ldy);
+    }
+  });
+}
+
 void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
             ThreadPool& pool) {
   check_matrix(w);

@@ -472,6 +472,14 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
         }
       }
     }
+    if (next_rows > 0) {  // the next group's rows (adjacent in memory), a slice per step, to L2
+      const uint8_t* nb = row_ptr(w, g + nr);
+      const size_t total = static_cast<size_t>(next_rows) * w.row_bytes;
+      const size_t per = (total / static_cast<size_t>(steps) + 64) & ~size_t{63};
+      const size_t end = std::min(total, (static_cast<size_t>(u) + 1) * per);
+      for (size_t q = static_cast<size_t>(u) * per; q < end; q += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(nb + q), _MM_HINT_T1);
+    }
     const bool half_pair = u == units;
     for (int i = 0; i < nr; ++i) {
       __m512i b[KP];
