@@ -2,6 +2,8 @@
 // at this level. Rows may sit at any address: unaligned vector loads, memcpy scalar loads.
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "backend/cpu/simd.h"
 #include "backend/cpu/unaligned.h"
 #include "core/half.h"
@@ -50,7 +52,10 @@ JINX_AVX2 void dot(const void* row, const float* const* xs, int64_t cols, float*
   }
   for (int j = 0; j < NX; ++j) {
     float s = hsum8(acc[j]);
-    for (int64_t t = c; t < cols; ++t) s += scalar_at<K>(row, t) * xs[j][t];
+    // An explicit FMA: `s += a * b` is contracted or not at the compiler's choice, which can
+    // differ between the F16 and F32 instantiations (-march=native) and would make a token's
+    // row depend on the batch (n <= 4 reads F16 rows here, more dequantizes them for F32).
+    for (int64_t t = c; t < cols; ++t) s = std::fma(scalar_at<K>(row, t), xs[j][t], s);
     out[j] = s;
   }
 }
