@@ -118,42 +118,10 @@ if [ "${AB:-1}" = 1 ]; then
   bench --num-seqs 256 --min-input 100 --max-input 1024 --min-output 100 --max-output 1024 \
     --max-num-seqs 256 --max-num-batched-tokens 8192 --overlap off | tee -a "$OUT/bench.txt"
 fi
-# Optional: per-kernel GPU times of a few batch-1 decode steps (Nsight Compute), eager launches
-# so each kernel is seen; NCU=1 to run it.
-if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
-  echo "== ncu: per-kernel time, batch-1 decode (eager)" | tee -a "$OUT/bench.txt"
-  LD_LIBRARY_PATH="$libs" timeout 200 ncu --csv --print-summary per-kernel --metrics gpu__time_duration.sum \
-    --cache-control none --clock-control none \
-    --launch-skip 600 --launch-count 300 "$DEV/jinx" bench -m $M --device cuda --num-seqs 1 \
-    --min-input 32 --max-input 32 --min-output 16 --max-output 16 --enforce-eager > "$OUT/ncu.csv" 2>&1
-  python3 - "$OUT/ncu.csv" <<'PY' | tee -a "$OUT/bench.txt"
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
-hdr = next((r for r in rows if "Kernel Name" in r), None)
-if hdr is None:
-    print(open(sys.argv[1]).read()[-2000:]); sys.exit()
-ki, vi = hdr.index("Kernel Name"), len(hdr) - 1
-for c in ("Average", "Sum", "Metric Value"):
-    if c in hdr: vi = hdr.index(c)
-tot = collections.Counter()
-for r in rows:
-    if r is hdr or len(r) <= vi: continue
-    try: tot[r[ki][:60]] += float(r[vi].replace(",", ""))
-    except ValueError: pass
-for k, v in tot.most_common(15): print(f"{v:12.1f}  {k}")
-PY
-fi
-# Optional: per-kernel GPU times of batch-256 decode steps at a context of ~520 (the seed
-# workload's decode phase: ~7-11 ms per step in session 7, ~10x its weight + KV + FLOP bound),
-# eager; NCU_SEED=1 to run it. The first ~4000 launches (warm-up, 16 prefill steps) are skipped.
-if [ "${NCU_SEED:-0}" = 1 ] && command -v ncu > /dev/null; then
-  echo "== ncu: per-kernel time, batch-256 decode at context ~520 (eager)" | tee -a "$OUT/bench.txt"
-  LD_LIBRARY_PATH="$libs" timeout 240 ncu --csv --print-summary per-kernel --metrics gpu__time_duration.sum \
-    --cache-control none --clock-control none \
-    --launch-skip 4000 --launch-count 450 "$DEV/jinx" bench -m $M --device cuda --num-seqs 256 \
-    --min-input 512 --max-input 512 --min-output 40 --max-output 40 --max-num-seqs 256 \
-    --max-num-batched-tokens 8192 --enforce-eager > "$OUT/ncu_seed.csv" 2>&1
-  python3 - "$OUT/ncu_seed.csv" <<'PY' | tee -a "$OUT/bench.txt"
+# GPU time per kernel name from an `ncu --csv --print-summary per-kernel` file, largest first,
+# with the number of launches (the tail of the file when it holds no table: ncu's error).
+ncu_summary() {
+  python3 - "$1" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
 hdr = next((r for r in rows if "Kernel Name" in r), None)
@@ -169,6 +137,28 @@ for r in rows:
     except ValueError: pass
 for k, v in tot.most_common(15): print(f"{v:12.1f}  x{cnt[k]:<4d} {k}")
 PY
+}
+# Optional: per-kernel GPU times of a few batch-1 decode steps (Nsight Compute), eager launches
+# so each kernel is seen; NCU=1 to run it.
+if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
+  echo "== ncu: per-kernel time, batch-1 decode (eager)" | tee -a "$OUT/bench.txt"
+  LD_LIBRARY_PATH="$libs" timeout 200 ncu --csv --print-summary per-kernel --metrics gpu__time_duration.sum \
+    --cache-control none --clock-control none \
+    --launch-skip 600 --launch-count 300 "$DEV/jinx" bench -m $M --device cuda --num-seqs 1 \
+    --min-input 32 --max-input 32 --min-output 16 --max-output 16 --enforce-eager > "$OUT/ncu.csv" 2>&1
+  ncu_summary "$OUT/ncu.csv" | tee -a "$OUT/bench.txt"
+fi
+# Optional: per-kernel GPU times of batch-256 decode steps at a context of ~520 (the seed
+# workload's decode phase: ~7-11 ms per step in session 7, ~10x its weight + KV + FLOP bound),
+# eager; NCU_SEED=1 to run it. The first ~4000 launches (warm-up, 16 prefill steps) are skipped.
+if [ "${NCU_SEED:-0}" = 1 ] && command -v ncu > /dev/null; then
+  echo "== ncu: per-kernel time, batch-256 decode at context ~520 (eager)" | tee -a "$OUT/bench.txt"
+  LD_LIBRARY_PATH="$libs" timeout 240 ncu --csv --print-summary per-kernel --metrics gpu__time_duration.sum \
+    --cache-control none --clock-control none \
+    --launch-skip 4000 --launch-count 450 "$DEV/jinx" bench -m $M --device cuda --num-seqs 256 \
+    --min-input 512 --max-input 512 --min-output 40 --max-output 40 --max-num-seqs 256 \
+    --max-num-batched-tokens 8192 --enforce-eager > "$OUT/ncu_seed.csv" 2>&1
+  ncu_summary "$OUT/ncu_seed.csv" | tee -a "$OUT/bench.txt"
 fi
 # Optional: Nsight Compute's full sections (throughput, occupancy, warp stall reasons) for the
 # GEMVs and the decode attention kernel of one batch-1 decode step; NCU_FULL=1 to run it

@@ -107,6 +107,20 @@ def tiny_vocab(n_vocab):
     return tokens, types, merges
 
 
+def add_tiny_tokenizer(w, n_vocab):
+    """tiny_vocab as a GPT-2 style GGUF tokenizer, with TINY's special ids."""
+    tokens, types, merges = tiny_vocab(n_vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(TINY["bos_token_id"])
+    w.add_eos_token_id(TINY["eos_token_id"])
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(False)
+
+
 def hf_tensors(cfg):
     """(gguf name, float32 numpy array in HF [out, in] order) for tiny-llama."""
     from safetensors.numpy import load_file
@@ -149,16 +163,7 @@ def write_gguf(path, cfg, qtype, ftype):
     w.add_rope_dimension_count(cfg["head_dim"])
     if qtype != QT.F32:
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    tokens, types, merges = tiny_vocab(cfg["vocab_size"])
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(TINY["bos_token_id"])
-    w.add_eos_token_id(TINY["eos_token_id"])
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(False)
+    add_tiny_tokenizer(w, cfg["vocab_size"])
     for name, t in hf_tensors(cfg):
         if t.ndim == 2 and qtype != QT.F32:
             w.add_tensor(name, gguf.quants.quantize(t, qtype), raw_dtype=qtype)

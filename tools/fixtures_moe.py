@@ -160,7 +160,7 @@ def qwen2moe_gguf_tensors(sd, cfg):
 def write_qwen2moe_gguf(path, sd, cfg):
     import gguf
     from gguf import GGMLQuantizationType as QT
-    from fixtures_gguf import tiny_vocab
+    from fixtures_gguf import add_tiny_tokenizer
     w = gguf.GGUFWriter(str(path), "qwen2moe")
     w.add_name(GGUF_NAME)
     w.add_custom_alignment(32)
@@ -179,16 +179,7 @@ def write_qwen2moe_gguf(path, sd, cfg):
     w.add_file_type(7)  # LLAMA_FTYPE_MOSTLY_Q8_0
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_vocab_size(cfg["vocab_size"])
-    tokens, types, merges = tiny_vocab(cfg["vocab_size"])
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(TINY["bos_token_id"])
-    w.add_eos_token_id(TINY["eos_token_id"])
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(False)
+    add_tiny_tokenizer(w, cfg["vocab_size"])
     for name, t, keep in qwen2moe_gguf_tensors(sd, cfg):
         if keep:
             w.add_tensor(name, t)

@@ -106,8 +106,8 @@ void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_
   for (const auto& r : rows) total += static_cast<int64_t>(r.size());
   const bool shared = L.shared.gate.w.rows > 0;
   const int64_t sff = shared ? c.shared_expert_intermediate_size : 0;
-  std::vector<float> x(static_cast<size_t>(total * H)), g(static_cast<size_t>(total * ff + n * sff)),
-      u(g.size()), y(static_cast<size_t>(total * H + (shared ? n * H : 0))), gate(shared ? n : 0);
+  std::vector<float> x, g(static_cast<size_t>(total * ff + n * sff)), u(g.size()),
+      y(static_cast<size_t>(total * H + (shared ? n * H : 0))), gate(shared ? n : 0);
   std::vector<cpu::GroupedPart> up_parts, down_parts;
   std::vector<const float*> inputs(static_cast<size_t>(E), nullptr);
   int64_t off = 0;
@@ -118,7 +118,8 @@ void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_
     bool identity = m == n;
     for (int64_t j = 0; identity && j < m; ++j) identity = r[j].first == j;
     const float* xe = h;
-    if (!identity) {
+    if (!identity) {  // gathered (x is sized once, on the first such expert)
+      x.resize(static_cast<size_t>(total * H));
       for (int64_t j = 0; j < m; ++j) std::copy_n(h + r[j].first * H, H, &x[(off + j) * H]);
       xe = &x[off * H];
     }

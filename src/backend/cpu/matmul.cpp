@@ -173,48 +173,14 @@ void weight_row(const WeightMatrix& w, int64_t row, float* out) {
 
 void matmul_many(std::span<const MatmulPart> parts, const float* x, int64_t n, ThreadPool& pool) {
   if (parts.empty() || n == 0) return;
-  const int64_t cols = parts[0].w->cols;
-  std::vector<detail::QKernels> ks;
-  bool integer = !exact_activations();
+  // matmul_grouped with one x: it is quantized once and every matrix's rows share a parallel_for.
+  thread_local std::vector<GroupedPart> grouped;
+  grouped.clear();
   for (const MatmulPart& p : parts) {
-    check_matrix(*p.w);
-    JINX_CHECK(p.w->cols == cols, "matmul_many: the matrices' column counts differ");
-    JINX_CHECK(p.ldy >= p.w->rows, "matmul: bad output stride");
-    if (integer) ks.push_back(pick_qkernels(*p.w));
-    integer = integer && ks.back().gemv;
+    JINX_CHECK(p.w->cols == parts[0].w->cols, "matmul_many: the matrices' column counts differ");
+    grouped.push_back({p.w, x, n, p.y, p.ldy});
   }
-  if (!integer) {  // fp32 activations: one call each
-    for (const MatmulPart& p : parts) matmul(*p.w, x, n, p.y, p.ldy, pool);
-    return;
-  }
-  // Integer path: the activations quantized once, and one parallel_for over every matrix's rows
-  // in the tasks matmul_quantized would make (so each row's arithmetic is the same).
-  thread_local QuantActBuffer buf;
-  const QuantActs a = buf.quantize(x, n, cols, n > kMaxNx ? &pool : nullptr);
-  struct Task {
-    int32_t part;
-    int64_t r0, r1;
-  };
-  thread_local std::vector<Task> task_buf;
-  std::vector<Task>& tasks = task_buf;  // the caller's (a worker's thread_local would be its own)
-  tasks.clear();
-  int64_t total = 0;
-  for (const MatmulPart& p : parts) total += p.w->rows;
-  const int64_t step = n <= kMaxNx ? std::max<int64_t>(1, total / (pool.size() * 8 * 16)) * 16
-                                   : kQRowBlock;
-  for (size_t i = 0; i < parts.size(); ++i)
-    for (int64_t r = 0; r < parts[i].w->rows; r += step)
-      tasks.push_back({static_cast<int32_t>(i), r, std::min(parts[i].w->rows, r + step)});
-  pool.parallel_for(static_cast<int64_t>(tasks.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const Task& t = tasks[i];
-      const MatmulPart& p = parts[t.part];
-      if (n <= kMaxNx)
-        ks[t.part].gemv(*p.w, t.r0, t.r1, a, p.y, p.ldy);
-      else
-        ks[t.part].gemm(*p.w, t.r0, t.r1, a, p.y, p.ldy);
-    }
-  });
+  matmul_grouped(grouped, pool);
 }
 
 void matmul_grouped(std::span<const GroupedPart> parts, ThreadPool& pool) {
@@ -238,7 +204,7 @@ void matmul_grouped(std::span<const GroupedPart> parts, ThreadPool& pool) {
   for (size_t i = 0; i < parts.size(); ++i) {
     const GroupedPart& p = parts[i];
     size_t same = i;
-    for (size_t j = 0; j < i; ++j)
+    for (size_t j = 0; j < i && same == i; ++j)
       if (parts[j].x == p.x && parts[j].n_tokens == p.n_tokens && parts[j].w->cols == p.w->cols)
         same = j;
     if (same != i) {
@@ -246,8 +212,8 @@ void matmul_grouped(std::span<const GroupedPart> parts, ThreadPool& pool) {
       continue;
     }
     if (n_bufs == bufs.size()) bufs.emplace_back();
-    acts[i] = bufs[n_bufs++].quantize(p.x, p.n_tokens, p.w->cols,
-                                      p.n_tokens > kMaxNx ? &pool : nullptr);
+    acts[i] =
+        bufs[n_bufs++].quantize(p.x, p.n_tokens, p.w->cols, p.n_tokens > kMaxNx ? &pool : nullptr);
   }
   struct Task {
     int32_t part;

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/gemv.cuh"
 #include "backend/cuda/qgemm.h"
 #include "backend/cuda/quant.cuh"
 #include "core/check.h"
@@ -57,14 +58,6 @@ struct WPieces {
   float d[N], m[N];
 };
 
-__device__ __forceinline__ uint4 load_nc(const void* p) {
-  uint4 u;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
-               : "l"(p));
-  return u;
-}
-
 // Piece i of this thread: its row in the tile and its first column in the step.
 template <Fmt F>
 __device__ __forceinline__ void piece_at(int i, int& r, int& c) {
@@ -89,17 +82,18 @@ __device__ __forceinline__ void load_w(const DeviceMatrix& w, int64_t m0, int64_
     p.m[i] = 0.0f;
     if (row >= w.rows || col >= w.cols) continue;
     const uint8_t* base = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
+    using gemv::load_weights;  // past L1, no coherence: weights are never written
     const int64_t blk = row * n_blocks + col / kQBlock;
     if constexpr (F == Fmt::kBF16) {
-      p.q[i] = load_nc(base + 2 * col);
+      p.q[i] = load_weights(base + 2 * col);
     } else if constexpr (F == Fmt::kQ8_0) {
-      p.q[i] = load_nc(base + col);
+      p.q[i] = load_weights(base + col);
       p.d[i] = __half2float(static_cast<const __half*>(w.scales)[blk]);
     } else if constexpr (F == Fmt::kQ4_0) {
-      p.q[i] = load_nc(base + col / 2);
+      p.q[i] = load_weights(base + col / 2);
       p.d[i] = __half2float(static_cast<const __half*>(w.scales)[blk]);
     } else {
-      p.q[i] = load_nc(base + col / 2);
+      p.q[i] = load_weights(base + col / 2);
       p.d[i] = static_cast<const float*>(w.scales)[blk];
       p.m[i] = static_cast<const float*>(w.offsets)[blk];
     }
