@@ -80,6 +80,13 @@ void run_generate(const GenerateArgs& a) {
                out.finish_reason.c_str(),
                a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency()),
                llm.executor_description().c_str());
+  const EngineStats& st = llm.stats();
+  if (st.draft_tokens > 0)
+    std::fprintf(stderr, "[jinx] speculative: %lld of %lld guessed tokens accepted (%.0f%%) in %lld "
+                 "steps\n", static_cast<long long>(st.accepted_tokens),
+                 static_cast<long long>(st.draft_tokens),
+                 100.0 * static_cast<double>(st.accepted_tokens) / static_cast<double>(st.draft_tokens),
+                 static_cast<long long>(st.steps));
 }
 
 }  // namespace

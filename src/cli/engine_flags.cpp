@@ -75,6 +75,15 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
       ->check(CLI::Range(0, 1 << 24));
   sub->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens per step at most")
       ->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--num-speculative-tokens", o.num_speculative_tokens,
+                  "Speculative decoding by prompt lookup: guesses checked per decode step (0: off)")
+      ->check(CLI::Range(0, 64));
+  sub->add_option("--prompt-lookup-max", o.prompt_lookup_max,
+                  "Prompt lookup: longest n-gram matched to find guesses")
+      ->check(CLI::Range(1, 64));
+  sub->add_option("--prompt-lookup-min", o.prompt_lookup_min,
+                  "Prompt lookup: shortest n-gram matched to find guesses")
+      ->check(CLI::Range(1, 64));
 }
 
 }  // namespace jinx::cli

@@ -19,6 +19,9 @@ void validate_seq(const BatchSeq& s, int32_t block_size) {
     fail("batch: sequence ", s.id, " needs ", need, " blocks for ", s.start + s.n_new,
          " tokens, its table has ", s.block_table.size());
   }
+  if (s.n_draft < 0 || s.n_draft >= s.n_new || (s.n_draft > 0 && !s.sample))
+    fail("batch: sequence ", s.id, " has ", s.n_draft, " speculative tokens in a chunk of ",
+         s.n_new, s.sample ? "" : " that does not sample");
   for (int64_t i = 0; i < need; ++i) {
     if (s.block_table[i] < 0)
       fail("batch: sequence ", s.id, " has bad block id ", s.block_table[i]);
@@ -74,9 +77,11 @@ void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out)
     out->context_len.push_back(end);
     out->max_query_len = std::max(out->max_query_len, s.n_new);
     out->max_context_len = std::max(out->max_context_len, end);
-    if (s.sample) {
-      out->sample_rows.push_back(out->query_start.back() - 1);
-      out->sample_seqs.push_back(i);
+    if (s.sample) {  // the last row, and those of the guesses' inputs before it
+      for (int32_t r = out->query_start.back() - 1 - s.n_draft; r < out->query_start.back(); ++r) {
+        out->sample_rows.push_back(r);
+        out->sample_seqs.push_back(i);
+      }
     }
   }
 }
@@ -93,7 +98,8 @@ void build_batch(const ScheduledStep& step, const Scheduler& scheduler, Batch* o
   for (const ScheduledSeq& sc : step.seqs) {
     const Sequence& s = scheduler.sequence(sc.id);
     seqs.push_back(
-        BatchSeq{sc.id, s.tokens, scheduler.block_table(sc.id), sc.start, sc.n_new, sc.sample});
+        BatchSeq{sc.id, s.tokens, scheduler.block_table(sc.id), sc.start, sc.n_new, sc.sample,
+                 sc.n_draft});
   }
   build_batch(seqs, scheduler.kv().block_size(), out);
 }

@@ -10,7 +10,9 @@
 // attend to (causally). block_tables is [n_seqs, max_blocks] row-major, each row the first
 // ceil(context_len / B) entries of the sequence's table, padded with -1. sample_rows lists, for
 // each sequence that samples, the row of its last new token (in batch order); only those rows'
-// logits need computing.
+// logits need computing. A sequence whose last n_draft tokens are speculative guesses samples
+// the n_draft + 1 rows ending there (the row before each guess checks it), in order, with the
+// same sample_seqs entry.
 //
 // The KV layout this assumes: per layer, K and V as [n_blocks * B, n_kv_heads, head_dim], slot
 // s at row s. The forward must write a layer's new K/V to their slots before attending.
@@ -40,6 +42,7 @@ struct BatchSeq {
   int32_t start = 0;                     // first new position, >= 0
   int32_t n_new = 0;                     // >= 1; start + n_new <= tokens.size()
   bool sample = false;
+  int32_t n_draft = 0;                   // speculative guesses at the chunk's end, < n_new
 };
 
 struct Batch {
@@ -57,7 +60,7 @@ struct Batch {
   std::vector<int32_t> context_len;   // [n_seqs]
   std::vector<int32_t> block_tables;  // [n_seqs, max_blocks], -1 padded
   std::vector<int32_t> sample_rows;   // [n_samples] token rows whose logits are sampled
-  std::vector<int32_t> sample_seqs;   // [n_samples] batch index of each sampling sequence
+  std::vector<int32_t> sample_seqs;   // [n_samples] batch index of each sampled row's sequence
 };
 
 // Fills `out` (its vectors keep their capacity across steps). Throws jinx::Error on a bad

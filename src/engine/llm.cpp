@@ -184,6 +184,13 @@ void LLM::init(const EngineOptions& o) {
   const bool auto_off = env && std::string(env) == "0";
   overlap_ = o.overlap == OverlapMode::kOn ||
              (o.overlap == OverlapMode::kAuto && exec_->runs_async() && !auto_off);
+  if (o.num_speculative_tokens > 0) {
+    if (o.overlap == OverlapMode::kOn)
+      fail("speculative decoding does not run with overlap scheduling (--overlap on)");
+    overlap_ = false;
+    sched_->set_drafter(std::make_shared<NgramDrafter>(o.prompt_lookup_min, o.prompt_lookup_max),
+                        o.num_speculative_tokens);
+  }
 }
 
 int64_t LLM::kv_blocks() const {
@@ -214,56 +221,80 @@ std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts
   return generate(std::move(reqs));
 }
 
-// The sampled token of every sampling row, with the finish decision for its request.
-// (A row of a request that ended since the step was built, by an abort or, with overlap
-// scheduling, by the token of the step before, is dropped.)
-void LLM::sample_step(Flight& f, std::vector<SampledToken>* sampled) {
+// The token of sampling row k (of request L), and whether it ends the request.
+int32_t LLM::sample_row(Flight& f, size_t k, Live& L, FinishReason* reason) {
   const int64_t V = model_->config().vocab_size;
+  SampleResult sr{f.picked[k], std::numeric_limits<float>::quiet_NaN(), {}};
+  if (f.pick[k] == sampling::kPickLogits) {
+    float* row = f.logits.data() + k * V;  // the sampler modifies its row in place
+    if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
+    sr = L.sampler.sample(row, static_cast<int32_t>(V));
+  } else if (sr.token < 0) {  // as the host sampler would have refused these logits
+    fail("sampler: the logits hold a NaN or no finite maximum (row drawn on the device)");
+  }
+  JINX_CHECK(sr.token >= 0 && sr.token < V, "engine: sampled token ", sr.token,
+             " outside the vocabulary");
+  const int32_t token = sr.token;
+  L.sampler.accept(token);
+  L.out.token_ids.push_back(token);
+  if (L.params.logprobs >= 0) L.out.logprobs.push_back(std::move(sr));
+  const double t = since(L.t0);
+  if (L.out.token_times.empty()) L.out.ttft_s = t;
+  L.out.token_times.push_back(t);
+  *reason = FinishReason::kNone;
+  const auto& stop_ids = L.params.stop_token_ids;
+  const auto& eos = model_->config().eos_token_ids;
+  bool is_eos = std::find(eos.begin(), eos.end(), token) != eos.end();
+  if (tok_) {
+    const auto tok_eos = tok_->eos_ids();
+    is_eos = is_eos || std::find(tok_eos.begin(), tok_eos.end(), token) != tok_eos.end();
+  }
+  // A constrained request ends when its value is whole (or, should the mask ever let one
+  // through, at a token its automaton rejects: stopping beats emitting invalid output).
+  const bool constraint_done =
+      L.constraint && !is_eos && (!L.constraint->accept(token) || L.constraint->finished());
+  if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end() ||
+      (is_eos && !L.params.ignore_eos)) {
+    *reason = FinishReason::kStop;
+  } else if (L.push_text(token) || constraint_done) {
+    *reason = FinishReason::kStop;
+  } else if (static_cast<int64_t>(L.out.token_ids.size()) >= L.params.max_tokens) {
+    *reason = FinishReason::kLength;
+  }
+  return token;
+}
+
+// The sampled tokens of every sampling sequence, with the finish decision for its request.
+// (A row of a request that ended since the step was built, by an abort or, with overlap
+// scheduling, by the token of the step before, is dropped.) A sequence with speculative
+// guesses has a row per guess before its last: its rows are sampled in order, exactly as one
+// step each would have sampled them (same logits, the sampler's state and draws advancing the
+// same way), until a sampled token differs from the guess the next row was computed with, or
+// ends the request. For guesses that are one fixed token this is speculative sampling with
+// nothing rejected wrongly: the output has the distribution, and with a seed the very tokens,
+// of decoding one token per step.
+void LLM::sample_step(Flight& f, std::vector<SampledToken>* sampled) {
   const Batch& batch = f.batch;
   sampled->clear();
-  for (size_t k = 0; k < batch.sample_rows.size(); ++k) {
-    const SeqId id = batch.seq_ids[batch.sample_seqs[k]];
+  const size_t n = batch.sample_rows.size();
+  for (size_t k0 = 0, k1 = 0; k0 < n; k0 = k1) {
+    k1 = k0 + 1;
+    while (k1 < n && batch.sample_seqs[k1] == batch.sample_seqs[k0]) ++k1;
+    const SeqId id = batch.seq_ids[batch.sample_seqs[k0]];
     auto it = live_.find(id);
     if (it == live_.end()) continue;
     Live& L = *it->second;
-    SampleResult sr{f.picked[k], std::numeric_limits<float>::quiet_NaN(), {}};
-    if (f.pick[k] == sampling::kPickLogits) {
-      float* row = f.logits.data() + k * V;  // the sampler modifies its row in place
-      if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
-      sr = L.sampler.sample(row, static_cast<int32_t>(V));
-    } else if (sr.token < 0) {  // as the host sampler would have refused these logits
-      fail("sampler: the logits hold a NaN or no finite maximum (row drawn on the device)");
+    for (size_t k = k0; k < k1; ++k) {
+      FinishReason reason;
+      const int32_t token = sample_row(f, k, L, &reason);
+      const int32_t n_accepted = static_cast<int32_t>(k - k0);
+      const bool guessed =
+          k + 1 < k1 && batch.token_ids[static_cast<size_t>(batch.sample_rows[k]) + 1] == token;
+      if (reason != FinishReason::kNone || !guessed) {
+        sampled->push_back({id, token, reason, n_accepted});
+        break;
+      }
     }
-    JINX_CHECK(sr.token >= 0 && sr.token < V, "engine: sampled token ", sr.token,
-               " outside the vocabulary");
-    const int32_t token = sr.token;
-    L.sampler.accept(token);
-    L.out.token_ids.push_back(token);
-    if (L.params.logprobs >= 0) L.out.logprobs.push_back(std::move(sr));
-    const double t = since(L.t0);
-    if (L.out.token_times.empty()) L.out.ttft_s = t;
-    L.out.token_times.push_back(t);
-    FinishReason reason = FinishReason::kNone;
-    const auto& stop_ids = L.params.stop_token_ids;
-    const auto& eos = model_->config().eos_token_ids;
-    bool is_eos = std::find(eos.begin(), eos.end(), token) != eos.end();
-    if (tok_) {
-      const auto tok_eos = tok_->eos_ids();
-      is_eos = is_eos || std::find(tok_eos.begin(), tok_eos.end(), token) != tok_eos.end();
-    }
-    // A constrained request ends when its value is whole (or, should the mask ever let one
-    // through, at a token its automaton rejects: stopping beats emitting invalid output).
-    const bool constraint_done =
-        L.constraint && !is_eos && (!L.constraint->accept(token) || L.constraint->finished());
-    if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end() ||
-        (is_eos && !L.params.ignore_eos)) {
-      reason = FinishReason::kStop;
-    } else if (L.push_text(token) || constraint_done) {
-      reason = FinishReason::kStop;
-    } else if (static_cast<int64_t>(L.out.token_ids.size()) >= L.params.max_tokens) {
-      reason = FinishReason::kLength;
-    }
-    sampled->push_back({id, token, reason});
   }
 }
 
@@ -327,13 +358,19 @@ LLM::Flight* LLM::launch(const ScheduledStep& step, const Flight* prev) {
   // which a GPU computes where the logits are.
   const bool device_samples = exec_->samples_on_device();
   const size_t n = batch.sample_rows.size();
+  auto same_seq = [&](size_t a, size_t b) {
+    return a < n && b < n && batch.sample_seqs[a] == batch.sample_seqs[b];
+  };
   f.pick.assign(n, sampling::kPickLogits);
   f.sampling.assign(n, sampling::RowSampling{});
   f.host_samples = false;
   for (size_t k = 0; k < n; ++k) {
     Live& L = *live_.at(batch.seq_ids[batch.sample_seqs[k]]);
     sampling::RowSampling& rs = f.sampling[k];
-    f.pick[k] = L.pick(device_samples, &rs.u);
+    // Rows checking guesses: the host samples them in order, drawing only the uniforms of rows
+    // it gets to (a row drawn on the device would draw one ahead for each).
+    const bool several = same_seq(k, k + 1) || (k > 0 && same_seq(k - 1, k));
+    f.pick[k] = L.pick(device_samples && !several, &rs.u);
     f.host_samples = f.host_samples || f.pick[k] == sampling::kPickLogits;
     rs.temperature = L.params.temperature;
     rs.top_k = L.params.top_k;
@@ -364,7 +401,7 @@ void LLM::complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done
   stats_.forward_seconds += since(tf);
   std::vector<SampledToken> sampled;
   sample_step(f, &sampled);
-  stats_.generated_tokens += static_cast<int64_t>(sampled.size());
+  for (const SampledToken& t : sampled) stats_.generated_tokens += 1 + t.n_accepted;
   for (const SampledToken& t : sampled) {  // first token: the admission is settled
     Live& L = *live_.at(t.seq);
     if (L.out.token_ids.size() == 1)
@@ -404,6 +441,8 @@ std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
   stats_.computed_tokens = st.n_computed_tokens;
   stats_.prefix_hit_tokens = st.n_prefix_hit_tokens;
   stats_.preemptions = st.n_preemptions;
+  stats_.draft_tokens = st.n_draft_tokens;
+  stats_.accepted_tokens = st.n_accepted_tokens;
   stats_.seconds += since(t0);
   return done;
 }

@@ -53,6 +53,14 @@ struct EngineOptions {
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;  // replay decode steps as CUDA graphs (false: --enforce-eager)
   OverlapMode overlap = OverlapMode::kAuto;
+  // Speculative decoding by prompt lookup (vLLM's ngram method): each decode step also checks
+  // up to num_speculative_tokens guesses copied from where the sequence's last n tokens
+  // (prompt_lookup_max >= n >= prompt_lookup_min) occurred before. 0: off. Overlap scheduling
+  // is off while it is on. Outputs are those of decoding without it (the same tokens greedy
+  // or with a seed, on a batch-invariant executor).
+  int32_t num_speculative_tokens = 0;
+  int32_t prompt_lookup_min = 2;
+  int32_t prompt_lookup_max = 4;
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;
@@ -101,6 +109,8 @@ struct EngineStats {
   int64_t generated_tokens = 0;    // tokens sampled
   int64_t prefix_hit_tokens = 0;
   int64_t preemptions = 0;
+  int64_t draft_tokens = 0;     // speculative guesses computed
+  int64_t accepted_tokens = 0;  // of which stood (tokens gained over one per step)
   double seconds = 0.0;
   double forward_seconds = 0.0;  // of which in the executor's forward pass (results copied back)
 };
@@ -159,6 +169,7 @@ class LLM {
   // Waits for the oldest submitted step (f), samples, and hands its tokens to the scheduler.
   void complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done);
   void sample_step(Flight& f, std::vector<SampledToken>* sampled);
+  int32_t sample_row(Flight& f, size_t k, Live& L, FinishReason* reason);
   void retire(SeqId id, FinishReason reason,
               std::vector<std::pair<SeqId, RequestOutput>>* done);
 

@@ -69,11 +69,15 @@ struct Sequence {
   // sequence is not scheduled again.
   int32_t n_placeholders = 0;
   bool draining = false;
+  // Speculative decoding: the last n_draft tokens are guesses (Drafter) that the step in flight
+  // checks; on_step_done() keeps the ones that stand and drops the rest.
+  int32_t n_draft = 0;
 
   int32_t size() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_generated() const { return size() - n_prompt; }
   int32_t n_uncomputed() const { return size() - n_computed; }
-  int32_t n_known() const { return size() - n_placeholders; }  // tokens whose value is known
+  // Tokens whose value is known (no placeholder, no guess).
+  int32_t n_known() const { return size() - n_placeholders - n_draft; }
 };
 
 }  // namespace jinx

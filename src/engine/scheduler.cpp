@@ -81,6 +81,13 @@ SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output) {
   return id;
 }
 
+void Scheduler::set_drafter(std::shared_ptr<const Drafter> drafter, int32_t max_tokens) {
+  if (max_tokens < 0) fail("the number of speculative tokens must be >= 0, got ", max_tokens);
+  JINX_CHECK(open_.empty(), "set_drafter() with a step in flight");
+  drafter_ = max_tokens > 0 ? std::move(drafter) : nullptr;
+  max_draft_ = drafter_ ? max_tokens : 0;
+}
+
 bool Scheduler::finish(SeqId id, FinishReason reason) {
   JINX_CHECK(reason != FinishReason::kNone, "finish() needs a reason");
   auto it = seqs_.find(id);
@@ -126,6 +133,7 @@ void Scheduler::enqueue_waiting(Sequence* s) {
 void Scheduler::preempt_back(ScheduledStep* step) {
   Sequence* s = running_.back();
   running_.pop_back();
+  drop_guesses(s, 0);
   kv_.free(s->id);
   s->n_computed = 0;
   s->status = SeqStatus::kWaiting;
@@ -137,7 +145,9 @@ void Scheduler::preempt_back(ScheduledStep* step) {
 
 void Scheduler::add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget) {
   const bool sample = s->n_computed + n == s->size();
-  step->seqs.push_back(ScheduledSeq{s->id, s->n_computed, n, sample});
+  JINX_CHECK(s->n_draft == 0 || sample, "sequence ", s->id, " has guesses past its chunk");
+  step->seqs.push_back(ScheduledSeq{s->id, s->n_computed, n, sample, s->n_draft});
+  stats_.n_draft_tokens += s->n_draft;
   step->n_tokens += n;
   step->n_sampling += sample;
   *budget -= n;
@@ -163,6 +173,30 @@ int32_t Scheduler::fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_
   }
 }
 
+// Appends the drafter's guesses after decoding sequence s (at most `room`, and never past its
+// max_output or max_model_len, counting the token sampled after them); returns how many.
+int32_t Scheduler::add_guesses(Sequence* s, int32_t room) {
+  int32_t k = std::min(max_draft_, room);
+  if (s->max_output > 0) k = std::min(k, s->max_output - s->n_generated() - 1);
+  k = std::min(k, config_.max_model_len - s->size() - 1);
+  if (k <= 0 || s->n_placeholders > 0) return 0;
+  drafter_->propose(s->tokens, k, &draft_);
+  JINX_CHECK(static_cast<int32_t>(draft_.size()) <= k, "the drafter proposed ", draft_.size(),
+             " tokens for at most ", k);
+  for (int32_t t : draft_) JINX_CHECK(t >= 0, "the drafter proposed token ", t);
+  s->tokens.insert(s->tokens.end(), draft_.begin(), draft_.end());
+  s->n_draft = static_cast<int32_t>(draft_.size());
+  return s->n_draft;
+}
+
+// Keeps the first n_keep guesses of s, drops the rest.
+void Scheduler::drop_guesses(Sequence* s, int32_t n_keep) {
+  JINX_CHECK(n_keep >= 0 && n_keep <= s->n_draft, "keeping ", n_keep, " of ", s->n_draft,
+             " guesses");
+  s->tokens.resize(s->tokens.size() - static_cast<size_t>(s->n_draft - n_keep));
+  s->n_draft = n_keep;
+}
+
 void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
   int32_t n_decode_left = 0;
   for (const Sequence* s : running_) n_decode_left += s->n_uncomputed() == 1 && !s->draining;
@@ -171,10 +205,12 @@ void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
     if (s->draining) continue;  // its last token is being sampled
     const bool decode = s->n_uncomputed() == 1;
     if (decode) --n_decode_left;
-    const int32_t want = decode ? 1 : std::min(s->n_uncomputed(), *budget - n_decode_left);
+    int32_t want = decode ? 1 : std::min(s->n_uncomputed(), *budget - n_decode_left);
     if (want <= 0) continue;
+    if (decode && drafter_) want += add_guesses(s, *budget - 1 - n_decode_left);
     const int32_t n = fit_or_preempt(i, want, &n_decode_left, step);
     if (n == 0) break;  // s was the newest and got preempted: nothing runs after it
+    if (n < want) drop_guesses(s, s->n_draft - (want - n));  // the guesses that fit
     add_scheduled(s, n, step, budget);
   }
 }
@@ -208,6 +244,7 @@ ScheduledStep Scheduler::schedule_ahead() {
   if (open_.empty()) return schedule_step();
   JINX_CHECK(open_.size() == 1 && !open_.front().advanced,
              "schedule_ahead(): the step before the last one is not done yet");
+  JINX_CHECK(!drafter_, "schedule_ahead(): overlap scheduling does not take speculative tokens");
   advance(open_.front().seqs);
   open_.front().advanced = true;
   return schedule_step();
@@ -259,8 +296,13 @@ void Scheduler::check_samples(std::span<const ScheduledSeq> seqs,
     // Ended since: an abort applied by schedule_ahead(), or (overlap) a stop decided by the
     // step before this one's on_step_done().
     const bool gone = !seqs_.count(sc.id);
-    const bool given = by_id->count(sc.id) != 0;
+    const auto it = by_id->find(sc.id);
+    const bool given = it != by_id->end();
     if (!given && !gone) fail("no sampled token for sequence ", sc.id);
+    if (given && (it->second->n_accepted < 0 || it->second->n_accepted > sc.n_draft)) {
+      fail("sequence ", sc.id, " accepted ", it->second->n_accepted, " of ", sc.n_draft,
+           " speculative tokens");
+    }
     n_matched += given;
   }
   if (n_matched != by_id->size()) {
@@ -294,6 +336,14 @@ void Scheduler::finish_step(std::span<const ScheduledSeq> seqs,
       commit_known(&s);
     }
     if (!sc.sample) continue;
+    if (s.n_draft > 0) {  // the guesses that stand are computed tokens now; the rest go
+      const int32_t kept = s.pending_finish != FinishReason::kNone ? 0 : by_id.at(sc.id)->n_accepted;
+      drop_guesses(&s, kept);
+      s.n_draft = 0;  // the kept ones are known now
+      s.n_computed = std::min(s.n_computed, s.size());
+      if (kv_.contains(s.id)) kv_.shrink(s.id, s.size());  // the slots of dropped guesses
+      stats_.n_accepted_tokens += kept;
+    }
     if (advanced && s.n_placeholders == 0) continue;  // aborted before schedule_ahead()
     if (s.pending_finish != FinishReason::kNone) {  // aborted: its token is dropped
       if (s.n_placeholders > 0) s.tokens.pop_back();

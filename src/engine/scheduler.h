@@ -53,6 +53,16 @@
 // on the device (a later step that reuses the blocks runs after it). Prefix-cache hashes cover
 // known tokens only, so a block holding a placeholder is registered once it is filled.
 //
+// Speculative decoding (set_drafter()): a decoding sequence's token is scheduled together with
+// up to num_speculative_tokens guesses of the tokens after it, appended to its tokens (they
+// take budget after the decodes' reserve, and are cut to the blocks that fit; a sequence that
+// is preempted drops them). The step samples every row from the real token on (ScheduledSeq::
+// n_draft + 1 rows); the caller samples them in order and reports how many guesses matched
+// what it sampled (SampledToken::n_accepted) and the token after those. on_step_done() drops
+// the rest, with their KV slots (the blocks past the kept tokens go back to the pool). Guesses
+// are never hashed nor cached, and never pass max_output or max_model_len. Not with overlap
+// scheduling (schedule_ahead() refuses a drafter).
+//
 // Invariant (check_invariants(), tests run it after every step): every block is free, cached
 // and unreferenced, or referenced by exactly the sequences whose tables hold it; running
 // sequences hold tables covering their computed tokens, waiting ones hold none.
@@ -65,6 +75,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/drafter.h"
 #include "engine/request.h"
 #include "kv/kv_cache_manager.h"
 #include "kv/kv_config.h"
@@ -82,6 +93,9 @@ struct ScheduledSeq {
   int32_t start = 0;    // position of the first token computed this step (= n_computed before)
   int32_t n_new = 0;    // tokens computed this step, positions [start, start + n_new)
   bool sample = false;  // start + n_new == sequence length: the last row's logits are sampled
+  // Speculative decoding: the last n_draft of the n_new tokens are guesses; a sampling step
+  // samples the n_draft + 1 rows from the sequence's real token on.
+  int32_t n_draft = 0;
 };
 
 struct FinishedSeq {
@@ -105,6 +119,9 @@ struct SampledToken {
   SeqId seq = -1;
   int32_t token = -1;                         // >= 0
   FinishReason finish = FinishReason::kNone;  // kStop / kLength end it (token is kept)
+  // Speculative decoding: how many of the sequence's guesses (leading ones) stand; `token`
+  // follows them. 0..n_draft of its ScheduledSeq.
+  int32_t n_accepted = 0;
 };
 
 struct StepResult {
@@ -117,6 +134,8 @@ struct SchedulerStats {
   int64_t n_prefix_hit_tokens = 0;  // tokens served by the prefix cache at admissions
   int64_t n_preemptions = 0;
   int64_t n_finished = 0;  // any reason, aborts included
+  int64_t n_draft_tokens = 0;     // speculative guesses scheduled
+  int64_t n_accepted_tokens = 0;  // of which the sampled tokens confirmed
 };
 
 class Scheduler {
@@ -135,6 +154,10 @@ class Scheduler {
   // (the caller must still pass it to on_step_done()).
   bool abort(SeqId id) { return finish(id, FinishReason::kAborted); }
   bool finish(SeqId id, FinishReason reason);
+
+  // Speculative decoding: each decode step of a sequence also computes up to `max_tokens`
+  // guesses from `drafter` (null or 0: off). Throws jinx::Error for a negative count.
+  void set_drafter(std::shared_ptr<const Drafter> drafter, int32_t max_tokens);
 
   // Needs every scheduled step done (on_step_done()).
   ScheduledStep schedule();
@@ -167,6 +190,8 @@ class Scheduler {
   void schedule_running(ScheduledStep* step, int32_t* budget);
   void admit_waiting(ScheduledStep* step, int32_t* budget);
   int32_t fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_left, ScheduledStep* step);
+  int32_t add_guesses(Sequence* s, int32_t budget_left);
+  void drop_guesses(Sequence* s, int32_t n_keep);
   void preempt_back(ScheduledStep* step);
   void enqueue_waiting(Sequence* s);
   void add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget);
@@ -194,6 +219,9 @@ class Scheduler {
     bool advanced = false;
   };
   std::deque<OpenStep> open_;
+  std::shared_ptr<const Drafter> drafter_;
+  int32_t max_draft_ = 0;
+  std::vector<int32_t> draft_;  // scratch for the drafter's guesses
   SeqId next_id_ = 0;
   uint64_t next_arrival_ = 0;
   SchedulerStats stats_;

@@ -112,6 +112,17 @@ void KVCacheManager::commit(SeqId seq, std::span<const BlockHash> hashes, int64_
   t.n_committed = std::max(t.n_committed, n_full);
 }
 
+void KVCacheManager::shrink(SeqId seq, int64_t n_tokens) {
+  Table& t = table(seq);
+  const int32_t keep = blocks_for(n_tokens);
+  JINX_CHECK(keep >= t.n_committed, "shrink of sequence ", seq, " to ", n_tokens,
+             " tokens would release registered blocks");
+  while (static_cast<int32_t>(t.blocks.size()) > keep) {
+    pool_.release(t.blocks.back());
+    t.blocks.pop_back();
+  }
+}
+
 void KVCacheManager::free(SeqId seq) {
   auto it = tables_.find(seq);
   JINX_CHECK(it != tables_.end(), "free of sequence ", seq, " which holds no KV blocks");

@@ -60,6 +60,9 @@ class KVCacheManager {
   bool admit(SeqId seq, std::span<const int32_t> prefix, int64_t n_tokens);
   // Extends the table of `seq` to cover `n_tokens` slots. False, changing nothing, if short.
   bool grow(SeqId seq, int64_t n_tokens);
+  // Releases the table's blocks past the first blocks_for(n_tokens) (last to first), e.g. the
+  // slots of rejected speculative tokens. Registered blocks are never released this way.
+  void shrink(SeqId seq, int64_t n_tokens);
   // Most slots `seq`'s table could cover if it took every free block now.
   int64_t max_tokens_fitting(SeqId seq) const;
 
