@@ -49,9 +49,9 @@ void Scheduler::extend_hashes(Sequence* s) {
 }
 
 // Registers the computed full blocks whose tokens are all known (a block with a placeholder
-// waits for its value).
+// waits for its value; one with a guess may yet be given back).
 void Scheduler::commit_known(Sequence* s) {
-  int64_t n = s->n_computed;
+  int64_t n = std::min(s->n_computed, s->n_known());
   if (kv_.prefix_caching())
     n = std::min<int64_t>(n, static_cast<int64_t>(s->block_hashes.size()) * kv_.block_size());
   kv_.commit(s->id, s->block_hashes, n);
@@ -210,7 +210,7 @@ void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
     if (decode && drafter_) want += add_guesses(s, *budget - 1 - n_decode_left);
     const int32_t n = fit_or_preempt(i, want, &n_decode_left, step);
     if (n == 0) break;  // s was the newest and got preempted: nothing runs after it
-    if (n < want) drop_guesses(s, s->n_draft - (want - n));  // the guesses that fit
+    if (s->n_draft >= n) drop_guesses(s, n - 1);  // the guesses whose slots fit
     add_scheduled(s, n, step, budget);
   }
 }

@@ -63,6 +63,28 @@ std::vector<int32_t> reference(std::vector<int32_t> tokens, int32_t max_tokens, 
   }
 }
 
+// Speculative decoding: guesses the reference's real continuation, each guess wrong with
+// probability 1/3 (decided by a hash of the tokens before it), so steps keep all, some or none
+// of their guesses.
+class OracleDrafter final : public Drafter {
+ public:
+  explicit OracleDrafter(int32_t vocab) : vocab_(vocab) {}
+  void propose(std::span<const int32_t> tokens, int32_t max_tokens,
+               std::vector<int32_t>* out) const override {
+    out->clear();
+    uint64_t h = prefix_hashes(tokens).back();
+    for (int32_t i = 0; i < max_tokens; ++i) {
+      int32_t g = next_token(h, vocab_);
+      if (mix(h + 7) % 3 == 0) g = (g + 1) % vocab_;
+      out->push_back(g);
+      h = mix(h * 31 + g + 1);  // as prefix_hashes() continues
+    }
+  }
+
+ private:
+  int32_t vocab_;
+};
+
 kv::KVCacheConfig kv_config(int32_t n_blocks, int32_t block_size, bool caching = true) {
   kv::KVCacheConfig c;
   c.n_blocks = n_blocks;
@@ -106,6 +128,8 @@ class Driver {
     max_tokens_[id] = max_tokens;
     return id;
   }
+
+  int32_t max_draft = 0;  // set_drafter()'s count, for the checks
 
   // With overlap, this share of steps (in percent) is completed before the next is scheduled,
   // as the engine does when a step has rows sampled on the host.
@@ -206,6 +230,12 @@ class Driver {
       const Sequence& s = sched.sequence(sc.id);
       EXPECT_EQ(sc.start, s.n_computed);
       EXPECT_EQ(sc.sample, sc.start + sc.n_new == s.size());
+      EXPECT_EQ(sc.n_draft, s.n_draft);
+      EXPECT_LE(sc.n_draft, max_draft);
+      if (sc.n_draft > 0) {  // never past the output or length limits
+        EXPECT_LT(s.size(), cfg.max_model_len);
+        EXPECT_LT(s.n_generated(), max_tokens_.at(sc.id));
+      }
       if (admitted.insert(sc.id).second) {
         EXPECT_GT(sc.id, last_admitted) << "admission out of arrival order";
         last_admitted = sc.id;
@@ -231,7 +261,7 @@ class Driver {
           << "decoding seq " << d << " starved at step " << n_steps << " (n_computed "
           << sched.sequence(d).n_computed << " of " << sched.sequence(d).size() << ", "
           << st.seqs.size() << " scheduled, " << st.n_tokens << " tokens)";
-      EXPECT_EQ(it->n_new, 1) << "seq " << d << " step " << n_steps << " start " << it->start
+      EXPECT_EQ(it->n_new, 1 + it->n_draft) << "seq " << d << " step " << n_steps << " start " << it->start
                               << " size " << sched.sequence(d).size() << " preemptions "
                               << sched.sequence(d).n_preemptions;
       EXPECT_TRUE(it->sample);
@@ -281,20 +311,26 @@ class Driver {
   // Writes every new token's "KV" through the slot mapping, then checks each sequence's whole
   // context through its block table, then samples. Tokens come from the Driver's own mirror
   // of each sequence (a sequence may have ended since the batch was built).
+  // Speculative guesses are checked as an engine does: rows sampled in order until a sample
+  // differs from the guess the next row holds.
   std::vector<SampledToken> forward(const Snapshot& sn) {
     const Batch& b = sn.b;
     const int32_t bs = b.block_size;
     std::vector<std::vector<uint64_t>> ph(b.n_seqs);
     for (int32_t i = 0; i < b.n_seqs; ++i) {
       const std::vector<int32_t>& toks = mirror_.at(b.seq_ids[i]);
-      ph[i] = prefix_hashes(toks);
+      std::vector<int32_t> ctx(toks.begin(), toks.begin() + b.positions[b.query_start[i]]);
       for (int32_t r = b.query_start[i]; r < b.query_start[i + 1]; ++r) {
         const int32_t p = b.positions[r];
         int32_t t = b.token_ids[r];
         if (t < 0) t = last_tokens_.at(static_cast<size_t>(-t - 1));  // a placeholder
-        EXPECT_EQ(t, toks.at(p)) << "seq " << b.seq_ids[i] << " position " << p;
-        kv_store_.at(b.slot_mapping[r]) = ph[i][p];
+        if (p < static_cast<int32_t>(toks.size()))  // (past them: guesses)
+          EXPECT_EQ(t, toks.at(p)) << "seq " << b.seq_ids[i] << " position " << p;
+        ctx.push_back(t);
       }
+      ph[i] = prefix_hashes(ctx);
+      for (int32_t r = b.query_start[i]; r < b.query_start[i + 1]; ++r)
+        kv_store_.at(b.slot_mapping[r]) = ph[i][b.positions[r]];
     }
     for (int32_t i = 0; i < b.n_seqs; ++i) {
       for (int32_t p = 0; p < b.context_len[i]; ++p) {
@@ -307,27 +343,36 @@ class Driver {
       }
     }
     std::vector<SampledToken> out;
-    last_tokens_.clear();
+    last_tokens_.assign(b.sample_rows.size(), -1);
     last_sampled_seqs_.clear();
-    for (size_t k = 0; k < b.sample_rows.size(); ++k) {
-      const int32_t i = b.sample_seqs[k];
+    const size_t n = b.sample_rows.size();
+    for (size_t k0 = 0, k1 = 0; k0 < n; k0 = k1) {
+      const int32_t i = b.sample_seqs[k0];
+      for (k1 = k0 + 1; k1 < n && b.sample_seqs[k1] == i;) ++k1;
       const SeqId id = b.seq_ids[i];
-      const int32_t row = b.sample_rows[k];
-      EXPECT_EQ(row, b.query_start[i + 1] - 1);
+      EXPECT_EQ(b.sample_rows[k1 - 1], b.query_start[i + 1] - 1);
       std::vector<int32_t>& toks = mirror_.at(id);
-      EXPECT_EQ(b.positions[row], static_cast<int32_t>(toks.size()) - 1);
-      const int32_t t = next_token(ph[i][b.positions[row]], vocab_);
-      last_tokens_.push_back(t);
-      toks.push_back(t);
-      if (!sched.contains(id)) continue;  // ended meanwhile: the row was wasted
-      last_sampled_seqs_.push_back(id);
-      const int32_t n_generated = static_cast<int32_t>(toks.size()) - sched.sequence(id).n_prompt;
-      FinishReason fr = FinishReason::kNone;
-      if (t == eos_)
-        fr = FinishReason::kStop;
-      else if (n_generated >= max_tokens_.at(id))
-        fr = FinishReason::kLength;
-      out.push_back(SampledToken{id, t, fr});
+      for (size_t k = k0; k < k1; ++k) {
+        const int32_t row = b.sample_rows[k];
+        EXPECT_EQ(row, b.sample_rows[k0] + static_cast<int32_t>(k - k0));
+        EXPECT_EQ(b.positions[row], static_cast<int32_t>(toks.size()) - 1);
+        const int32_t t = next_token(ph[i][b.positions[row]], vocab_);
+        last_tokens_[k] = t;
+        toks.push_back(t);
+        if (!sched.contains(id)) break;  // ended meanwhile: the row was wasted
+        const int32_t n_generated = static_cast<int32_t>(toks.size()) - sched.sequence(id).n_prompt;
+        FinishReason fr = FinishReason::kNone;
+        if (t == eos_)
+          fr = FinishReason::kStop;
+        else if (n_generated >= max_tokens_.at(id))
+          fr = FinishReason::kLength;
+        const bool guessed = k + 1 < k1 && b.token_ids[row + 1] == t;
+        if (fr != FinishReason::kNone || !guessed) {
+          last_sampled_seqs_.push_back(id);
+          out.push_back(SampledToken{id, t, fr, static_cast<int32_t>(k - k0)});
+          break;
+        }
+      }
     }
     return out;
   }
@@ -717,14 +762,16 @@ struct SimParams {
 
 // Thousands of steps of random arrivals, lengths, shared prefixes and cancellations (between
 // steps and in flight) over tiny pools, with every invariant checked after every step.
-void simulate(const SimParams& p, bool overlap = false, int sync_percent = 0) {
+void simulate(const SimParams& p, bool overlap = false, int sync_percent = 0, int32_t n_draft = 0) {
   SCOPED_TRACE(::testing::Message()
                << "seed " << p.seed << " bs " << p.block_size << " blocks " << p.n_blocks
                << " seqs " << p.max_num_seqs << " budget " << p.budget << " caching " << p.caching
-               << " overlap " << overlap);
+               << " overlap " << overlap << " guesses " << n_draft);
   Driver d(sched_config(p.max_num_seqs, p.budget), kv_config(p.n_blocks, p.block_size, p.caching),
            /*vocab=*/40, /*eos=*/0, overlap);
   d.sync_percent = sync_percent;
+  d.sched.set_drafter(std::make_shared<OracleDrafter>(40), n_draft);
+  d.max_draft = n_draft;
   std::mt19937 gen(p.seed);
   auto rnd = [&](int32_t lo, int32_t hi) {  // [lo, hi]
     return lo + static_cast<int32_t>(gen() % static_cast<uint32_t>(hi - lo + 1));
@@ -761,10 +808,15 @@ void simulate(const SimParams& p, bool overlap = false, int sync_percent = 0) {
   const SchedulerStats& st = d.sched.stats();
   std::printf(
       "sim seed %u%s: %zu finished (%d aborted), %lld steps, %lld tokens computed, "
-      "%lld prefix-hit tokens, %lld preemptions\n",
+      "%lld prefix-hit tokens, %lld preemptions, %lld of %lld guesses kept\n",
       p.seed, overlap ? " (overlap)" : "", d.finished.size(), n_aborted, static_cast<long long>(st.n_steps),
       static_cast<long long>(st.n_computed_tokens), static_cast<long long>(st.n_prefix_hit_tokens),
-      static_cast<long long>(st.n_preemptions));
+      static_cast<long long>(st.n_preemptions), static_cast<long long>(st.n_accepted_tokens),
+      static_cast<long long>(st.n_draft_tokens));
+  if (n_draft > 0 && p.budget > p.max_num_seqs) {
+    EXPECT_GT(st.n_accepted_tokens, 0);
+    EXPECT_LT(st.n_accepted_tokens, st.n_draft_tokens);
+  }
   d.check_outputs();
   d.check_all_blocks_free();
   EXPECT_GT(d.finished.size(), 500u);
@@ -800,6 +852,19 @@ TEST(SchedulerSim, OverlapWithSomeStepsWaitedFor) {
   for (const SimParams& p : kSimParams) {
     simulate(p, /*overlap=*/true, /*sync_percent=*/33);
     if (::testing::Test::HasFailure()) return;
+  }
+}
+
+// Speculative decoding over the same workloads: guesses appended after decoding sequences,
+// partly wrong, checked row by row; the outputs are the reference's, every block accounted for
+// (the KV slots of rejected guesses are rewritten before anything reads them: the forward
+// checks every context it reads).
+TEST(SchedulerSim, SpeculativeGuessesGiveTheSameOutputs) {
+  for (int32_t k : {1, 3}) {
+    for (const SimParams& p : kSimParams) {
+      simulate(p, /*overlap=*/false, 0, /*n_draft=*/k);
+      if (::testing::Test::HasFailure()) return;
+    }
   }
 }
 

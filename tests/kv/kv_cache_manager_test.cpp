@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/check.h"
@@ -41,6 +42,28 @@ TEST(KVCacheManager, TablesGrowByWholeBlocks) {
   EXPECT_EQ(kv.n_free_blocks(), 8);
   EXPECT_FALSE(kv.contains(7));
   kv.check_invariants();
+}
+
+// Speculative decoding gives back the slots of rejected guesses: shrink releases the blocks
+// past the tokens kept, never a registered one.
+TEST(KVCacheManager, ShrinkReleasesTailBlocksOnly) {
+  KVCacheManager kv(config(8, 4));
+  ASSERT_TRUE(kv.admit(3, {}, 14));  // 4 blocks
+  const std::vector<int32_t> before(kv.block_table(3).begin(), kv.block_table(3).end());
+  std::vector<BlockHash> hashes;
+  const std::vector<int32_t> toks = {1, 2, 3, 4, 5, 6, 7, 8};
+  extend_block_hashes(toks, 4, kv.hash_seed(), &hashes);
+  kv.commit(3, hashes, 8);  // blocks 0 and 1 registered
+  kv.shrink(3, 9);          // keeps 3 blocks
+  ASSERT_EQ(kv.block_table(3).size(), 3u);
+  EXPECT_TRUE(std::equal(before.begin(), before.begin() + 3, kv.block_table(3).begin()));
+  EXPECT_EQ(kv.n_free_blocks(), 5);
+  kv.shrink(3, 12);  // nothing to release
+  EXPECT_EQ(kv.block_table(3).size(), 3u);
+  EXPECT_THROW(kv.shrink(3, 4), Error);  // would release registered block 1
+  EXPECT_EQ(kv.block_table(3).size(), 3u);
+  kv.check_invariants();
+  EXPECT_THROW(kv.shrink(4, 1), Error);  // unknown sequence
 }
 
 TEST(KVCacheManager, AdmitAndGrowAreAllOrNothing) {
