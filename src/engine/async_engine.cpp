@@ -85,6 +85,8 @@ void AsyncEngine::publish_locked() {
   metrics_.prefix_hit_tokens = st.prefix_hit_tokens;
   metrics_.generation_tokens = st.generated_tokens;
   metrics_.preemptions = st.preemptions;
+  metrics_.spec_draft_tokens = st.draft_tokens;
+  metrics_.spec_accepted_tokens = st.accepted_tokens;
 }
 
 void AsyncEngine::record_finished(const RequestOutput& out) {

@@ -54,6 +54,8 @@ struct EngineMetrics {
   int64_t prefix_hit_tokens = 0;     // prompt tokens served by the prefix cache
   int64_t generation_tokens = 0;
   int64_t preemptions = 0;
+  int64_t spec_draft_tokens = 0;     // speculative guesses computed
+  int64_t spec_accepted_tokens = 0;  // of which stood
   int64_t requests_finished = 0;
   std::unordered_map<std::string, int64_t> finished_by_reason;
   Histogram ttft;  // seconds, submission to first token

@@ -59,6 +59,10 @@ std::string metrics_text(const EngineMetrics& m, const std::string& model_name) 
           static_cast<double>(m.prompt_tokens));
   counter("jinx:generation_tokens_total", "Tokens generated.",
           static_cast<double>(m.generation_tokens));
+  counter("jinx:spec_decode_num_draft_tokens_total", "Speculative tokens guessed and checked.",
+          static_cast<double>(m.spec_draft_tokens));
+  counter("jinx:spec_decode_num_accepted_tokens_total", "Speculative tokens that stood.",
+          static_cast<double>(m.spec_accepted_tokens));
   counter("jinx:prefix_cache_hits_total", "Prompt tokens served by the prefix cache.",
           static_cast<double>(m.prefix_hit_tokens));
   gauge("jinx:prefix_cache_hit_rate", "Prefix cache hits over prompt tokens (0-1).",

@@ -541,3 +541,43 @@ def test_burst_admits_run_slots_plus_queue():
         assert codes.count(429) >= 1, codes
     finally:
         s.stop()
+
+
+def test_speculative_server_gives_the_same_text(server, client):
+    # Prompt lookup guesses (--num-speculative-tokens) change how many steps a reply takes, not
+    # the reply: greedy, streamed, cut by a stop string or sampled with a seed, concurrently.
+    s = Server("speculative", "--api-key", API_KEY, "--num-speculative-tokens", "4")
+    try:
+        import openai
+        spec = openai.OpenAI(base_url=s.url + "/v1", api_key=API_KEY, max_retries=0, timeout=300)
+        ask = "Repeat this list three times: red, green, blue, yellow, purple, orange."
+        cases = [dict(temperature=0, max_tokens=60),
+                 dict(temperature=0, max_tokens=60, stop=["yellow, purple"]),
+                 dict(temperature=0.8, seed=5, max_tokens=40),
+                 dict(temperature=0, max_tokens=30, logprobs=True, top_logprobs=2)]
+
+        def run(c, kw, stream=False):
+            if stream:
+                return "".join(ch.choices[0].delta.content or "" for ch in chat(
+                    c, ask, stream=True, **kw) if ch.choices)
+            r = chat(c, ask, **kw)
+            lps = r.choices[0].logprobs
+            return (r.choices[0].message.content, r.choices[0].finish_reason,
+                    r.usage.completion_tokens,
+                    [round(e.logprob, 4) for e in lps.content] if lps else None)
+
+        async def both():
+            loop = asyncio.get_running_loop()
+            jobs = [loop.run_in_executor(None, run, c, kw) for kw in cases for c in (client, spec)]
+            jobs += [loop.run_in_executor(None, run, c, cases[0], True) for c in (client, spec)]
+            return await asyncio.gather(*jobs)
+
+        got = asyncio.run(both())
+        for i in range(0, len(got), 2):
+            assert got[i + 1] == got[i], (i, got[i], got[i + 1])
+        m = metrics(s)
+        drafted = metric(m, "jinx:spec_decode_num_draft_tokens_total")
+        accepted = metric(m, "jinx:spec_decode_num_accepted_tokens_total")
+        assert drafted > 0 and 0 < accepted <= drafted, (drafted, accepted)
+    finally:
+        s.stop()
