@@ -259,7 +259,9 @@ TEST(CudaGraphs, DecodeStepsMatchEagerLaunches) {
 // (bf16 weights on the GPU): the test then checks the tie instead.
 // With a quantized KV cache both engines store int8/fp8 rows, but of K rotated by slightly
 // different sin/cos, so a code can differ by one step: more partings allowed, still near-ties.
-void batched_greedy_matches_cpu(DType kv_dtype, int min_exact, double max_gap) {
+// n_spec > 0: the GPU engine also checks prompt-lookup guesses (several sample rows per
+// sequence, steps with chunks of guesses instead of graph-replayed decodes).
+void batched_greedy_matches_cpu(DType kv_dtype, int min_exact, double max_gap, int32_t n_spec = 0) {
   constexpr int kNew = 12;
   std::shared_ptr<const Model> model = Model::load(kModels + "tiny-qwen2");
   std::mt19937 rng(42);
@@ -291,8 +293,16 @@ void batched_greedy_matches_cpu(DType kv_dtype, int min_exact, double max_gap) {
   LLM cpu(model, nullptr, o);
   auto want = cpu.generate(reqs);
   o.device = "cuda";
+  o.num_speculative_tokens = n_spec;
+  o.prompt_lookup_min = 1;
   LLM gpu(model, nullptr, o);
   auto got = gpu.generate(reqs);
+  if (n_spec > 0) {
+    std::printf("GPU with guesses: %lld of %lld kept\n",
+                static_cast<long long>(gpu.stats().accepted_tokens),
+                static_cast<long long>(gpu.stats().draft_tokens));
+    EXPECT_GT(gpu.stats().draft_tokens, 0);
+  }
   ThreadPool pool(2);
   int exact = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
@@ -324,6 +334,12 @@ void batched_greedy_matches_cpu(DType kv_dtype, int min_exact, double max_gap) {
 TEST(CudaEngine, BatchedGreedyMatchesCpu) {
   SKIP_WITHOUT_GPU();
   batched_greedy_matches_cpu(DType::F32, 12, 0.05);
+}
+
+// Speculative decoding on the GPU (written without a GPU at hand: this is its first check).
+TEST(CudaEngine, SpeculativeGreedyMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  batched_greedy_matches_cpu(DType::F32, 12, 0.05, /*n_spec=*/4);
 }
 
 TEST(CudaEngine, BatchedGreedyMatchesCpuWithQuantizedKv) {
