@@ -2,7 +2,7 @@
 """Builds the model fixtures under tests/fixtures/models and tests/fixtures/smollm2.
 
 Run:  /work/refvenv/bin/python tools/make_fixtures.py [stage ...]
-Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe
+Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn
 
   hf       tiny HF checkpoints (random weights, fixed seeds) + transformers fp32 references
   mlx      tiny-qwen2 quantized with mlx_lm (4-bit, group 64) + MLX reference
@@ -11,6 +11,7 @@ Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe
   smollm2  greedy reference of llama.cpp on the real SmolLM2-135M-Instruct Q4_1 GGUF
   smollm2_hf  transformers fp32 on the same GGUF's dequantized weights (needs accelerate)
   moe      tiny Qwen3-MoE and Qwen2-MoE checkpoints + transformers fp32 references
+  yarn     tiny Qwen2 / Qwen3 checkpoints with YaRN rope scaling + transformers fp32 references
 
 Afterwards tests/fixtures/models/MANIFEST.json records the sha256 of every fixture
 file and of the generator sources (checked by tests/python/test_fixtures_fresh.py).
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E402
 
-STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe"]
+STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn"]
 
 
 def run_stage(stage):
@@ -47,6 +48,9 @@ def run_stage(stage):
     elif stage == "smollm2_hf":
         import fixtures_smollm2_hf
         fixtures_smollm2_hf.build_all()
+    elif stage == "yarn":
+        import fixtures_yarn
+        fixtures_yarn.build_all()
     elif stage == "moe":
         import fixtures_moe
         fixtures_moe.build_all()

@@ -48,6 +48,12 @@ void ModelConfig::validate() const {
   if (rope_scaling == RopeScaling::kLlama3 &&
       (!(rope_high_freq_factor > rope_low_freq_factor) || rope_original_max_pos <= 0))
     fail("config: bad llama3 rope_scaling parameters");
+  if (rope_scaling == RopeScaling::kYarn &&
+      (rope_original_max_pos <= 0 || !(rope_beta_fast > 0.0f) || !(rope_beta_slow > 0.0f) ||
+       !std::isfinite(rope_beta_fast) || !std::isfinite(rope_beta_slow)))
+    fail("config: bad yarn rope_scaling parameters");
+  if (!(rope_attention_factor > 0.0f) || !std::isfinite(rope_attention_factor))
+    fail("config: bad rope attention_factor");
   if (!rope_freq_factors.empty() && static_cast<int64_t>(rope_freq_factors.size()) != head_dim / 2)
     fail("config: rope_freqs has ", rope_freq_factors.size(), " values, expected ", head_dim / 2);
   for (float f : rope_freq_factors)
@@ -83,9 +89,42 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
   return std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end();
 }
 
+float ModelConfig::attn_scale() const {
+  return rope_attention_factor * rope_attention_factor / std::sqrt(static_cast<float>(head_dim));
+}
+
+namespace {
+
+// YaRN's ramp over the frequency index: 0 up to the dimension that turns beta_fast times over
+// the original context, 1 from the one that turns beta_slow times (as transformers'
+// _compute_yarn_parameters and llama.cpp's rope_yarn_corr_dims compute it).
+std::vector<double> yarn_ramp(const ModelConfig& c) {
+  const double dim = static_cast<double>(c.head_dim), base = c.rope_theta;
+  auto corr_dim = [&](double rotations) {
+    return dim * std::log(static_cast<double>(c.rope_original_max_pos) / (rotations * 2.0 * M_PI)) /
+           (2.0 * std::log(base));
+  };
+  double low = corr_dim(c.rope_beta_fast), high = corr_dim(c.rope_beta_slow);
+  if (c.rope_truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, dim - 1.0);
+  if (low == high) high += 0.001;
+  std::vector<double> ramp(static_cast<size_t>(c.head_dim / 2));
+  for (size_t i = 0; i < ramp.size(); ++i)
+    ramp[i] = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+  return ramp;
+}
+
+}  // namespace
+
 std::vector<float> ModelConfig::rope_inv_freq() const {
   const int64_t half = head_dim / 2;
   std::vector<float> inv(half);
+  const std::vector<double> ramp =
+      rope_scaling == RopeScaling::kYarn ? yarn_ramp(*this) : std::vector<double>{};
   for (int64_t i = 0; i < half; ++i) {
     double f = 1.0 / std::pow(static_cast<double>(rope_theta), 2.0 * i / head_dim);
     if (rope_scaling == RopeScaling::kLinear) {
@@ -102,6 +141,9 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
                         (rope_high_freq_factor - rope_low_freq_factor);
         f = (1.0 - smooth) * f / rope_factor + smooth * f;
       }
+    } else if (rope_scaling == RopeScaling::kYarn) {
+      // ramp 0: high frequencies kept (extrapolated); 1: low ones divided by the factor
+      f = f / rope_factor * ramp[i] + f * (1.0 - ramp[i]);
     }
     if (!rope_freq_factors.empty()) f /= rope_freq_factors[i];
     inv[i] = static_cast<float>(f);
@@ -176,6 +218,27 @@ void read_eos(const json& j, std::vector<int32_t>* out) {
   }
 }
 
+// YaRN's parameters as transformers reads them (Qwen2.5 documents `{"type": "yarn", "factor":
+// 4.0, "original_max_position_embeddings": 32768}`). The original context defaults to the
+// config's top-level original_max_position_embeddings, else max_position_embeddings.
+void read_yarn(const json& j, const json& r, ModelConfig* c) {
+  c->rope_scaling = RopeScaling::kYarn;
+  if (!r.contains("factor") || !r["factor"].is_number())
+    fail("config.json: yarn rope_scaling needs a numeric factor");
+  int64_t orig = get_int(j, "max_position_embeddings", 0, false);
+  orig = get_int(j, "original_max_position_embeddings", orig, false);
+  c->rope_original_max_pos = get_int(r, "original_max_position_embeddings", orig, false);
+  c->rope_beta_fast = static_cast<float>(get_num(r, "beta_fast", 32.0));
+  c->rope_beta_slow = static_cast<float>(get_num(r, "beta_slow", 1.0));
+  if (r.contains("truncate") && r["truncate"].is_boolean()) c->rope_truncate = r["truncate"].get<bool>();
+  const double factor = c->rope_factor;
+  auto mscale = [&](double m) { return factor <= 1.0 ? 1.0 : 0.1 * m * std::log(factor) + 1.0; };
+  double attn = mscale(1.0);
+  const double m = get_num(r, "mscale", 0.0), m_all = get_num(r, "mscale_all_dim", 0.0);
+  if (m != 0.0 && m_all != 0.0) attn = mscale(m) / mscale(m_all);
+  c->rope_attention_factor = static_cast<float>(get_num(r, "attention_factor", attn));
+}
+
 // Transformers 4 writes "rope_scaling" (theta at top level); transformers 5 writes
 // "rope_parameters" holding rope_theta too.
 void read_rope_scaling(const json& j, ModelConfig* c) {
@@ -200,6 +263,8 @@ void read_rope_scaling(const json& j, ModelConfig* c) {
     c->rope_low_freq_factor = static_cast<float>(get_num(*it, "low_freq_factor", 1.0));
     c->rope_high_freq_factor = static_cast<float>(get_num(*it, "high_freq_factor", 4.0));
     c->rope_original_max_pos = get_int(*it, "original_max_position_embeddings", 8192, true);
+  } else if (type == "yarn") {
+    read_yarn(j, *it, c);
   } else {
     fail("config.json: unsupported rope_scaling type \"", type, "\"");
   }

@@ -10,7 +10,7 @@ namespace jinx {
 enum class Arch { kLlama, kQwen2, kQwen3 };
 const char* arch_name(Arch a);
 
-enum class RopeScaling { kNone, kLinear, kLlama3 };
+enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
 
 struct ModelConfig {
   Arch arch = Arch::kLlama;
@@ -29,7 +29,14 @@ struct ModelConfig {
   float rope_factor = 1.0f;
   float rope_low_freq_factor = 1.0f;     // llama3
   float rope_high_freq_factor = 4.0f;    // llama3
-  int64_t rope_original_max_pos = 8192;  // llama3
+  int64_t rope_original_max_pos = 8192;  // llama3, yarn
+  // YaRN (Qwen2.5 / Qwen3 long context): frequencies between the beta_fast and beta_slow
+  // rotation counts ramp from kept to divided by `factor`; q and k are scaled by
+  // rope_attention_factor (default 0.1 ln(factor) + 1), i.e. the scores by its square.
+  float rope_beta_fast = 32.0f;
+  float rope_beta_slow = 1.0f;
+  bool rope_truncate = true;
+  float rope_attention_factor = 1.0f;
   // Per-frequency divisors (GGUF `rope_freqs.weight`, how llama.cpp stores Llama-3 scaling);
   // empty when unused. Applied after `rope_scaling`.
   std::vector<float> rope_freq_factors;
@@ -68,6 +75,9 @@ struct ModelConfig {
   void validate() const;
   // Inverse frequencies of the rotary embedding, head_dim/2 values, scaling applied.
   std::vector<float> rope_inv_freq() const;
+  // The attention scores' scale: 1/sqrt(head_dim), times rope_attention_factor squared (YaRN
+  // scales the rotated q and k; scaling their product instead leaves the KV cache as is).
+  float attn_scale() const;
 };
 
 // Parses a Hugging Face config.json (and generation_config.json beside it when present).

@@ -58,7 +58,7 @@ void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const i
 void attention(const float* q, KvCache& cache, int64_t layer, int64_t n_tokens, int64_t pos0,
                const ModelConfig& c, float* out, ThreadPool& pool) {
   const int64_t hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.attn_scale();
   pool.parallel_for(n_tokens * c.n_heads, 1, [&](int64_t b, int64_t e) {
     std::vector<float> scores(static_cast<size_t>(pos0 + n_tokens));
     for (int64_t job = b; job < e; ++job) {
@@ -218,7 +218,7 @@ void Model::forward_batch(const ForwardBatch& b, PagedKvStorage& kv, float* logi
   auto attend = [&](int64_t li, const float* q, const float* k, const float* v, float* out) {
     cpu::PagedKv& layer = kv.layer(li);
     cpu::kv_store(layer, k, v, b.slot_mapping.data(), n, pool);
-    cpu::paged_attention(q, out, cfg_.n_heads, layer, b.attn, 0.0f, pool);
+    cpu::paged_attention(q, out, cfg_.n_heads, layer, b.attn, cfg_.attn_scale(), pool);
   };
   run(b.tokens, b.positions, attend, b.out_rows, logits, pool);
 }

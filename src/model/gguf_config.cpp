@@ -1,5 +1,6 @@
 // ModelConfig from GGUF metadata (llama.cpp's key names: "<arch>.embedding_length", ...).
 #include <climits>
+#include <cmath>
 #include <optional>
 
 #include "core/check.h"
@@ -57,6 +58,24 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   if (scaling == "linear") {
     c.rope_scaling = RopeScaling::kLinear;
     c.rope_factor = static_cast<float>(f.get_float(p + "rope.scaling.factor").value_or(1.0));
+  } else if (scaling == "yarn") {
+    // As llama.cpp runs it: ramp between the beta_fast / beta_slow correction dimensions of
+    // the original context, magnitude attn_factor * (1 + 0.1 ln(factor)) on q and k.
+    c.rope_scaling = RopeScaling::kYarn;
+    c.rope_factor = static_cast<float>(f.get_float(p + "rope.scaling.factor").value_or(1.0));
+    c.rope_original_max_pos =
+        f.get_int(p + "rope.scaling.original_context_length").value_or(c.max_position_embeddings);
+    c.rope_beta_fast =
+        static_cast<float>(f.get_float(p + "rope.scaling.yarn_beta_fast").value_or(32.0));
+    c.rope_beta_slow =
+        static_cast<float>(f.get_float(p + "rope.scaling.yarn_beta_slow").value_or(1.0));
+    if (f.get_float(p + "rope.scaling.yarn_ext_factor").value_or(1.0) != 1.0 ||
+        f.get_float(p + "rope.scaling.yarn_log_multiplier").value_or(0.0) != 0.0)
+      fail(f.path(), ": yarn ext_factor / log_multiplier other than the defaults are not supported");
+    const double factor = c.rope_factor;
+    c.rope_attention_factor = static_cast<float>(
+        f.get_float(p + "rope.scaling.attn_factor").value_or(1.0) *
+        (factor > 1.0 ? 1.0 + 0.1 * std::log(factor) : 1.0));
   } else if (scaling != "none") {
     fail(f.path(), ": unsupported rope scaling \"", scaling, "\"");
   }

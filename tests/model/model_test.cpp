@@ -136,6 +136,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // layer between two MoE layers, Qwen2-MoE with the shared expert.
                       Case{"tiny-qwen3-moe", "tiny-qwen3-moe", 1e-4},
                       Case{"tiny-qwen2-moe", "tiny-qwen2-moe", 1e-4},
+                      // YaRN rope scaling (tools/fixtures_yarn.py): Qwen2.5's rope_scaling form,
+                      // and transformers 5's rope_parameters with betas and attention factor.
+                      Case{"tiny-qwen2-yarn", "tiny-qwen2-yarn", 1e-4},
+                      Case{"tiny-qwen3-yarn", "tiny-qwen3-yarn", 1e-4},
                       // llama.cpp on the same GGUF files. Both round activations to 8 bits, but
                       // independently (llama.cpp: f16 block scales, 256-blocks for k-quants)
                       // and with an f16 KV cache there, hence the looser bounds (measured

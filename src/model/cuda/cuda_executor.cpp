@@ -555,7 +555,7 @@ void CudaExecutor::layer(int64_t li, int64_t n, const StepMeta& m) {
     cuda::rope_kv_store(qkv, qkv + q_dim, qkv + q_dim + kv_dim, ld, n, c_.n_heads, m.positions,
                         inv_freq_, c_.rope_interleaved, kv, m.slots, stream_);
   float* att = att_.get<float>(0);
-  cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, m.ab, 0.0f, work_.ptr, stream_,
+  cuda::paged_attention(qkv, ld, att, c_.n_heads, kv, m.ab, c_.attn_scale(), work_.ptr, stream_,
                         fuse_rope ? &new_kv : nullptr);
   cuda::matmul(L.o.w, att, n, x, H, mc, L.o.bias, In{}, true);
   float* gu = gu_.get<float>(0);
