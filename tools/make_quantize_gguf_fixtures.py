@@ -37,7 +37,7 @@ TOK_DIR = OUT / "tiny-tokenizer"
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
                  r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 CASES = [("tiny-qwen2", "q8_0"), ("tiny-qwen2", "q4_k"), ("tiny-qwen3", "q4_k"),
-         ("tiny-llama", "q4_k"), ("tiny-llama", "q4_0")]
+         ("tiny-llama", "q4_k"), ("tiny-llama", "q4_0"), ("tiny-qwen2-yarn", "q8_0")]
 TEXTS = ["Hello world", "the rain in Spain falls 123 times!", "  leading spaces\nand\ttabs",
          "caf\u00e9 \u2014 na\u00efve", "<s>special</s> tokens"]
 PROMPT = [1, 45, 300, 7, 511, 260, 99, 300]

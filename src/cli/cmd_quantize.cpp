@@ -178,6 +178,19 @@ void add_arch_keys(GgufWriter& g, const ModelConfig& c, const std::string& model
   if (c.rope_scaling == RopeScaling::kLinear) {
     g.add_string(p + "rope.scaling.type", "linear");
     g.add_f32(p + "rope.scaling.factor", c.rope_factor);
+  } else if (c.rope_scaling == RopeScaling::kYarn) {
+    // llama.cpp's keys (convert_hf_to_gguf.py writes the first three for Qwen2.5); its
+    // magnitude is attn_factor * (1 + 0.1 ln factor), so attn_factor carries the rest of ours.
+    if (!c.rope_truncate) fail("quantize: yarn with truncate = false has no GGUF form");
+    g.add_string(p + "rope.scaling.type", "yarn");
+    g.add_f32(p + "rope.scaling.factor", c.rope_factor);
+    g.add_u32(p + "rope.scaling.original_context_length",
+              static_cast<uint32_t>(c.rope_original_max_pos));
+    const double mscale = c.rope_factor > 1.0f ? 1.0 + 0.1 * std::log(c.rope_factor) : 1.0;
+    if (std::fabs(c.rope_attention_factor / mscale - 1.0) > 1e-6)
+      g.add_f32(p + "rope.scaling.attn_factor", static_cast<float>(c.rope_attention_factor / mscale));
+    if (c.rope_beta_fast != 32.0f) g.add_f32(p + "rope.scaling.yarn_beta_fast", c.rope_beta_fast);
+    if (c.rope_beta_slow != 1.0f) g.add_f32(p + "rope.scaling.yarn_beta_slow", c.rope_beta_slow);
   }
 }
 

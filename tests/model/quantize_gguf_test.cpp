@@ -191,7 +191,11 @@ TEST_P(QuantizeGguf, WritesLlamaCppMetadata) {
   // Norms stay F32; the token embedding keeps its stored type.
   EXPECT_EQ(f.tensor("output_norm.weight")->dtype, DType::F32);
   EXPECT_NE(f.tensor("token_embd.weight")->dtype, DType::Q8_0);
-  (void)c;
+  if (std::string(c.model).ends_with("-yarn")) {
+    EXPECT_EQ(f.get_string(arch + ".rope.scaling.type"), "yarn");
+    EXPECT_EQ(f.get_float(arch + ".rope.scaling.factor"), 4.0);
+    EXPECT_EQ(f.get_int(arch + ".rope.scaling.original_context_length"), 32);
+  }
 }
 
 // llama.cpp rounds activations to its own int8 blocks (Q8_K / Q8_0) and Jinx to its own: two
@@ -202,7 +206,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, QuantizeGguf,
                                            Case{"tiny-qwen2", "q4_k", WeightQuant::kQ4_K, 5e-2},
                                            Case{"tiny-qwen3", "q4_k", WeightQuant::kQ4_K, 5e-2},
                                            Case{"tiny-llama", "q4_k", WeightQuant::kQ4_K, 5e-2},
-                                           Case{"tiny-llama", "q4_0", WeightQuant::kQ4_0, 5e-2}),
+                                           Case{"tiny-llama", "q4_0", WeightQuant::kQ4_0, 5e-2},
+                                           // YaRN: llama.cpp reads the scaling keys we write
+                                           Case{"tiny-qwen2-yarn", "q8_0", WeightQuant::kQ8_0, 5e-2}),
                          [](const auto& info) {
                            std::string s = std::string(info.param.model) + "_" + info.param.type;
                            for (char& ch : s)
