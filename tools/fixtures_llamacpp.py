@@ -7,7 +7,7 @@ libraries' thread pools (OpenMP) never share a process.
   python tools/fixtures_llamacpp.py quantize SRC DST FTYPE PURE(0|1)
   python tools/fixtures_llamacpp.py logits MODEL JSON_REQUEST
 
-JSON_REQUEST: {"input_ids": [...], "greedy_prompt": [...], "n_new": 32}.
+JSON_REQUEST: {"input_ids": [...], "greedy_prompt": [...], "n_new": 32, "n_ctx": 256}.
 Prints one JSON object on stdout: {"version", "n_vocab", "logits" (rows for
 every input position), "greedy_tokens", "greedy_margins" (top-2 logit
 margin before each generated token), "greedy_first_logits" (full logits at
@@ -54,11 +54,11 @@ def disable_extra_buffer_types():
     lc._jinx_patched = True
 
 
-def open_model(path):
+def open_model(path, n_ctx=256):
     import llama_cpp
     disable_extra_buffer_types()
     # F32 KV cache and no flash attention: no extra rounding of K/V.
-    return llama_cpp.Llama(model_path=str(path), n_ctx=256, n_batch=256,
+    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx,
                            n_threads=2, n_threads_batch=2, seed=1234,
                            logits_all=True, flash_attn=False, type_k=0,
                            type_v=0, verbose=False)
@@ -70,7 +70,7 @@ def last_logits(llm):
 
 def run_logits(path, request):
     import llama_cpp
-    llm = open_model(path)
+    llm = open_model(path, request.get("n_ctx", 256))
     out = {"version": llama_cpp.__version__, "n_vocab": llm.n_vocab()}
     ids = request.get("input_ids")
     if ids:

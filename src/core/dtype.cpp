@@ -26,6 +26,7 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::kCount)> kTraits = 
     {"Q5_K", kQK_K, sizeof(BlockQ5_K), true},
     {"Q6_K", kQK_K, sizeof(BlockQ6_K), true},
     {"F8_E4M3", 1, 1, false},
+    {"Q5_0", kQK5_0, sizeof(BlockQ5_0), true},
 }};
 
 }  // namespace

@@ -9,6 +9,7 @@ namespace jinx {
 constexpr int kQK8_0 = 32;
 constexpr int kQK4_0 = 32;
 constexpr int kQK4_1 = 32;
+constexpr int kQK5_0 = 32;
 constexpr int kQK_K = 256;       // super-block size of the k-quants
 constexpr int kKScaleBytes = 12;  // packed 6-bit scales and mins of Q4_K / Q5_K
 
@@ -27,6 +28,13 @@ struct BlockQ4_1 {
   uint16_t d;  // f16
   uint16_t m;  // f16
   uint8_t qs[kQK4_1 / 2];
+};
+// x = d * (q - 16), q 5-bit: element j's low 4 bits in the low nibble of qs[j] (element j+16:
+// the high nibble), its fifth bit is bit j (j+16: bit j+16) of qh read as a little-endian uint32
+struct BlockQ5_0 {
+  uint16_t d;  // f16
+  uint8_t qh[4];
+  uint8_t qs[kQK5_0 / 2];
 };
 // 8 sub-blocks of 32: x = d * sc * q - dmin * m, 6-bit sc/m packed in `scales`
 struct BlockQ4_K {
@@ -54,6 +62,7 @@ struct BlockQ6_K {
 static_assert(sizeof(BlockQ8_0) == 34);
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
+static_assert(sizeof(BlockQ5_0) == 22);
 static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);

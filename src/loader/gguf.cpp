@@ -102,6 +102,8 @@ std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
       return DType::Q4_0;
     case 3:
       return DType::Q4_1;
+    case 6:
+      return DType::Q5_0;
     case 8:
       return DType::Q8_0;
     case 12:

@@ -22,6 +22,8 @@ const char* arch_name(Arch a) {
       return "qwen2";
     case Arch::kQwen3:
       return "qwen3";
+    case Arch::kGemma3:
+      return "gemma3";
   }
   return "?";
 }
@@ -52,6 +54,11 @@ void ModelConfig::validate() const {
       (rope_original_max_pos <= 0 || !(rope_beta_fast > 0.0f) || !(rope_beta_slow > 0.0f) ||
        !std::isfinite(rope_beta_fast) || !std::isfinite(rope_beta_slow)))
     fail("config: bad yarn rope_scaling parameters");
+  if (sliding_window < 0 || (sliding_window > 0 && static_cast<int64_t>(layer_sliding.size()) != n_layers))
+    fail("config: bad sliding window (", sliding_window, ", ", layer_sliding.size(), " layer flags)");
+  if (!(rope_local_theta > 0.0f) || !std::isfinite(rope_local_theta) || !(embed_scale > 0.0f) ||
+      !std::isfinite(embed_scale))
+    fail("config: bad rope_local_base_freq or embedding scale");
   if (!(rope_attention_factor > 0.0f) || !std::isfinite(rope_attention_factor))
     fail("config: bad rope attention_factor");
   if (!rope_freq_factors.empty() && static_cast<int64_t>(rope_freq_factors.size()) != head_dim / 2)
@@ -87,6 +94,14 @@ void ModelConfig::validate() const {
 bool ModelConfig::is_moe_layer(int64_t layer) const {
   if (n_experts == 0 || (layer + 1) % decoder_sparse_step != 0) return false;
   return std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end();
+}
+
+std::vector<float> ModelConfig::rope_local_inv_freq() const {
+  ModelConfig local = *this;
+  local.rope_theta = rope_local_theta;
+  local.rope_scaling = RopeScaling::kNone;
+  local.rope_freq_factors.clear();
+  return local.rope_inv_freq();
 }
 
 float ModelConfig::attn_scale() const {

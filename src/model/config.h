@@ -7,7 +7,7 @@
 
 namespace jinx {
 
-enum class Arch { kLlama, kQwen2, kQwen3 };
+enum class Arch { kLlama, kQwen2, kQwen3, kGemma3 };
 const char* arch_name(Arch a);
 
 enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
@@ -46,7 +46,20 @@ struct ModelConfig {
   bool rope_interleaved = false;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v projections have biases (Qwen2)
-  bool qk_norm = false;         // per-head RMSNorm of q and k (Qwen3)
+  bool qk_norm = false;         // per-head RMSNorm of q and k (Qwen3, Gemma 3)
+  // Gemma 3: the embedding scaled by sqrt(hidden_size); RMSNorms after the attention and after
+  // the MLP as well as before them; GELU (tanh form) gating instead of SiLU; sliding-window
+  // attention (window sliding_window) on the layers layer_sliding marks, whose rotation uses
+  // rope_local_theta without scaling (the others rope_theta and rope_scaling).
+  float embed_scale = 1.0f;
+  bool post_norms = false;
+  bool gelu = false;
+  int64_t sliding_window = 0;       // 0: every layer attends to the whole sequence
+  std::vector<bool> layer_sliding;  // [n_layers] when sliding_window > 0
+  float rope_local_theta = 10000.0f;
+  bool is_sliding_layer(int64_t layer) const {
+    return sliding_window > 0 && layer_sliding[static_cast<size_t>(layer)];
+  }
   // Mixture of experts (Qwen3-MoE, Qwen2-MoE; n_experts == 0: every MLP dense). In a MoE layer
   // a router picks n_experts_per_tok of n_experts SwiGLU MLPs of moe_intermediate_size per
   // token, weighted by the softmax of its scores over all experts (renormalized over the picks
@@ -75,6 +88,8 @@ struct ModelConfig {
   void validate() const;
   // Inverse frequencies of the rotary embedding, head_dim/2 values, scaling applied.
   std::vector<float> rope_inv_freq() const;
+  // Those of the sliding-window layers: rope_local_theta, no scaling.
+  std::vector<float> rope_local_inv_freq() const;
   // The attention scores' scale: 1/sqrt(head_dim), times rope_attention_factor squared (YaRN
   // scales the rotated q and k; scaling their product instead leaves the KV cache as is).
   float attn_scale() const;

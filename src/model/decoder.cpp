@@ -1,12 +1,14 @@
 // The decoder-only transformer forward pass, shared by the architectures in model/arch/:
 //
-//   x = embed(tokens)
+//   x = embed(tokens)                       [Gemma 3: * sqrt(hidden)]
 //   for each layer:
 //     h = rmsnorm(x);  q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
-//     [Qwen3] q, k = rmsnorm_per_head(q), rmsnorm_per_head(k)
+//     [Qwen3, Gemma 3] q, k = rmsnorm_per_head(q), rmsnorm_per_head(k)
 //     q, k = rope(q, k, positions);  cache k, v
-//     x += attention(q, cache, causal) Wo
-//     h = rmsnorm(x);  x += (silu(h Wgate) * (h Wup)) Wdown   [MoE layers: x += moe(h), moe.cpp]
+//     x += attention(q, cache, causal) Wo     [Gemma 3: rmsnorm'd first; sliding-window layers
+//                                              see the last sliding_window positions]
+//     h = rmsnorm(x);  x += (silu(h Wgate) * (h Wup)) Wdown   [MoE layers: x += moe(h), moe.cpp;
+//                                              Gemma 3: gelu_tanh for silu, rmsnorm'd first]
 //   logits = rmsnorm(x) Wlm_head
 #include <algorithm>
 #include <cmath>
@@ -58,20 +60,22 @@ void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const i
 void attention(const float* q, KvCache& cache, int64_t layer, int64_t n_tokens, int64_t pos0,
                const ModelConfig& c, float* out, ThreadPool& pool) {
   const int64_t hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
+  const int64_t window = c.is_sliding_layer(layer) ? c.sliding_window : 0;
   const float scale = c.attn_scale();
   pool.parallel_for(n_tokens * c.n_heads, 1, [&](int64_t b, int64_t e) {
     std::vector<float> scores(static_cast<size_t>(pos0 + n_tokens));
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / c.n_heads, h = job % c.n_heads, kvh = h / group;
       const int64_t n_ctx = pos0 + t + 1;
+      const int64_t p0 = window > 0 ? std::max<int64_t>(0, n_ctx - window) : 0;
       const float* qv = q + (t * c.n_heads + h) * hd;
-      for (int64_t p = 0; p < n_ctx; ++p)
-        scores[p] = cpu::dot_f32(qv, cache.k_at(layer, p) + kvh * hd, hd) * scale;
-      cpu::softmax(scores.data(), n_ctx);
+      for (int64_t p = p0; p < n_ctx; ++p)
+        scores[p - p0] = cpu::dot_f32(qv, cache.k_at(layer, p) + kvh * hd, hd) * scale;
+      cpu::softmax(scores.data(), n_ctx - p0);
       float* o = out + (t * c.n_heads + h) * hd;
       std::fill(o, o + hd, 0.0f);
-      for (int64_t p = 0; p < n_ctx; ++p)
-        cpu::axpy_f32(scores[p], cache.v_at(layer, p) + kvh * hd, o, hd);
+      for (int64_t p = p0; p < n_ctx; ++p)
+        cpu::axpy_f32(scores[p - p0], cache.v_at(layer, p) + kvh * hd, o, hd);
     }
   });
 }
@@ -107,9 +111,14 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       case Arch::kQwen3:
         load_qwen3_layer(s, c, i, l);
         break;
+      case Arch::kGemma3:
+        load_gemma3_layer(s, c, i, l);
+        break;
     }
   }
   m->inv_freq_ = c.rope_inv_freq();
+  m->local_inv_freq_ = c.rope_local_inv_freq();
+  m->repack_q5_0();
   if (options.quantize != WeightQuant::kNone) m->quantize_weights(options);
   return m;
 }
@@ -139,6 +148,8 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
       fail("token id ", tokens[t], " is outside the vocabulary (", c.vocab_size, ")");
     cpu::weight_row(w_.embed, tokens[t], &x[t * H]);
+    if (c.embed_scale != 1.0f)
+      for (int64_t i = 0; i < H; ++i) x[t * H + i] *= c.embed_scale;
   }
   for (int64_t li = 0; li < c.n_layers; ++li) {
     const LayerWeights& L = w_.layers[li];
@@ -156,10 +167,13 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
       cpu::rmsnorm(q.data(), L.q_norm.data(), q.data(), n * c.n_heads, hd, c.rms_norm_eps);
       cpu::rmsnorm(k.data(), L.k_norm.data(), k.data(), n * c.n_kv_heads, hd, c.rms_norm_eps);
     }
-    rope(q.data(), n, c.n_heads, hd, positions.data(), inv_freq_, c.rope_interleaved);
-    rope(k.data(), n, c.n_kv_heads, hd, positions.data(), inv_freq_, c.rope_interleaved);
+    const std::vector<float>& freq = c.is_sliding_layer(li) ? local_inv_freq_ : inv_freq_;
+    rope(q.data(), n, c.n_heads, hd, positions.data(), freq, c.rope_interleaved);
+    rope(k.data(), n, c.n_kv_heads, hd, positions.data(), freq, c.rope_interleaved);
     attend(li, q.data(), k.data(), v.data(), att.data());
     linear(L.o, att.data(), n, h.data(), pool);
+    if (!L.post_attn_norm.empty())
+      cpu::rmsnorm(h.data(), L.post_attn_norm.data(), h.data(), n, H, c.rms_norm_eps);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
     cpu::rmsnorm(x.data(), L.ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
     if (!L.experts.empty()) {
@@ -174,8 +188,14 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
       add_bias(g.data(), L.gate.bias, n);
       add_bias(u.data(), L.up.bias, n);
     }
-    cpu::silu_mul(g.data(), u.data(), n * ff);
+    if (c.gelu) {
+      cpu::gelu_tanh_mul(g.data(), u.data(), n * ff);
+    } else {
+      cpu::silu_mul(g.data(), u.data(), n * ff);
+    }
     linear(L.down, g.data(), n, h.data(), pool);
+    if (!L.post_ffn_norm.empty())
+      cpu::rmsnorm(h.data(), L.post_ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
   }
   // Only the rows that sample go through the final norm and the (large) output head.
@@ -218,7 +238,8 @@ void Model::forward_batch(const ForwardBatch& b, PagedKvStorage& kv, float* logi
   auto attend = [&](int64_t li, const float* q, const float* k, const float* v, float* out) {
     cpu::PagedKv& layer = kv.layer(li);
     cpu::kv_store(layer, k, v, b.slot_mapping.data(), n, pool);
-    cpu::paged_attention(q, out, cfg_.n_heads, layer, b.attn, cfg_.attn_scale(), pool);
+    cpu::paged_attention(q, out, cfg_.n_heads, layer, b.attn, cfg_.attn_scale(), pool,
+                         cfg_.is_sliding_layer(li) ? cfg_.sliding_window : 0);
   };
   run(b.tokens, b.positions, attend, b.out_rows, logits, pool);
 }

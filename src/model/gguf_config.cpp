@@ -1,4 +1,5 @@
 // ModelConfig from GGUF metadata (llama.cpp's key names: "<arch>.embedding_length", ...).
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <optional>
@@ -15,6 +16,20 @@ int64_t need_int(const GgufFile& f, const std::string& key) {
   auto v = f.get_int(key);
   if (!v) fail(f.path(), ": missing GGUF key ", key);
   return *v;
+}
+
+// Gemma 3 as llama.cpp builds it: 5 of every 6 layers (il % 6 < 5) attend within the sliding
+// window with RoPE base 10000, unscaled; the norms in the file already hold Gemma's 1 + w.
+void read_gemma3(const GgufFile& f, const std::string& p, ModelConfig* c) {
+  c->sliding_window = f.get_int(p + "attention.sliding_window").value_or(0);
+  if (c->sliding_window < 0 || c->sliding_window > (int64_t{1} << 24))
+    fail(f.path(), ": bad ", p, "attention.sliding_window");
+  c->layer_sliding.assign(static_cast<size_t>(std::max<int64_t>(c->n_layers, 0)), false);
+  for (int64_t i = 0; i < c->n_layers; ++i) c->layer_sliding[static_cast<size_t>(i)] = i % 6 < 5;
+  c->rope_local_theta = 10000.0f;
+  c->embed_scale = std::sqrt(static_cast<float>(c->hidden_size));
+  if (f.get_float(p + "attn_logit_softcapping") || f.get_float(p + "final_logit_softcapping"))
+    fail(f.path(), ": logit soft-capping (Gemma 2) is not supported");
 }
 
 }  // namespace
@@ -34,9 +49,12 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   } else if (arch == "qwen2moe") {
     c.arch = Arch::kQwen2;
     c.attention_bias = true;
+  } else if (arch == "gemma3") {
+    c.arch = Arch::kGemma3;
+    c.qk_norm = c.post_norms = c.gelu = true;
   } else {
     fail(f.path(), ": unsupported GGUF architecture \"", arch,
-         "\" (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe)");
+         "\" (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma3)");
   }
   c.hf_architecture = "gguf:" + arch;
   const std::string p = arch + ".";
@@ -90,6 +108,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     c.norm_topk_prob = f.get_bool(p + "expert_weights_norm").value_or(arch == "qwen3moe");
     if (c.n_experts <= 0) fail(f.path(), ": ", p, "expert_count must be positive");
   }
+  if (c.arch == Arch::kGemma3) read_gemma3(f, p, &c);
   const TensorView* emb = f.tensor("token_embd.weight");
   if (!emb || emb->shape.size() != 2) fail(f.path(), ": missing token_embd.weight");
   c.vocab_size = f.get_int(p + "vocab_size").value_or(emb->shape[0]);

@@ -77,6 +77,8 @@ class Model {
   // The --quantize step of load() (model/quantize_weights.cpp): rewrites w_'s matrices to point
   // into quant_storage_ and logs what it cost.
   void quantize_weights(const LoadOptions& options);
+  // Rewrites Q5_0 matrices as Q8_0 copies (exact) into quant_storage_ (quantize_weights.cpp).
+  void repack_q5_0();
   // Stores this step's k/v ([n_tokens, kv_dim] each, RoPE applied to k) for layer `layer` and
   // writes the attention output for q [n_tokens, n_heads, head_dim] to out.
   using AttendFn = std::function<void(int64_t layer, const float* q, const float* k, const float* v,
@@ -90,7 +92,8 @@ class Model {
   std::unique_ptr<WeightStore> store_;
   ModelConfig cfg_;
   ModelWeights w_;
-  std::vector<float> inv_freq_;  // [head_dim / 2]
+  std::vector<float> inv_freq_;        // [head_dim / 2]
+  std::vector<float> local_inv_freq_;  // [head_dim / 2], sliding-window layers (Gemma 3)
   // Quantized copies made at load (one buffer per matrix); empty without --quantize.
   std::vector<std::vector<uint8_t>> quant_storage_;
   std::string quantize_summary_;
@@ -100,6 +103,7 @@ class Model {
 void load_llama_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_qwen2_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_qwen3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
+void load_gemma3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 // The router and experts of MoE layer i (model/moe.cpp), Hugging Face names.
 void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 // out [n, hidden] = the MoE MLP of layer L applied to h [n, hidden] (model/moe.cpp). A token's

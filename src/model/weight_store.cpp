@@ -20,8 +20,22 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Hugging Face tensor name -> GGUF tensor name (llama.cpp's naming).
-std::string hf_to_gguf(const std::string& hf) {
+// Hugging Face tensor name -> GGUF tensor name (llama.cpp's naming). Gemma 3 names its norms
+// differently: its post_attention_layernorm follows the attention, pre_feedforward_layernorm
+// is what the others call post_attention_layernorm.
+std::string hf_to_gguf(const std::string& hf, Arch arch) {
+  static const std::pair<const char*, const char*> kGemma3[] = {
+      {".post_attention_layernorm.", ".post_attention_norm."},
+      {".pre_feedforward_layernorm.", ".ffn_norm."},
+      {".post_feedforward_layernorm.", ".post_ffw_norm."},
+  };
+  if (arch == Arch::kGemma3) {
+    static const std::regex kLayerRe(R"(model\.layers\.(\d+)(\..+\.)(weight|bias))");
+    std::smatch m;
+    if (std::regex_match(hf, m, kLayerRe))
+      for (const auto& [from, to] : kGemma3)
+        if (m[2] == from) return "blk." + m[1].str() + to + m[3].str();
+  }
   static const std::pair<const char*, const char*> kTop[] = {
       {"model.embed_tokens.", "token_embd."},
       {"model.norm.", "output_norm."},
@@ -101,7 +115,7 @@ std::unique_ptr<WeightStore> WeightStore::open(const std::string& path) {
 }
 
 std::string WeightStore::file_name(const std::string& hf_name) const {
-  return gguf_ ? hf_to_gguf(hf_name) : hf_name;
+  return gguf_ ? hf_to_gguf(hf_name, config_.arch) : hf_name;
 }
 
 bool WeightStore::has(const std::string& name) const {

@@ -24,6 +24,8 @@ struct LayerWeights {
   std::vector<float> q_norm;     // [head_dim] (Qwen3) or empty
   std::vector<float> k_norm;     // [head_dim] (Qwen3) or empty
   std::vector<float> ffn_norm;   // [hidden]
+  std::vector<float> post_attn_norm;  // [hidden] (Gemma 3: on the attention output) or empty
+  std::vector<float> post_ffn_norm;   // [hidden] (Gemma 3: on the MLP output) or empty
   Linear gate, up, down;         // gate/up: [intermediate, hidden], down: [hidden, intermediate]
   // MoE layers (ModelConfig::is_moe_layer) instead of gate/up/down:
   Linear router;             // [n_experts, hidden]

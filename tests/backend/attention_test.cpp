@@ -96,11 +96,12 @@ struct Case {
   std::vector<SeqSpec> seqs;
   float scale = 0.0f;  // 0: default
   float q_amp = 1.0f;
+  int64_t window = 0;  // sliding window (0: none)
 };
 
 std::string describe(const Case& c) {
   std::string s = str(name(c.dtype), " bs=", c.block_size, " kv=", c.n_kv, " g=", c.group,
-                      " d=", c.head_dim, " seqs=");
+                      " d=", c.head_dim, " window=", c.window, " seqs=");
   for (auto& q : c.seqs) s += str("(", q.ctx, ",", q.n_new, ")");
   return s;
 }
@@ -158,7 +159,7 @@ double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
   std::vector<float> q(n_q * n_heads * d_n), out(q.size(), NAN);
   for (auto& x : q) x = c.q_amp * u(rng);
   AttnBatch b{n_seqs, qstart.data(), ctx.data(), tables.data(), max_blocks};
-  paged_attention(q.data(), out.data(), n_heads, cache.kv, b, c.scale, pool);
+  paged_attention(q.data(), out.data(), n_heads, cache.kv, b, c.scale, pool, c.window);
 
   const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(d_n));
   double worst = 0.0;
@@ -177,9 +178,10 @@ double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
       for (int64_t h = 0; h < n_heads; ++h) {
         const int64_t kvh = h / c.group, pos = past + i;
         const float* qr = q.data() + ((qstart[s] + i) * n_heads + h) * d_n;
-        w.assign(pos + 1, 0.0);
+        const int64_t first = c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0;
+        w.assign(pos + 1, -INFINITY);
         double mx = -INFINITY, sum = 0.0;
-        for (int64_t j = 0; j <= pos; ++j) {
+        for (int64_t j = first; j <= pos; ++j) {
           double dot = 0.0;
           for (int64_t d = 0; d < d_n; ++d) dot += double{qr[d]} * kr[j * row + kvh * d_n + d];
           w[j] = dot * scale;
@@ -187,7 +189,7 @@ double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
         }
         for (auto& x : w) sum += (x = std::exp(x - mx));
         std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t j = 0; j <= pos; ++j)
+        for (int64_t j = first; j <= pos; ++j)
           for (int64_t d = 0; d < d_n; ++d) acc[d] += w[j] / sum * vr[j * row + kvh * d_n + d];
         const float* o = out.data() + ((qstart[s] + i) * n_heads + h) * d_n;
         for (int64_t d = 0; d < d_n; ++d) {
@@ -274,6 +276,22 @@ TEST_P(AttentionTest, LongChunk512) {
         rng);
   check(Case{.block_size = 32, .n_kv = 1, .group = 1, .head_dim = 128, .seqs = {{512, 512}}}, pool,
         rng);
+}
+
+// Sliding-window attention (Gemma 3): each query sees its last `window` positions, in prefill
+// chunks and decodes, across blocks and across the 512-position split boundaries.
+TEST_P(AttentionTest, SlidingWindow) {
+  std::mt19937 rng(11);
+  ThreadPool pool(2);
+  check(Case{.block_size = 16, .n_kv = 1, .group = 4, .head_dim = 256,
+             .seqs = {{700, 200}, {30, 30}, {1300, 1}, {513, 1}}, .window = 512},
+        pool, rng);
+  check(Case{.block_size = 4, .n_kv = 2, .group = 2, .head_dim = 64,
+             .seqs = {{90, 90}, {41, 3}, {7, 1}}, .window = 13},
+        pool, rng);
+  check(Case{.block_size = 32, .n_kv = 1, .group = 1, .head_dim = 128,
+             .seqs = {{1100, 1}, {600, 600}}, .window = 1},
+        pool, rng);
 }
 
 // One long decode beside short ones: the long one is split over KV ranges and merged.

@@ -139,6 +139,36 @@ TEST(Dequant, HandBuiltQ4KAndQ6K) {
   EXPECT_EQ(out[0], 2.0f * -32);
 }
 
+// Q5_0 as ggml lays it out (d, then the fifth bits as a little-endian uint32, then nibbles):
+// element j = d * (((qs[j] & 15) | bit j of qh << 4) - 16), element j + 16 the high nibble with
+// bit j + 16. Values set by hand; the repack to Q8_0 keeps every value.
+TEST(Dequant, HandBuiltQ5_0AndItsQ8_0Repack) {
+  BlockQ5_0 b[2];
+  std::vector<float> want;
+  for (int blk = 0; blk < 2; ++blk) {
+    const float d = blk == 0 ? 0.5f : -0.125f;
+    b[blk].d = f32_to_f16(d);
+    uint32_t qh = 0;
+    int q[32];
+    for (int j = 0; j < 32; ++j) q[j] = (j * 7 + blk * 3) % 32;  // 0..31, every code
+    for (int j = 0; j < 16; ++j) {
+      b[blk].qs[j] = static_cast<uint8_t>((q[j] & 15) | ((q[j + 16] & 15) << 4));
+      qh |= static_cast<uint32_t>(q[j] >> 4) << j;
+      qh |= static_cast<uint32_t>(q[j + 16] >> 4) << (j + 16);
+    }
+    std::memcpy(b[blk].qh, &qh, 4);
+    for (int j = 0; j < 32; ++j) want.push_back(d * static_cast<float>(q[j] - 16));
+  }
+  std::vector<float> got(64);
+  cpu::dequantize_row(DType::Q5_0, b, got.data(), 64);
+  EXPECT_EQ(got, want);
+  BlockQ8_0 q8[2];
+  cpu::repack_q5_0_as_q8_0(b, q8, 2);
+  std::vector<float> again(64);
+  cpu::dequantize_row(DType::Q8_0, q8, again.data(), 64);
+  EXPECT_EQ(again, want);
+}
+
 TEST(Dequant, RejectsBadLengthsAndTypes) {
   std::vector<uint8_t> src(1024);
   std::vector<float> dst(256);

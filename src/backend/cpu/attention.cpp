@@ -101,15 +101,16 @@ void split_items(Plan& p) {
   std::vector<Item> whole = std::move(p.items);
   p.items.clear();
   for (const Item& it : whole) {
-    const int64_t parts = (it.kv1 + kSplitKv - 1) / kSplitKv;
+    const int64_t first = it.kv0 / kSplitKv;  // (a sliding window starts past 0)
+    const int64_t parts = (it.kv1 + kSplitKv - 1) / kSplitKv - first;
     if (parts <= 1) {
       p.items.push_back(it);
       continue;
     }
     p.splits.push_back({it.seq, it.kvh, it.tok0, it.n_tok, p.n_parts, parts});
-    for (int64_t i = 0; i < parts; ++i) {
+    for (int64_t i = first; i < first + parts; ++i) {
       Item part = it;
-      part.kv0 = i * kSplitKv;
+      part.kv0 = std::max(it.kv0, i * kSplitKv);
       part.kv1 = std::min(it.kv1, (i + 1) * kSplitKv);
       part.part = p.n_parts++;
       part.cost = it.n_tok * p.group * (part.kv1 - part.kv0);
@@ -118,11 +119,13 @@ void split_items(Plan& p) {
   }
 }
 
-Plan make_plan(const PagedKv& kv, const AttnBatch& b, int64_t n_heads) {
+// window > 0: each query sees its last `window` positions only. Items then hold one query token
+// (the rows of a tile share one KV range), starting at its window.
+Plan make_plan(const PagedKv& kv, const AttnBatch& b, int64_t n_heads, int64_t window) {
   Plan p;
   p.group = n_heads / kv.n_kv_heads;
   p.head_dim = kv.head_dim;
-  p.tile_tokens = std::max<int64_t>(1, detail::kAttnTileRows / p.group);
+  p.tile_tokens = window > 0 ? 1 : std::max<int64_t>(1, detail::kAttnTileRows / p.group);
   p.rows_cap = p.tile_tokens * p.group;
   for (int64_t s = 0; s < b.n_seqs; ++s) {
     const int64_t n_new = int64_t{b.query_start[s + 1]} - b.query_start[s];
@@ -130,8 +133,10 @@ Plan make_plan(const PagedKv& kv, const AttnBatch& b, int64_t n_heads) {
     for (int64_t t0 = 0; t0 < n_new; t0 += p.tile_tokens) {
       const int64_t n_tok = std::min(p.tile_tokens, n_new - t0);
       const int64_t kv_end = past + t0 + n_tok;
+      const int64_t kv_begin = window > 0 ? std::max<int64_t>(0, kv_end - window) : 0;
       for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
-        p.items.push_back({s, h, t0, n_tok, 0, kv_end, -1, n_tok * p.group * kv_end});
+        p.items.push_back(
+            {s, h, t0, n_tok, kv_begin, kv_end, -1, n_tok * p.group * (kv_end - kv_begin)});
       }
     }
   }
@@ -380,13 +385,14 @@ void kv_store(PagedKv& kv, const float* k, const float* v, const int64_t* slot_m
 }
 
 void paged_attention(const float* q, float* out, int64_t n_heads, const PagedKv& kv,
-                     const AttnBatch& b, float scale, ThreadPool& pool) {
+                     const AttnBatch& b, float scale, ThreadPool& pool, int64_t window) {
+  JINX_CHECK(window >= 0, "attention: negative window");
   check_batch(kv, b, n_heads);
   JINX_CHECK(std::isfinite(scale), "attention: scale is not finite");
   if (b.n_seqs == 0 || b.query_start[b.n_seqs] == b.query_start[0]) return;
   JINX_CHECK(q && out, "attention: null q or out");
   if (scale <= 0.0f) scale = 1.0f / std::sqrt(static_cast<float>(kv.head_dim));
-  const Plan plan = make_plan(kv, b, n_heads);
+  const Plan plan = make_plan(kv, b, n_heads, window);
   // Partial states of split items: every slot is written before the merge reads it, so the
   // buffer is kept between calls (no zeroing, no fresh pages each layer).
   thread_local std::vector<float> partials;

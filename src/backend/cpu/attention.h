@@ -55,8 +55,10 @@ struct AttnBatch {
 // [0, that position]; its K/V must already be stored (kv_store). Query head h reads kv head
 // h / (n_heads / n_kv_heads).
 // q, out: [query_start[n_seqs], n_heads, head_dim] fp32. scale <= 0 means 1/sqrt(head_dim).
+// window > 0 (sliding-window attention): the query at position p attends to positions
+// [p - window + 1, p] only.
 // Throws jinx::Error on inconsistent sizes or a block table entry out of range.
 void paged_attention(const float* q, float* out, int64_t n_heads, const PagedKv& kv,
-                     const AttnBatch& b, float scale, ThreadPool& pool);
+                     const AttnBatch& b, float scale, ThreadPool& pool, int64_t window = 0);
 
 }  // namespace jinx::cpu

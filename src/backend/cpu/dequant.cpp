@@ -75,6 +75,28 @@ void dequant_q4_1(const void* src, float* dst, int64_t nb) {
   }
 }
 
+// The 32 signed codes q - 16 of a Q5_0 block.
+void q5_0_codes(const uint8_t* b, int8_t* q) {
+  constexpr int kHalf = kQK5_0 / 2;
+  uint32_t qh;
+  std::memcpy(&qh, b + offsetof(BlockQ5_0, qh), sizeof qh);
+  const uint8_t* qs = b + offsetof(BlockQ5_0, qs);
+  for (int j = 0; j < kHalf; ++j) {
+    q[j] = static_cast<int8_t>(((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - 16);
+    q[j + kHalf] = static_cast<int8_t>(((qs[j] >> 4) | (((qh >> (j + kHalf)) & 1) << 4)) - 16);
+  }
+}
+
+void dequant_q5_0(const void* src, float* dst, int64_t nb) {
+  int8_t q[kQK5_0];
+  for (int64_t i = 0; i < nb; ++i, dst += kQK5_0) {
+    const uint8_t* b = block_at<BlockQ5_0>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ5_0, d));
+    q5_0_codes(b, q);
+    for (int j = 0; j < kQK5_0; ++j) dst[j] = d * static_cast<float>(q[j]);
+  }
+}
+
 // 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block.
 void k_scale_min(const uint8_t* scales, int j, int* sc, int* m) {
   if (j < 4) {
@@ -168,6 +190,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return dequant_q4_0(src, dst, nb);
     case DType::Q4_1:
       return dequant_q4_1(src, dst, nb);
+    case DType::Q5_0:
+      return dequant_q5_0(src, dst, nb);
     case DType::Q4_K:
       return dequant_q4_k(src, dst, nb);
     case DType::Q5_K:
@@ -176,6 +200,16 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return dequant_q6_k(src, dst, nb);
     default:
       fail("dequantize_row: unsupported dtype ", name(t));
+  }
+}
+
+void repack_q5_0_as_q8_0(const void* src, void* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = block_at<BlockQ5_0>(src, i);
+    BlockQ8_0 out;
+    std::memcpy(&out.d, b + offsetof(BlockQ5_0, d), sizeof out.d);
+    q5_0_codes(b, out.qs);
+    std::memcpy(static_cast<uint8_t*>(dst) + i * sizeof(BlockQ8_0), &out, sizeof out);
   }
 }
 

@@ -62,6 +62,9 @@ void rmsnorm(const float* x, const float* weight, float* out, int64_t n_tokens, 
 
 // a[i] = silu(a[i]) * b[i]
 void silu_mul(float* a, const float* b, int64_t n);
+// a[i] = gelu(a[i]) * b[i], GELU in its tanh form (PyTorch's approximate="tanh", Gemma's
+// gelu_pytorch_tanh): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+void gelu_tanh_mul(float* a, const float* b, int64_t n);
 
 // In-place softmax over n values; returns nothing, handles -inf entries.
 void softmax(float* x, int64_t n);

