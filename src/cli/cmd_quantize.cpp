@@ -130,6 +130,8 @@ const char* gguf_arch(Arch a) {
       return "qwen2";
     case Arch::kQwen3:
       return "qwen3";
+    case Arch::kGemma3:
+      return "gemma3";
   }
   return "?";
 }
@@ -324,6 +326,8 @@ void from_hf(const Args& a, DType type, ThreadPool& pool) {
   if (c.n_experts > 0)
     fail(a.in, ": mixture-of-experts checkpoints cannot be written to GGUF yet (--quantize at "
          "load works)");
+  if (c.arch == Arch::kGemma3)
+    fail(a.in, ": Gemma 3 checkpoints cannot be written to GGUF yet (--quantize at load works)");
   GgufWriter g;
   add_arch_keys(g, c, dir.filename().string(), type);
   add_hf_tokenizer(g, dir, c, a.pre);

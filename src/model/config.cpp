@@ -59,6 +59,8 @@ void ModelConfig::validate() const {
   if (!(rope_local_theta > 0.0f) || !std::isfinite(rope_local_theta) || !(embed_scale > 0.0f) ||
       !std::isfinite(embed_scale))
     fail("config: bad rope_local_base_freq or embedding scale");
+  if (!(query_pre_attn_scalar >= 0.0f) || !std::isfinite(query_pre_attn_scalar))
+    fail("config: bad query_pre_attn_scalar");
   if (!(rope_attention_factor > 0.0f) || !std::isfinite(rope_attention_factor))
     fail("config: bad rope attention_factor");
   if (!rope_freq_factors.empty() && static_cast<int64_t>(rope_freq_factors.size()) != head_dim / 2)
@@ -105,7 +107,8 @@ std::vector<float> ModelConfig::rope_local_inv_freq() const {
 }
 
 float ModelConfig::attn_scale() const {
-  return rope_attention_factor * rope_attention_factor / std::sqrt(static_cast<float>(head_dim));
+  const float d = query_pre_attn_scalar > 0.0f ? query_pre_attn_scalar : static_cast<float>(head_dim);
+  return rope_attention_factor * rope_attention_factor / std::sqrt(d);
 }
 
 namespace {
@@ -285,6 +288,61 @@ void read_rope_scaling(const json& j, ModelConfig* c) {
   }
 }
 
+// Gemma 3 (text). Sliding layers from layer_types, else every layer but each sliding window
+// pattern-th. RoPE: transformers 5 nests rope_parameters by layer type (full_attention,
+// sliding_attention); published checkpoints give rope_theta + rope_scaling for the full layers
+// and rope_local_base_freq for the sliding ones.
+void read_gemma3(const json& j, ModelConfig* c) {
+  c->qk_norm = c->post_norms = c->gelu = true;
+  c->norm_weight_offset = 1.0f;
+  c->embed_scale = std::sqrt(static_cast<float>(c->hidden_size));
+  const std::string act = j.value("hidden_activation", std::string("gelu_pytorch_tanh"));
+  if (act != "gelu_pytorch_tanh")
+    fail("config.json: Gemma 3 hidden_activation \"", act, "\" is not supported");
+  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"})
+    if (j.contains(key) && !j[key].is_null()) fail("config.json: ", key, " is not supported");
+  if (get_bool(j, "use_bidirectional_attention", false))
+    fail("config.json: bidirectional attention is not supported");
+  c->query_pre_attn_scalar =
+      static_cast<float>(get_num(j, "query_pre_attn_scalar", static_cast<double>(c->head_dim)));
+  c->sliding_window = get_int(j, "sliding_window", 0, false);
+  c->layer_sliding.assign(static_cast<size_t>(std::max<int64_t>(c->n_layers, 0)), false);
+  auto types = j.find("layer_types");
+  if (types != j.end() && types->is_array()) {
+    if (static_cast<int64_t>(types->size()) != c->n_layers)
+      fail("config.json: layer_types has ", types->size(), " entries for ", c->n_layers, " layers");
+    for (size_t i = 0; i < types->size(); ++i) {
+      const json& t = (*types)[i];
+      if (!t.is_string()) fail("config.json: layer_types must hold strings");
+      c->layer_sliding[i] = t.get<std::string>() == "sliding_attention";
+    }
+  } else {
+    int64_t pattern = get_int(j, "_sliding_window_pattern", 6, false);
+    pattern = get_int(j, "sliding_window_pattern", pattern, false);
+    if (pattern <= 0) fail("config.json: sliding_window_pattern must be positive");
+    for (int64_t i = 0; i < c->n_layers; ++i)
+      c->layer_sliding[static_cast<size_t>(i)] = (i + 1) % pattern != 0;
+  }
+  if (c->sliding_window <= 0) {
+    c->sliding_window = 0;
+    c->layer_sliding.clear();
+  }
+  auto rp = j.find("rope_parameters");
+  if (rp != j.end() && rp->is_object() && rp->contains("full_attention")) {
+    json full = j;
+    full.erase("rope_scaling");
+    full["rope_parameters"] = (*rp)["full_attention"];
+    read_rope_scaling(full, c);
+    const json& local = (*rp).value("sliding_attention", json::object());
+    if (!local.is_object() || local.value("rope_type", std::string("default")) != "default")
+      fail("config.json: only default RoPE is supported on Gemma 3's sliding layers");
+    c->rope_local_theta = static_cast<float>(get_num(local, "rope_theta", 10000.0));
+  } else {
+    read_rope_scaling(j, c);
+    c->rope_local_theta = static_cast<float>(get_num(j, "rope_local_base_freq", 10000.0));
+  }
+}
+
 // The MoE fields of config.json (Qwen3MoeForCausalLM, Qwen2MoeForCausalLM).
 void read_moe(const json& j, ModelConfig* c) {
   // Published checkpoints say num_experts; transformers 5 writes num_local_experts.
@@ -313,9 +371,10 @@ Arch arch_from_hf(const std::string& name) {
   if (name == "LlamaForCausalLM" || name == "MistralForCausalLM") return Arch::kLlama;
   if (name == "Qwen2ForCausalLM" || name == "Qwen2MoeForCausalLM") return Arch::kQwen2;
   if (name == "Qwen3ForCausalLM" || name == "Qwen3MoeForCausalLM") return Arch::kQwen3;
+  if (name == "Gemma3ForCausalLM") return Arch::kGemma3;
   fail("unsupported architecture \"", name,
        "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-       "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)");
+       "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM)");
 }
 
 void read_generation_config(const fs::path& p, ModelConfig* c) {
@@ -365,7 +424,11 @@ ModelConfig load_hf_config(const std::string& dir) {
   c.attention_bias = c.arch == Arch::kQwen2 || get_bool(j, "attention_bias", false);
   c.qk_norm = c.arch == Arch::kQwen3;
   if (is_moe_architecture(c.hf_architecture)) read_moe(j, &c);
-  read_rope_scaling(j, &c);
+  if (c.arch == Arch::kGemma3) {
+    read_gemma3(j, &c);
+  } else {
+    read_rope_scaling(j, &c);
+  }
   read_bos(j, &c.bos_token_id);
   read_eos(j, &c.eos_token_ids);
   for (const char* qkey : {"quantization", "quantization_config"}) {

@@ -57,6 +57,10 @@ struct ModelConfig {
   int64_t sliding_window = 0;       // 0: every layer attends to the whole sequence
   std::vector<bool> layer_sliding;  // [n_layers] when sliding_window > 0
   float rope_local_theta = 10000.0f;
+  // Hugging Face Gemma 3: norms scale by (1 + w) (GGUF files store 1 + w already), and the
+  // scores by 1 / sqrt(query_pre_attn_scalar) (0: head_dim).
+  float norm_weight_offset = 0.0f;
+  float query_pre_attn_scalar = 0.0f;
   bool is_sliding_layer(int64_t layer) const {
     return sliding_window > 0 && layer_sliding[static_cast<size_t>(layer)];
   }

@@ -116,6 +116,16 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
         break;
     }
   }
+  if (c.norm_weight_offset != 0.0f) {  // Hugging Face Gemma: x * (1 + w)
+    auto shift = [&](std::vector<float>& v) {
+      for (float& x : v) x += c.norm_weight_offset;
+    };
+    shift(m->w_.final_norm);
+    for (LayerWeights& l : m->w_.layers)
+      for (auto* v : {&l.attn_norm, &l.ffn_norm, &l.post_attn_norm, &l.post_ffn_norm, &l.q_norm,
+                      &l.k_norm})
+        shift(*v);
+  }
   m->inv_freq_ = c.rope_inv_freq();
   m->local_inv_freq_ = c.rope_local_inv_freq();
   m->repack_q5_0();

@@ -140,6 +140,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // and transformers 5's rope_parameters with betas and attention factor.
                       Case{"tiny-qwen2-yarn", "tiny-qwen2-yarn", 1e-4},
                       Case{"tiny-qwen3-yarn", "tiny-qwen3-yarn", 1e-4},
+                      // Gemma 3 (tools/fixtures_gemma3.py): sliding-window and full layers, each
+                      // with its RoPE, (1 + w) norms, query_pre_attn_scalar, GELU-tanh.
+                      Case{"tiny-gemma3", "tiny-gemma3", 1e-4},
                       // llama.cpp on the same GGUF files. Both round activations to 8 bits, but
                       // independently (llama.cpp: f16 block scales, 256-blocks for k-quants)
                       // and with an f16 KV cache there, hence the looser bounds (measured
