@@ -183,6 +183,11 @@ def build_one(name, spec):
     model.save_pretrained(out_dir, safe_serialization=True)
     if spec["style"] == "legacy":
         to_legacy_config(out_dir / "config.json", spec["cfg"])
+    if spec.get("drop_keys"):  # keys published configs lack (transformers derives them again)
+        config = json.loads((out_dir / "config.json").read_text())
+        for key in spec["drop_keys"]:
+            config.pop(key, None)
+        (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     reloaded = load_fp32(out_dir, spec["model_cls"])
     ref = reference(reloaded, TRANSFORMERS_SOURCE)
     ref["seed"] = seed

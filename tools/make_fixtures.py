@@ -2,7 +2,7 @@
 """Builds the model fixtures under tests/fixtures/models and tests/fixtures/smollm2.
 
 Run:  /work/refvenv/bin/python tools/make_fixtures.py [stage ...]
-Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn gemma3
+Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn gemma3 swa
 
   hf       tiny HF checkpoints (random weights, fixed seeds) + transformers fp32 references
   mlx      tiny-qwen2 quantized with mlx_lm (4-bit, group 64) + MLX reference
@@ -12,7 +12,9 @@ Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn ge
   smollm2_hf  transformers fp32 on the same GGUF's dequantized weights (needs accelerate)
   moe      tiny Qwen3-MoE and Qwen2-MoE checkpoints + transformers fp32 references
   yarn     tiny Qwen2 / Qwen3 checkpoints with YaRN rope scaling + transformers fp32 references
-  gemma3   llama.cpp on the real Gemma 3 270M GGUF (tools/get_models.sh installs it)
+  gemma3   tiny Gemma 3 checkpoint + transformers reference; llama.cpp on the real Gemma 3 270M
+           GGUF (tools/get_models.sh installs it)
+  swa      tiny Qwen2 / Mistral checkpoints with sliding-window attention + transformers references
 
 Afterwards tests/fixtures/models/MANIFEST.json records the sha256 of every fixture
 file and of the generator sources (checked by tests/python/test_fixtures_fresh.py).
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E402
 
-STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3"]
+STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa"]
 
 
 def run_stage(stage):
@@ -49,6 +51,9 @@ def run_stage(stage):
     elif stage == "smollm2_hf":
         import fixtures_smollm2_hf
         fixtures_smollm2_hf.build_all()
+    elif stage == "swa":
+        import fixtures_swa
+        fixtures_swa.build_all()
     elif stage == "gemma3":
         import fixtures_gemma3
         fixtures_gemma3.build_all()

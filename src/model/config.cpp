@@ -56,7 +56,7 @@ void ModelConfig::validate() const {
     fail("config: bad yarn rope_scaling parameters");
   if (sliding_window < 0 || (sliding_window > 0 && static_cast<int64_t>(layer_sliding.size()) != n_layers))
     fail("config: bad sliding window (", sliding_window, ", ", layer_sliding.size(), " layer flags)");
-  if (!(rope_local_theta > 0.0f) || !std::isfinite(rope_local_theta) || !(embed_scale > 0.0f) ||
+  if (!(rope_local_theta >= 0.0f) || !std::isfinite(rope_local_theta) || !(embed_scale > 0.0f) ||
       !std::isfinite(embed_scale))
     fail("config: bad rope_local_base_freq or embedding scale");
   if (!(query_pre_attn_scalar >= 0.0f) || !std::isfinite(query_pre_attn_scalar))
@@ -99,6 +99,7 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
 }
 
 std::vector<float> ModelConfig::rope_local_inv_freq() const {
+  if (rope_local_theta == 0.0f) return rope_inv_freq();
   ModelConfig local = *this;
   local.rope_theta = rope_local_theta;
   local.rope_scaling = RopeScaling::kNone;
@@ -288,6 +289,37 @@ void read_rope_scaling(const json& j, ModelConfig* c) {
   }
 }
 
+// layer_types (transformers 5 writes it): which layers are "sliding_attention". False, with
+// every layer_sliding flag cleared, when the config has none.
+bool read_layer_types(const json& j, ModelConfig* c) {
+  c->layer_sliding.assign(static_cast<size_t>(std::max<int64_t>(c->n_layers, 0)), false);
+  auto types = j.find("layer_types");
+  if (types == j.end() || !types->is_array()) return false;
+  if (static_cast<int64_t>(types->size()) != c->n_layers)
+    fail("config.json: layer_types has ", types->size(), " entries for ", c->n_layers, " layers");
+  for (size_t i = 0; i < types->size(); ++i) {
+    const json& t = (*types)[i];
+    if (!t.is_string()) fail("config.json: layer_types must hold strings");
+    c->layer_sliding[i] = t.get<std::string>() == "sliding_attention";
+  }
+  return true;
+}
+
+// Sliding-window attention of the Llama-family layouts: Mistral's sliding_window covers every
+// layer; Qwen2 / Qwen3 with use_sliding_window the layers from max_window_layers on (or those
+// layer_types names), as transformers builds them.
+void read_sliding_window(const json& j, ModelConfig* c) {
+  const bool mistral = c->hf_architecture == "MistralForCausalLM";
+  const bool qwen = get_bool(j, "use_sliding_window", false);
+  const int64_t window = get_int(j, "sliding_window", 0, false);
+  if ((!mistral && !qwen) || window <= 0) return;
+  c->sliding_window = window;
+  if (read_layer_types(j, c)) return;
+  const int64_t from = qwen ? get_int(j, "max_window_layers", 0, false) : 0;
+  for (int64_t i = std::max<int64_t>(from, 0); i < c->n_layers; ++i)
+    c->layer_sliding[static_cast<size_t>(i)] = true;
+}
+
 // Gemma 3 (text). Sliding layers from layer_types, else every layer but each sliding window
 // pattern-th. RoPE: transformers 5 nests rope_parameters by layer type (full_attention,
 // sliding_attention); published checkpoints give rope_theta + rope_scaling for the full layers
@@ -306,17 +338,7 @@ void read_gemma3(const json& j, ModelConfig* c) {
   c->query_pre_attn_scalar =
       static_cast<float>(get_num(j, "query_pre_attn_scalar", static_cast<double>(c->head_dim)));
   c->sliding_window = get_int(j, "sliding_window", 0, false);
-  c->layer_sliding.assign(static_cast<size_t>(std::max<int64_t>(c->n_layers, 0)), false);
-  auto types = j.find("layer_types");
-  if (types != j.end() && types->is_array()) {
-    if (static_cast<int64_t>(types->size()) != c->n_layers)
-      fail("config.json: layer_types has ", types->size(), " entries for ", c->n_layers, " layers");
-    for (size_t i = 0; i < types->size(); ++i) {
-      const json& t = (*types)[i];
-      if (!t.is_string()) fail("config.json: layer_types must hold strings");
-      c->layer_sliding[i] = t.get<std::string>() == "sliding_attention";
-    }
-  } else {
+  if (!read_layer_types(j, c)) {
     int64_t pattern = get_int(j, "_sliding_window_pattern", 6, false);
     pattern = get_int(j, "sliding_window_pattern", pattern, false);
     if (pattern <= 0) fail("config.json: sliding_window_pattern must be positive");
@@ -419,8 +441,7 @@ ModelConfig load_hf_config(const std::string& dir) {
   c.rms_norm_eps = static_cast<float>(get_num(j, "rms_norm_eps", 1e-6));
   c.rope_theta = static_cast<float>(get_num(j, "rope_theta", 10000.0));
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", false);
-  if (get_bool(j, "use_sliding_window", false))
-    fail(cfg_path.string(), ": sliding-window attention is not supported");
+  if (c.arch != Arch::kGemma3) read_sliding_window(j, &c);
   c.attention_bias = c.arch == Arch::kQwen2 || get_bool(j, "attention_bias", false);
   c.qk_norm = c.arch == Arch::kQwen3;
   if (is_moe_architecture(c.hf_architecture)) read_moe(j, &c);

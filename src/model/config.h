@@ -50,13 +50,14 @@ struct ModelConfig {
   // Gemma 3: the embedding scaled by sqrt(hidden_size); RMSNorms after the attention and after
   // the MLP as well as before them; GELU (tanh form) gating instead of SiLU; sliding-window
   // attention (window sliding_window) on the layers layer_sliding marks, whose rotation uses
-  // rope_local_theta without scaling (the others rope_theta and rope_scaling).
+  // rope_local_theta without scaling (the others rope_theta and rope_scaling; 0: the sliding
+  // layers rotate as the others, as in Mistral and Qwen2).
   float embed_scale = 1.0f;
   bool post_norms = false;
   bool gelu = false;
   int64_t sliding_window = 0;       // 0: every layer attends to the whole sequence
   std::vector<bool> layer_sliding;  // [n_layers] when sliding_window > 0
-  float rope_local_theta = 10000.0f;
+  float rope_local_theta = 0.0f;
   // Hugging Face Gemma 3: norms scale by (1 + w) (GGUF files store 1 + w already), and the
   // scores by 1 / sqrt(query_pre_attn_scalar) (0: head_dim).
   float norm_weight_offset = 0.0f;

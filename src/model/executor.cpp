@@ -121,10 +121,10 @@ std::unique_ptr<Executor> make_executor(std::shared_ptr<const Model> model,
     fail("--device ", o.device,
          ": mixture-of-experts models run on the CPU only (the CUDA "
          "backend has no MoE kernels yet)");
-  if (model->config().arch == Arch::kGemma3)
+  if (model->config().arch == Arch::kGemma3 || model->config().sliding_window > 0)
     fail("--device ", o.device,
-         ": Gemma 3 runs on the CPU only (the CUDA backend has no sliding-window attention, "
-         "post-norms or GELU gating yet)");
+         ": Gemma 3 and sliding-window models run on the CPU only (the CUDA backend has no "
+         "sliding-window attention, post-norms or GELU gating yet)");
 #ifdef JINX_CUDA
   const int n_dev = cuda::device_count();
   if (n_dev == 0) fail("--device ", o.device, ": no CUDA GPU is visible to this process");

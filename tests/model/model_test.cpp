@@ -143,6 +143,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // Gemma 3 (tools/fixtures_gemma3.py): sliding-window and full layers, each
                       // with its RoPE, (1 + w) norms, query_pre_attn_scalar, GELU-tanh.
                       Case{"tiny-gemma3", "tiny-gemma3", 1e-4},
+                      // Sliding windows of 8 (tools/fixtures_swa.py): Qwen2's use_sliding_window
+                      // from max_window_layers on, Mistral's on every layer.
+                      Case{"tiny-qwen2-swa", "tiny-qwen2-swa", 1e-4},
+                      Case{"tiny-mistral-swa", "tiny-mistral-swa", 1e-4},
                       // llama.cpp on the same GGUF files. Both round activations to 8 bits, but
                       // independently (llama.cpp: f16 block scales, 256-blocks for k-quants)
                       // and with an f16 KV cache there, hence the looser bounds (measured
