@@ -2,7 +2,7 @@
 """Builds the model fixtures under tests/fixtures/models and tests/fixtures/smollm2.
 
 Run:  /work/refvenv/bin/python tools/make_fixtures.py [stage ...]
-Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn gemma3 swa
+Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn gemma3 swa mlx_moe
 
   hf       tiny HF checkpoints (random weights, fixed seeds) + transformers fp32 references
   mlx      tiny-qwen2 quantized with mlx_lm (4-bit, group 64) + MLX reference
@@ -15,6 +15,8 @@ Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn ge
   gemma3   tiny Gemma 3 checkpoint + transformers reference; llama.cpp on the real Gemma 3 270M
            GGUF (tools/get_models.sh installs it)
   swa      tiny Qwen2 / Mistral checkpoints with sliding-window attention + transformers references
+  mlx_moe  tiny-qwen3-moe quantized by mlx_lm.convert (stacked experts, 8-bit router) + MLX
+           reference (a venv with mlx and mlx-lm; run moe first)
 
 Afterwards tests/fixtures/models/MANIFEST.json records the sha256 of every fixture
 file and of the generator sources (checked by tests/python/test_fixtures_fresh.py).
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E402
 
-STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa"]
+STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa", "mlx_moe"]
 
 
 def run_stage(stage):
@@ -51,6 +53,9 @@ def run_stage(stage):
     elif stage == "smollm2_hf":
         import fixtures_smollm2_hf
         fixtures_smollm2_hf.build_all()
+    elif stage == "mlx_moe":
+        import fixtures_mlx_moe
+        fixtures_mlx_moe.build_all()
     elif stage == "swa":
         import fixtures_swa
         fixtures_swa.build_all()

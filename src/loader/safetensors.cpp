@@ -309,19 +309,30 @@ bool is_float_dtype(DType t) {
   return t == DType::F32 || t == DType::F16 || t == DType::BF16;
 }
 
-// Checks that `t` is a 2-D [rows, cols] float tensor; `what` names it in errors.
-void check_group_tensor(const TensorView* t, const std::string& what, int64_t rows, int64_t cols) {
+// Checks that `t` is a 2-D [rows, cols] float tensor (stacked: [n, rows, cols]); `what` names it
+// in errors.
+void check_group_tensor(const TensorView* t, const std::string& what, int64_t rows, int64_t cols,
+                        int64_t n_stacked = -1) {
   if (!t) fail(what, ": missing (MLX-quantized weight needs scales and biases)");
   if (!is_float_dtype(t->dtype))
     fail(what, ": dtype ", jinx::name(t->dtype), " is not F32, F16 or BF16");
-  if (t->shape.size() != 2 || t->shape[0] != rows || t->shape[1] != cols)
-    fail(what, ": shape ", t->shape_str(), ", expected [", rows, ", ", cols, "]");
+  const bool ok = n_stacked < 0
+                      ? t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols
+                      : t->shape.size() == 3 && t->shape[0] == n_stacked && t->shape[1] == rows &&
+                            t->shape[2] == cols;
+  if (!ok) fail(what, ": shape ", t->shape_str(), ", expected [", n_stacked < 0 ? "" : str(n_stacked, ", "), rows, ", ", cols, "]");
+}
+
+// Start of matrix `index` of a stacked tensor holding `count` of `bytes` each.
+const void* slice(const TensorView* t, int64_t index, int64_t count, size_t bytes) {
+  JINX_CHECK(bytes * static_cast<size_t>(count) <= t->nbytes, "stacked tensor data too short");
+  return static_cast<const uint8_t*>(t->data) + bytes * static_cast<size_t>(index);
 }
 
 }  // namespace
 
 std::optional<WeightMatrix> mlx_weight(const SafetensorsSet& set, std::string_view prefix, int bits,
-                                       int group_size) {
+                                       int group_size, int64_t expert, int64_t n_experts) {
   const std::string p(prefix);
   const TensorView* scales = set.find(p + ".scales");
   if (!scales) return std::nullopt;
@@ -335,10 +346,13 @@ std::optional<WeightMatrix> mlx_weight(const SafetensorsSet& set, std::string_vi
   if (weight->dtype != DType::U32)
     fail(p, ".weight: MLX-quantized weight has dtype ", jinx::name(weight->dtype),
          ", expected U32");
-  if (weight->shape.size() != 2)
+  const bool stacked = expert >= 0;
+  if (stacked && (expert >= n_experts || weight->shape.size() != 3 || weight->shape[0] != n_experts))
+    fail(p, ".weight: expected ", n_experts, " stacked experts, shape is ", weight->shape_str());
+  if (!stacked && weight->shape.size() != 2)
     fail(p, ".weight: MLX-quantized weight has shape ", weight->shape_str(), ", expected 2-D");
-  const int64_t rows = weight->shape[0];
-  const int64_t packed = weight->shape[1];
+  const int64_t rows = weight->shape[stacked ? 1 : 0];
+  const int64_t packed = weight->shape[stacked ? 2 : 1];
   // packed * 4 bytes fit in the file, so packed * 32 cannot overflow.
   if (rows == 0 || packed == 0) fail(p, ".weight: empty shape ", weight->shape_str());
   if (packed * 32 % bits != 0)
@@ -347,9 +361,10 @@ std::optional<WeightMatrix> mlx_weight(const SafetensorsSet& set, std::string_vi
   const int64_t cols = packed * 32 / bits;
   if (cols % group_size != 0)
     fail(p, ".weight: ", cols, " columns are not a multiple of group_size ", group_size);
-  check_group_tensor(scales, p + ".scales", rows, cols / group_size);
+  const int64_t n_stack = stacked ? n_experts : -1;
+  check_group_tensor(scales, p + ".scales", rows, cols / group_size, n_stack);
   const TensorView* biases = set.find(p + ".biases");
-  check_group_tensor(biases, p + ".biases", rows, cols / group_size);
+  check_group_tensor(biases, p + ".biases", rows, cols / group_size, n_stack);
   if (biases->dtype != scales->dtype)
     fail(p, ": scales dtype ", jinx::name(scales->dtype), " differs from biases dtype ",
          jinx::name(biases->dtype));
@@ -361,6 +376,13 @@ std::optional<WeightMatrix> mlx_weight(const SafetensorsSet& set, std::string_vi
   w.cols = cols;
   w.row_bytes = static_cast<size_t>(packed) * 4;
   w.mlx = MlxQuant{bits, group_size, scales->dtype, scales->data, biases->data};
+  if (stacked) {
+    const size_t group_bytes =
+        static_cast<size_t>(rows * (cols / group_size)) * traits(scales->dtype).block_bytes;
+    w.data = slice(weight, expert, n_experts, w.row_bytes * static_cast<size_t>(rows));
+    w.mlx.scales = slice(scales, expert, n_experts, group_bytes);
+    w.mlx.biases = slice(biases, expert, n_experts, group_bytes);
+  }
   return w;
 }
 

@@ -99,8 +99,11 @@ class SafetensorsSet {
 // (same float dtype, [out, in / group_size]) and returns the packed matrix with cols = in.
 // Returns nullopt when `<prefix>.scales` is absent (the weight is not MLX-quantized).
 // Throws jinx::Error on any inconsistency.
+// expert >= 0: the tensors are stacked, [n_experts, out, ...] (mlx-lm's SwitchLinear, a MoE
+// layer's experts): expert `expert`'s matrix, as views into them.
 std::optional<WeightMatrix> mlx_weight(const SafetensorsSet& set, std::string_view prefix, int bits,
-                                       int group_size);
+                                       int group_size, int64_t expert = -1,
+                                       int64_t n_experts = 0);
 
 // A 2-D F32/F16/BF16 tensor as a dense WeightMatrix; nullopt for any other rank or dtype.
 std::optional<WeightMatrix> dense_weight(const TensorView& view);

@@ -73,6 +73,11 @@ void ModelConfig::validate() const {
   if (quant_bits != 0 &&
       (quant_group_size != 32 && quant_group_size != 64 && quant_group_size != 128))
     fail("config: unsupported quantization group_size ", quant_group_size);
+  for (const QuantOverride& q : quant_overrides)
+    if ((q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 6 && q.bits != 8) ||
+        (q.group_size != 32 && q.group_size != 64 && q.group_size != 128))
+      fail("config: unsupported quantization of ", q.path, ": ", q.bits, " bits, group ",
+           q.group_size);
   // The engine feeds bos to the embedding table and compares sampled ids with eos: an id past
   // the vocabulary would index past the table (or never stop a sequence). -1: no bos token.
   if (bos_token_id != -1 && (bos_token_id < 0 || bos_token_id >= vocab_size))
@@ -105,6 +110,12 @@ std::vector<float> ModelConfig::rope_local_inv_freq() const {
   local.rope_scaling = RopeScaling::kNone;
   local.rope_freq_factors.clear();
   return local.rope_inv_freq();
+}
+
+std::pair<int, int> ModelConfig::quant_of(const std::string& path) const {
+  for (const QuantOverride& q : quant_overrides)
+    if (q.path == path) return {q.bits, q.group_size};
+  return {quant_bits, quant_group_size};
 }
 
 float ModelConfig::attn_scale() const {
@@ -460,6 +471,12 @@ ModelConfig load_hf_config(const std::string& dir) {
            "\" is not supported (MLX affine quantization is)");
     c.quant_bits = static_cast<int>(get_int(*q, "bits", 0, true));
     c.quant_group_size = static_cast<int>(get_int(*q, "group_size", 64, false));
+    for (const auto& [path, v] : q->items()) {  // per-module settings mlx-lm wrote
+      if (!v.is_object() || !v.contains("bits")) continue;
+      c.quant_overrides.push_back(
+          {path, static_cast<int>(get_int(v, "bits", 0, true)),
+           static_cast<int>(get_int(v, "group_size", c.quant_group_size, false))});
+    }
     break;
   }
   read_generation_config(fs::path(dir) / "generation_config.json", &c);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace jinx {
@@ -79,9 +80,17 @@ struct ModelConfig {
   std::vector<int64_t> mlp_only_layers;
   int64_t shared_expert_intermediate_size = 0;
   bool is_moe_layer(int64_t layer) const;
-  // MLX affine quantization of the checkpoint (0 = none)
+  // MLX affine quantization of the checkpoint (0 = none), and the modules mlx-lm quantized
+  // otherwise (e.g. a MoE router at 8 bits: "model.layers.0.mlp.gate").
   int quant_bits = 0;
   int quant_group_size = 0;
+  struct QuantOverride {
+    std::string path;
+    int bits = 0, group_size = 0;
+  };
+  std::vector<QuantOverride> quant_overrides;
+  // bits and group size of the module at `path`.
+  std::pair<int, int> quant_of(const std::string& path) const;
   // from generation_config.json (or GGUF): defaults for sampling
   int32_t bos_token_id = -1;
   std::vector<int32_t> eos_token_ids;

@@ -67,7 +67,18 @@ void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWe
   const int64_t E = c.n_experts, ff = c.moe_intermediate_size;
   l->router.w = s.matrix(p + "gate", E, h);
   l->experts.reserve(static_cast<size_t>(E));
+  // mlx-lm stacks the experts (SwitchGLU: mlp.switch_mlp.{gate,up,down}_proj, [E, rows, ...]).
+  const bool switch_mlp = !s.is_gguf() && s.has(p + "switch_mlp.gate_proj.weight");
   for (int64_t e = 0; e < E; ++e) {
+    if (switch_mlp) {
+      const std::string sw = p + "switch_mlp.";
+      Mlp m;
+      m.gate.w = s.stacked_st_matrix(sw + "gate_proj", e, E, ff, h);
+      m.up.w = s.stacked_st_matrix(sw + "up_proj", e, E, ff, h);
+      m.down.w = s.stacked_st_matrix(sw + "down_proj", e, E, h, ff);
+      l->experts.push_back(m);
+      continue;
+    }
     if (!s.is_gguf()) {
       l->experts.push_back(load_mlp(s, p + "experts." + std::to_string(e) + ".", ff, h));
       continue;

@@ -126,7 +126,8 @@ bool WeightStore::has(const std::string& name) const {
 WeightMatrix WeightStore::matrix(const std::string& prefix, int64_t rows, int64_t cols) const {
   const std::string name = file_name(prefix + ".weight");
   if (st_ && config_.quant_bits != 0 && st_->find(prefix + ".scales")) {
-    auto w = mlx_weight(*st_, prefix, config_.quant_bits, config_.quant_group_size);
+    const auto [bits, group] = config_.quant_of(prefix);
+    auto w = mlx_weight(*st_, prefix, bits, group);
     JINX_CHECK(w.has_value(), prefix, ": not a valid MLX-quantized weight");
     if (w->rows != rows || w->cols != cols)
       fail(prefix, ": expected [", rows, ", ", cols, "], MLX weight is [", w->rows, ", ", w->cols,
@@ -136,6 +137,35 @@ WeightMatrix WeightStore::matrix(const std::string& prefix, int64_t rows, int64_
   const TensorView* v = gguf_ ? gguf_->tensor(name) : st_->find(name);
   if (!v) fail(path_, ": missing tensor ", name);
   return matrix_from_view(*v, name, rows, cols);
+}
+
+WeightMatrix WeightStore::stacked_st_matrix(const std::string& prefix, int64_t index,
+                                           int64_t count, int64_t rows, int64_t cols) const {
+  JINX_CHECK(st_ != nullptr, "stacked_st_matrix: a safetensors checkpoint");
+  JINX_CHECK(index >= 0 && index < count, "stacked_st_matrix: index ", index, " of ", count);
+  const std::string name = prefix + ".weight";
+  if (config_.quant_bits != 0 && st_->find(prefix + ".scales")) {
+    const auto [bits, group] = config_.quant_of(prefix);
+    auto w = mlx_weight(*st_, prefix, bits, group, index, count);
+    JINX_CHECK(w.has_value(), prefix, ": not a valid MLX-quantized weight");
+    if (w->rows != rows || w->cols != cols)
+      fail(prefix, ": expected [", count, ", ", rows, ", ", cols, "], MLX weight is [", count, ", ",
+           w->rows, ", ", w->cols, "]");
+    return *w;
+  }
+  const TensorView* v = st_->find(name);
+  if (!v) fail(path_, ": missing tensor ", name);
+  if (v->shape.size() != 3 || v->shape[0] != count || v->shape[1] != rows || v->shape[2] != cols)
+    fail(name, ": expected shape [", count, ", ", rows, ", ", cols, "], file has ", v->shape_str());
+  auto rb = bytes_for(v->dtype, cols);
+  if (!rb) fail(name, ": unsupported weight type ", jinx::name(v->dtype));
+  const size_t bytes = *rb * static_cast<size_t>(rows);
+  JINX_CHECK(bytes * static_cast<size_t>(count) <= v->nbytes, name, ": tensor data too short");
+  TensorView one = *v;
+  one.shape = {rows, cols};
+  one.data = static_cast<const uint8_t*>(v->data) + bytes * static_cast<size_t>(index);
+  one.nbytes = bytes;
+  return matrix_from_view(one, name, rows, cols);
 }
 
 WeightMatrix WeightStore::stacked_matrix(const std::string& gguf_name, int64_t index, int64_t count,

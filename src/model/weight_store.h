@@ -29,6 +29,10 @@ class WeightStore {
   // A 2-D weight `<prefix>.weight` of shape [rows, cols] in its stored format (MLX-quantized
   // when the checkpoint is). Throws when missing or of another shape.
   WeightMatrix matrix(const std::string& prefix, int64_t rows, int64_t cols) const;
+  // Matrix `index` of `count` stacked in the 3-D safetensors tensor `<prefix>.weight` (mlx-lm's
+  // SwitchLinear: a MoE layer's experts, MLX-quantized or not), in place.
+  WeightMatrix stacked_st_matrix(const std::string& prefix, int64_t index, int64_t count,
+                                 int64_t rows, int64_t cols) const;
   // Matrix `index` of `count` stacked in one 3-D GGUF tensor `gguf_name` of shape
   // [count, rows, cols] (llama.cpp's MoE experts, e.g. blk.0.ffn_gate_exps.weight), in place.
   WeightMatrix stacked_matrix(const std::string& gguf_name, int64_t index, int64_t count,

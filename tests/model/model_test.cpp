@@ -168,7 +168,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-qwen2-moe-q8_0.gguf", "tiny-qwen2-moe-q8_0", 1e-4,
                            "_transformers"},
                       // MLX 4-bit, group 64, run quantized; reference: MLX itself.
-                      Case{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", 1e-4}),
+                      Case{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", 1e-4},
+                      // mlx-lm's MoE layout: experts stacked (switch_mlp), 4-bit group 32, the
+                      // routers at 8 bits group 64 (tools/fixtures_mlx_moe.py).
+                      Case{"tiny-qwen3-moe-mlx4", "tiny-qwen3-moe-mlx4", 1e-4}),
     [](const auto& info) {
       std::string s = std::string(info.param.model) + info.param.variant;
       for (char& ch : s)
