@@ -119,21 +119,25 @@ void split_items(Plan& p) {
   }
 }
 
-// window > 0: each query sees its last `window` positions only. Items then hold one query token
-// (the rows of a tile share one KV range), starting at its window.
+// window > 0: each query sees its last `window` positions only. A query past the first window
+// gets an item of its own (the rows of an item share one KV range), starting at its window;
+// those before it are tiled as without a window (their range starts at 0 all the same, so
+// their tiles, and sums, are the same either way).
 Plan make_plan(const PagedKv& kv, const AttnBatch& b, int64_t n_heads, int64_t window) {
   Plan p;
   p.group = n_heads / kv.n_kv_heads;
   p.head_dim = kv.head_dim;
-  p.tile_tokens = window > 0 ? 1 : std::max<int64_t>(1, detail::kAttnTileRows / p.group);
+  p.tile_tokens = std::max<int64_t>(1, detail::kAttnTileRows / p.group);
   p.rows_cap = p.tile_tokens * p.group;
   for (int64_t s = 0; s < b.n_seqs; ++s) {
     const int64_t n_new = int64_t{b.query_start[s + 1]} - b.query_start[s];
     const int64_t past = b.context_len[s] - n_new;
-    for (int64_t t0 = 0; t0 < n_new; t0 += p.tile_tokens) {
-      const int64_t n_tok = std::min(p.tile_tokens, n_new - t0);
+    // Tokens t < unbounded see from position 0.
+    const int64_t unbounded = window > 0 ? std::max<int64_t>(0, window - past) : n_new;
+    for (int64_t t0 = 0, n_tok = 0; t0 < n_new; t0 += n_tok) {
+      n_tok = t0 < unbounded ? std::min({p.tile_tokens, n_new - t0, unbounded - t0}) : 1;
       const int64_t kv_end = past + t0 + n_tok;
-      const int64_t kv_begin = window > 0 ? std::max<int64_t>(0, kv_end - window) : 0;
+      const int64_t kv_begin = t0 < unbounded ? 0 : kv_end - window;
       for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
         p.items.push_back(
             {s, h, t0, n_tok, kv_begin, kv_end, -1, n_tok * p.group * (kv_end - kv_begin)});
