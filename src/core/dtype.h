@@ -27,7 +27,7 @@ enum class DType : uint8_t {
   Q5_K,
   Q6_K,
   F8_E4M3,  // fp8, 4 exponent bits (the quantized KV cache; not a weight format)
-  Q5_0,     // read from GGUF files; weights are rewritten to Q8_0 at load (exactly)
+  Q5_0,     // x = d * (q - 16), q 5-bit (llama.cpp's fallback for k-quants on odd widths)
   kCount,
 };
 

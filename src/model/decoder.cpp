@@ -128,7 +128,6 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
   m->inv_freq_ = c.rope_inv_freq();
   m->local_inv_freq_ = c.rope_local_inv_freq();
-  m->repack_q5_0();
   if (options.quantize != WeightQuant::kNone) m->quantize_weights(options);
   return m;
 }

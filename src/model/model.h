@@ -77,8 +77,6 @@ class Model {
   // The --quantize step of load() (model/quantize_weights.cpp): rewrites w_'s matrices to point
   // into quant_storage_ and logs what it cost.
   void quantize_weights(const LoadOptions& options);
-  // Rewrites Q5_0 matrices as Q8_0 copies (exact) into quant_storage_ (quantize_weights.cpp).
-  void repack_q5_0();
   // Stores this step's k/v ([n_tokens, kv_dim] each, RoPE applied to k) for layer `layer` and
   // writes the attention output for q [n_tokens, n_heads, head_dim] to out.
   using AttendFn = std::function<void(int64_t layer, const float* q, const float* k, const float* v,

@@ -17,11 +17,9 @@
 #include <cstdio>
 #include <string>
 
-#include "backend/cpu/dequant.h"
 #include "backend/cpu/quantize.h"
 #include "core/check.h"
 #include "core/log.h"
-#include "core/quant_blocks.h"
 #include "model/model.h"
 
 namespace jinx {
@@ -85,32 +83,6 @@ const char* weight_quant_name(WeightQuant q) {
       return "int4";
   }
   return "?";
-}
-
-// Q5_0 (llama.cpp's Q4_K_M / Q5_0 files use it for some matrices) has no kernels here: each
-// such matrix becomes Q8_0 with the same values, in quant_storage_.
-void Model::repack_q5_0() {
-  auto repack = [&](WeightMatrix* w) {
-    if (w->dtype != DType::Q5_0 || w->data == nullptr) return;
-    const int64_t nb = w->rows * (w->cols / kQK5_0);
-    std::vector<uint8_t> buf(static_cast<size_t>(nb) * sizeof(BlockQ8_0));
-    cpu::repack_q5_0_as_q8_0(w->data, buf.data(), nb);
-    const bool head_is_embed = w_.lm_head.data == w->data && w != &w_.lm_head;
-    w->dtype = DType::Q8_0;
-    w->data = buf.data();
-    w->row_bytes = static_cast<size_t>(w->cols / kQK8_0) * sizeof(BlockQ8_0);
-    if (head_is_embed) w_.lm_head = *w;  // a tied head reads the same copy
-    quant_storage_.push_back(std::move(buf));  // (the vector's heap buffer does not move)
-  };
-  repack(&w_.embed);
-  repack(&w_.lm_head);
-  for (LayerWeights& L : w_.layers) {
-    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.router, &L.shared.gate,
-                      &L.shared.up, &L.shared.down, &L.shared_gate})
-      repack(&l->w);
-    for (Mlp& m : L.experts)
-      for (Linear* l : {&m.gate, &m.up, &m.down}) repack(&l->w);
-  }
 }
 
 void Model::quantize_weights(const LoadOptions& options) {

@@ -58,6 +58,9 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt199
         set_f16(blk, 0.1f * u(rng));
         set_f16(blk + 2, 0.5f * u(rng));
         break;
+      case DType::Q5_0:
+        set_f16(blk, 0.05f * u(rng));
+        break;
       case DType::Q4_K:
       case DType::Q5_K:
         set_f16(blk, 0.01f * u(rng));
@@ -139,7 +142,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, MatmulParity,
                          ::testing::Values(Param{DType::F32, 67}, Param{DType::F32, 256},
                                            Param{DType::F16, 67}, Param{DType::BF16, 131},
                                            Param{DType::Q8_0, 96}, Param{DType::Q4_0, 160},
-                                           Param{DType::Q4_1, 64}, Param{DType::Q4_K, 512},
+                                           Param{DType::Q4_1, 64}, Param{DType::Q5_0, 96},
+                                           Param{DType::Q4_K, 512},
                                            Param{DType::Q5_K, 256}, Param{DType::Q6_K, 256}),
                          [](const auto& info) {
                            return std::string(name(info.param.dtype)) + "_" +

@@ -115,6 +115,9 @@ TestMatrix gguf_matrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
       case DType::Q4_1:
         put_f16(blk, 0.1f * u(rng)), put_f16(blk + 2, 0.5f * u(rng));
         break;
+      case DType::Q5_0:
+        put_f16(blk, 0.05f * u(rng));
+        break;
       case DType::Q4_K:
       case DType::Q5_K:
         put_f16(blk, 0.01f * u(rng)), put_f16(blk + 2, 0.01f * u(rng));
@@ -283,6 +286,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"q4_0_odd", DType::Q4_0, 0, 0, DType::F32, 37, 160},
                       Case{"q4_1", DType::Q4_1, 0, 0, DType::F32, 21, 64},
                       Case{"q4_1_odd", DType::Q4_1, 0, 0, DType::F32, 5, 224},
+                      Case{"q5_0", DType::Q5_0, 0, 0, DType::F32, 19, 640},
+                      Case{"q5_0_odd", DType::Q5_0, 0, 0, DType::F32, 37, 96},
                       Case{"q4_k", DType::Q4_K, 0, 0, DType::F32, 37, 512},
                       Case{"q5_k", DType::Q5_K, 0, 0, DType::F32, 23, 768},
                       Case{"q6_k", DType::Q6_K, 0, 0, DType::F32, 37, 256},

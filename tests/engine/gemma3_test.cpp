@@ -66,8 +66,8 @@ TEST_F(Gemma3, ConfigIsGemma3WithSlidingWindows) {
   for (int64_t i = 0; i < c.n_layers; ++i) n_sliding += c.is_sliding_layer(i);
   EXPECT_EQ(n_sliding, 15);
   EXPECT_FALSE(c.is_sliding_layer(5));
-  // Q5_0 matrices were rewritten as Q8_0 at load.
-  EXPECT_EQ(model_->weights().layers[0].q.w.dtype, DType::Q8_0);
+  // Q5_0 matrices run as they are stored.
+  EXPECT_EQ(model_->weights().layers[0].q.w.dtype, DType::Q5_0);
 }
 
 TEST_F(Gemma3, TokenIdsMatchLlamaCpp) {

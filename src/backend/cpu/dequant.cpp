@@ -203,14 +203,4 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   }
 }
 
-void repack_q5_0_as_q8_0(const void* src, void* dst, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = block_at<BlockQ5_0>(src, i);
-    BlockQ8_0 out;
-    std::memcpy(&out.d, b + offsetof(BlockQ5_0, d), sizeof out.d);
-    q5_0_codes(b, out.qs);
-    std::memcpy(static_cast<uint8_t*>(dst) + i * sizeof(BlockQ8_0), &out, sizeof out);
-  }
-}
-
 }  // namespace jinx::cpu

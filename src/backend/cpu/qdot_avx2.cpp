@@ -77,6 +77,31 @@ struct DecQ4 {
   }
 };
 
+// Q5_0: Q4_0's nibbles plus bit i of qh (a little-endian uint32) as bit 4 of value i.
+struct DecQ5_0 {
+  static constexpr int kChunks = 1;
+  static constexpr bool kSigned = false, kOffset = true;
+  const uint8_t* row;
+  DecQ5_0(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_AVX2 void unit(int64_t c, Chunk* o) const {
+    const uint8_t* b = block_at<BlockQ5_0>(row, c);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + offsetof(BlockQ5_0, qs)));
+    const __m256i y = _mm256_and_si256(
+        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+        _mm256_set1_epi8(0x0f));
+    uint32_t qh;
+    std::memcpy(&qh, b + offsetof(BlockQ5_0, qh), 4);
+    // Byte i gets bit i of qh: broadcast the 4 bytes of qh to their 8-byte lanes, test bit i % 8.
+    const __m256i bytes = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(qh)),
+        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+    const __m256i on = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+    const float d = h2f(b, offsetof(BlockQ5_0, d));
+    set(o, _mm256_or_si256(y, _mm256_and_si256(on, _mm256_set1_epi8(16))), d, -16.0f * d);
+  }
+};
+
 template <bool kFive>
 struct DecQ45K {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
@@ -344,6 +369,8 @@ QKernels qdot_avx2(QFormat f) {
       return kernels<DecQ4<false>>();
     case QFormat::kQ4_1:
       return kernels<DecQ4<true>>();
+    case QFormat::kQ5_0:
+      return kernels<DecQ5_0>();
     case QFormat::kQ4_K:
       return kernels<DecQ45K<false>>();
     case QFormat::kQ5_K:

@@ -166,6 +166,51 @@ struct DecQ4 {
   }
 };
 
+// Q5_0: Q4_0's nibble layout plus bit i of qh (a little-endian uint32) as bit 4 of value i.
+struct DecQ5_0 {
+  static constexpr int kPairs = 1;
+  static constexpr size_t kQs = offsetof(BlockQ5_0, qs);
+  const uint8_t* row;
+  DecQ5_0(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  static uint32_t qh(const uint8_t* b) {
+    uint32_t h;
+    std::memcpy(&h, b + offsetof(BlockQ5_0, qh), 4);
+    return h;
+  }
+  JINX_VNNI __m512i bytes(int64_t p) const {
+    const uint8_t* b0 = block_at<BlockQ5_0>(row, 2 * p);
+    const uint8_t* b1 = block_at<BlockQ5_0>(row, 2 * p + 1);
+    const __m256i y = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + kQs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + kQs)), 1);
+    // As DecQ4: byte i of the 64 is value i % 32 of block i / 32.
+    const __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
+                                               _mm512_castsi256_si512(y));
+    const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                         0x0004000400040004, 0x0004000400040004);
+    const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
+    const __mmask64 high = static_cast<__mmask64>(qh(b0)) | (static_cast<__mmask64>(qh(b1)) << 32);
+    return _mm512_mask_add_epi8(u, high, u, _mm512_set1_epi8(16));
+  }
+  JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const { b[0] = bytes(p); }
+  JINX_VNNI __m512i bytes_half(int64_t c) const {
+    const uint8_t* b = block_at<BlockQ5_0>(row, c);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kQs));
+    const __m256i y = _mm256_and_si256(
+        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+        _mm256_set1_epi8(0x0f));
+    const __m256i v = _mm256_mask_add_epi8(y, qh(b), y, _mm256_set1_epi8(16));
+    return _mm512_zextsi256_si512(v);
+  }
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t p,
+                                    bool half, __m512* dw, __m512* ow) {
+    for (int c = 0; c < (half ? 1 : 2); ++c) {
+      dw[c] = f16_lo(gather_rows(gr, (2 * p + c) * sizeof(BlockQ5_0)));
+      ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-16.0f));
+    }
+  }
+};
+
 // Q4_K / Q5_K: a 256-value super-block is 4 pairs. Pair k = sub-blocks 2k and 2k + 1, the low
 // and high nibbles of qs[32k .. 32k + 31]; Q5_K adds bit 2k / 2k + 1 of qh[l] as bit 4.
 template <bool kFive>
@@ -768,6 +813,8 @@ QKernels qdot_avx512(QFormat f) {
       return kernels<DecQ4<false>>();
     case QFormat::kQ4_1:
       return kernels<DecQ4<true>>();
+    case QFormat::kQ5_0:
+      return kernels<DecQ5_0>();
     case QFormat::kQ4_K:
       return kernels<DecQ45K<false>>();
     case QFormat::kQ5_K:

@@ -46,6 +46,8 @@ QFormat qformat(const WeightMatrix& w) {
       return QFormat::kQ4_0;
     case DType::Q4_1:
       return QFormat::kQ4_1;
+    case DType::Q5_0:
+      return QFormat::kQ5_0;
     case DType::Q4_K:
       return QFormat::kQ4_K;
     case DType::Q5_K:
@@ -98,6 +100,15 @@ void decode_chunk(QFormat f, const WeightMatrix& w, int64_t row, int64_t c, Chun
       nibbles16(b + offsetof(BlockQ4_1, qs), k->u);
       return set_scale(k, f16_field(b, offsetof(BlockQ4_1, d)),
                        f16_field(b, offsetof(BlockQ4_1, m)));
+    }
+    case QFormat::kQ5_0: {  // Q4_0's nibbles plus bit i of qh (little-endian) as bit 4
+      const uint8_t* b = block_at<BlockQ5_0>(base, c);
+      nibbles16(b + offsetof(BlockQ5_0, qs), k->u);
+      uint32_t qh;
+      std::memcpy(&qh, b + offsetof(BlockQ5_0, qh), 4);
+      for (int i = 0; i < 32; ++i) k->u[i] |= static_cast<int>((qh >> i) & 1) << 4;
+      const float d = f16_field(b, offsetof(BlockQ5_0, d));
+      return set_scale(k, d, -16.0f * d);
     }
     case QFormat::kQ4_K:
     case QFormat::kQ5_K: {
@@ -205,6 +216,8 @@ QKernels qdot_scalar(QFormat f) {
       return both<QFormat::kQ4_0>();
     case QFormat::kQ4_1:
       return both<QFormat::kQ4_1>();
+    case QFormat::kQ5_0:
+      return both<QFormat::kQ5_0>();
     case QFormat::kQ4_K:
       return both<QFormat::kQ4_K>();
     case QFormat::kQ5_K:
