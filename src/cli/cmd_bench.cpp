@@ -89,6 +89,11 @@ void run_bench(const BenchArgs& a) {
               "preemptions\n",
               st.seconds, n_out / st.seconds, (n_in + n_out) / st.seconds,
               static_cast<long long>(st.steps), static_cast<long long>(st.preemptions));
+  if (st.draft_tokens > 0)
+    std::printf("speculative: %lld of %lld guessed tokens accepted (%.0f%%)\n",
+                static_cast<long long>(st.accepted_tokens), static_cast<long long>(st.draft_tokens),
+                100.0 * static_cast<double>(st.accepted_tokens) /
+                    static_cast<double>(st.draft_tokens));
   std::printf("TTFT ms p50 %.1f p90 %.1f p99 %.1f | TPOT ms p50 %.2f p90 %.2f p99 %.2f\n",
               1e3 * percentile(ttft, 50), 1e3 * percentile(ttft, 90), 1e3 * percentile(ttft, 99),
               1e3 * percentile(tpot, 50), 1e3 * percentile(tpot, 90), 1e3 * percentile(tpot, 99));
