@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "backend/cpu/dequant.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/simd.h"
 #include "backend/cpu/unaligned.h"
@@ -150,16 +151,18 @@ void pack_bf16(const std::vector<const WeightMatrix*>& parts, HostDeviceMatrix& 
   }
 }
 
-// Q8_0 / Q4_0: each block's f16 d to scales, its quants to data.
+// Q8_0 / Q4_0: each block's f16 d to scales, its quants to data. A Q5_0 part of a Q8_0 stack:
+// its codes q - 16 as int8 (the same values).
 void pack_q8_q4_0(const std::vector<const WeightMatrix*>& parts, HostDeviceMatrix& m) {
   const int64_t nb = m.cols / kDeviceBlock;
   const size_t qbytes = m.dtype == DType::Q8_0 ? 32 : 16;
-  const size_t block_bytes = m.dtype == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
   m.data.resize(static_cast<size_t>(m.rows * nb) * qbytes);
   m.scales.resize(static_cast<size_t>(m.rows * nb) * 2);
   m.row_bytes = static_cast<size_t>(nb) * qbytes;
   int64_t r0 = 0;
   for (const WeightMatrix* p : parts) {
+    const bool five = p->dtype == DType::Q5_0;
+    const size_t block_bytes = traits(p->dtype).block_bytes;
     JINX_CHECK(p->row_bytes >= static_cast<size_t>(nb) * block_bytes, "weight rows too short");
     for (int64_t r = 0; r < p->rows; ++r) {
       const uint8_t* src = row_at(*p, r);
@@ -167,7 +170,11 @@ void pack_q8_q4_0(const std::vector<const WeightMatrix*>& parts, HostDeviceMatri
         const uint8_t* blk = src + b * block_bytes;  // d (f16) first, then the quants
         const size_t i = static_cast<size_t>((r0 + r) * nb + b);
         std::memcpy(&m.scales[i * 2], blk, 2);
-        std::memcpy(&m.data[i * qbytes], blk + 2, qbytes);
+        if (five) {
+          cpu::q5_0_codes(blk, reinterpret_cast<int8_t*>(&m.data[i * qbytes]));
+        } else {
+          std::memcpy(&m.data[i * qbytes], blk + 2, qbytes);
+        }
       }
     }
     r0 += p->rows;
@@ -249,6 +256,11 @@ DType device_format(const std::vector<const WeightMatrix*>& parts) {
   if (same && d == DType::BF16) return d;
   if (same && (d == DType::Q8_0 || d == DType::Q4_0) && parts[0]->cols % kDeviceBlock == 0)
     return d;
+  // Q5_0 (with Q8_0 or alone) fits Q8_0 exactly, at 8.5 bits per weight instead of BF16's 16.
+  bool eight = parts[0]->cols % kDeviceBlock == 0;
+  for (const WeightMatrix* p : parts)
+    eight = eight && !p->is_mlx() && (p->dtype == DType::Q5_0 || p->dtype == DType::Q8_0);
+  if (eight) return DType::Q8_0;
   return affine ? kDeviceQ4A : DType::BF16;
 }
 

@@ -44,8 +44,8 @@ void dequant_q4a_row(const uint8_t* quants, const float* scales, const float* of
                      float* out);
 
 // The device format of a stack of matrices with the same cols: Q8_0 / Q4_0 when every part has
-// it (and cols % 32 == 0), else Q4A when every part is q4a_compatible, else BF16 (any format,
-// expanded by cpu::weight_row).
+// it (and cols % 32 == 0), Q8_0 when every part is Q5_0 or Q8_0, else Q4A when every part is
+// q4a_compatible, else BF16 (any format, expanded by cpu::weight_row).
 DType device_format(const std::vector<const WeightMatrix*>& parts);
 
 // A stack of matrices in its device layout, in host memory.

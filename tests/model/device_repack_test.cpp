@@ -289,6 +289,11 @@ TEST(DeviceRepack, StacksLandRowsInOrder) {
   expect_stack({&a.w, &b.w}, DType::Q4_0, "Q4_0");
   Owned c = random_blocks(DType::Q8_0, 2, 512, rng), d = random_blocks(DType::Q8_0, 7, 512, rng);
   expect_stack({&c.w, &d.w}, DType::Q8_0, "Q8_0");
+  // Q5_0 (llama.cpp's Q4_K_M fallback on odd widths) goes to Q8_0 with every value kept.
+  Owned f = random_blocks(DType::Q5_0, 4, 640, rng), g = random_blocks(DType::Q5_0, 3, 640, rng);
+  expect_stack({&f.w, &g.w}, DType::Q8_0, "Q8_0 from Q5_0");
+  Owned h = random_blocks(DType::Q8_0, 2, 640, rng);
+  expect_stack({&f.w, &h.w}, DType::Q8_0, "Q8_0 from Q5_0+Q8_0");
   // Anything else is expanded to BF16 (Q6_K, a Q4_K + Q6_K mix, Q8_0 with Q4_0, MLX 8-bit).
   Owned six = random_blocks(DType::Q6_K, 3, 512, rng);
   expect_stack({&q.w, &six.w}, DType::BF16, "BF16 from Q4_K+Q6_K");

@@ -76,7 +76,7 @@ void dequant_q4_1(const void* src, float* dst, int64_t nb) {
 }
 
 // The 32 signed codes q - 16 of a Q5_0 block.
-void q5_0_codes(const uint8_t* b, int8_t* q) {
+void q5_0_block_codes(const uint8_t* b, int8_t* q) {
   constexpr int kHalf = kQK5_0 / 2;
   uint32_t qh;
   std::memcpy(&qh, b + offsetof(BlockQ5_0, qh), sizeof qh);
@@ -92,7 +92,7 @@ void dequant_q5_0(const void* src, float* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, dst += kQK5_0) {
     const uint8_t* b = block_at<BlockQ5_0>(src, i);
     const float d = f16_field(b, offsetof(BlockQ5_0, d));
-    q5_0_codes(b, q);
+    q5_0_block_codes(b, q);
     for (int j = 0; j < kQK5_0; ++j) dst[j] = d * static_cast<float>(q[j]);
   }
 }
@@ -201,6 +201,10 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     default:
       fail("dequantize_row: unsupported dtype ", name(t));
   }
+}
+
+void q5_0_codes(const void* block, int8_t* codes) {
+  q5_0_block_codes(static_cast<const uint8_t*>(block), codes);
 }
 
 }  // namespace jinx::cpu
