@@ -4,6 +4,7 @@
 #include "backend/cpu/kernels.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "core/check.h"
 #include "loader/gguf.h"
 #include "model/executor.h"
 #ifdef JINX_CUDA
@@ -55,11 +56,22 @@ void run_info(const std::string& path) {
               static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.head_dim));
   std::printf("vocab:           %lld\n", static_cast<long long>(c.vocab_size));
   std::printf("context length:  %lld\n", static_cast<long long>(c.max_position_embeddings));
-  std::printf("rope:            theta %g%s%s\n", c.rope_theta,
-              c.rope_scaling == RopeScaling::kLinear   ? ", linear scaling"
-              : c.rope_scaling == RopeScaling::kLlama3 ? ", llama3 scaling"
-                                                       : "",
+  std::string scaling;
+  if (c.rope_scaling == RopeScaling::kLinear) scaling = str(", linear scaling x", c.rope_factor);
+  if (c.rope_scaling == RopeScaling::kLlama3) scaling = str(", llama3 scaling x", c.rope_factor);
+  if (c.rope_scaling == RopeScaling::kYarn)
+    scaling = str(", yarn scaling x", c.rope_factor, " of ", c.rope_original_max_pos,
+                  " positions (attention factor ", c.rope_attention_factor, ")");
+  std::printf("rope:            theta %g%s%s\n", c.rope_theta, scaling.c_str(),
               c.rope_freq_factors.empty() ? "" : ", per-frequency factors");
+  if (c.sliding_window > 0) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < c.n_layers; ++i) n += c.is_sliding_layer(i);
+    std::printf("sliding window:  %lld positions on %lld of %lld layers%s\n",
+                static_cast<long long>(c.sliding_window), static_cast<long long>(n),
+                static_cast<long long>(c.n_layers),
+                c.rope_local_theta > 0 ? str(" (rope theta ", c.rope_local_theta, ")").c_str() : "");
+  }
   std::printf("tied embeddings: %s\n", c.tie_word_embeddings ? "yes" : "no");
   std::printf("weights:         %s, %.1f MiB\n", store->dtype_summary().c_str(),
               static_cast<double>(store->total_bytes()) / (1 << 20));
