@@ -62,6 +62,36 @@ def long_prompt():
 def build_all():
     fixtures_hf.build_one("tiny-gemma3", TINY_GEMMA3)
     build_llamacpp()
+    build_transformers()
+
+
+def build_transformers():
+    """transformers in fp32 on the same GGUF, dequantized (needs accelerate): the exact math
+    of a forward pass with fp32 activations, against which Jinx's own tolerance is tight."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+    ref = json.loads((MODELS_DIR / "gemma3-270m.llamacpp.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(MODEL.parent, gguf_file=MODEL.name,
+                                                 dtype=torch.float32)
+    model.eval()
+    prompts = []
+    for p in ref["prompts"]:
+        ids = p["prompt_ids"]
+        with torch.no_grad():
+            last = model(torch.tensor([ids])).logits[0, -1].float().numpy()
+        order = np.argsort(-last, kind="stable")[:TOP_K]
+        prompts.append({"prompt_ids": ids, "last_prompt_top_ids": [int(i) for i in order],
+                        "last_prompt_top_logits": [round7(last[i]) for i in order]})
+        llama = np.array([last[i] for i in p["last_prompt_top_ids"]]) - np.array(
+            p["last_prompt_top_logits"])
+        print(f"gemma3 transformers: {len(ids)} prompt ids, vs llama.cpp over its top-20: "
+              f"max |diff| {np.abs(llama).max():.4f}")
+    write_json(MODELS_DIR / "gemma3-270m.transformers.json", {
+        "model": MODEL_REL,
+        "source": f"transformers {transformers.__version__} float32 (torch {torch.__version__}) "
+                  "on the GGUF's weights dequantized by transformers' GGUF loader",
+        "prompts": prompts,
+    })
 
 
 def build_llamacpp():

@@ -27,10 +27,12 @@ void silu_mul(float* a, const float* b, int64_t n) {
 }
 
 void gelu_tanh_mul(float* a, const float* b, int64_t n) {
+  if (active_isa() == Isa::kAvx512) return detail::gelu_tanh_mul_avx512(a, b, n);
+  // 0.5 x (1 + tanh(z)) as x / (1 + exp(-2z)): no cancellation where tanh(z) is near -1.
   constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
   for (int64_t i = 0; i < n; ++i) {
     const float x = a[i];
-    a[i] = 0.5f * x * (1.0f + std::tanh(kC * (x + 0.044715f * x * x * x))) * b[i];
+    a[i] = x / (1.0f + std::exp(-2.0f * kC * (x + 0.044715f * x * x * x))) * b[i];
   }
 }
 

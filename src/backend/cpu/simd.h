@@ -23,6 +23,7 @@ RowDotFn row_dot_scalar(DType t);
 
 // a[i] = silu(a[i]) * b[i] with AVX-512 (ops_avx512.cpp).
 void silu_mul_avx512(float* a, const float* b, int64_t n);
+void gelu_tanh_mul_avx512(float* a, const float* b, int64_t n);
 
 // Dequantize a row of an MLX-quantized matrix to fp32.
 void mlx_dequant_row(const WeightMatrix& w, int64_t row, float* out);
