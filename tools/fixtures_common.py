@@ -29,6 +29,10 @@ TINY = dict(
     eos_token_id=2,
 )
 
+# Width 64, one or two layers: the long-context and sliding-window variants (size budget).
+NARROW = dict(hidden_size=64, intermediate_size=128, num_attention_heads=2,
+              num_key_value_heads=1, head_dim=32)
+
 N_INPUT = 12
 N_GREEDY_PROMPT = 8
 N_GREEDY_NEW = 32

@@ -20,12 +20,11 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 import fixtures_hf
 import fixtures_llamacpp
-from fixtures_common import MODELS_DIR, ROOT, TINY, round7, write_json
+from fixtures_common import MODELS_DIR, NARROW, ROOT, TINY, round7, write_json
 
 TINY_GEMMA3 = dict(
     cfg_cls=Gemma3TextConfig, model_cls=Gemma3ForCausalLM,
-    cfg=dict(TINY, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-             num_attention_heads=2, num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-6,
+    cfg=dict(TINY, **NARROW, num_hidden_layers=3, rms_norm_eps=1e-6,
              sliding_window=8, query_pre_attn_scalar=24, tie_word_embeddings=True,
              layer_types=["sliding_attention", "full_attention", "sliding_attention"],
              rope_parameters={

@@ -7,22 +7,19 @@ import torch
 from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 import fixtures_hf
-from fixtures_common import TINY
-
-NARROW = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-              num_key_value_heads=1, head_dim=32)
+from fixtures_common import NARROW, TINY
 
 MODELS = {
     "tiny-qwen2-swa": dict(
         cfg_cls=Qwen2Config, model_cls=Qwen2ForCausalLM,
-        cfg=dict(TINY, **NARROW, rope_theta=10000.0, rms_norm_eps=1e-6,
+        cfg=dict(TINY, **NARROW, num_hidden_layers=2, rope_theta=10000.0, rms_norm_eps=1e-6,
                  tie_word_embeddings=False, use_sliding_window=True, sliding_window=8,
                  max_window_layers=1),
         dtype=torch.bfloat16, seed=10, style="legacy", drop_keys=["layer_types"],
         init=dict(emb_std=0.1, bias_std=0.1, final_norm=2.0)),
     "tiny-mistral-swa": dict(
         cfg_cls=MistralConfig, model_cls=MistralForCausalLM,
-        cfg=dict(TINY, **NARROW, rope_theta=10000.0, rms_norm_eps=1e-5,
+        cfg=dict(TINY, **NARROW, num_hidden_layers=2, rope_theta=10000.0, rms_norm_eps=1e-5,
                  tie_word_embeddings=False, sliding_window=8),
         dtype=torch.bfloat16, seed=11, style="legacy",
         init=dict(emb_std=0.1, final_norm=2.0)),

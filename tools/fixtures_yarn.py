@@ -7,16 +7,14 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 import fixtures_hf
-from fixtures_common import TINY
-
-NARROW = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-              num_key_value_heads=1, head_dim=32)
+from fixtures_common import NARROW, TINY
 
 MODELS = {
     # Qwen2.5's documented form: type, factor, original context (here 32 of 256 positions).
     "tiny-qwen2-yarn": dict(
         cfg_cls=Qwen2Config, model_cls=Qwen2ForCausalLM,
-        cfg=dict(TINY, **NARROW, rope_theta=10000.0, rms_norm_eps=1e-6,
+        cfg=dict(TINY, **NARROW, num_hidden_layers=1, rope_theta=10000.0,
+                 rms_norm_eps=1e-6,
                  tie_word_embeddings=False, use_sliding_window=False, sliding_window=None,
                  max_window_layers=1,
                  rope_scaling={"type": "yarn", "factor": 4.0,
@@ -27,7 +25,8 @@ MODELS = {
     # (256: a real ramp over 7 of the 16 frequencies), explicit betas and attention factor.
     "tiny-qwen3-yarn": dict(
         cfg_cls=Qwen3Config, model_cls=Qwen3ForCausalLM,
-        cfg=dict(TINY, **NARROW, rms_norm_eps=1e-6, tie_word_embeddings=False,
+        cfg=dict(TINY, **NARROW, num_hidden_layers=1, rms_norm_eps=1e-6,
+                 tie_word_embeddings=False,
                  use_sliding_window=False, sliding_window=None, max_window_layers=1,
                  attention_bias=False,
                  rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 2.0,

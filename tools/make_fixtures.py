@@ -26,6 +26,7 @@ hf first (the default order does).
 """
 
 import hashlib
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -34,42 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E402
 
+# In default order; stage S is made by build_all() of tools/fixtures_S.py.
 STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa", "mlx_moe"]
 
 
 def run_stage(stage):
-    if stage == "hf":
-        import fixtures_hf
-        fixtures_hf.build_all()
-    elif stage == "mlx":
-        import fixtures_mlx
-        fixtures_mlx.build_all()
-    elif stage == "gguf":
-        import fixtures_gguf
-        fixtures_gguf.build_all()
-    elif stage == "smollm2":
-        import fixtures_smollm2
-        fixtures_smollm2.build_all()
-    elif stage == "smollm2_hf":
-        import fixtures_smollm2_hf
-        fixtures_smollm2_hf.build_all()
-    elif stage == "mlx_moe":
-        import fixtures_mlx_moe
-        fixtures_mlx_moe.build_all()
-    elif stage == "swa":
-        import fixtures_swa
-        fixtures_swa.build_all()
-    elif stage == "gemma3":
-        import fixtures_gemma3
-        fixtures_gemma3.build_all()
-    elif stage == "yarn":
-        import fixtures_yarn
-        fixtures_yarn.build_all()
-    elif stage == "moe":
-        import fixtures_moe
-        fixtures_moe.build_all()
-    else:
+    if stage not in STAGES:
         raise SystemExit(f"unknown stage {stage!r}; known: {' '.join(STAGES)}")
+    importlib.import_module("fixtures_" + stage).build_all()
 
 
 def sha256(path):

@@ -17,10 +17,12 @@ std::vector<Isa> levels() {
   return v;
 }
 
-// silu(a) * b for every length 1..50 (vector tails) and values from tiny to saturating.
-TEST(ElementOps, SiluMulMatchesDoubleAtEveryLevel) {
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.0f, 4.0f);
+// op(a, b) against `want` (in double) for every length 1..50 (vector tails) and values from tiny
+// to saturating, at every ISA level.
+template <class Op, class Want>
+void expect_elementwise(Op op, Want want, float spread, double rel_tol, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, spread);
   for (Isa isa : levels()) {
     set_isa(isa);
     for (int64_t n = 1; n <= 50; ++n) {
@@ -29,10 +31,10 @@ TEST(ElementOps, SiluMulMatchesDoubleAtEveryLevel) {
       for (auto& x : b) x = nd(rng);
       if (n > 4) a[0] = 100.0f, a[1] = -100.0f, a[2] = 0.0f, a[3] = -1e-30f;
       std::vector<float> got = a;
-      silu_mul(got.data(), b.data(), n);
+      op(got.data(), b.data(), n);
       for (int64_t i = 0; i < n; ++i) {
-        const double want = a[i] / (1.0 + std::exp(-double{a[i]})) * b[i];
-        ASSERT_NEAR(got[i], want, 2e-6 * std::fabs(want) + 1e-30)
+        const double w = want(double{a[i]}) * b[i];
+        ASSERT_NEAR(got[i], w, rel_tol * std::fabs(w) + 1e-30)
             << isa_name(isa) << " n " << n << " a " << a[i] << " b " << b[i];
       }
     }
@@ -40,30 +42,20 @@ TEST(ElementOps, SiluMulMatchesDoubleAtEveryLevel) {
   set_isa(detected_isa());
 }
 
-// gelu_tanh(a) * b the same way (Gemma's gelu_pytorch_tanh).
+TEST(ElementOps, SiluMulMatchesDoubleAtEveryLevel) {
+  expect_elementwise(silu_mul, [](double x) { return x / (1.0 + std::exp(-x)); }, 4.0f, 2e-6, 3);
+}
+
+// Gemma's gelu_pytorch_tanh: 0.5 x (1 + tanh(z)) = x / (1 + exp(-2z)), the second free of
+// cancellation for x << 0.
 TEST(ElementOps, GeluTanhMulMatchesDoubleAtEveryLevel) {
-  std::mt19937 rng(4);
-  std::normal_distribution<float> nd(0.0f, 3.0f);
-  for (Isa isa : levels()) {
-    set_isa(isa);
-    for (int64_t n = 1; n <= 50; ++n) {
-      std::vector<float> a(n), b(n);
-      for (auto& x : a) x = nd(rng);
-      for (auto& x : b) x = nd(rng);
-      if (n > 4) a[0] = 100.0f, a[1] = -100.0f, a[2] = 0.0f, a[3] = -1e-30f;
-      std::vector<float> got = a;
-      gelu_tanh_mul(got.data(), b.data(), n);
-      for (int64_t i = 0; i < n; ++i) {
-        // 0.5 x (1 + tanh(z)) = x / (1 + exp(-2z)), the second free of cancellation for x << 0
-        const double x = a[i];
+  expect_elementwise(
+      gelu_tanh_mul,
+      [](double x) {
         const double z = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-        const double want = x / (1.0 + std::exp(-2.0 * z)) * b[i];
-        ASSERT_NEAR(got[i], want, 4e-6 * std::fabs(want) + 1e-30)
-            << isa_name(isa) << " n " << n << " a " << a[i] << " b " << b[i];
-      }
-    }
-  }
-  set_isa(detected_isa());
+        return x / (1.0 + std::exp(-2.0 * z));
+      },
+      3.0f, 4e-6, 4);
 }
 
 }  // namespace

@@ -67,6 +67,16 @@ int32_t argmax(const std::vector<float>& v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
+// Largest |ours - reference| over the reference's top-20 logits at the last prompt position.
+double top20_error(const std::vector<float>& logits, const nlohmann::json& p) {
+  const auto top_ids = p["last_prompt_top_ids"].get<std::vector<int32_t>>();
+  const auto top_logits = p["last_prompt_top_logits"].get<std::vector<float>>();
+  double err = 0;
+  for (size_t i = 0; i < top_ids.size(); ++i)
+    err = std::max(err, std::fabs(double(logits[top_ids[i]]) - top_logits[i]));
+  return err;
+}
+
 TEST_F(Gemma3, ConfigIsGemma3WithSlidingWindows) {
   const ModelConfig& c = model_->config();
   EXPECT_EQ(c.arch, Arch::kGemma3);
@@ -98,11 +108,7 @@ TEST_F(Gemma3, LastPromptLogitsAndGreedyTokensMatchLlamaCpp) {
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size() + expected.size()));
     std::vector<float> logits(model_->config().vocab_size);
     model_->forward(ids, cache, logits.data(), false, pool);
-    const auto top_ids = p["last_prompt_top_ids"].get<std::vector<int32_t>>();
-    const auto top_logits = p["last_prompt_top_logits"].get<std::vector<float>>();
-    double err = 0;
-    for (size_t i = 0; i < top_ids.size(); ++i)
-      err = std::max(err, std::fabs(double(logits[top_ids[i]]) - top_logits[i]));
+    const double err = top20_error(logits, p);
     size_t agree = 0;
     for (; agree < expected.size(); ++agree) {
       const int32_t next = argmax(logits);
@@ -130,14 +136,10 @@ TEST_F(Gemma3, MatchesTransformersOnTheSameWeights) {
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
     std::vector<float> logits(model_->config().vocab_size);
     model_->forward(ids, cache, logits.data(), false, pool);
-    const auto top_ids = p["last_prompt_top_ids"].get<std::vector<int32_t>>();
-    const auto top_logits = p["last_prompt_top_logits"].get<std::vector<float>>();
-    double err = 0;
-    for (size_t i = 0; i < top_ids.size(); ++i)
-      err = std::max(err, std::fabs(double(logits[top_ids[i]]) - top_logits[i]));
+    const double err = top20_error(logits, p);
     std::printf("%4zu prompt tokens: max |diff| over transformers' top-20 %.5f\n", ids.size(), err);
     EXPECT_LT(err, kExactTol);
-    EXPECT_EQ(argmax(logits), top_ids[0]);
+    EXPECT_EQ(argmax(logits), p["last_prompt_top_ids"][0].get<int32_t>());
   }
   cpu::set_exact_activations(false);
 }
