@@ -6,6 +6,7 @@ libraries' thread pools (OpenMP) never share a process.
 
   python tools/fixtures_llamacpp.py quantize SRC DST FTYPE PURE(0|1)
   python tools/fixtures_llamacpp.py logits MODEL JSON_REQUEST
+  python tools/fixtures_llamacpp.py embed MODEL < {"texts": [...], "pooling": 1}
 
 JSON_REQUEST: {"input_ids": [...], "greedy_prompt": [...], "n_new": 32, "n_ctx": 256}.
 Prints one JSON object on stdout: {"version", "n_vocab", "logits" (rows for
@@ -94,6 +95,19 @@ def run_logits(path, request):
     return out
 
 
+def run_embed(path, request):
+    """llama.cpp's sentence embeddings (Llama.embed: its own tokenization with BOS rules,
+    pooled by llama.cpp, not normalized) and the token ids it embedded."""
+    import llama_cpp
+    disable_extra_buffer_types()
+    llm = llama_cpp.Llama(model_path=str(path), embedding=True, pooling_type=request["pooling"],
+                          n_ctx=512, n_batch=512, n_ubatch=512, n_threads=2, n_threads_batch=2,
+                          flash_attn=False, type_k=0, type_v=0, verbose=False)
+    ids = [llm.tokenize(t.encode("utf-8")) for t in request["texts"]]
+    vectors = llm.embed(request["texts"], normalize=False)
+    return {"version": llama_cpp.__version__, "ids": ids, "embeddings": vectors}
+
+
 def call(*args, stdin=None):
     """Runs this file in a fresh interpreter; returns its parsed stdout."""
     proc = subprocess.run([sys.executable, __file__, *map(str, args)],
@@ -120,6 +134,9 @@ def main(argv):
                for t in req["texts"]]
         meta = dict(llm.metadata)
         print(json.dumps({"ids": ids, "metadata": meta, "version": llama_cpp.__version__}))
+    elif argv[0] == "embed":
+        # argv: embed MODEL; stdin: {"texts": [...], "pooling": 1 (mean) | 2 (cls) | 3 (last)}
+        print(json.dumps(run_embed(argv[1], json.loads(sys.stdin.read()))))
     else:
         raise SystemExit(f"unknown command {argv[0]}")
 

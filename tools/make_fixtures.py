@@ -3,6 +3,7 @@
 
 Run:  /work/refvenv/bin/python tools/make_fixtures.py [stage ...]
 Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn gemma3 swa mlx_moe
+embed
 
   hf       tiny HF checkpoints (random weights, fixed seeds) + transformers fp32 references
   mlx      tiny-qwen2 quantized with mlx_lm (4-bit, group 64) + MLX reference
@@ -17,6 +18,8 @@ Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn ge
   swa      tiny Qwen2 / Mistral checkpoints with sliding-window attention + transformers references
   mlx_moe  tiny-qwen3-moe quantized by mlx_lm.convert (stacked experts, 8-bit router) + MLX
            reference (a venv with mlx and mlx-lm; run moe first)
+  embed    sentence embeddings (mean / first / last token pooling) of four tiny checkpoints by
+           transformers, and of the real SmolLM2 GGUF by llama.cpp
 
 Afterwards tests/fixtures/models/MANIFEST.json records the sha256 of every fixture
 file and of the generator sources (checked by tests/python/test_fixtures_fresh.py).
@@ -36,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E402
 
 # In default order; stage S is made by build_all() of tools/fixtures_S.py.
-STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa", "mlx_moe"]
+STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa", "mlx_moe",
+          "embed"]
 
 
 def run_stage(stage):

@@ -28,6 +28,24 @@ const char* arch_name(Arch a) {
   return "?";
 }
 
+const char* pooling_name(Pooling p) {
+  switch (p) {
+    case Pooling::kMean:
+      return "mean";
+    case Pooling::kCls:
+      return "cls";
+    case Pooling::kLast:
+      return "last";
+  }
+  return "?";
+}
+
+Pooling pooling_from_name(const std::string& name) {
+  for (Pooling p : {Pooling::kMean, Pooling::kCls, Pooling::kLast})
+    if (name == pooling_name(p)) return p;
+  fail("unknown pooling \"", name, "\" (mean, cls or last)");
+}
+
 void ModelConfig::validate() const {
   auto positive = [](int64_t v, const char* what, int64_t max) {
     if (v <= 0 || v > max) fail("config: ", what, " = ", v, " is out of range (1..", max, ")");
@@ -183,12 +201,12 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
 
 namespace {
 
-json read_json_file(const fs::path& p) {
+json read_json_file(const fs::path& p, bool object = true) {
   std::ifstream in(p, std::ios::binary);
   if (!in) fail(p.string(), ": cannot open");
   json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) fail(p.string(), ": invalid JSON");
-  if (!j.is_object()) fail(p.string(), ": expected a JSON object");
+  if (object && !j.is_object()) fail(p.string(), ": expected a JSON object");
   return j;
 }
 
@@ -410,6 +428,42 @@ Arch arch_from_hf(const std::string& name) {
        "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM)");
 }
 
+// sentence-transformers checkpoints (Qwen3-Embedding, gte-Qwen2) name their pooling in the
+// Pooling module's config.json (modules.json says where; "1_Pooling" by convention).
+void read_pooling(const fs::path& dir, ModelConfig* c) {
+  fs::path pool_dir = dir / "1_Pooling";
+  if (fs::exists(dir / "modules.json")) {
+    json m = read_json_file(dir / "modules.json", /*object=*/false);
+    if (!m.is_array()) fail((dir / "modules.json").string(), ": expected a JSON array");
+    for (const json& mod : m) {
+      if (!mod.is_object() || !mod.contains("type") || !mod["type"].is_string() ||
+          !mod["type"].get<std::string>().ends_with(".Pooling") || !mod.contains("path") ||
+          !mod["path"].is_string())
+        continue;
+      const std::string rel = mod["path"].get<std::string>();
+      if (rel.find("..") != std::string::npos || rel.starts_with("/"))
+        fail((dir / "modules.json").string(), ": bad module path \"", rel, "\"");
+      pool_dir = dir / rel;
+    }
+  }
+  if (!fs::exists(pool_dir / "config.json")) return;
+  json p = read_json_file(pool_dir / "config.json");
+  if (!p.is_object()) fail((pool_dir / "config.json").string(), ": not a JSON object");
+  c->pooling_declared = true;
+  if (get_bool(p, "pooling_mode_lasttoken", false)) {
+    c->pooling = Pooling::kLast;
+  } else if (get_bool(p, "pooling_mode_cls_token", false)) {
+    c->pooling = Pooling::kCls;
+  } else if (get_bool(p, "pooling_mode_mean_tokens", false)) {
+    c->pooling = Pooling::kMean;
+  } else {
+    for (const char* mode : {"max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens"})
+      if (get_bool(p, (std::string("pooling_mode_") + mode).c_str(), false))
+        c->pooling_unsupported = mode;
+    if (c->pooling_unsupported.empty()) c->pooling_unsupported = "none";
+  }
+}
+
 void read_generation_config(const fs::path& p, ModelConfig* c) {
   if (!fs::exists(p)) return;
   json g = read_json_file(p);
@@ -480,6 +534,7 @@ ModelConfig load_hf_config(const std::string& dir) {
     break;
   }
   read_generation_config(fs::path(dir) / "generation_config.json", &c);
+  read_pooling(fs::path(dir), &c);
   c.validate();
   return c;
 }

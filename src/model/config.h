@@ -13,6 +13,13 @@ const char* arch_name(Arch a);
 
 enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
 
+// How an embedding is made from a sequence's last hidden states (after the final norm):
+// their mean, the first token's (CLS) or the last token's (Qwen3-Embedding, gte-Qwen2).
+enum class Pooling { kMean, kCls, kLast };
+const char* pooling_name(Pooling p);
+// "mean", "cls", "last"; throws jinx::Error for anything else.
+Pooling pooling_from_name(const std::string& name);
+
 struct ModelConfig {
   Arch arch = Arch::kLlama;
   std::string hf_architecture;  // e.g. "Qwen2ForCausalLM", or "gguf:llama"
@@ -97,6 +104,11 @@ struct ModelConfig {
   float default_temperature = -1.0f;  // <0: not given
   float default_top_p = -1.0f;
   int default_top_k = -1;
+  // Embeddings (/v1/embeddings, RAG): the pooling the checkpoint declares (GGUF
+  // `<arch>.pooling_type`, sentence-transformers `1_Pooling/config.json`), else mean.
+  Pooling pooling = Pooling::kMean;
+  bool pooling_declared = false;  // the file said which
+  std::string pooling_unsupported;  // a declared pooling Jinx does not do (e.g. "max")
 
   // Throws jinx::Error when sizes are missing, non-positive, absurd or inconsistent.
   void validate() const;

@@ -146,7 +146,7 @@ KvCache Model::new_cache(int64_t capacity) const {
 
 void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positions,
                 const AttendFn& attend, std::span<const int32_t> out_rows, float* logits,
-                ThreadPool& pool) const {
+                ThreadPool& pool, float* hidden) const {
   const ModelConfig& c = cfg_;
   const int64_t n = static_cast<int64_t>(tokens.size()), H = c.hidden_size, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, ff = c.intermediate_size;
@@ -209,11 +209,12 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
   }
   // Only the rows that sample go through the final norm and the (large) output head.
   const int64_t n_out = static_cast<int64_t>(out_rows.size());
+  float* normed = hidden != nullptr ? hidden : h.data();
   for (int64_t i = 0; i < n_out; ++i) {
     JINX_CHECK(out_rows[i] >= 0 && out_rows[i] < n, "output row out of range");
-    cpu::rmsnorm(&x[out_rows[i] * H], w_.final_norm.data(), &h[i * H], 1, H, c.rms_norm_eps);
+    cpu::rmsnorm(&x[out_rows[i] * H], w_.final_norm.data(), &normed[i * H], 1, H, c.rms_norm_eps);
   }
-  cpu::matmul(w_.lm_head, h.data(), n_out, logits, c.vocab_size, pool);
+  if (hidden == nullptr) cpu::matmul(w_.lm_head, h.data(), n_out, logits, c.vocab_size, pool);
 }
 
 void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits,

@@ -109,6 +109,19 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     if (c.n_experts <= 0) fail(f.path(), ": ", p, "expert_count must be positive");
   }
   if (c.arch == Arch::kGemma3) read_gemma3(f, p, &c);
+  // llama.cpp's enum llama_pooling_type: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
+  if (const std::optional<int64_t> pt = f.get_int(p + "pooling_type")) {
+    c.pooling_declared = true;
+    if (*pt == 1) {
+      c.pooling = Pooling::kMean;
+    } else if (*pt == 2) {
+      c.pooling = Pooling::kCls;
+    } else if (*pt == 3) {
+      c.pooling = Pooling::kLast;
+    } else {
+      c.pooling_unsupported = *pt == 0 ? "none" : *pt == 4 ? "rank" : str("type ", *pt);
+    }
+  }
   const TensorView* emb = f.tensor("token_embd.weight");
   if (!emb || emb->shape.size() != 2) fail(f.path(), ": missing token_embd.weight");
   c.vocab_size = f.get_int(p + "vocab_size").value_or(emb->shape[0]);

@@ -72,6 +72,14 @@ class Model {
   void forward_batch(const ForwardBatch& batch, PagedKvStorage& kv, float* logits,
                      ThreadPool& pool) const;
 
+  // Sentence embeddings (model/embed.cpp): each sequence runs alone through the layers (causal
+  // attention within it, positions from 0, no KV cache kept), its final-norm hidden states are
+  // pooled and, when `normalize`, scaled to unit L2 norm. out: [seqs.size(), hidden_size].
+  // Sequences are packed into forward passes of up to max_batch_tokens tokens (a longer one
+  // runs alone). Throws jinx::Error for an empty sequence or an id outside the vocabulary.
+  void embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, bool normalize,
+             float* out, ThreadPool& pool, int64_t max_batch_tokens = 2048) const;
+
  private:
   Model() = default;
   // The --quantize step of load() (model/quantize_weights.cpp): rewrites w_'s matrices to point
@@ -83,9 +91,11 @@ class Model {
                                       float* out)>;
   // The layers over a flat batch of tokens at `positions`; logits [out_rows.size(), vocab] for
   // the rows listed.
+  // With `hidden`, the final-norm hidden states of out_rows go there ([out_rows.size(),
+  // hidden_size]) instead of through the head (logits unused).
   void run(std::span<const int32_t> tokens, std::span<const int32_t> positions,
            const AttendFn& attend, std::span<const int32_t> out_rows, float* logits,
-           ThreadPool& pool) const;
+           ThreadPool& pool, float* hidden = nullptr) const;
 
   std::unique_ptr<WeightStore> store_;
   ModelConfig cfg_;
