@@ -32,6 +32,10 @@ void add_serve(CLI::App& app) {
                   "connections served at once (each stream holds one)")
       ->capture_default_str()
       ->check(CLI::Range(4, 4096));
+  sub->add_option("--pooling", a->opt.pooling,
+                  "how /v1/embeddings pools the hidden states: mean, cls or last (default: "
+                  "what the model declares, else mean)")
+      ->check(CLI::IsMember({"mean", "cls", "last"}));
   add_engine_flags(sub, &a->engine);
   sub->callback([a] {
     a->opt.engine = a->engine.resolve();

@@ -51,6 +51,49 @@ uint64_t AsyncEngine::submit(Request r) {
   return h;
 }
 
+std::future<std::vector<float>> AsyncEngine::embed(std::vector<std::vector<int32_t>> seqs,
+                                                   Pooling pooling, bool normalize) {
+  llm_->check_embed(seqs);  // immutable limits only: safe off the engine thread
+  auto job = std::make_unique<EmbedJob>();
+  job->seqs = std::move(seqs);
+  job->pooling = pooling;
+  job->normalize = normalize;
+  job->out.resize(job->seqs.size() * llm_->model().config().hidden_size);
+  std::future<std::vector<float>> f = job->done.get_future();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (metrics_.failed) fail("the engine stopped after an internal error: ", metrics_.failure);
+    if (stop_) fail("the server is stopping");
+    if (embeds_pending_ >= opt_.max_queue)
+      throw QueueFull(str("the server is busy: ", embeds_pending_,
+                          " embedding requests are already waiting"));
+    ++embeds_pending_;
+    embeds_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+  return f;
+}
+
+bool AsyncEngine::run_embed_slice(EmbedJob& job) {
+  const size_t first = job.next;
+  int64_t tokens = 0;
+  while (job.next < job.seqs.size() &&
+         (job.next == first ||
+          tokens + static_cast<int64_t>(job.seqs[job.next].size()) <= kEmbedSliceTokens))
+    tokens += static_cast<int64_t>(job.seqs[job.next++].size());
+  const int64_t H = llm_->model().config().hidden_size;
+  try {
+    llm_->embed(std::span(job.seqs).subspan(first, job.next - first), job.pooling, job.normalize,
+                job.out.data() + first * H);
+  } catch (...) {
+    job.done.set_exception(std::current_exception());
+    return true;
+  }
+  if (job.next < job.seqs.size()) return false;
+  job.done.set_value(std::move(job.out));
+  return true;
+}
+
 void AsyncEngine::cancel(uint64_t handle) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -125,6 +168,15 @@ void AsyncEngine::loop() {
       fns.erase(h);
     }
   };
+  std::deque<std::unique_ptr<EmbedJob>> jobs;  // embedding jobs taken from embeds_
+  auto end_jobs = [&](const char* why) {
+    for (auto& j : jobs) j->done.set_exception(std::make_exception_ptr(Error(why)));
+    jobs.clear();
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& j : embeds_) j->done.set_exception(std::make_exception_ptr(Error(why)));
+    embeds_.clear();
+    embeds_pending_ = 0;
+  };
   bool stopping = false;
   while (!stopping) {
     std::vector<std::pair<uint64_t, Request>> in;
@@ -132,12 +184,22 @@ void AsyncEngine::loop() {
     {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] {
-        return stop_ || !incoming_.empty() || !cancels_.empty() || llm_->has_unfinished();
+        return stop_ || !incoming_.empty() || !cancels_.empty() || !embeds_.empty() ||
+               !jobs.empty() || llm_->has_unfinished();
       });
       stopping = stop_;
       in.swap(incoming_);
       cancels.swap(cancels_);
       in_transit_ += static_cast<int64_t>(in.size());
+      for (auto& j : embeds_) jobs.push_back(std::move(j));
+      embeds_.clear();
+    }
+    if (stopping) {
+      end_jobs("the server is stopping");
+    } else if (!jobs.empty() && run_embed_slice(*jobs.front())) {
+      jobs.pop_front();
+      std::lock_guard<std::mutex> lk(mu_);
+      --embeds_pending_;
     }
     for (auto& [h, r] : in) {
       StreamFn fn = r.on_update;
@@ -170,6 +232,7 @@ void AsyncEngine::loop() {
       } while (stopping && llm_->has_unfinished());
     } catch (const std::exception& e) {
       log_warn("engine: internal error, stopping: ", e.what());
+      end_jobs("the engine stopped after an internal error");
       std::lock_guard<std::mutex> lk(mu_);
       metrics_.failed = true;
       metrics_.failure = e.what();

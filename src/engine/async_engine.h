@@ -10,6 +10,8 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -77,6 +79,13 @@ class AsyncEngine {
   uint64_t submit(Request r);
   // Ends the request (final update "abort"; KV blocks freed). Harmless if already done.
   void cancel(uint64_t handle);
+  // Sentence embeddings (LLM::embed), computed by the engine thread between steps in slices of
+  // about kEmbedSliceTokens tokens, so a large job delays generation by one slice at a time.
+  // The future holds [seqs.size(), hidden_size] floats, or the jinx::Error that ended the job.
+  // Validates first (jinx::Error); QueueFull when max_queue jobs are already waiting.
+  std::future<std::vector<float>> embed(std::vector<std::vector<int32_t>> seqs, Pooling pooling,
+                                        bool normalize);
+  static constexpr int64_t kEmbedSliceTokens = 2048;
   EngineMetrics metrics() const;
   const LLM& llm() const { return *llm_; }  // immutable parts only (model, tokenizer, limits)
 
@@ -85,6 +94,16 @@ class AsyncEngine {
   void publish_locked();
   int64_t waiting_for_slot_locked() const;
   void record_finished(const RequestOutput& out);
+  struct EmbedJob {
+    std::vector<std::vector<int32_t>> seqs;
+    Pooling pooling = Pooling::kMean;
+    bool normalize = true;
+    std::vector<float> out;  // [seqs.size(), hidden_size]
+    size_t next = 0;         // first sequence not embedded yet
+    std::promise<std::vector<float>> done;
+  };
+  // Embeds the next slice of `job`; true when the job is complete (its promise kept).
+  bool run_embed_slice(EmbedJob& job);
 
   std::unique_ptr<LLM> llm_;
   AsyncOptions opt_;
@@ -96,6 +115,8 @@ class AsyncEngine {
   // Taken from incoming_ by the engine thread but not yet in the published metrics_.
   int64_t in_transit_ = 0;
   std::vector<uint64_t> cancels_;
+  std::deque<std::unique_ptr<EmbedJob>> embeds_;  // submitted, not yet taken by the engine thread
+  int64_t embeds_pending_ = 0;                    // submitted, not yet complete
   EngineMetrics metrics_;  // guarded by mu_
   // Engine thread only.
   std::unordered_map<uint64_t, SeqId> seq_of_;

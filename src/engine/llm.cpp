@@ -136,6 +136,26 @@ LLM::LLM(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> to
 
 LLM::~LLM() = default;
 
+void LLM::check_embed(std::span<const std::vector<int32_t>> seqs) const {
+  const int64_t vocab = model_->config().vocab_size;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i].empty()) fail("input ", i, " is empty");
+    if (static_cast<int64_t>(seqs[i].size()) > max_model_len())
+      fail("input ", i, " has ", seqs[i].size(), " tokens, more than the model's context (",
+           max_model_len(), ")");
+    for (int32_t id : seqs[i])
+      if (id < 0 || id >= vocab)
+        fail("input ", i, ": token id ", id, " is outside the vocabulary (", vocab, ")");
+  }
+}
+
+void LLM::embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, bool normalize,
+                float* out) {
+  check_embed(seqs);
+  if (!embed_pool_) embed_pool_ = std::make_unique<ThreadPool>(opt_.threads);
+  model_->embed(seqs, pooling, normalize, out, *embed_pool_);
+}
+
 void LLM::init(const EngineOptions& o) {
   opt_ = o;
   const ModelConfig& c = model_->config();

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -160,6 +161,15 @@ class LLM {
   // prompt too long to ever run).
   void check_request(const Request& r, size_t index) const;
 
+  // Sentence embeddings of token sequences (Model::embed on the host weights, with threads of
+  // the engine's own; out: [seqs.size(), hidden_size]). Runs on the stepping thread between
+  // steps; touches no KV block or request. Throws jinx::Error for an empty sequence, an id
+  // outside the vocabulary or a sequence longer than max_model_len().
+  void embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, bool normalize,
+             float* out);
+  // embed()'s checks, without running anything (safe off the stepping thread).
+  void check_embed(std::span<const std::vector<int32_t>> seqs) const;
+
  private:
   struct Live;
   struct Flight;
@@ -188,6 +198,7 @@ class LLM {
   Flight* in_flight_ = nullptr;  // submitted, not yet completed
   bool overlap_ = false;
   EngineStats stats_;
+  std::unique_ptr<ThreadPool> embed_pool_;  // made by the first embed()
 };
 
 }  // namespace jinx

@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "model/model.h"
+#include "server/embeddings.h"
 #include "server/openai_response.h"
 #include "structured/json_constraint.h"
 
@@ -76,6 +77,10 @@ struct ServerState {
   std::once_flag vocab_once;
   std::shared_ptr<const ConstraintVocab> vocab;
   int64_t created = 0;
+  // /v1/embeddings: the pooling (--pooling, else what the model declares, else mean), or why
+  // there is none.
+  Pooling pooling = Pooling::kMean;
+  std::string pooling_error;
 };
 
 // The choices of one request, submitted; cancels them all when dropped unfinished.
@@ -274,6 +279,23 @@ void handle_tokenize(ServerState& st, const httplib::Request& req, httplib::Resp
                        {"max_model_len", st.ctx.max_model_len}});
 }
 
+void handle_embeddings(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const json body = json::parse(parse_body(req).dump());
+  check_model_field(body, st.ctx);
+  if (!st.pooling_error.empty()) throw ApiError(400, st.pooling_error);
+  const int64_t H = st.engine->llm().model().config().hidden_size;
+  EmbeddingPlan plan = parse_embedding_request(body, st.ctx, H);
+  std::future<std::vector<float>> f;
+  try {
+    f = st.engine->embed(plan.inputs, st.pooling, /*normalize=*/true);
+  } catch (const QueueFull& e) {
+    throw ApiError(429, e.what());
+  }
+  const std::vector<float> vectors = f.get();  // rethrows the job's jinx::Error
+  send_json(res, 200, embedding_response(plan, vectors, H, st.ctx.served_name));
+}
+
 void handle_detokenize(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   require_ready(st);
   const json body = json::parse(parse_body(req).dump());
@@ -318,6 +340,15 @@ void load_model(ServerState& st) {
     c.vocab_size = static_cast<int32_t>(llm->model().config().vocab_size);
     c.max_model_len = llm->max_model_len();
     c.max_n = st.opt.max_n;
+    const ModelConfig& mc = llm->model().config();
+    st.pooling = mc.pooling;
+    if (!st.opt.pooling.empty()) {
+      st.pooling = pooling_from_name(st.opt.pooling);
+    } else if (!mc.pooling_unsupported.empty()) {
+      st.pooling_error = str("the model declares pooling \"", mc.pooling_unsupported,
+                             "\", which Jinx does not do; start jinx serve with --pooling "
+                             "mean|cls|last to serve embeddings");
+    }
     c.constraint_vocab = [&st]() {
       std::call_once(st.vocab_once, [&st] {
         st.vocab = std::make_shared<const ConstraintVocab>(*st.ctx.tok);
@@ -374,6 +405,8 @@ void add_routes(httplib::Server& svr, ServerState& st) {
     if (st.ready) m = st.engine->metrics();
     res.set_content(metrics_text(m, st.ctx.served_name), "text/plain; version=0.0.4");
   });
+  svr.Post("/v1/embeddings",
+           guarded([&st](const auto& req, auto& res) { handle_embeddings(st, req, res); }));
   svr.Post("/tokenize", guarded([&st](const auto& req, auto& res) { handle_tokenize(st, req, res); }));
   svr.Post("/detokenize",
            guarded([&st](const auto& req, auto& res) { handle_detokenize(st, req, res); }));

@@ -2,7 +2,7 @@
 //
 // HTTP threads (cpp-httplib's pool) parse, validate, tokenize, submit and stream; the engine
 // runs in its own thread. Routes: POST /v1/chat/completions, POST /v1/completions,
-// GET /v1/models, GET /health (503 while the model loads), GET /metrics (Prometheus text),
+// POST /v1/embeddings, GET /v1/models, GET /health (503 while the model loads), GET /metrics (Prometheus text),
 // POST /tokenize, POST /detokenize, GET / (the chat page).
 #pragma once
 
@@ -26,6 +26,7 @@ struct ServeOptions {
   size_t max_body_bytes = 8u << 20;
   int http_threads = 128;    // concurrent connections served (streams hold one each)
   int32_t max_n = 16;
+  std::string pooling;       // /v1/embeddings: "mean", "cls", "last"; "" = the model's
 };
 
 // Listens, loads the model in the background (/health says 503 until it is ready), serves

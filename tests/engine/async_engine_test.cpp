@@ -259,3 +259,42 @@ TEST(AsyncEngine, ConstraintMasksAndFinishes) {
 
 }  // namespace
 }  // namespace jinx
+
+namespace jinx {
+namespace {
+
+// Embedding jobs run on the engine thread between generation steps, in slices, and give what
+// Model::embed gives directly; generation running at the same time is unaffected.
+TEST(AsyncEngine, EmbedsBetweenStepsAsTheModelDoes) {
+  std::shared_ptr<const Model> model = Model::load(kModels + "tiny-qwen3");
+  EngineOptions o;
+  o.threads = 2;
+  o.kv_cache_tokens = 4096;
+  std::vector<std::vector<int32_t>> seqs;
+  for (int i = 0; i < 40; ++i) seqs.push_back(prompt_of(i % 13 * 5));  // 10..190 tokens
+  const int64_t H = model->config().hidden_size;
+  std::vector<float> want(seqs.size() * H);
+  ThreadPool pool(2);
+  model->embed(seqs, Pooling::kLast, true, want.data(), pool);
+
+  LLM offline(model, nullptr, o);
+  const auto expected = offline.generate(std::vector<Request>{{prompt_of(1), greedy(24)}});
+  AsyncEngine eng(std::make_unique<LLM>(model, nullptr, o), {});
+  Sink s;
+  Request r{prompt_of(1), greedy(24)};
+  r.on_update = s.fn();
+  eng.submit(std::move(r));
+  auto f1 = eng.embed(seqs, Pooling::kLast, true);  // > kEmbedSliceTokens: several slices
+  auto f2 = eng.embed({seqs[3]}, Pooling::kLast, true);
+  EXPECT_EQ(f1.get(), want);
+  EXPECT_EQ(f2.get(), std::vector<float>(want.begin() + 3 * H, want.begin() + 4 * H));
+  ASSERT_TRUE(s.wait());
+  EXPECT_EQ(s.tokens, expected[0].token_ids);
+
+  EXPECT_THROW(eng.embed({{}}, Pooling::kMean, true), Error);
+  EXPECT_THROW(eng.embed({{1, 2, 512}}, Pooling::kMean, true), Error);  // vocabulary is 512
+  EXPECT_THROW(eng.embed({std::vector<int32_t>(5000, 7)}, Pooling::kMean, true), Error);
+}
+
+}  // namespace
+}  // namespace jinx
