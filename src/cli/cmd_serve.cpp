@@ -36,6 +36,9 @@ void add_serve(CLI::App& app) {
                   "how /v1/embeddings pools the hidden states: mean, cls or last (default: "
                   "what the model declares, else mean)")
       ->check(CLI::IsMember({"mean", "cls", "last"}));
+  sub->add_option("--rag-db", a->opt.rag_db,
+                  "knowledge base for /v1/rag/* and chat requests with \"rag\" (a `jinx rag "
+                  "index` file made with this model, or a new file)");
   add_engine_flags(sub, &a->engine);
   sub->callback([a] {
     a->opt.engine = a->engine.resolve();

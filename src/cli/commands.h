@@ -14,5 +14,6 @@ void add_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, template
 void add_serve(CLI::App& app);
 void add_quantize(CLI::App& app);  // jinx quantize IN OUT.gguf
 void add_perplexity(CLI::App& app);
+void add_rag(CLI::App& app);  // jinx rag index | search | ask
 
 }  // namespace jinx::cli

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   jinx::cli::add_serve(app);
   jinx::cli::add_quantize(app);
   jinx::cli::add_perplexity(app);
+  jinx::cli::add_rag(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

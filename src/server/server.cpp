@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "server/embeddings.h"
 #include "server/openai_response.h"
+#include "server/rag_api.h"
 #include "structured/json_constraint.h"
 
 namespace jinx::server {
@@ -81,6 +82,9 @@ struct ServerState {
   // there is none.
   Pooling pooling = Pooling::kMean;
   std::string pooling_error;
+  // --rag-db: the knowledge base; its Store is one SQLite connection, so one user at a time.
+  std::unique_ptr<rag::KnowledgeBase> kb;
+  std::mutex kb_mu;
 };
 
 // The choices of one request, submitted; cancels them all when dropped unfinished.
@@ -91,6 +95,7 @@ struct Job {
   std::vector<uint64_t> handles;
   std::vector<ChoiceState> choices;
   ResponseMeta meta;
+  json rag_sources;  // the passages a "rag" chat request was answered from (null: none)
 
   void cancel_all() {
     for (uint64_t h : handles) st->engine->cancel(h);
@@ -164,8 +169,10 @@ void run_blocking(Job& job, httplib::Response& res) {
     }
   }
   const Tokenizer& tok = *job.st->ctx.tok;
-  send_json(res, 200, job.plan.chat ? chat_response(job.meta, job.plan, job.choices, tok)
-                                    : completion_response(job.meta, job.plan, job.choices, tok));
+  json out = job.plan.chat ? chat_response(job.meta, job.plan, job.choices, tok)
+                           : completion_response(job.meta, job.plan, job.choices, tok);
+  if (!job.rag_sources.is_null()) out["rag_sources"] = job.rag_sources;
+  send_json(res, 200, out);
 }
 
 bool write_event(httplib::DataSink& sink, const std::string& data) {
@@ -182,6 +189,16 @@ void run_streaming(std::shared_ptr<Job> job, httplib::Response& res) {
       [job](size_t, httplib::DataSink& sink) {
         const Tokenizer& tok = *job->st->ctx.tok;
         int open = static_cast<int>(job->choices.size());
+        if (!job->rag_sources.is_null()) {  // first, in a chunk without choices
+          json r = {{"id", job->meta.id}, {"object", "chat.completion.chunk"},
+                    {"created", job->meta.created}, {"model", job->meta.model},
+                    {"choices", json::array()}, {"rag_sources", job->rag_sources}};
+          job->rag_sources = nullptr;
+          if (!write_event(sink, dump(r))) {
+            job->cancel_all();
+            return false;
+          }
+        }
         auto last_write = Clock::now();
         while (open > 0) {
           auto updates = job->ch->take(std::chrono::milliseconds(200));
@@ -228,12 +245,43 @@ void run_streaming(std::shared_ptr<Job> job, httplib::Response& res) {
       });
 }
 
+std::vector<rag::Passage> rag_search(ServerState& st, const RagSearch& s) {
+  if (!st.kb) throw ApiError(404, "no knowledge base: start jinx serve with --rag-db FILE");
+  std::lock_guard<std::mutex> lk(st.kb_mu);
+  return st.kb->search(s.query, s.k, s.mode);
+}
+
+void handle_rag_search(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const json body = json::parse(parse_body(req).dump());
+  const std::vector<rag::Passage> passages = rag_search(st, parse_rag_search(body));
+  send_json(res, 200, {{"object", "list"}, {"data", passages_json(passages)}});
+}
+
+void handle_rag_document(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const json body = json::parse(parse_body(req).dump());
+  const auto [source, text] = parse_rag_document(body);
+  if (!st.kb) throw ApiError(404, "no knowledge base: start jinx serve with --rag-db FILE");
+  std::lock_guard<std::mutex> lk(st.kb_mu);
+  rag::IndexReport r;
+  const bool added = st.kb->add_text(source, text, &r);
+  send_json(res, 200, {{"source", source}, {"added", added}, {"chunks", r.chunks},
+                       {"tokens", r.tokens}, {"documents", st.kb->n_documents()},
+                       {"total_chunks", st.kb->n_chunks()}});
+}
+
 void handle_generate(ServerState& st, const httplib::Request& req, httplib::Response& res,
                      bool chat) {
   require_ready(st);
-  const auto body = parse_body(req);
+  auto body = parse_body(req);
   auto job = std::make_shared<Job>();
   job->st = &st;
+  if (std::optional<RagSearch> rs = chat ? take_chat_rag(body) : std::nullopt) {
+    const std::vector<rag::Passage> passages = rag_search(st, *rs);
+    apply_chat_rag(body, passages);
+    job->rag_sources = passages_json(passages);
+  }
   job->plan = chat ? parse_chat_request(body, st.ctx) : parse_completion_request(body, st.ctx);
   job->meta = {new_response_id(chat ? "chatcmpl-" : "cmpl-"),
                static_cast<int64_t>(std::time(nullptr)), st.ctx.served_name};
@@ -328,6 +376,26 @@ httplib::Server::Handler guarded(F f) {
   };
 }
 
+// The knowledge base embeds with the served model, through the engine thread.
+void open_knowledge_base(ServerState& st, int64_t hidden) {
+  if (!st.pooling_error.empty()) fail(st.pooling_error);
+  rag::Embedder e;
+  e.model_id = rag::embedder_id(st.opt.model_path, st.pooling, hidden);
+  e.dim = hidden;
+  e.tok = st.ctx.tok.get();
+  AsyncEngine* eng = st.engine.get();
+  const Pooling pooling = st.pooling;
+  e.embed = [eng, pooling, hidden](std::span<const std::vector<int32_t>> seqs, float* out) {
+    const std::vector<float> v =
+        eng->embed(std::vector<std::vector<int32_t>>(seqs.begin(), seqs.end()), pooling, true)
+            .get();
+    std::copy(v.begin(), v.end(), out);
+  };
+  st.kb = std::make_unique<rag::KnowledgeBase>(st.opt.rag_db, std::move(e), rag::RagOptions{});
+  log_info("server: knowledge base ", st.opt.rag_db, " (", st.kb->n_documents(), " documents, ",
+           st.kb->n_chunks(), " chunks)");
+}
+
 void load_model(ServerState& st) {
   try {
     auto llm = std::make_unique<LLM>(st.opt.model_path, st.opt.engine);
@@ -355,9 +423,11 @@ void load_model(ServerState& st) {
       });
       return st.vocab;
     };
+    const int64_t hidden = mc.hidden_size;
     st.engine = std::make_unique<AsyncEngine>(
         std::move(llm),
         AsyncOptions{.max_queue = st.opt.max_queue, .max_running = st.opt.engine.max_num_seqs});
+    if (!st.opt.rag_db.empty()) open_knowledge_base(st, hidden);
     st.ready = true;
     log_info("server: model ready (", c.served_name, ", context ", c.max_model_len, " tokens)");
   } catch (const std::exception& e) {
@@ -407,6 +477,10 @@ void add_routes(httplib::Server& svr, ServerState& st) {
   });
   svr.Post("/v1/embeddings",
            guarded([&st](const auto& req, auto& res) { handle_embeddings(st, req, res); }));
+  svr.Post("/v1/rag/search",
+           guarded([&st](const auto& req, auto& res) { handle_rag_search(st, req, res); }));
+  svr.Post("/v1/rag/documents",
+           guarded([&st](const auto& req, auto& res) { handle_rag_document(st, req, res); }));
   svr.Post("/tokenize", guarded([&st](const auto& req, auto& res) { handle_tokenize(st, req, res); }));
   svr.Post("/detokenize",
            guarded([&st](const auto& req, auto& res) { handle_detokenize(st, req, res); }));

@@ -2,7 +2,7 @@
 //
 // HTTP threads (cpp-httplib's pool) parse, validate, tokenize, submit and stream; the engine
 // runs in its own thread. Routes: POST /v1/chat/completions, POST /v1/completions,
-// POST /v1/embeddings, GET /v1/models, GET /health (503 while the model loads), GET /metrics (Prometheus text),
+// POST /v1/embeddings, POST /v1/rag/documents and /v1/rag/search (--rag-db), GET /v1/models, GET /health (503 while the model loads), GET /metrics (Prometheus text),
 // POST /tokenize, POST /detokenize, GET / (the chat page).
 #pragma once
 
@@ -27,6 +27,9 @@ struct ServeOptions {
   int http_threads = 128;    // concurrent connections served (streams hold one each)
   int32_t max_n = 16;
   std::string pooling;       // /v1/embeddings: "mean", "cls", "last"; "" = the model's
+  // A knowledge base (made by `jinx rag index` with this model, or new) for /v1/rag/* and the
+  // "rag" field of chat requests; "" = none.
+  std::string rag_db;
 };
 
 // Listens, loads the model in the background (/health says 503 until it is ready), serves

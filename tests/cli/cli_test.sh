@@ -111,6 +111,16 @@ if [ -f "$smol" ]; then
     fail=$((fail + 1))
     echo "FAIL smollm2-perplexity-vs-llama.cpp: jinx $got, llama.cpp $want"
   fi
+  # jinx rag: index the fixture documents, search them, refuse what is wrong.
+  kb=$tmp/kb.sqlite
+  expect_output rag-index "12 files added \(12 chunks" -- "$jinx" rag index --db "$kb" -m "$smol" "$src/tests/fixtures/rag/docs"
+  expect_output rag-index-again "0 files added.*12 unchanged" -- "$jinx" rag index --db "$kb" -m "$smol" "$src/tests/fixtures/rag/docs"
+  expect_output rag-search '"source": ".*honeybees.md"' -- "$jinx" rag search --db "$kb" -m "$smol" "How do bees tell each other where the flowers are?" -k 1 --json
+  expect_output rag-ask "Sources:" -- "$jinx" rag ask --db "$kb" -m "$smol" "Why are there two high tides each day?" -k 2 --max-tokens 8
+  expect_error rag-other-model "built with the embedding model" -- "$jinx" rag search --db "$kb" -m "$fx/tiny-llama-q8_0.gguf" "tides"
+  expect_error rag-missing-path "no such file" -- "$jinx" rag index --db "$kb" -m "$smol" "$tmp/nope"
+  printf 'not a database, just text' > "$tmp/bad.sqlite"
+  expect_error rag-bad-db "bad.sqlite" -- "$jinx" rag search --db "$tmp/bad.sqlite" -m "$smol" "tides"
 else
   echo "skipping SmolLM2 checks: $smol not installed (make models)"
 fi

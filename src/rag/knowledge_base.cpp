@@ -1,0 +1,238 @@
+#include "rag/knowledge_base.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/check.h"
+#include "core/log.h"
+#include "tokenizer/utf8.h"
+
+namespace jinx::rag {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// FNV-1a over the bytes, with the length: tells a changed file from an unchanged one.
+std::string content_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx:%zu", static_cast<unsigned long long>(h),
+                s.size());
+  return buf;
+}
+
+// Reads a file that should be UTF-8 text; an empty string with *why set when it is not.
+std::string read_text(const fs::path& p, int64_t max_bytes, std::string* why) {
+  std::error_code ec;
+  const auto size = fs::file_size(p, ec);
+  if (ec) {
+    *why = "cannot read its size";
+    return {};
+  }
+  if (size > static_cast<uintmax_t>(max_bytes)) {
+    *why = str(size, " bytes, more than the limit of ", max_bytes);
+    return {};
+  }
+  std::ifstream in(p, std::ios::binary);
+  std::string s(size, '\0');
+  if (!in.read(s.data(), static_cast<std::streamsize>(size))) {
+    *why = "cannot be read";
+    return {};
+  }
+  if (s.find('\0') != std::string::npos || !utf8::is_valid(s)) {
+    *why = "not UTF-8 text";
+    return {};
+  }
+  return s;
+}
+
+std::string index_path(const std::string& db) { return db + ".hnsw"; }
+
+}  // namespace
+
+SearchMode search_mode_from_name(const std::string& name) {
+  if (name == "hybrid") return SearchMode::kHybrid;
+  if (name == "vector") return SearchMode::kVector;
+  if (name == "keyword") return SearchMode::kKeyword;
+  fail("unknown search mode \"", name, "\" (hybrid, vector or keyword)");
+}
+
+KnowledgeBase::KnowledgeBase(const std::string& db_path, Embedder embedder,
+                             const RagOptions& options)
+    : db_path_(db_path), emb_(std::move(embedder)), opt_(options) {
+  JINX_CHECK(emb_.tok != nullptr && emb_.embed && emb_.dim > 0, "incomplete embedder");
+  if (opt_.candidates < 1) fail("candidates must be >= 1");
+  store_ = Store::open(db_path);
+  const auto model = store_->meta("embed_model");
+  if (model && *model != emb_.model_id && store_->n_chunks() > 0)
+    fail(db_path, ": built with the embedding model \"", *model, "\", not \"", emb_.model_id,
+         "\" (vectors of two models cannot be compared: use that model or a new file)");
+  const std::string chunks = std::to_string(store_->n_chunks());
+  if (store_->meta("index_chunks") == chunks && fs::exists(index_path(db_path_))) {
+    try {
+      index_ = VectorIndex::load(index_path(db_path_), emb_.dim);
+      if (index_->size() == store_->n_chunks()) return;
+    } catch (const Error& e) {
+      log_warn("rag: rebuilding the vector index: ", e.what());
+    }
+  }
+  rebuild_index();
+}
+
+KnowledgeBase::~KnowledgeBase() = default;
+
+void KnowledgeBase::rebuild_index() {
+  index_ = std::make_unique<VectorIndex>(emb_.dim, std::max<int64_t>(16, store_->n_chunks()));
+  store_->for_each_embedding(emb_.dim, [&](int64_t id, std::span<const float> v) {
+    index_->add(id, v);
+  });
+  index_->save(index_path(db_path_));
+  store_->set_meta("index_chunks", std::to_string(store_->n_chunks()));
+}
+
+IndexReport KnowledgeBase::add_path(const std::string& path,
+                                    const std::function<void(const std::string&)>& progress) {
+  std::vector<fs::path> files;
+  if (fs::is_directory(path)) {
+    for (auto it = fs::recursive_directory_iterator(path); it != fs::recursive_directory_iterator();
+         ++it) {
+      if (it->path().filename().string().starts_with(".")) {
+        if (it->is_directory()) it.disable_recursion_pending();
+        continue;
+      }
+      if (it->is_regular_file()) files.push_back(it->path());
+    }
+    std::sort(files.begin(), files.end());
+  } else if (fs::is_regular_file(path)) {
+    files.push_back(path);
+  } else {
+    fail(path, ": no such file or directory");
+  }
+  IndexReport report;
+  bool changed = false;
+  for (const fs::path& f : files) {
+    changed |= add_file(f.string(), &report);
+    if (progress) progress(f.string());
+  }
+  if (changed) rebuild_index();
+  return report;
+}
+
+bool KnowledgeBase::add_file(const std::string& path, IndexReport* report) {
+  std::string why;
+  const std::string text = read_text(path, opt_.max_file_bytes, &why);
+  if (why.empty() && text.find_first_not_of(" \t\r\n\f\v") == std::string::npos)
+    why = "no text";
+  if (!why.empty()) {
+    log_warn("rag: skipped ", path, ": ", why);
+    ++report->files_skipped;
+    return false;
+  }
+  return store_text(path, text, report);
+}
+
+bool KnowledgeBase::add_text(const std::string& source, const std::string& text,
+                             IndexReport* report) {
+  if (source.empty()) fail("a document needs a source name");
+  if (text.find('\0') != std::string::npos || !utf8::is_valid(text))
+    fail("document \"", source, "\" is not UTF-8 text");
+  if (text.find_first_not_of(" \t\r\n\f\v") == std::string::npos)
+    fail("document \"", source, "\" has no text");
+  if (static_cast<int64_t>(text.size()) > opt_.max_file_bytes)
+    fail("document \"", source, "\" is larger than ", opt_.max_file_bytes, " bytes");
+  IndexReport local;
+  if (!store_text(source, text, report ? report : &local)) return false;
+  rebuild_index();
+  return true;
+}
+
+// Chunks, embeds and stores one document in one transaction; false when unchanged.
+bool KnowledgeBase::store_text(const std::string& source, const std::string& text,
+                               IndexReport* report) {
+  auto count = [&](std::string_view s) {
+    return static_cast<int64_t>(emb_.tok->encode(s, false, false).size());
+  };
+  const std::vector<Chunk> chunks = chunk_text(text, opt_.chunk, count);
+  JINX_CHECK(!chunks.empty(), "a text with non-space bytes has a chunk");
+  Store::Transaction tx(*store_);
+  const std::optional<int64_t> doc = store_->add_document(source, content_hash(text));
+  if (!doc) {
+    ++report->files_unchanged;
+    tx.commit();
+    return false;
+  }
+  std::vector<std::vector<int32_t>> ids;
+  for (const Chunk& c : chunks) {
+    ids.push_back(emb_.tok->encode(std::string_view(text).substr(c.start, c.end - c.start)));
+    report->tokens += static_cast<int64_t>(ids.back().size());
+  }
+  std::vector<float> vectors(chunks.size() * emb_.dim);
+  emb_.embed(ids, vectors.data());
+  for (size_t i = 0; i < chunks.size(); ++i)
+    store_->add_chunk(*doc, chunks[i].start, chunks[i].end,
+                      text.substr(chunks[i].start, chunks[i].end - chunks[i].start),
+                      std::span(vectors).subspan(i * emb_.dim, emb_.dim));
+  store_->set_meta("embed_model", emb_.model_id);
+  tx.commit();
+  ++report->files_added;
+  report->chunks += static_cast<int64_t>(chunks.size());
+  return true;
+}
+
+std::vector<float> KnowledgeBase::embed_query(const std::string& query) const {
+  const std::vector<std::vector<int32_t>> ids = {emb_.tok->encode(opt_.query_prefix + query)};
+  if (ids[0].empty()) fail("the query is empty");
+  std::vector<float> v(emb_.dim);
+  emb_.embed(ids, v.data());
+  return v;
+}
+
+std::vector<Passage> KnowledgeBase::search(const std::string& query, int k,
+                                           SearchMode mode) const {
+  if (k < 1) fail("k must be >= 1");
+  if (query.empty() || !utf8::is_valid(query)) fail("the query must be non-empty UTF-8 text");
+  const int n = std::max(k, opt_.candidates);
+  std::vector<std::pair<int64_t, float>> by_vector;
+  std::vector<std::pair<int64_t, double>> by_keyword;
+  if (mode != SearchMode::kKeyword && index_->size() > 0)
+    by_vector = index_->search(embed_query(query), n);
+  if (mode != SearchMode::kVector) by_keyword = store_->keyword_search(query, n);
+  const std::vector<Hit> hits = fuse(by_vector, by_keyword, k);
+  std::vector<int64_t> ids;
+  for (const Hit& h : hits) ids.push_back(h.chunk_id);
+  std::vector<StoredChunk> chunks = store_->get_chunks(ids);
+  std::vector<Passage> out;
+  for (StoredChunk& c : chunks) {
+    auto h = std::find_if(hits.begin(), hits.end(), [&](const Hit& x) { return x.chunk_id == c.id; });
+    out.push_back({std::move(c), *h});
+  }
+  return out;
+}
+
+std::string embedder_id(const std::string& model_path, Pooling pooling, int64_t dim) {
+  fs::path p(model_path);
+  std::string name = p.filename().string();
+  if (name.empty()) name = p.parent_path().filename().string();  // "dir/"
+  return str(name, " (", pooling_name(pooling), " pooling, ", dim, " dims)");
+}
+
+std::string rag_prompt(const std::string& question, std::span<const Passage> passages) {
+  std::ostringstream p;
+  p << "Answer the question using only the numbered passages below, and cite the passages you "
+       "use by their number, like [1]. If the passages do not contain the answer, say so.\n\n";
+  for (size_t i = 0; i < passages.size(); ++i)
+    p << "[" << i + 1 << "] (" << fs::path(passages[i].chunk.source).filename().string() << ")\n"
+      << passages[i].chunk.text << "\n\n";
+  p << "Question: " << question;
+  return p.str();
+}
+
+}  // namespace jinx::rag
