@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libpcre2-dev libgtest-dev libgmock-dev
       libbenchmark-dev libcli11-dev libcpp-httplib-dev libedit-dev python3-pip python3-venv
-      chromium chromium-driver libsqlite3-dev libhnswlib-dev)
+      chromium chromium-driver libsqlite3-dev libhnswlib-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

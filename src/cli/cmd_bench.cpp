@@ -36,8 +36,9 @@ void run_bench(const BenchArgs& a) {
       a.min_output > a.max_output || a.num_seqs < 1)
     fail("bench: need 1 <= min <= max for input and output lengths and --num-seqs >= 1");
   EngineOptions o = a.engine.resolve();
-  o.threads = a.threads;
-  std::shared_ptr<const Model> model = Model::load(a.model, LoadOptions{o.quantize, a.threads});
+  if (a.threads > 0) o.threads = a.threads;
+  std::shared_ptr<const Model> model =
+      Model::load(a.model, LoadOptions{o.quantize, o.threads, o.comm});
   LLM llm(model, nullptr, o);
   const int32_t vocab = static_cast<int32_t>(model->config().vocab_size);
   std::mt19937_64 rng(a.seed);

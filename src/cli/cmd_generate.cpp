@@ -48,8 +48,9 @@ SamplingParams sampling_from(const GenerateArgs& a, const ModelConfig* c) {
 void run_generate(const GenerateArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
   EngineOptions eo = a.engine.resolve();
-  eo.threads = a.threads;
-  std::shared_ptr<const Model> model = Model::load(a.model, LoadOptions{eo.quantize, a.threads});
+  if (a.threads > 0) eo.threads = a.threads;
+  std::shared_ptr<const Model> model =
+      Model::load(a.model, LoadOptions{eo.quantize, eo.threads, eo.comm});
   if (!model->quantize_summary().empty())
     std::fprintf(stderr, "[jinx] %s\n", model->quantize_summary().c_str());
   std::shared_ptr<const Tokenizer> tok = load_tokenizer(a.model, model.get());

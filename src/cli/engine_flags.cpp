@@ -1,5 +1,8 @@
 #include "cli/engine_flags.h"
 
+#include <algorithm>
+#include <thread>
+
 #include "core/check.h"
 
 namespace jinx::cli {
@@ -20,8 +23,28 @@ EngineOptions EngineFlags::resolve() const {
   } else {
     fail("--overlap must be auto, on or off, not \"", overlap, "\"");
   }
+  if (tensor_parallel_size > 1) {
+    o.comm = process_comm();
+    const int have = o.comm ? o.comm->size() : 1;
+    if (have != tensor_parallel_size)
+      fail("--tensor-parallel-size ", tensor_parallel_size, " needs ", tensor_parallel_size,
+           " processes: run `mpirun -np ", tensor_parallel_size, " jinx ...` (this one has ",
+           have, ")");
+    if (o.threads == 0)  // the ranks share this machine's cores
+      o.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / have);
+  }
   return o;
 }
+
+namespace {
+std::shared_ptr<Communicator>& comm_slot() {
+  static std::shared_ptr<Communicator> comm;
+  return comm;
+}
+}  // namespace
+
+void set_process_comm(std::shared_ptr<Communicator> comm) { comm_slot() = std::move(comm); }
+std::shared_ptr<Communicator> process_comm() { return comm_slot(); }
 
 DType parse_kv_dtype(const std::string& v, bool gpu) {
   if (v == "auto") return gpu ? DType::BF16 : DType::F16;
@@ -75,6 +98,9 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
       ->check(CLI::Range(0, 1 << 24));
   sub->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens per step at most")
       ->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--tensor-parallel-size,--tp", f->tensor_parallel_size,
+                  "shard the model over N processes started by `mpirun -np N` (CPU; MPI)")
+      ->check(CLI::Range(1, 256));
   sub->add_option("--num-speculative-tokens", o.num_speculative_tokens,
                   "Speculative decoding by prompt lookup: guesses checked per decode step (0: off)")
       ->check(CLI::Range(0, 64));

@@ -17,12 +17,18 @@ struct EngineFlags {
   bool enforce_eager = false;
   std::string overlap = "auto";
   std::string quantize = "none";
+  int tensor_parallel_size = 1;  // processes the model is sharded over (mpirun -np N)
 
   // The options with the string flags applied; throws jinx::Error on a bad value.
   EngineOptions resolve() const;
 };
 
 void add_engine_flags(CLI::App* sub, EngineFlags* f);
+
+// The MPI group this process belongs to, when started by `mpirun -np N` (main sets it on rank
+// 0; null otherwise). --tensor-parallel-size N shards the model over it.
+void set_process_comm(std::shared_ptr<Communicator> comm);
+std::shared_ptr<Communicator> process_comm();
 
 // A --kv-cache-dtype value: auto (f16 on the CPU, bf16 on a GPU), f32, f16, bf16, int8, fp8 /
 // fp8_e4m3. Throws jinx::Error on anything else.

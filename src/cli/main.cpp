@@ -8,6 +8,11 @@
 
 #include "backend/cpu/kernels.h"
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "model/executor.h"
+#ifdef JINX_MPI
+#include "dist/mpi_comm.h"
+#endif
 
 namespace {
 
@@ -35,6 +40,25 @@ void apply_exact_env() {
 int main(int argc, char** argv) {
   apply_isa_env();
   apply_exact_env();
+#ifdef JINX_MPI
+  // Under `mpirun -np N`: rank 0 runs the command (its engine shards the model over the group
+  // with --tensor-parallel-size N), the other ranks serve it until it ends.
+  std::shared_ptr<jinx::Communicator> comm;
+  try {
+    if (jinx::dist::launched_by_mpi()) comm = jinx::dist::mpi_world();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "jinx: error: %s\n", e.what());
+    return 1;
+  }
+  if (comm && comm->rank() != 0) return jinx::run_tp_worker(comm);
+  jinx::cli::set_process_comm(comm);
+  struct ReleaseWorkers {
+    std::shared_ptr<jinx::Communicator> comm;
+    ~ReleaseWorkers() {
+      if (comm) jinx::end_tp_workers(*comm);
+    }
+  } release{comm};
+#endif
   CLI::App app{"Jinx: LLM inference and serving engine"};
   app.require_subcommand(1);
   jinx::cli::add_generate(app);

@@ -118,7 +118,7 @@ struct LLM::Flight {
 
 LLM::LLM(const std::string& model_path, const EngineOptions& options) {
   std::shared_ptr<Model> m =
-      Model::load(model_path, LoadOptions{options.quantize, options.threads});
+      Model::load(model_path, LoadOptions{options.quantize, options.threads, options.comm});
   model_ = m;
   if (m->store().gguf()) {
     tok_ = Tokenizer::from_gguf(*m->store().gguf());
@@ -185,6 +185,7 @@ void LLM::init(const EngineOptions& o) {
   eo.max_seqs = o.max_num_seqs;
   eo.max_model_len = o.max_model_len;
   eo.cuda_graphs = o.cuda_graphs;
+  eo.quantize = o.quantize;
   exec_ = make_executor(model_, eo);
   if (o.wrap_executor) exec_ = o.wrap_executor(std::move(exec_));
   n_blocks = static_cast<int32_t>(exec_->n_kv_blocks());

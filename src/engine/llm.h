@@ -65,6 +65,9 @@ struct EngineOptions {
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;
+  // Tensor parallelism (LLM(path, ...) only): this process is rank 0 of the group, the others
+  // run run_tp_worker(); the model is sharded over them (see LoadOptions::comm).
+  std::shared_ptr<Communicator> comm;
   // Tests: wraps the executor the engine made (e.g. to stand in for a device that samples).
   std::function<std::unique_ptr<Executor>(std::unique_ptr<Executor>)> wrap_executor;
 };

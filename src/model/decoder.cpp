@@ -128,7 +128,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
   m->inv_freq_ = c.rope_inv_freq();
   m->local_inv_freq_ = c.rope_local_inv_freq();
+  m->path_ = path;
   if (options.quantize != WeightQuant::kNone) m->quantize_weights(options);
+  if (options.comm && options.comm->size() > 1) m->shard(options.comm);
   return m;
 }
 
@@ -181,6 +183,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     rope(k.data(), n, c.n_kv_heads, hd, positions.data(), freq, c.rope_interleaved);
     attend(li, q.data(), k.data(), v.data(), att.data());
     linear(L.o, att.data(), n, h.data(), pool);
+    if (comm_) comm_->all_reduce_sum(h.data(), static_cast<size_t>(n * H));  // row-parallel
     if (!L.post_attn_norm.empty())
       cpu::rmsnorm(h.data(), L.post_attn_norm.data(), h.data(), n, H, c.rms_norm_eps);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
@@ -203,6 +206,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
       cpu::silu_mul(g.data(), u.data(), n * ff);
     }
     linear(L.down, g.data(), n, h.data(), pool);
+    if (comm_) comm_->all_reduce_sum(h.data(), static_cast<size_t>(n * H));
     if (!L.post_ffn_norm.empty())
       cpu::rmsnorm(h.data(), L.post_ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
     for (int64_t i = 0; i < n * H; ++i) x[i] += h[i];
@@ -214,7 +218,9 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     JINX_CHECK(out_rows[i] >= 0 && out_rows[i] < n, "output row out of range");
     cpu::rmsnorm(&x[out_rows[i] * H], w_.final_norm.data(), &normed[i * H], 1, H, c.rms_norm_eps);
   }
-  if (hidden == nullptr) cpu::matmul(w_.lm_head, h.data(), n_out, logits, c.vocab_size, pool);
+  // Tensor-parallel workers pass no logits: the head is rank 0's alone.
+  if (hidden == nullptr && logits != nullptr)
+    cpu::matmul(w_.lm_head, h.data(), n_out, logits, c.vocab_size, pool);
 }
 
 void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logits, bool all_logits,

@@ -53,6 +53,12 @@ class CpuExecutor final : public Executor {
 
 }  // namespace
 
+std::unique_ptr<Executor> make_cpu_executor(std::shared_ptr<const Model> model,
+                                            const ExecutorOptions& o) {
+  if (o.n_blocks <= 0) fail("the CPU KV pool needs a size in blocks");
+  return std::make_unique<CpuExecutor>(std::move(model), o);
+}
+
 std::vector<int32_t> resolve_placeholders(std::span<const int32_t> tokens,
                                           std::span<const int32_t> prev_picks) {
   std::vector<int32_t> out(tokens.begin(), tokens.end());
@@ -107,8 +113,11 @@ std::unique_ptr<Executor> make_executor(std::shared_ptr<const Model> model,
   JINX_CHECK(model != nullptr, "make_executor: no model");
   if (o.device == "cpu") {
     if (o.n_blocks <= 0) fail("the CPU KV pool needs a size in blocks");
+    if (model->tp_size() > 1) return make_tp_executor(std::move(model), o);
     return std::make_unique<CpuExecutor>(std::move(model), o);
   }
+  if (model->tp_size() > 1)
+    fail("--device ", o.device, ": tensor parallelism runs on the CPU only so far (MPI)");
   if (o.device.rfind("cuda", 0) != 0) fail("unknown device \"", o.device, "\" (cpu, cuda, cuda:N)");
   int dev = 0;
   if (o.device.size() > 4) {

@@ -28,6 +28,8 @@ struct ExecutorOptions {
   int64_t max_seqs = 64;             // most sequences in one forward pass
   int64_t max_model_len = 0;         // longest sequence (0: the model's context)
   bool cuda_graphs = true;           // replay decode steps as CUDA graphs (GPU only)
+  WeightQuant quantize = WeightQuant::kNone;  // what the model was loaded with (TP workers
+                                              // load the same)
 };
 
 class Executor {
@@ -76,6 +78,23 @@ std::vector<int32_t> picks_of(std::span<const uint8_t> pick, const int32_t* toke
 // GPU, or memory that cannot hold the weights and one block per sequence.
 std::unique_ptr<Executor> make_executor(std::shared_ptr<const Model> model,
                                         const ExecutorOptions& options);
+
+// The CPU executor (make_executor's choice for "cpu" on one process).
+std::unique_ptr<Executor> make_cpu_executor(std::shared_ptr<const Model> model,
+                                            const ExecutorOptions& options);
+
+// Tensor parallelism on the CPU (model/tp_executor.cpp). Rank 0's executor for a sharded
+// model: each step is broadcast to the group, every rank runs its shard, rank 0 gets the
+// logits. Its construction tells the workers to load their shards (jinx::Error if one cannot);
+// its destruction releases them.
+std::unique_ptr<Executor> make_tp_executor(std::shared_ptr<const Model> model,
+                                           const ExecutorOptions& options);
+// What ranks other than 0 run instead of a command: load a shard when rank 0 makes a TP
+// executor, run its steps, free it when that executor goes, until rank 0 calls
+// end_tp_workers(). Returns the process exit code.
+int run_tp_worker(std::shared_ptr<Communicator> comm);
+// Rank 0, once at exit: lets the workers' run_tp_worker() return.
+void end_tp_workers(Communicator& comm);
 
 // Whether this build has the CUDA backend, and the GPUs the driver shows (0 without either).
 bool cuda_built();

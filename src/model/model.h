@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/comm.h"
 #include "core/thread_pool.h"
 #include "model/config.h"
 #include "model/paged_kv.h"
@@ -47,6 +48,10 @@ struct LoadOptions {
   // and MLX-packed or GGUF block-quantized weights stay as they are.
   WeightQuant quantize = WeightQuant::kNone;
   int threads = 0;  // for quantizing (0: every core)
+  // Tensor parallelism: with a group of more than one process, this process keeps its shard
+  // (model/tensor_parallel.cpp) and the forward pass sums the row-parallel layers over the
+  // group. Every rank must then run the same forward passes together.
+  std::shared_ptr<Communicator> comm;
 };
 
 class Model {
@@ -54,7 +59,14 @@ class Model {
   // Loads a model directory (config.json + safetensors, MLX-quantized or not) or a .gguf file.
   static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& options = {});
 
+  // The config of this process's shard: under tensor parallelism n_heads, n_kv_heads and
+  // intermediate_size are this rank's share.
   const ModelConfig& config() const { return cfg_; }
+  const std::string& path() const { return path_; }
+  // The tensor-parallel group (null: the whole model is here).
+  Communicator* comm() const { return comm_.get(); }
+  int tp_size() const { return comm_ ? comm_->size() : 1; }
+  int tp_rank() const { return comm_ ? comm_->rank() : 0; }
   const WeightStore& store() const { return *store_; }
   const ModelWeights& weights() const { return w_; }
   // What --quantize did at load, in one line (empty without it).
@@ -85,6 +97,9 @@ class Model {
   // The --quantize step of load() (model/quantize_weights.cpp): rewrites w_'s matrices to point
   // into quant_storage_ and logs what it cost.
   void quantize_weights(const LoadOptions& options);
+  // Keeps this rank's shard of the layers (model/tensor_parallel.cpp).
+  void shard(std::shared_ptr<Communicator> comm);
+  WeightMatrix slice_columns(const WeightMatrix& w, int64_t c0, int64_t c1);
   // Stores this step's k/v ([n_tokens, kv_dim] each, RoPE applied to k) for layer `layer` and
   // writes the attention output for q [n_tokens, n_heads, head_dim] to out.
   using AttendFn = std::function<void(int64_t layer, const float* q, const float* k, const float* v,
@@ -105,6 +120,8 @@ class Model {
   // Quantized copies made at load (one buffer per matrix); empty without --quantize.
   std::vector<std::vector<uint8_t>> quant_storage_;
   std::string quantize_summary_;
+  std::string path_;
+  std::shared_ptr<Communicator> comm_;  // set by shard()
 };
 
 // Per-architecture loading of one layer's weights (model/arch/<name>.cpp).

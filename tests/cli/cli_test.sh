@@ -125,5 +125,21 @@ else
   echo "skipping SmolLM2 checks: $smol not installed (make models)"
 fi
 
+# Tensor parallelism: `mpirun -np 2 jinx generate --tp 2` gives one process's greedy tokens.
+if command -v mpirun >/dev/null 2>&1; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  q8=$fx/tiny-llama-q8_0.gguf
+  "$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0 --ignore-eos >"$tmp/one" 2>/dev/null
+  expect_output tp-generate "." -- mpirun -np 2 --oversubscribe "$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0 --ignore-eos --tp 2
+  if cmp -s "$tmp/one" "$tmp/out"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL tp-generate-equal: one process vs two differ"; cat "$tmp/one" "$tmp/out"; fi
+  expect_error tp-without-mpirun "needs 2 processes" -- "$jinx" generate -m "$q8" --prompt-ids 1,5 --tp 2
+  mpirun -np 2 --oversubscribe "$jinx" generate -m "$fx/tiny-gemma3" --prompt-ids 1,5 --tp 2 >"$tmp/out" 2>"$tmp/err"
+  if [ $? -ne 0 ] && grep -q "divide by 2" "$tmp/err"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL tp-indivisible:"; cat "$tmp/err"; fi
+else
+  echo "skipping tensor-parallel checks: no mpirun"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
