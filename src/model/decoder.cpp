@@ -190,6 +190,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     cpu::rmsnorm(x.data(), L.ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
     if (!L.experts.empty()) {
       moe_mlp(L, c, h.data(), n, moe_out.data(), pool);
+      if (comm_) comm_->all_reduce_sum(moe_out.data(), static_cast<size_t>(n * H));
       for (int64_t i = 0; i < n * H; ++i) x[i] += moe_out[i];
       continue;
     }

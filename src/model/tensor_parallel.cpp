@@ -97,34 +97,49 @@ WeightMatrix Model::slice_columns(const WeightMatrix& w, int64_t c0, int64_t c1)
 void Model::shard(std::shared_ptr<Communicator> comm) {
   const int n = comm->size(), r = comm->rank();
   ModelConfig& c = cfg_;
-  if (c.n_experts > 0)
-    fail("tensor parallelism: mixture-of-experts models are not sharded yet (run them on one "
-         "process)");
-  if (c.n_heads % n != 0 || c.n_kv_heads % n != 0 || c.intermediate_size % n != 0)
+  if (c.n_heads % n != 0 || c.n_kv_heads % n != 0 || c.intermediate_size % n != 0 ||
+      c.moe_intermediate_size % n != 0 || c.shared_expert_intermediate_size % n != 0)
     fail("tensor parallelism over ", n, " processes needs the attention heads (", c.n_heads,
-         "), the KV heads (", c.n_kv_heads, ") and the MLP width (", c.intermediate_size,
+         "), the KV heads (", c.n_kv_heads, ") and the MLP widths (", c.intermediate_size,
+         c.n_experts > 0 ? str(", experts ", c.moe_intermediate_size) : std::string(),
+         c.shared_expert_intermediate_size > 0
+             ? str(", shared expert ", c.shared_expert_intermediate_size)
+             : std::string(),
          ") to divide by ", n);
   const int64_t hd = c.head_dim, heads = c.n_heads / n, kv_heads = c.n_kv_heads / n;
   const int64_t ff = c.intermediate_size / n;
   const int64_t q0 = r * heads * hd, q1 = q0 + heads * hd;
   const int64_t k0 = r * kv_heads * hd, k1 = k0 + kv_heads * hd;
   const int64_t f0 = r * ff, f1 = f0 + ff;
+  // An MLP's share: its gate/up rows and down columns [w0, w1) of its width.
+  auto shard_mlp = [&](Linear& gate, Linear& up, Linear& down, int64_t width) {
+    const int64_t w0 = r * (width / n), w1 = w0 + width / n;
+    gate = {slice_rows(gate.w, w0, w1), slice_vector(gate.bias, w0, w1)};
+    up = {slice_rows(up.w, w0, w1), slice_vector(up.bias, w0, w1)};
+    down.w = slice_columns(down.w, w0, w1);
+    if (r != 0) down.bias.clear();
+  };
   for (LayerWeights& L : w_.layers) {
     L.q = {slice_rows(L.q.w, q0, q1), slice_vector(L.q.bias, q0, q1)};
     L.k = {slice_rows(L.k.w, k0, k1), slice_vector(L.k.bias, k0, k1)};
     L.v = {slice_rows(L.v.w, k0, k1), slice_vector(L.v.bias, k0, k1)};
     L.o.w = slice_columns(L.o.w, q0, q1);
-    L.gate = {slice_rows(L.gate.w, f0, f1), slice_vector(L.gate.bias, f0, f1)};
-    L.up = {slice_rows(L.up.w, f0, f1), slice_vector(L.up.bias, f0, f1)};
-    L.down.w = slice_columns(L.down.w, f0, f1);
-    if (r != 0) {  // a row-parallel layer's bias is added once, by rank 0, before the sum
-      L.o.bias.clear();
-      L.down.bias.clear();
+    if (r != 0) L.o.bias.clear();  // a row-parallel bias is added once, by rank 0, pre-sum
+    if (L.experts.empty()) {
+      shard_mlp(L.gate, L.up, L.down, c.intermediate_size);
+      continue;
     }
+    // A MoE layer: every expert (and the shared one) split like a dense MLP, the router whole
+    // (each rank routes the same tokens the same way); moe_mlp's output is then a partial sum.
+    for (Mlp& e : L.experts) shard_mlp(e.gate, e.up, e.down, c.moe_intermediate_size);
+    if (L.shared.gate.w.rows > 0)
+      shard_mlp(L.shared.gate, L.shared.up, L.shared.down, c.shared_expert_intermediate_size);
   }
   c.n_heads = heads;
   c.n_kv_heads = kv_heads;
   c.intermediate_size = ff;
+  c.moe_intermediate_size /= n;
+  c.shared_expert_intermediate_size /= n;
   comm_ = std::move(comm);
 }
 
