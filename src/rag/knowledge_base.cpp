@@ -117,18 +117,30 @@ IndexReport KnowledgeBase::add_path(const std::string& path,
     fail(path, ": no such file or directory");
   }
   IndexReport report;
-  bool changed = false;
+  std::vector<Pending> pending;
+  int64_t pending_tokens = 0;
   for (const fs::path& f : files) {
-    changed |= add_file(f.string(), &report);
+    Pending doc;
+    if (prepare_file(f.string(), &doc, &report)) {
+      for (const auto& ids : doc.ids) pending_tokens += static_cast<int64_t>(ids.size());
+      pending.push_back(std::move(doc));
+      // Small files are embedded together: one forward pass packs many chunks.
+      if (pending_tokens >= opt_.embed_batch_tokens) {
+        store_pending(pending, &report);
+        pending_tokens = 0;
+      }
+    }
     if (progress) progress(f.string());
   }
-  if (changed) rebuild_index();
+  store_pending(pending, &report);
+  if (report.files_added > 0) rebuild_index();
   return report;
 }
 
-bool KnowledgeBase::add_file(const std::string& path, IndexReport* report) {
+bool KnowledgeBase::prepare_file(const std::string& path, Pending* doc,
+                                 IndexReport* report) const {
   std::string why;
-  const std::string text = read_text(path, opt_.max_file_bytes, &why);
+  std::string text = read_text(path, opt_.max_file_bytes, &why);
   if (why.empty() && text.find_first_not_of(" \t\r\n\f\v") == std::string::npos)
     why = "no text";
   if (!why.empty()) {
@@ -136,7 +148,52 @@ bool KnowledgeBase::add_file(const std::string& path, IndexReport* report) {
     ++report->files_skipped;
     return false;
   }
-  return store_text(path, text, report);
+  return prepare_text(path, std::move(text), doc, report);
+}
+
+bool KnowledgeBase::prepare_text(std::string source, std::string text, Pending* doc,
+                                 IndexReport* report) const {
+  doc->hash = content_hash(text);
+  if (store_->document_hash(source) == doc->hash) {
+    ++report->files_unchanged;
+    return false;
+  }
+  auto count = [&](std::string_view s) {
+    return static_cast<int64_t>(emb_.tok->encode(s, false, false).size());
+  };
+  doc->chunks = chunk_text(text, opt_.chunk, count);
+  JINX_CHECK(!doc->chunks.empty(), "a text with non-space bytes has a chunk");
+  for (const Chunk& c : doc->chunks)
+    doc->ids.push_back(emb_.tok->encode(std::string_view(text).substr(c.start, c.end - c.start)));
+  doc->source = std::move(source);
+  doc->text = std::move(text);
+  return true;
+}
+
+void KnowledgeBase::store_pending(std::vector<Pending>& docs, IndexReport* report) {
+  if (docs.empty()) return;
+  std::vector<std::vector<int32_t>> ids;
+  for (Pending& d : docs)
+    for (auto& c : d.ids) {
+      report->tokens += static_cast<int64_t>(c.size());
+      ids.push_back(std::move(c));
+    }
+  std::vector<float> vectors(ids.size() * emb_.dim);
+  emb_.embed(ids, vectors.data());
+  size_t row = 0;
+  for (const Pending& d : docs) {
+    Store::Transaction tx(*store_);
+    const std::optional<int64_t> doc = store_->add_document(d.source, d.hash);
+    JINX_CHECK(doc.has_value(), "a changed document is added");
+    for (const Chunk& c : d.chunks)
+      store_->add_chunk(*doc, c.start, c.end, d.text.substr(c.start, c.end - c.start),
+                        std::span(vectors).subspan(row++ * emb_.dim, emb_.dim));
+    store_->set_meta("embed_model", emb_.model_id);
+    tx.commit();
+    ++report->files_added;
+    report->chunks += static_cast<int64_t>(d.chunks.size());
+  }
+  docs.clear();
 }
 
 bool KnowledgeBase::add_text(const std::string& source, const std::string& text,
@@ -149,41 +206,11 @@ bool KnowledgeBase::add_text(const std::string& source, const std::string& text,
   if (static_cast<int64_t>(text.size()) > opt_.max_file_bytes)
     fail("document \"", source, "\" is larger than ", opt_.max_file_bytes, " bytes");
   IndexReport local;
-  if (!store_text(source, text, report ? report : &local)) return false;
+  if (!report) report = &local;
+  std::vector<Pending> docs(1);
+  if (!prepare_text(source, text, &docs[0], report)) return false;
+  store_pending(docs, report);
   rebuild_index();
-  return true;
-}
-
-// Chunks, embeds and stores one document in one transaction; false when unchanged.
-bool KnowledgeBase::store_text(const std::string& source, const std::string& text,
-                               IndexReport* report) {
-  auto count = [&](std::string_view s) {
-    return static_cast<int64_t>(emb_.tok->encode(s, false, false).size());
-  };
-  const std::vector<Chunk> chunks = chunk_text(text, opt_.chunk, count);
-  JINX_CHECK(!chunks.empty(), "a text with non-space bytes has a chunk");
-  Store::Transaction tx(*store_);
-  const std::optional<int64_t> doc = store_->add_document(source, content_hash(text));
-  if (!doc) {
-    ++report->files_unchanged;
-    tx.commit();
-    return false;
-  }
-  std::vector<std::vector<int32_t>> ids;
-  for (const Chunk& c : chunks) {
-    ids.push_back(emb_.tok->encode(std::string_view(text).substr(c.start, c.end - c.start)));
-    report->tokens += static_cast<int64_t>(ids.back().size());
-  }
-  std::vector<float> vectors(chunks.size() * emb_.dim);
-  emb_.embed(ids, vectors.data());
-  for (size_t i = 0; i < chunks.size(); ++i)
-    store_->add_chunk(*doc, chunks[i].start, chunks[i].end,
-                      text.substr(chunks[i].start, chunks[i].end - chunks[i].start),
-                      std::span(vectors).subspan(i * emb_.dim, emb_.dim));
-  store_->set_meta("embed_model", emb_.model_id);
-  tx.commit();
-  ++report->files_added;
-  report->chunks += static_cast<int64_t>(chunks.size());
   return true;
 }
 

@@ -47,7 +47,7 @@ struct RagOptions {
   // models want one (Qwen3-Embedding: "Instruct: <task>\nQuery:").
   std::string query_prefix;
   int candidates = 20;             // taken from each retriever before fusion
-  int64_t embed_batch_tokens = 2048;
+  int64_t embed_batch_tokens = 2048;  // files are embedded together up to this many tokens
   int64_t max_file_bytes = 64 << 20;  // larger files are skipped with a warning
 };
 
@@ -89,8 +89,18 @@ class KnowledgeBase {
   int64_t n_chunks() const { return store_->n_chunks(); }
 
  private:
-  bool add_file(const std::string& path, IndexReport* report);
-  bool store_text(const std::string& source, const std::string& text, IndexReport* report);
+  // A document read, cut and tokenized, waiting for its embeddings.
+  struct Pending {
+    std::string source, text, hash;
+    std::vector<Chunk> chunks;
+    std::vector<std::vector<int32_t>> ids;  // per chunk
+  };
+  // Reads and prepares a file; false (counted in the report) when it is skipped or unchanged.
+  bool prepare_file(const std::string& path, Pending* doc, IndexReport* report) const;
+  bool prepare_text(std::string source, std::string text, Pending* doc, IndexReport* report) const;
+  // Embeds the documents' chunks together (one embed call: packed forward passes) and stores
+  // each document in a transaction of its own.
+  void store_pending(std::vector<Pending>& docs, IndexReport* report);
   void rebuild_index();
   std::vector<float> embed_query(const std::string& query) const;
 

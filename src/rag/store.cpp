@@ -258,6 +258,13 @@ std::optional<std::string> Store::meta(const std::string& key) const {
   return q.text(0);
 }
 
+std::optional<std::string> Store::document_hash(const std::string& source) const {
+  Query q = query("SELECT hash FROM documents WHERE source = ?1");
+  q.bind(1, source);
+  if (!q.step()) return std::nullopt;
+  return q.text(0);
+}
+
 void Store::set_meta(const std::string& key, const std::string& value) {
   Query q = query(
       "INSERT INTO meta(key, value) VALUES (?1, ?2) "

@@ -51,6 +51,8 @@ class Store {
   // Returns the chunk's id. The embedding is stored as float32 (native little-endian) bytes.
   int64_t add_chunk(int64_t doc_id, int64_t start, int64_t end, const std::string& text,
                     std::span<const float> embedding);
+  // The content hash a source was indexed with; nullopt if it is not in the knowledge base.
+  std::optional<std::string> document_hash(const std::string& source) const;
   // Removes the document and its chunks; false if there was none of that source.
   bool remove_document(const std::string& source);
 
