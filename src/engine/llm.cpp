@@ -152,6 +152,7 @@ void LLM::check_embed(std::span<const std::vector<int32_t>> seqs) const {
 void LLM::embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, bool normalize,
                 float* out) {
   check_embed(seqs);
+  if (model_->tp_size() > 1) return exec_->embed(seqs, pooling, normalize, out);
   if (!embed_pool_) embed_pool_ = std::make_unique<ThreadPool>(opt_.threads);
   model_->embed(seqs, pooling, normalize, out, *embed_pool_);
 }

@@ -49,7 +49,6 @@ void Model::embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, b
                   float* out, ThreadPool& pool, int64_t max_batch_tokens) const {
   const ModelConfig& c = cfg_;
   const int64_t H = c.hidden_size;
-  if (comm_) fail("embeddings are not computed under tensor parallelism yet");
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (seqs[i].empty()) fail("input ", i, " to embed is empty");
     if (static_cast<int64_t>(seqs[i].size()) > INT32_MAX) fail("input ", i, " is too long");

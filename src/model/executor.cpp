@@ -92,6 +92,10 @@ void Executor::submit(const ForwardBatch& batch, float* logits, int32_t* tokens)
   last_picks_ = picks_of(batch.pick, tokens, batch.out_rows.size());
 }
 
+void Executor::embed(std::span<const std::vector<int32_t>>, Pooling, bool, float*) {
+  fail("this executor computes no embeddings (the host model does)");
+}
+
 bool cuda_built() {
 #ifdef JINX_CUDA
   return true;

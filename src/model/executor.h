@@ -56,6 +56,10 @@ class Executor {
   virtual void wait() {}
   // Whether submit() returns before the step ran (a GPU), so that overlap scheduling pays.
   virtual bool runs_async() const { return false; }
+  // Only where embeddings cannot run on the host model alone (tensor parallelism: every rank
+  // must run the same passes): Model::embed over the group. Callers check the inputs first.
+  virtual void embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, bool normalize,
+                     float* out);
   virtual int64_t n_kv_blocks() const = 0;
   virtual size_t kv_bytes() const = 0;
   // One line for logs and `jinx info`: device, weights, KV pool.

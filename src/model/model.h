@@ -89,6 +89,7 @@ class Model {
   // pooled and, when `normalize`, scaled to unit L2 norm. out: [seqs.size(), hidden_size].
   // Sequences are packed into forward passes of up to max_batch_tokens tokens (a longer one
   // runs alone). Throws jinx::Error for an empty sequence or an id outside the vocabulary.
+  // A sharded model's ranks must all call it with the same sequences (TpExecutor::embed).
   void embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, bool normalize,
              float* out, ThreadPool& pool, int64_t max_batch_tokens = 2048) const;
 

@@ -5,6 +5,7 @@
 //   setup: model path, --quantize, threads, KV pool geometry -> each worker loads its shard,
 //          and every rank reports whether it could (an all-reduce of failures);
 //   step:  tokens, positions, KV slots, sequence starts, context lengths, block tables;
+//   embed: sequences for Model::embed (the collectives inside it need every rank);
 //   stop:  the executor is gone, the worker frees its shard and waits for the next setup;
 //   quit:  rank 0 is exiting.
 #include <algorithm>
@@ -20,9 +21,10 @@ namespace jinx {
 
 namespace {
 
-enum Kind : int64_t { kSetup = 1, kStep = 2, kStop = 3, kQuit = 4 };
+enum Kind : int64_t { kSetup = 1, kStep = 2, kStop = 3, kQuit = 4, kEmbed = 5 };
 // kind, then: setup {path bytes, quantize, threads, n_blocks, block_size, kv dtype, exact
-// activations}; step {n_tokens, n_seqs, max_blocks}.
+// activations}; step {n_tokens, n_seqs, max_blocks}; embed {n_seqs, n_tokens, pooling,
+// normalize}, then the lengths and the tokens.
 using Header = std::array<int64_t, 8>;
 
 template <typename T>
@@ -34,7 +36,8 @@ void bcast_vec(Communicator& c, std::vector<T>& v) {
 class TpExecutor final : public Executor {
  public:
   TpExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o)
-      : comm_(model->comm()), inner_(make_cpu_executor(model, o)) {
+      : comm_(model->comm()), model_(model), threads_(o.threads),
+        inner_(make_cpu_executor(model, o)) {
     std::string path = model->path();
     Header h = {kSetup, static_cast<int64_t>(path.size()), static_cast<int64_t>(o.quantize),
                 o.threads, o.n_blocks, o.block_size, static_cast<int64_t>(o.kv_dtype),
@@ -74,6 +77,22 @@ class TpExecutor final : public Executor {
     send(b.attn.block_tables, s * b.attn.max_blocks_per_seq * sizeof(int32_t));
     inner_->forward_batch(b, logits, tokens);
   }
+  void embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, bool normalize,
+             float* out) override {
+    std::vector<int64_t> lengths;
+    std::vector<int32_t> flat;
+    for (const auto& s : seqs) {
+      lengths.push_back(static_cast<int64_t>(s.size()));
+      flat.insert(flat.end(), s.begin(), s.end());
+    }
+    Header h = {kEmbed, static_cast<int64_t>(seqs.size()), static_cast<int64_t>(flat.size()),
+                static_cast<int64_t>(pooling), normalize ? 1 : 0};
+    comm_->broadcast(h.data(), sizeof h, 0);
+    bcast_vec(*comm_, lengths);
+    bcast_vec(*comm_, flat);
+    if (!pool_) pool_ = std::make_unique<ThreadPool>(threads_);
+    model_->embed(seqs, pooling, normalize, out, *pool_);
+  }
   int64_t n_kv_blocks() const override { return inner_->n_kv_blocks(); }
   size_t kv_bytes() const override { return inner_->kv_bytes(); }
   std::string describe() const override {
@@ -83,7 +102,10 @@ class TpExecutor final : public Executor {
 
  private:
   Communicator* comm_;
+  std::shared_ptr<const Model> model_;
+  int threads_;
   std::unique_ptr<Executor> inner_;
+  std::unique_ptr<ThreadPool> pool_;  // for embed(), made by its first call
 };
 
 // A worker's shard and its KV pool, between a setup and a stop.
@@ -132,6 +154,22 @@ void worker_step(Communicator& comm, const Header& h, WorkerState& w) {
   w.model->forward_batch(b, *w.kv, nullptr, *w.pool);  // no output rows: rank 0 has the head
 }
 
+void worker_embed(Communicator& comm, const Header& h, WorkerState& w) {
+  std::vector<int64_t> lengths(static_cast<size_t>(h[1]));
+  std::vector<int32_t> flat(static_cast<size_t>(h[2]));
+  bcast_vec(comm, lengths);
+  bcast_vec(comm, flat);
+  JINX_CHECK(w.model != nullptr, "embeddings reached a worker without a model");
+  std::vector<std::vector<int32_t>> seqs;
+  size_t at = 0;
+  for (int64_t n : lengths) {
+    seqs.emplace_back(flat.begin() + at, flat.begin() + at + n);
+    at += static_cast<size_t>(n);
+  }
+  std::vector<float> out(seqs.size() * w.model->config().hidden_size);  // rank 0's result
+  w.model->embed(seqs, static_cast<Pooling>(h[3]), h[4] != 0, out.data(), *w.pool);
+}
+
 }  // namespace
 
 std::unique_ptr<Executor> make_tp_executor(std::shared_ptr<const Model> model,
@@ -155,6 +193,14 @@ int run_tp_worker(std::shared_ptr<Communicator> comm) {
         // (the launcher then ends the others).
         try {
           worker_step(*comm, h, w);
+        } catch (const std::exception& e) {
+          log_warn("tensor-parallel worker ", comm->rank(), ": ", e.what());
+          return 1;
+        }
+        break;
+      case kEmbed:
+        try {
+          worker_embed(*comm, h, w);
         } catch (const std::exception& e) {
           log_warn("tensor-parallel worker ", comm->rank(), ": ", e.what());
           return 1;

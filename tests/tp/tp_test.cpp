@@ -125,6 +125,27 @@ TEST(ShardedEngine, GreedyTokensEqualOneProcess) {
   cpu::set_exact_activations(false);
 }
 
+// Embeddings over the group (the RAG and /v1/embeddings path) equal one process's.
+TEST(ShardedEngine, EmbeddingsEqualOneProcess) {
+  cpu::set_exact_activations(true);
+  EngineOptions o;
+  o.kv_cache_tokens = 256;
+  const std::vector<std::vector<int32_t>> seqs = {{5, 6, 7, 8}, {100}, {9, 10, 11, 12, 13, 14}};
+  const std::string path = kModels + "tiny-llama";
+  LLM one(Model::load(path), nullptr, o);
+  LLM sharded(Model::load(path, LoadOptions{.comm = g_comm}), nullptr, o);
+  const int64_t H = one.model().config().hidden_size;
+  for (Pooling p : {Pooling::kMean, Pooling::kLast}) {
+    std::vector<float> want(seqs.size() * H), got(want.size());
+    one.embed(seqs, p, true, want.data());
+    sharded.embed(seqs, p, true, got.data());
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5) << i;
+  }
+  const std::vector<std::vector<int32_t>> empty = {{}};
+  EXPECT_THROW(sharded.embed(empty, Pooling::kMean, true, nullptr), Error);  // checked on rank 0
+  cpu::set_exact_activations(false);
+}
+
 TEST(ShardedEngine, RefusesModelsThatDoNotDivide) {
   // tiny-gemma3 has one KV head.
   EXPECT_THROW(Model::load(kModels + "tiny-gemma3", LoadOptions{.comm = g_comm}), Error);
