@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "file_util.h"
 
 namespace jinx::rag {
 namespace {
@@ -33,12 +34,7 @@ class StoreTest : public testing::Test {
   fs::path dir_;
 };
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_all;
 
 void sqlite_exec(const std::string& path, const char* sql) {
   sqlite3* db = nullptr;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "file_util.h"
 
 namespace jinx::rag {
 namespace {
@@ -68,16 +69,8 @@ class VectorIndexTest : public testing::Test {
   fs::path dir_;
 };
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-void write_all(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using test::read_all;
+using test::write_all;
 
 TEST_F(VectorIndexTest, RecallAgainstBruteForce) {
   const auto vs = random_vectors(2000, kDim, 1);
