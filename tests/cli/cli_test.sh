@@ -128,6 +128,7 @@ fi
 # Tensor parallelism: `mpirun -np 2 jinx generate --tp 2` gives one process's greedy tokens.
 if command -v mpirun >/dev/null 2>&1; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers may forbid ptrace (CMA)
   q8=$fx/tiny-llama-q8_0.gguf
   "$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0 --ignore-eos >"$tmp/one" 2>/dev/null
   expect_output tp-generate "." -- mpirun -np 2 --oversubscribe "$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0 --ignore-eos --tp 2
