@@ -1,7 +1,8 @@
 // Fuzz target: the HTTP request body -> validated request path of `jinx serve`
 // (server/openai_request: parse_chat_request / parse_completion_request, then the structured
 // output constraint), with the committed SmolLM2 tokenizer and chat template.
-// Input: the first byte picks the endpoint (even: chat, odd: completions); the rest is the body.
+// Input: the first byte picks the endpoint (mod 4: 0 chat, 1 completions, 2 embeddings, 3 a
+// chat request with "rag" and /v1/rag/search); the rest is the body.
 // Properties: a body that is not JSON is rejected by the parser (the server answers 400); every
 // other bad body throws jinx::Error (the server's ApiError is one); an accepted body gives a
 // plan whose prompts are in the vocabulary and fit the context, and its constraint (if any)
@@ -10,7 +11,9 @@
 #include <sstream>
 
 #include "fuzz/fuzz_util.h"
+#include "server/embeddings.h"
 #include "server/openai_request.h"
+#include "server/rag_api.h"
 #include "structured/constraint_vocab.h"
 #include "tokenizer/template.h"
 
@@ -49,14 +52,55 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+namespace {
+
+// /v1/embeddings: an accepted body gives 1..2048 non-empty inputs of vocabulary ids that fit
+// the context, and a dimension within the width.
+void embeddings(const nlohmann::json& body, const jinx::server::ModelContext& ctx) {
+  constexpr int64_t kHidden = 576;
+  const jinx::server::EmbeddingPlan plan =
+      jinx::server::parse_embedding_request(body, ctx, kHidden);
+  JINX_FUZZ_ASSERT(!plan.inputs.empty() &&
+                   plan.inputs.size() <= jinx::server::kMaxEmbeddingInputs);
+  int64_t n = 0;
+  for (const auto& ids : plan.inputs) {
+    JINX_FUZZ_ASSERT(!ids.empty() && static_cast<int64_t>(ids.size()) <= ctx.max_model_len);
+    for (int32_t id : ids) JINX_FUZZ_ASSERT(id >= 0 && id < ctx.vocab_size);
+    n += static_cast<int64_t>(ids.size());
+  }
+  JINX_FUZZ_ASSERT(n == plan.n_tokens && plan.dimensions >= 0 && plan.dimensions <= kHidden);
+}
+
+// "rag" on a chat request (rewritten with no passages, then parsed as the server does), and
+// the same body as a /v1/rag/search request.
+void rag(nlohmann::ordered_json body, const jinx::server::ModelContext& ctx) {
+  if (const auto s = jinx::server::take_chat_rag(body)) {
+    JINX_FUZZ_ASSERT(s->k >= 1 && s->k <= 100 && !s->query.empty());
+    jinx::server::apply_chat_rag(body, {});
+    jinx::server::parse_chat_request(body, ctx);
+  }
+  const jinx::server::RagSearch s = jinx::server::parse_rag_search(nlohmann::json(body));
+  JINX_FUZZ_ASSERT(s.k >= 1 && s.k <= 100 && !s.query.empty());
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const bool chat = data[0] % 2 == 0;
+  const int route = data[0] % 4;
+  const bool chat = route == 0;
   const nlohmann::ordered_json body = nlohmann::ordered_json::parse(
       reinterpret_cast<const char*>(data + 1), reinterpret_cast<const char*>(data + size),
       nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return 0;  // the server's 400 for malformed JSON
   const jinx::server::ModelContext& ctx = context().ctx;
+  if (route >= 2) {
+    jinx::fuzz::expect_ok_or_error([&] {
+      if (route == 2) embeddings(nlohmann::json(body), ctx);
+      if (route == 3) rag(body, ctx);
+    });
+    return 0;
+  }
   jinx::fuzz::expect_ok_or_error([&] {
     jinx::server::check_model_field(nlohmann::json(body), ctx);
     jinx::server::GenPlan plan = chat ? jinx::server::parse_chat_request(body, ctx)
