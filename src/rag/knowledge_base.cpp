@@ -1,6 +1,7 @@
 #include "rag/knowledge_base.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -56,6 +57,14 @@ std::string read_text(const fs::path& p, int64_t max_bytes, std::string* why) {
 
 std::string index_path(const std::string& db) { return db + ".hnsw"; }
 
+// How many changes the chunks have seen (0 when unset or unreadable: the index is rebuilt).
+int64_t generation(const Store& store) {
+  const std::string v = store.meta("generation").value_or("0");
+  int64_t g = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), g);
+  return ec == std::errc() && end == v.data() + v.size() ? g : 0;
+}
+
 }  // namespace
 
 SearchMode search_mode_from_name(const std::string& name) {
@@ -75,8 +84,10 @@ KnowledgeBase::KnowledgeBase(const std::string& db_path, Embedder embedder,
   if (model && *model != emb_.model_id && store_->n_chunks() > 0)
     fail(db_path, ": built with the embedding model \"", *model, "\", not \"", emb_.model_id,
          "\" (vectors of two models cannot be compared: use that model or a new file)");
-  const std::string chunks = std::to_string(store_->n_chunks());
-  if (store_->meta("index_chunks") == chunks && fs::exists(index_path(db_path_))) {
+  // Every change to the chunks bumps "generation" in its own transaction, so an index saved at
+  // another generation (say, a crash between a commit and the index's save) is stale.
+  if (store_->meta("index_generation") == std::to_string(generation(*store_)) &&
+      fs::exists(index_path(db_path_))) {
     try {
       index_ = VectorIndex::load(index_path(db_path_), emb_.dim);
       if (index_->size() == store_->n_chunks()) return;
@@ -95,7 +106,7 @@ void KnowledgeBase::rebuild_index() {
     index_->add(id, v);
   });
   index_->save(index_path(db_path_));
-  store_->set_meta("index_chunks", std::to_string(store_->n_chunks()));
+  store_->set_meta("index_generation", std::to_string(generation(*store_)));
 }
 
 IndexReport KnowledgeBase::add_path(const std::string& path,
@@ -189,6 +200,7 @@ void KnowledgeBase::store_pending(std::vector<Pending>& docs, IndexReport* repor
       store_->add_chunk(*doc, c.start, c.end, d.text.substr(c.start, c.end - c.start),
                         std::span(vectors).subspan(row++ * emb_.dim, emb_.dim));
     store_->set_meta("embed_model", emb_.model_id);
+    store_->set_meta("generation", std::to_string(generation(*store_) + 1));
     tx.commit();
     ++report->files_added;
     report->chunks += static_cast<int64_t>(d.chunks.size());

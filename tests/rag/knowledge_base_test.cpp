@@ -159,6 +159,15 @@ TEST_F(KnowledgeBaseTest, RefusesAnotherEmbedderAndBadQueries) {
   EXPECT_THROW(kb.add_path((dir_ / "missing").string()), Error);
   for (const char* q : {"\"", "tides AND", "NEAR(", "*", "col:x", "-", "🌊 moon"})
     EXPECT_NO_THROW(kb.search(q, 3)) << q;
+  // An index saved before the last change to the chunks is stale: rebuilt, not trusted.
+  {
+    auto store = Store::open(db());
+    store->set_meta("generation", "999");
+  }
+  {
+    KnowledgeBase stale(db(), embedder(), {});
+    EXPECT_EQ(Store::open(db())->meta("index_generation"), "999");
+  }
   // A damaged vector index is rebuilt from the database.
   std::ofstream(db() + ".hnsw", std::ios::binary) << "garbage";
   KnowledgeBase again(db(), embedder(), {});
