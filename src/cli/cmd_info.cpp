@@ -73,6 +73,12 @@ void run_info(const std::string& path) {
                 c.rope_local_theta > 0 ? str(" (rope theta ", c.rope_local_theta, ")").c_str() : "");
   }
   std::printf("tied embeddings: %s\n", c.tie_word_embeddings ? "yes" : "no");
+  std::printf("pooling:         %s\n",
+              !c.pooling_unsupported.empty()
+                  ? str(c.pooling_unsupported, " (declared; not supported: pass --pooling)").c_str()
+                  : str(pooling_name(c.pooling),
+                        c.pooling_declared ? " (declared)" : " (default for embeddings)")
+                        .c_str());
   std::printf("weights:         %s, %.1f MiB\n", store->dtype_summary().c_str(),
               static_cast<double>(store->total_bytes()) / (1 << 20));
   bool has_template = false;
