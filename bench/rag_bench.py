@@ -7,7 +7,8 @@ base (chunking, embedding, SQLite, HNSW; the tokens/s it prints count the embedd
 and the storing), and the same texts are embedded by llama.cpp (llama-cpp-python Llama.embed,
 mean pooling, n_batch 2048, the texts alone). Rounds alternate; medians are printed.
 
-Quality: the 12 questions of tests/fixtures/rag/questions.json against their labelled
+Quality: the 12 questions of tests/fixtures/rag/questions.json (sharing words with their
+documents) and the 12 of paraphrases.json (the same asked in other words) against their labelled
 documents: hit@1 / hit@3 for `jinx rag search --mode vector|keyword|hybrid`, and for llama.cpp's
 own embeddings ranked by brute-force cosine (tests/fixtures/rag/llamacpp_ranking.json).
 
@@ -55,8 +56,8 @@ def llama_embed(llm, texts):
     return time.perf_counter() - t0
 
 
-def quality(jinx, model, db):
-    questions = json.loads((RAG / "questions.json").read_text())
+def quality(jinx, model, db, name):
+    questions = json.loads((RAG / name).read_text())
     rows = {}
     for mode in ("vector", "keyword", "hybrid"):
         h1 = h3 = 0
@@ -68,9 +69,10 @@ def quality(jinx, model, db):
             h1 += bool(names) and names[0] == q["doc"]
             h3 += q["doc"] in names
         rows[f"jinx {mode}"] = (h1, h3)
-    ref = json.loads((RAG / "llamacpp_ranking.json").read_text())
-    h1 = sum(r["ranking"][0] == q["doc"] for r, q in zip(ref["questions"], questions))
-    h3 = sum(q["doc"] in r["ranking"][:3] for r, q in zip(ref["questions"], questions))
+    ref = {r["question"]: r["ranking"]
+           for r in json.loads((RAG / "llamacpp_ranking.json").read_text())["questions"]}
+    h1 = sum(ref[q["question"]][0] == q["doc"] for q in questions)
+    h3 = sum(q["doc"] in ref[q["question"]][:3] for q in questions)
     rows["llama.cpp embeddings, cosine"] = (h1, h3)
     return rows, len(questions)
 
@@ -107,10 +109,12 @@ def main():
         db = str(tmp / "quality.sqlite")
         subprocess.run([a.jinx, "rag", "index", "--db", db, "-m", a.model, str(RAG / "docs")],
                        check=True, capture_output=True)
-        rows, n = quality(a.jinx, a.model, db)
-        print(f"retrieval, {n} questions with a labelled document: hit@1, hit@3")
-        for name, (h1, h3) in rows.items():
-            print(f"  {name:<30} {h1:2d}/{n}  {h3:2d}/{n}")
+        for file, what in (("questions.json", "sharing words with their document"),
+                           ("paraphrases.json", "in other words")):
+            rows, n = quality(a.jinx, a.model, db, file)
+            print(f"retrieval, {n} questions {what} ({file}): hit@1, hit@3")
+            for name, (h1, h3) in rows.items():
+                print(f"  {name:<30} {h1:2d}/{n}  {h3:2d}/{n}")
     finally:
         shutil.rmtree(tmp)
 

@@ -3,7 +3,8 @@
 
 llama.cpp (llama-cpp-python's Llama.embed, mean pooling) embeds each document of
 tests/fixtures/rag/docs (whole, whitespace-stripped: each fits in one chunk) and each question
-of tests/fixtures/rag/questions.json with the real SmolLM2-135M-Instruct Q4_1 GGUF; documents
+of tests/fixtures/rag/questions.json and paraphrases.json with the real SmolLM2-135M-Instruct
+Q4_1 GGUF; documents
 are ranked by cosine similarity. Writes tests/fixtures/rag/llamacpp_ranking.json.
 
 Run: /work/refvenv/bin/python tools/make_rag_fixtures.py   (after tools/get_models.sh)
@@ -26,7 +27,10 @@ RAG = ROOT / "tests" / "fixtures" / "rag"
 def main():
     docs = sorted(p.name for p in (RAG / "docs").glob("*.md"))
     texts = [(RAG / "docs" / d).read_text().strip() for d in docs]
-    questions = json.loads((RAG / "questions.json").read_text())
+    # questions.json shares words with its documents; paraphrases.json asks the same things in
+    # other words (where keyword search fails and the vectors must carry retrieval).
+    questions = (json.loads((RAG / "questions.json").read_text()) +
+                 json.loads((RAG / "paraphrases.json").read_text()))
     r = fixtures_llamacpp.call("embed", MODEL, stdin=json.dumps(
         {"texts": texts + [q["question"] for q in questions], "pooling": 1}))
     e = np.array(r["embeddings"], np.float64)
