@@ -1,7 +1,7 @@
 // The RAG pipeline end to end on the real SmolLM2-135M GGUF (skipped without it):
-//  - retrieval against llama.cpp: each of 24 questions (12 sharing words with their document,
-//    12 paraphrased) cosine similarity to each of 12
-//    documents (tests/fixtures/rag, one chunk each) as llama.cpp's embeddings give it
+//  - retrieval against llama.cpp: the cosine similarity of each of 24 questions (12 sharing
+//    words with their document, 12 paraphrased) to each of 12 documents (tests/fixtures/rag,
+//    one chunk each) as llama.cpp's embeddings give it
 //    (tools/make_rag_fixtures.py), so Jinx's chunking, embedding, HNSW index and ranking are
 //    held to an independent system's ranking;
 //  - hybrid retrieval against the human labels of questions.json;
