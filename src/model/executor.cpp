@@ -115,11 +115,9 @@ int cuda_device_count() {
 std::unique_ptr<Executor> make_executor(std::shared_ptr<const Model> model,
                                         const ExecutorOptions& o) {
   JINX_CHECK(model != nullptr, "make_executor: no model");
-  if (o.device == "cpu") {
-    if (o.n_blocks <= 0) fail("the CPU KV pool needs a size in blocks");
-    if (model->tp_size() > 1) return make_tp_executor(std::move(model), o);
-    return std::make_unique<CpuExecutor>(std::move(model), o);
-  }
+  if (o.device == "cpu")
+    return model->tp_size() > 1 ? make_tp_executor(std::move(model), o)
+                                : make_cpu_executor(std::move(model), o);
   if (model->tp_size() > 1)
     fail("--device ", o.device, ": tensor parallelism runs on the CPU only so far (MPI)");
   if (o.device.rfind("cuda", 0) != 0) fail("unknown device \"", o.device, "\" (cpu, cuda, cuda:N)");

@@ -105,8 +105,23 @@ void KnowledgeBase::rebuild_index() {
   store_->for_each_embedding(emb_.dim, [&](int64_t id, std::span<const float> v) {
     index_->add(id, v);
   });
+  stale_ = false;
+  save_index();
+}
+
+void KnowledgeBase::save_index() {
   index_->save(index_path(db_path_));
   store_->set_meta("index_generation", std::to_string(generation(*store_)));
+}
+
+// New documents' chunks join the graph as they are; a replaced document's old chunks would stay
+// in it (HNSW here has no deletion), so then the whole index is rebuilt once, at the end.
+void KnowledgeBase::update_index() {
+  if (stale_) {
+    rebuild_index();
+  } else {
+    save_index();
+  }
 }
 
 IndexReport KnowledgeBase::add_path(const std::string& path,
@@ -144,7 +159,7 @@ IndexReport KnowledgeBase::add_path(const std::string& path,
     if (progress) progress(f.string());
   }
   store_pending(pending, &report);
-  if (report.files_added > 0) rebuild_index();
+  if (report.files_added > 0) update_index();
   return report;
 }
 
@@ -194,11 +209,15 @@ void KnowledgeBase::store_pending(std::vector<Pending>& docs, IndexReport* repor
   size_t row = 0;
   for (const Pending& d : docs) {
     Store::Transaction tx(*store_);
+    stale_ |= store_->document_hash(d.source).has_value();  // replaced, not new
     const std::optional<int64_t> doc = store_->add_document(d.source, d.hash);
     JINX_CHECK(doc.has_value(), "a changed document is added");
-    for (const Chunk& c : d.chunks)
-      store_->add_chunk(*doc, c.start, c.end, d.text.substr(c.start, c.end - c.start),
-                        std::span(vectors).subspan(row++ * emb_.dim, emb_.dim));
+    for (const Chunk& c : d.chunks) {
+      const auto v = std::span(vectors).subspan(row++ * emb_.dim, emb_.dim);
+      const int64_t id =
+          store_->add_chunk(*doc, c.start, c.end, d.text.substr(c.start, c.end - c.start), v);
+      if (!stale_) index_->add(id, v);
+    }
     store_->set_meta("embed_model", emb_.model_id);
     store_->set_meta("generation", std::to_string(generation(*store_) + 1));
     tx.commit();
@@ -222,7 +241,7 @@ bool KnowledgeBase::add_text(const std::string& source, const std::string& text,
   std::vector<Pending> docs(1);
   if (!prepare_text(source, text, &docs[0], report)) return false;
   store_pending(docs, report);
-  rebuild_index();
+  update_index();
   return true;
 }
 

@@ -102,6 +102,8 @@ class KnowledgeBase {
   // each document in a transaction of its own.
   void store_pending(std::vector<Pending>& docs, IndexReport* report);
   void rebuild_index();
+  void save_index();
+  void update_index();  // after documents were stored: save, or rebuild if one was replaced
   std::vector<float> embed_query(const std::string& query) const;
 
   std::string db_path_;
@@ -109,6 +111,7 @@ class KnowledgeBase {
   RagOptions opt_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<VectorIndex> index_;
+  bool stale_ = false;  // a replaced document's old chunks are still in index_
 };
 
 // The model_id of a model's embeddings: its file or folder name, pooling and width (what `jinx
