@@ -95,6 +95,9 @@ void run_bench(const BenchArgs& a) {
                 static_cast<long long>(st.accepted_tokens), static_cast<long long>(st.draft_tokens),
                 100.0 * static_cast<double>(st.accepted_tokens) /
                     static_cast<double>(st.draft_tokens));
+  if (st.draft_passes > 0)
+    std::printf("draft model: %lld passes, %.2f s\n", static_cast<long long>(st.draft_passes),
+                st.draft_seconds);
   std::printf("TTFT ms p50 %.1f p90 %.1f p99 %.1f | TPOT ms p50 %.2f p90 %.2f p99 %.2f\n",
               1e3 * percentile(ttft, 50), 1e3 * percentile(ttft, 90), 1e3 * percentile(ttft, 99),
               1e3 * percentile(tpot, 50), 1e3 * percentile(tpot, 90), 1e3 * percentile(tpot, 99));

@@ -88,6 +88,9 @@ void run_generate(const GenerateArgs& a) {
                  static_cast<long long>(st.draft_tokens),
                  100.0 * static_cast<double>(st.accepted_tokens) / static_cast<double>(st.draft_tokens),
                  static_cast<long long>(st.steps));
+  if (st.draft_passes > 0)
+    std::fprintf(stderr, "[jinx] draft model: %lld passes, %.2f s of %.2f s\n",
+                 static_cast<long long>(st.draft_passes), st.draft_seconds, st.seconds);
 }
 
 }  // namespace

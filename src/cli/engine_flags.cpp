@@ -102,8 +102,12 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
                   "shard the model over N processes started by `mpirun -np N` (CPU; MPI)")
       ->check(CLI::Range(1, 256));
   sub->add_option("--num-speculative-tokens", o.num_speculative_tokens,
-                  "Speculative decoding by prompt lookup: guesses checked per decode step (0: off)")
+                  "Speculative decoding: guesses checked per decode step (prompt lookup, or "
+                  "--speculative-model's; 0: off, or 4 with a draft model)")
       ->check(CLI::Range(0, 64));
+  sub->add_option("--speculative-model,--model-draft", o.speculative_model,
+                  "Speculative decoding with this draft model (directory or .gguf) sharing the "
+                  "model's tokenizer, instead of prompt lookup");
   sub->add_option("--prompt-lookup-max", o.prompt_lookup_max,
                   "Prompt lookup: longest n-gram matched to find guesses")
       ->check(CLI::Range(1, 64));

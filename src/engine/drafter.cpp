@@ -12,8 +12,8 @@ NgramDrafter::NgramDrafter(int32_t min_ngram, int32_t max_ngram)
     fail("prompt lookup needs 1 <= min n-gram <= max n-gram, got ", min_ngram, " and ", max_ngram);
 }
 
-void NgramDrafter::propose(std::span<const int32_t> tokens, int32_t max_tokens,
-                           std::vector<int32_t>* out) const {
+void NgramDrafter::guess(std::span<const int32_t> tokens, int32_t max_tokens,
+                         std::vector<int32_t>* out) const {
   out->clear();
   const int64_t L = static_cast<int64_t>(tokens.size());
   if (max_tokens <= 0) return;

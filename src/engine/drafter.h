@@ -1,21 +1,44 @@
 // Speculative decoding's proposers: cheap guesses of a sequence's next tokens, which the next
 // forward pass checks together with the token it was going to compute anyway (one more row
-// per guess; see Scheduler::set_drafter and LLM::sample_step). A proposer sees token ids only.
+// per guess; see Scheduler::set_drafter and LLM::sample_step). A proposer sees token ids only;
+// engine/draft_model.h runs a smaller model with the same vocabulary.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "engine/request.h"
+
 namespace jinx {
+
+// One sequence's request for guesses (Drafter::propose).
+struct DraftSeq {
+  SeqId id = -1;
+  std::span<const int32_t> tokens;  // all its tokens, the one just sampled last
+  int32_t max_tokens = 0;           // >= 1
+  std::vector<int32_t>* out;        // replaced with at most max_tokens guesses (maybe none)
+};
 
 class Drafter {
  public:
   virtual ~Drafter() = default;
+  // Guesses for every sequence of one step at once (a draft model runs them as one batch).
+  virtual void propose(std::span<const DraftSeq> seqs) = 0;
+  // The sequence finished, was aborted or preempted: whatever was kept for it can go.
+  virtual void release(SeqId) {}
+};
+
+// A proposer that keeps nothing between steps and guesses each sequence on its own.
+class StatelessDrafter : public Drafter {
+ public:
   // Replaces *out with at most `max_tokens` guesses of the tokens that follow `tokens` (none
   // when it has no guess).
-  virtual void propose(std::span<const int32_t> tokens, int32_t max_tokens,
-                       std::vector<int32_t>* out) const = 0;
+  virtual void guess(std::span<const int32_t> tokens, int32_t max_tokens,
+                     std::vector<int32_t>* out) const = 0;
+  void propose(std::span<const DraftSeq> seqs) final {
+    for (const DraftSeq& s : seqs) guess(s.tokens, s.max_tokens, s.out);
+  }
 };
 
 // Prompt lookup (vLLM's "ngram" method, llama.cpp's lookup decoding): the latest earlier
@@ -23,12 +46,12 @@ class Drafter {
 // tokens that followed it. Where those run into the end of the sequence the guesses continue
 // the match with themselves (a text repeating with period p is guessed to keep repeating).
 // O(sequence length x max_ngram) per call at worst.
-class NgramDrafter final : public Drafter {
+class NgramDrafter final : public StatelessDrafter {
  public:
   // Throws jinx::Error unless 1 <= min_ngram <= max_ngram.
   NgramDrafter(int32_t min_ngram, int32_t max_ngram);
-  void propose(std::span<const int32_t> tokens, int32_t max_tokens,
-               std::vector<int32_t>* out) const override;
+  void guess(std::span<const int32_t> tokens, int32_t max_tokens,
+             std::vector<int32_t>* out) const override;
 
  private:
   int32_t min_ngram_;

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "core/check.h"
+#include "core/log.h"
 #include "engine/batch.h"
 #include "kv/kv_config.h"
 
@@ -116,16 +117,32 @@ struct LLM::Flight {
   bool host_samples = false;    // some row's logits are sampled here
 };
 
+namespace {
+
+std::unique_ptr<Tokenizer> tokenizer_of(const Model& m, const std::string& path) {
+  return m.store().gguf() ? Tokenizer::from_gguf(*m.store().gguf())
+                          : Tokenizer::from_hf_dir(path);
+}
+
+}  // namespace
+
 LLM::LLM(const std::string& model_path, const EngineOptions& options) {
   std::shared_ptr<Model> m =
       Model::load(model_path, LoadOptions{options.quantize, options.threads, options.comm});
   model_ = m;
-  if (m->store().gguf()) {
-    tok_ = Tokenizer::from_gguf(*m->store().gguf());
-  } else {
-    tok_ = Tokenizer::from_hf_dir(model_path);
-  }
+  tok_ = tokenizer_of(*m, model_path);
   init(options);
+}
+
+// EngineOptions::speculative_model, loaded whole on this process (under tensor parallelism
+// too) in its own format, its vocabulary checked against the target's.
+std::shared_ptr<const Model> LLM::load_draft(const EngineOptions& o) const {
+  std::shared_ptr<Model> draft =
+      Model::load(o.speculative_model, LoadOptions{WeightQuant::kNone, o.threads, nullptr});
+  const std::unique_ptr<Tokenizer> draft_tok = tokenizer_of(*draft, o.speculative_model);
+  check_draft_vocabulary(model_->config().vocab_size, tok_.get(), draft->config().vocab_size,
+                         draft_tok.get());
+  return draft;
 }
 
 LLM::LLM(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok,
@@ -157,7 +174,9 @@ void LLM::embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, boo
   model_->embed(seqs, pooling, normalize, out, *embed_pool_);
 }
 
-void LLM::init(const EngineOptions& o) {
+void LLM::init(const EngineOptions& options) {
+  EngineOptions o = options;
+  if (!o.speculative_model.empty() && !o.draft_model) o.draft_model = load_draft(o);
   opt_ = o;
   const ModelConfig& c = model_->config();
   const bool kv_scaled = o.kv_dtype == DType::I8 || o.kv_dtype == DType::F8_E4M3;
@@ -187,6 +206,8 @@ void LLM::init(const EngineOptions& o) {
   eo.max_model_len = o.max_model_len;
   eo.cuda_graphs = o.cuda_graphs;
   eo.quantize = o.quantize;
+  const bool drafting = o.draft_model != nullptr;
+  if (drafting && on_cpu) eo.pool = std::make_shared<ThreadPool>(o.threads);
   exec_ = make_executor(model_, eo);
   if (o.wrap_executor) exec_ = o.wrap_executor(std::move(exec_));
   n_blocks = static_cast<int32_t>(exec_->n_kv_blocks());
@@ -206,13 +227,39 @@ void LLM::init(const EngineOptions& o) {
   const bool auto_off = env && std::string(env) == "0";
   overlap_ = o.overlap == OverlapMode::kOn ||
              (o.overlap == OverlapMode::kAuto && exec_->runs_async() && !auto_off);
-  if (o.num_speculative_tokens > 0) {
+  if (o.num_speculative_tokens > 0 || drafting) {
     if (o.overlap == OverlapMode::kOn)
       fail("speculative decoding does not run with overlap scheduling (--overlap on)");
     overlap_ = false;
-    sched_->set_drafter(std::make_shared<NgramDrafter>(o.prompt_lookup_min, o.prompt_lookup_max),
-                        o.num_speculative_tokens);
+    if (drafting) {
+      const int32_t k = o.num_speculative_tokens > 0 ? o.num_speculative_tokens : 4;
+      sched_->set_drafter(make_draft_drafter(o, eo, k), k);
+    } else {
+      sched_->set_drafter(
+          std::make_shared<NgramDrafter>(o.prompt_lookup_min, o.prompt_lookup_max),
+          o.num_speculative_tokens);
+    }
   }
+}
+
+// The draft model's executor: the target's device and (on the CPU) thread pool, a pool of as
+// many tokens as the target's plus every sequence's guesses, so that it never runs short
+// while the target does not.
+std::shared_ptr<Drafter> LLM::make_draft_drafter(const EngineOptions& o, ExecutorOptions eo,
+                                                 int32_t k) {
+  const ModelConfig& d = o.draft_model->config();
+  if (o.draft_model->tp_size() > 1) fail("the draft model must not be sharded");
+  check_draft_vocabulary(model_->config().vocab_size, nullptr, d.vocab_size, nullptr);
+  eo.n_blocks = kv_config_.n_blocks + int64_t{o.max_num_seqs} * ((k + o.block_size - 1) /
+                                                                     o.block_size + 1);
+  eo.quantize = WeightQuant::kNone;
+  auto drafter = std::make_shared<DraftModelDrafter>(
+      o.draft_model, make_executor(o.draft_model, eo), o.block_size,
+      static_cast<int32_t>(eo.max_batched_tokens), model_->config().vocab_size);
+  draft_ = drafter.get();
+  log_info("draft model ", o.draft_model->path(), ": ", drafter->executor().describe(), ", ", k,
+           " guesses per step");
+  return drafter;
 }
 
 int64_t LLM::kv_blocks() const {
@@ -465,6 +512,10 @@ std::vector<std::pair<SeqId, RequestOutput>> LLM::step() {
   stats_.preemptions = st.n_preemptions;
   stats_.draft_tokens = st.n_draft_tokens;
   stats_.accepted_tokens = st.n_accepted_tokens;
+  if (draft_) {
+    stats_.draft_passes = draft_->n_passes();
+    stats_.draft_seconds = draft_->seconds();
+  }
   stats_.seconds += since(t0);
   return done;
 }

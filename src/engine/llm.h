@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "engine/draft_model.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/executor.h"
@@ -62,6 +63,13 @@ struct EngineOptions {
   int32_t num_speculative_tokens = 0;
   int32_t prompt_lookup_min = 2;
   int32_t prompt_lookup_max = 4;
+  // Speculative decoding with a draft model instead (engine/draft_model.h): a smaller model
+  // sharing the target's tokenizer guesses num_speculative_tokens tokens (4 when that is 0)
+  // greedily per step, on the same device with a KV pool of its own. speculative_model is a
+  // model directory or .gguf file (LLM(path, ...) loads it and checks the vocabularies);
+  // draft_model a loaded one (tests). Outputs are the same as without it.
+  std::string speculative_model;
+  std::shared_ptr<const Model> draft_model;
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;
@@ -115,6 +123,8 @@ struct EngineStats {
   int64_t preemptions = 0;
   int64_t draft_tokens = 0;     // speculative guesses computed
   int64_t accepted_tokens = 0;  // of which stood (tokens gained over one per step)
+  int64_t draft_passes = 0;     // draft model forward passes (0 without a draft model)
+  double draft_seconds = 0.0;   // of `seconds`, in them
   double seconds = 0.0;
   double forward_seconds = 0.0;  // of which in the executor's forward pass (results copied back)
 };
@@ -183,6 +193,9 @@ class LLM {
   void complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done);
   void sample_step(Flight& f, std::vector<SampledToken>* sampled);
   int32_t sample_row(Flight& f, size_t k, Live& L, FinishReason* reason);
+  std::shared_ptr<const Model> load_draft(const EngineOptions& o) const;
+  std::shared_ptr<Drafter> make_draft_drafter(const EngineOptions& o, ExecutorOptions eo,
+                                              int32_t k);
   void retire(SeqId id, FinishReason reason,
               std::vector<std::pair<SeqId, RequestOutput>>* done);
 
@@ -202,6 +215,7 @@ class LLM {
   bool overlap_ = false;
   EngineStats stats_;
   std::unique_ptr<ThreadPool> embed_pool_;  // made by the first embed()
+  const DraftModelDrafter* draft_ = nullptr;  // the scheduler's drafter, when a draft model
 };
 
 }  // namespace jinx

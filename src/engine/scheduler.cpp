@@ -81,7 +81,7 @@ SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output) {
   return id;
 }
 
-void Scheduler::set_drafter(std::shared_ptr<const Drafter> drafter, int32_t max_tokens) {
+void Scheduler::set_drafter(std::shared_ptr<Drafter> drafter, int32_t max_tokens) {
   if (max_tokens < 0) fail("the number of speculative tokens must be >= 0, got ", max_tokens);
   JINX_CHECK(open_.empty(), "set_drafter() with a step in flight");
   drafter_ = max_tokens > 0 ? std::move(drafter) : nullptr;
@@ -100,6 +100,7 @@ bool Scheduler::finish(SeqId id, FinishReason reason) {
 
 FinishedSeq Scheduler::retire(Sequence* s, FinishReason reason) {
   if (kv_.contains(s->id)) kv_.free(s->id);
+  if (drafter_) drafter_->release(s->id);
   s->status = SeqStatus::kFinished;
   s->finish_reason = reason;
   FinishedSeq f{s->id, reason, s->n_prompt,
@@ -135,6 +136,7 @@ void Scheduler::preempt_back(ScheduledStep* step) {
   running_.pop_back();
   drop_guesses(s, 0);
   kv_.free(s->id);
+  if (drafter_) drafter_->release(s->id);
   s->n_computed = 0;
   s->status = SeqStatus::kWaiting;
   ++s->n_preemptions;
@@ -173,20 +175,51 @@ int32_t Scheduler::fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_
   }
 }
 
-// Appends the drafter's guesses after decoding sequence s (at most `room`, and never past its
-// max_output or max_model_len, counting the token sampled after them); returns how many.
-int32_t Scheduler::add_guesses(Sequence* s, int32_t room) {
-  int32_t k = std::min(max_draft_, room);
+// Guesses a decoding sequence may take: max_draft_, never past its max_output or
+// max_model_len (counting the token sampled after them), none while its input is unknown.
+int32_t Scheduler::guess_limit(const Sequence* s) const {
+  int32_t k = max_draft_;
   if (s->max_output > 0) k = std::min(k, s->max_output - s->n_generated() - 1);
   k = std::min(k, config_.max_model_len - s->size() - 1);
-  if (k <= 0 || s->n_placeholders > 0) return 0;
-  drafter_->propose(s->tokens, k, &draft_);
-  JINX_CHECK(static_cast<int32_t>(draft_.size()) <= k, "the drafter proposed ", draft_.size(),
-             " tokens for at most ", k);
-  for (int32_t t : draft_) JINX_CHECK(t >= 0, "the drafter proposed token ", t);
-  s->tokens.insert(s->tokens.end(), draft_.begin(), draft_.end());
-  s->n_draft = static_cast<int32_t>(draft_.size());
-  return s->n_draft;
+  return s->n_placeholders > 0 ? 0 : std::max(k, 0);
+}
+
+// Asks the drafter, in one call, for the guesses of every running sequence that decodes this
+// step; draft_[i] holds running_[i]'s (empty for the others). A budget too small for all of
+// them only cuts the guesses later (add_guesses), so a sequence's guesses never depend on its
+// place in the batch.
+void Scheduler::propose_guesses(int32_t budget) {
+  draft_.resize(running_.size());
+  draft_reqs_.clear();
+  int32_t n_decodes = 0;
+  for (const Sequence* s : running_) n_decodes += s->n_uncomputed() == 1 && !s->draining;
+  if (budget - n_decodes <= 0) return;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    const Sequence* s = running_[i];
+    draft_[i].clear();
+    if (s->draining || s->n_uncomputed() != 1) continue;
+    const int32_t k = std::min(guess_limit(s), budget - n_decodes);
+    if (k > 0) draft_reqs_.push_back(DraftSeq{s->id, s->tokens, k, &draft_[i]});
+  }
+  if (draft_reqs_.empty()) return;
+  drafter_->propose(draft_reqs_);
+  for (const DraftSeq& r : draft_reqs_) {
+    JINX_CHECK(static_cast<int32_t>(r.out->size()) <= r.max_tokens, "the drafter proposed ",
+               r.out->size(), " tokens for at most ", r.max_tokens);
+    for (int32_t t : *r.out) JINX_CHECK(t >= 0, "the drafter proposed token ", t);
+  }
+}
+
+// Appends draft_[index]'s guesses after decoding running_[index] (at most `room`); returns
+// how many.
+int32_t Scheduler::add_guesses(size_t index, int32_t room) {
+  Sequence* s = running_[index];
+  const std::vector<int32_t>& g = draft_[index];
+  const int32_t k = std::min({room, guess_limit(s), static_cast<int32_t>(g.size())});
+  if (k <= 0) return 0;
+  s->tokens.insert(s->tokens.end(), g.begin(), g.begin() + k);
+  s->n_draft = k;
+  return k;
 }
 
 // Keeps the first n_keep guesses of s, drops the rest.
@@ -198,6 +231,7 @@ void Scheduler::drop_guesses(Sequence* s, int32_t n_keep) {
 }
 
 void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
+  if (drafter_) propose_guesses(*budget);
   int32_t n_decode_left = 0;
   for (const Sequence* s : running_) n_decode_left += s->n_uncomputed() == 1 && !s->draining;
   for (size_t i = 0; i < running_.size() && *budget > 0; ++i) {
@@ -207,7 +241,7 @@ void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
     if (decode) --n_decode_left;
     int32_t want = decode ? 1 : std::min(s->n_uncomputed(), *budget - n_decode_left);
     if (want <= 0) continue;
-    if (decode && drafter_) want += add_guesses(s, *budget - 1 - n_decode_left);
+    if (decode && drafter_) want += add_guesses(i, *budget - 1 - n_decode_left);
     const int32_t n = fit_or_preempt(i, want, &n_decode_left, step);
     if (n == 0) break;  // s was the newest and got preempted: nothing runs after it
     if (s->n_draft >= n) drop_guesses(s, n - 1);  // the guesses whose slots fit

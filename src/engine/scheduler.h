@@ -157,7 +157,7 @@ class Scheduler {
 
   // Speculative decoding: each decode step of a sequence also computes up to `max_tokens`
   // guesses from `drafter` (null or 0: off). Throws jinx::Error for a negative count.
-  void set_drafter(std::shared_ptr<const Drafter> drafter, int32_t max_tokens);
+  void set_drafter(std::shared_ptr<Drafter> drafter, int32_t max_tokens);
 
   // Needs every scheduled step done (on_step_done()).
   ScheduledStep schedule();
@@ -190,7 +190,9 @@ class Scheduler {
   void schedule_running(ScheduledStep* step, int32_t* budget);
   void admit_waiting(ScheduledStep* step, int32_t* budget);
   int32_t fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_left, ScheduledStep* step);
-  int32_t add_guesses(Sequence* s, int32_t budget_left);
+  int32_t guess_limit(const Sequence* s) const;
+  void propose_guesses(int32_t budget);
+  int32_t add_guesses(size_t index, int32_t room);
   void drop_guesses(Sequence* s, int32_t n_keep);
   void preempt_back(ScheduledStep* step);
   void enqueue_waiting(Sequence* s);
@@ -219,9 +221,10 @@ class Scheduler {
     bool advanced = false;
   };
   std::deque<OpenStep> open_;
-  std::shared_ptr<const Drafter> drafter_;
+  std::shared_ptr<Drafter> drafter_;
   int32_t max_draft_ = 0;
-  std::vector<int32_t> draft_;  // scratch for the drafter's guesses
+  std::vector<std::vector<int32_t>> draft_;  // this step's guesses, by index in running_
+  std::vector<DraftSeq> draft_reqs_;         // scratch for propose_guesses()
   SeqId next_id_ = 0;
   uint64_t next_arrival_ = 0;
   SchedulerStats stats_;

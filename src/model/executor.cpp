@@ -18,11 +18,11 @@ class CpuExecutor final : public Executor {
  public:
   CpuExecutor(std::shared_ptr<const Model> model, const ExecutorOptions& o)
       : model_(std::move(model)),
-        pool_(o.threads),
+        pool_(o.pool ? o.pool : std::make_shared<ThreadPool>(o.threads)),
         kv_(model_->config(), o.n_blocks, o.block_size, o.kv_dtype) {}
 
   void forward_batch(const ForwardBatch& batch, float* logits, int32_t* tokens) override {
-    model_->forward_batch(batch, kv_, logits, pool_);
+    model_->forward_batch(batch, kv_, logits, *pool_);
     const int64_t V = model_->config().vocab_size;
     for (size_t i = 0; i < batch.pick.size(); ++i) {
       JINX_CHECK(batch.pick[i] != sampling::kPickSample,
@@ -41,13 +41,13 @@ class CpuExecutor final : public Executor {
   int64_t n_kv_blocks() const override { return kv_.n_blocks(); }
   size_t kv_bytes() const override { return kv_.bytes(); }
   std::string describe() const override {
-    return str("cpu, ", pool_.size(), " threads, KV pool ", kv_.n_blocks(), " blocks (",
+    return str("cpu, ", pool_->size(), " threads, KV pool ", kv_.n_blocks(), " blocks (",
                kv_.bytes() >> 20, " MiB, ", name(kv_.dtype()), ")");
   }
 
  private:
   std::shared_ptr<const Model> model_;
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
   PagedKvStorage kv_;
 };
 

@@ -30,6 +30,10 @@ struct ExecutorOptions {
   bool cuda_graphs = true;           // replay decode steps as CUDA graphs (GPU only)
   WeightQuant quantize = WeightQuant::kNone;  // what the model was loaded with (TP workers
                                               // load the same)
+  // CPU: the kernels' thread pool, shared with another executor that never runs at the same
+  // time (a draft model's); null: the executor makes its own of `threads` threads. Two pools
+  // would each spin after their passes on the same cores.
+  std::shared_ptr<ThreadPool> pool;
 };
 
 class Executor {

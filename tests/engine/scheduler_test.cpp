@@ -66,11 +66,11 @@ std::vector<int32_t> reference(std::vector<int32_t> tokens, int32_t max_tokens, 
 // Speculative decoding: guesses the reference's real continuation, each guess wrong with
 // probability 1/3 (decided by a hash of the tokens before it), so steps keep all, some or none
 // of their guesses.
-class OracleDrafter final : public Drafter {
+class OracleDrafter final : public StatelessDrafter {
  public:
   explicit OracleDrafter(int32_t vocab) : vocab_(vocab) {}
-  void propose(std::span<const int32_t> tokens, int32_t max_tokens,
-               std::vector<int32_t>* out) const override {
+  void guess(std::span<const int32_t> tokens, int32_t max_tokens,
+             std::vector<int32_t>* out) const override {
     out->clear();
     uint64_t h = prefix_hashes(tokens).back();
     for (int32_t i = 0; i < max_tokens; ++i) {

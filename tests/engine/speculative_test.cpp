@@ -17,7 +17,7 @@ namespace {
 
 std::vector<int32_t> guesses(const NgramDrafter& d, std::vector<int32_t> tokens, int32_t k) {
   std::vector<int32_t> out = {99};  // replaced
-  d.propose(tokens, k, &out);
+  d.guess(tokens, k, &out);
   return out;
 }
 
@@ -42,11 +42,11 @@ TEST(NgramDrafter, LatestOccurrenceOfTheLongestSuffix) {
 }
 
 // Guesses a fixed list (as many as asked for).
-class FixedDrafter final : public Drafter {
+class FixedDrafter final : public StatelessDrafter {
  public:
   explicit FixedDrafter(std::vector<int32_t> g) : g_(std::move(g)) {}
-  void propose(std::span<const int32_t>, int32_t max_tokens,
-               std::vector<int32_t>* out) const override {
+  void guess(std::span<const int32_t>, int32_t max_tokens,
+             std::vector<int32_t>* out) const override {
     out->assign(g_.begin(), g_.begin() + std::min<size_t>(g_.size(), max_tokens));
   }
 
