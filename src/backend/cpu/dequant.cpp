@@ -12,6 +12,10 @@
 #include <cstddef>
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "backend/cpu/unaligned.h"
 #include "core/check.h"
 #include "core/half.h"
@@ -28,7 +32,26 @@ void dequant_f32(const void* src, float* dst, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 
+#if defined(__x86_64__)
+// The F16C conversion (exact, as the scalar one): the blocked matmul converts every weight of an
+// F16 model once per prefill chunk, which at a scalar value per nanosecond cost more than the
+// products themselves.
+__attribute__((target("avx,f16c"))) void dequant_f16_f16c(const void* src, float* dst,
+                                                          int64_t n) {
+  const auto* s = static_cast<const uint8_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * i))));
+  for (; i < n; ++i) dst[i] = f16_to_f32(detail::u16_at(src, i));
+}
+#endif
+
 void dequant_f16(const void* src, float* dst, int64_t n) {
+#if defined(__x86_64__)
+  static const bool f16c = __builtin_cpu_supports("f16c");
+  if (f16c) return dequant_f16_f16c(src, dst, n);
+#endif
   for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(detail::u16_at(src, i));
 }
 

@@ -28,6 +28,7 @@ namespace {
 
 constexpr int64_t kRowBlock = 16;    // rows dequantized together
 constexpr int64_t kTokenBlock = 64;  // tokens per L2 tile
+constexpr int64_t kFusedMaxTokens = 16;  // dense weights: matmul_fused up to this many tokens
 constexpr int64_t kQRowBlock = 16;   // rows per task of the integer GEMM
 
 std::atomic<bool>& exact_flag() {
@@ -94,17 +95,22 @@ void check_matrix(const WeightMatrix& w) {
   }
 }
 
-// Decode-sized batches: one fused pass over each weight row for all (<= 4) tokens.
+// Decode-sized batches: one fused pass over each weight row for every token, kMaxNx at a time
+// (a row read from memory once, then from L1 for the next group: up to kFusedMaxTokens tokens,
+// e.g. a decode step with speculative guesses, this beats converting the rows to fp32 first).
 void matmul_fused(const WeightMatrix& w, RowDotFn k, const float* x, int64_t n, float* y,
                   int64_t ldy, ThreadPool& pool) {
-  const float* xs[kMaxNx];
-  for (int64_t j = 0; j < n; ++j) xs[j] = x + j * w.cols;
   const int64_t grain = std::max<int64_t>(1, w.rows / (pool.size() * 8));
   pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) {
+    const float* xs[kMaxNx];
     float out[kMaxNx];
     for (int64_t r = b; r < e; ++r) {
-      k(row_ptr(w, r), xs, static_cast<int>(n), w.cols, out);
-      for (int64_t j = 0; j < n; ++j) y[j * ldy + r] = out[j];
+      for (int64_t t = 0; t < n; t += kMaxNx) {
+        const int nx = static_cast<int>(std::min<int64_t>(kMaxNx, n - t));
+        for (int j = 0; j < nx; ++j) xs[j] = x + (t + j) * w.cols;
+        k(row_ptr(w, r), xs, nx, w.cols, out);
+        for (int j = 0; j < nx; ++j) y[(t + j) * ldy + r] = out[j];
+      }
     }
   });
 }
@@ -256,7 +262,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n, float* y, int64_t 
     }
   }
   RowDotFn fused = w.is_mlx() ? nullptr : pick_kernel(w.dtype);
-  if (fused && n <= kMaxNx) {
+  if (fused && n <= kFusedMaxTokens) {
     matmul_fused(w, fused, x, n, y, ldy, pool);
     return;
   }
