@@ -15,6 +15,7 @@ and generates until EOS or --gen-tokens. Jinx's outputs must be the same tokens 
 (checked). Engines alternate per round; medians are printed.
 
   python bench/draft_bench.py                  # from the repository root, /work/refvenv python
+  python bench/draft_bench.py --target models/bench/SmolLM2-135M-Instruct.F32.gguf
 """
 import argparse
 import os
@@ -74,8 +75,9 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(a.target):
         os.makedirs(os.path.dirname(a.target), exist_ok=True)
-        subprocess.run([sys.executable, "tools/dequantize_gguf.py", a.draft, a.target],
-                       check=True)
+        kind = "f32" if ".F32." in os.path.basename(a.target) else "f16"
+        subprocess.run([sys.executable, "tools/dequantize_gguf.py", a.draft, a.target,
+                        "--type", kind], check=True)
     import llama_cpp
     disable_extra_buffer_types()
     llm = llama_cpp.Llama(model_path=a.target, n_ctx=2048, n_threads=a.threads,

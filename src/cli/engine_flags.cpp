@@ -108,6 +108,10 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   sub->add_option("--speculative-model,--model-draft", o.speculative_model,
                   "Speculative decoding with this draft model (directory or .gguf) sharing the "
                   "model's tokenizer, instead of prompt lookup");
+  sub->add_option("--draft-p-min", o.draft_p_min,
+                  "Draft model: stop guessing at a guess the draft gives less than this "
+                  "probability (0: never)")
+      ->check(CLI::Range(0.0f, 1.0f));
   sub->add_option("--prompt-lookup-max", o.prompt_lookup_max,
                   "Prompt lookup: longest n-gram matched to find guesses")
       ->check(CLI::Range(1, 64));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <exception>
 
@@ -25,13 +26,15 @@ kv::KVCacheConfig draft_kv_config(const Executor& exec, int32_t block_size) {
 
 DraftModelDrafter::DraftModelDrafter(std::shared_ptr<const Model> model,
                                      std::unique_ptr<Executor> exec, int32_t block_size,
-                                     int32_t max_batched_tokens, int64_t target_vocab)
+                                     int32_t max_batched_tokens, int64_t target_vocab,
+                                     float p_min)
     : model_(std::move(model)),
       exec_(std::move(exec)),
       kv_(draft_kv_config(*exec_, block_size)),
       block_size_(block_size),
       max_batched_tokens_(max_batched_tokens),
-      target_vocab_(target_vocab) {
+      target_vocab_(target_vocab),
+      p_min_(p_min) {
   JINX_CHECK(model_ && max_batched_tokens_ >= 1 && target_vocab_ >= 1, "bad draft model setup");
 }
 
@@ -96,7 +99,8 @@ bool DraftModelDrafter::run_pass() {
   }
   build_batch(pass_seqs_, block_size_, &batch_);
   const size_t n_out = batch_.sample_rows.size();
-  pick_.assign(n_out, sampling::kPickArgmax);
+  // With p_min the guess's probability is needed: the logits come back (a GPU copies them).
+  pick_.assign(n_out, p_min_ > 0 ? sampling::kPickLogits : sampling::kPickArgmax);
   picked_.assign(n_out, -1);
   logits_.resize(n_out * static_cast<size_t>(model_->config().vocab_size));
   ForwardBatch fb;
@@ -114,7 +118,7 @@ bool DraftModelDrafter::run_pass() {
   n_tokens_ += batch_.n_tokens;
   for (size_t k = 0; k < n_out; ++k) {
     Live& l = live_[pass_live_[static_cast<size_t>(batch_.sample_seqs[k])]];
-    const int32_t g = picked_[k];
+    const int32_t g = p_min_ > 0 ? sure_argmax(k) : picked_[k];
     if (g < 0 || g >= target_vocab_) {
       l.done = true;
       continue;
@@ -123,6 +127,25 @@ bool DraftModelDrafter::run_pass() {
     l.done = static_cast<int32_t>(l.req->out->size()) >= l.req->max_tokens;
   }
   return true;
+}
+
+// Output row k's argmax if its softmax probability is at least p_min, else -1 (also for a row
+// without a finite maximum).
+int32_t DraftModelDrafter::sure_argmax(size_t k) const {
+  const int64_t V = model_->config().vocab_size;
+  const float* row = logits_.data() + k * static_cast<size_t>(V);
+  int64_t best = 0;
+  for (int64_t j = 1; j < V; ++j)
+    if (row[j] > row[best]) best = j;
+  if (!std::isfinite(row[best])) return -1;
+  // sum of exp(l - max) (the best token's probability is 1 / sum), skipping the terms under
+  // e^-24 (a 49k vocabulary adds up to 2e-6 through them), so only a few exps are computed.
+  double sum = 0.0;
+  for (int64_t j = 0; j < V; ++j) {
+    const float d = row[j] - row[best];
+    if (d > -24.0f) sum += std::exp(static_cast<double>(d));
+  }
+  return 1.0 / sum >= p_min_ ? static_cast<int32_t>(best) : -1;
 }
 
 void DraftModelDrafter::propose_all(std::span<const DraftSeq> seqs) {

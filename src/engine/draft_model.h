@@ -32,8 +32,11 @@ class DraftModelDrafter final : public Drafter {
  public:
   // `exec` runs `model` over a KV pool of exec->n_kv_blocks() blocks of `block_size` slots.
   // Guesses at or past `target_vocab` end a sequence's guesses (the target could not read them).
+  // A guess whose probability under the draft is below p_min ends the sequence's guesses
+  // (llama.cpp's --draft-p-min): an unsure draft costs a pass and a target row for little.
   DraftModelDrafter(std::shared_ptr<const Model> model, std::unique_ptr<Executor> exec,
-                    int32_t block_size, int32_t max_batched_tokens, int64_t target_vocab);
+                    int32_t block_size, int32_t max_batched_tokens, int64_t target_vocab,
+                    float p_min = 0.0f);
 
   // A sequence whose tokens the draft cannot read (an id outside its vocabulary), or whose K/V
   // no longer fit in the pool, gets no guesses this step. A failing draft pass (e.g. NaN
@@ -56,6 +59,7 @@ class DraftModelDrafter final : public Drafter {
   };
   bool start(const DraftSeq& r);  // rollback + room for r; false: no guesses for it
   bool run_pass();                // one draft forward pass over the live sequences
+  int32_t sure_argmax(size_t k) const;
   void propose_all(std::span<const DraftSeq> seqs);
 
   std::shared_ptr<const Model> model_;
@@ -64,6 +68,7 @@ class DraftModelDrafter final : public Drafter {
   int32_t block_size_;
   int32_t max_batched_tokens_;
   int64_t target_vocab_;
+  float p_min_;
   std::unordered_map<SeqId, std::vector<int32_t>> states_;
   int64_t n_passes_ = 0, n_tokens_ = 0;
   double seconds_ = 0.0;

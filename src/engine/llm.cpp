@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <utility>
 #include <unordered_map>
@@ -139,7 +140,15 @@ LLM::LLM(const std::string& model_path, const EngineOptions& options) {
 std::shared_ptr<const Model> LLM::load_draft(const EngineOptions& o) const {
   std::shared_ptr<Model> draft =
       Model::load(o.speculative_model, LoadOptions{WeightQuant::kNone, o.threads, nullptr});
-  const std::unique_ptr<Tokenizer> draft_tok = tokenizer_of(*draft, o.speculative_model);
+  // A draft without tokenizer files (a bare checkpoint) is checked by its vocabulary size only.
+  std::unique_ptr<Tokenizer> draft_tok;
+  if (draft->store().gguf() ||
+      std::filesystem::exists(std::filesystem::path(o.speculative_model) / "tokenizer.json")) {
+    draft_tok = tokenizer_of(*draft, o.speculative_model);
+  } else {
+    log_warn("draft model ", o.speculative_model, " has no tokenizer.json: only its vocabulary "
+             "size is checked against the target's");
+  }
   check_draft_vocabulary(model_->config().vocab_size, tok_.get(), draft->config().vocab_size,
                          draft_tok.get());
   return draft;
@@ -255,7 +264,7 @@ std::shared_ptr<Drafter> LLM::make_draft_drafter(const EngineOptions& o, Executo
   eo.quantize = WeightQuant::kNone;
   auto drafter = std::make_shared<DraftModelDrafter>(
       o.draft_model, make_executor(o.draft_model, eo), o.block_size,
-      static_cast<int32_t>(eo.max_batched_tokens), model_->config().vocab_size);
+      static_cast<int32_t>(eo.max_batched_tokens), model_->config().vocab_size, o.draft_p_min);
   draft_ = drafter.get();
   log_info("draft model ", o.draft_model->path(), ": ", drafter->executor().describe(), ", ", k,
            " guesses per step");

@@ -70,6 +70,9 @@ struct EngineOptions {
   // draft_model a loaded one (tests). Outputs are the same as without it.
   std::string speculative_model;
   std::shared_ptr<const Model> draft_model;
+  // A draft guess less likely than this under the draft model ends that sequence's guesses
+  // for the step (llama.cpp's --draft-p-min); 0: always num_speculative_tokens guesses.
+  float draft_p_min = 0.0f;
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;

