@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from conftest import API_KEY, Server
+from conftest import MODEL as MODEL_PATH
 
 MODEL = "smollm2"
 HDR = {"Authorization": f"Bearer {API_KEY}"}
@@ -543,10 +544,14 @@ def test_burst_admits_run_slots_plus_queue():
         s.stop()
 
 
-def test_speculative_server_gives_the_same_text(server, client):
-    # Prompt lookup guesses (--num-speculative-tokens) change how many steps a reply takes, not
-    # the reply: greedy, streamed, cut by a stop string or sampled with a seed, concurrently.
-    s = Server("speculative", "--api-key", API_KEY, "--num-speculative-tokens", "4")
+@pytest.mark.parametrize("how", ["lookup", "draft"])
+def test_speculative_server_gives_the_same_text(server, client, how):
+    # Guesses (prompt lookup, or a draft model: here the model itself, the one at hand) change
+    # how many steps a reply takes, not the reply: greedy, streamed, cut by a stop string or
+    # sampled with a seed, concurrently.
+    flags = (["--num-speculative-tokens", "4"] if how == "lookup" else
+             ["--speculative-model", str(MODEL_PATH), "--num-speculative-tokens", "3"])
+    s = Server("speculative-" + how, "--api-key", API_KEY, *flags)
     try:
         import openai
         spec = openai.OpenAI(base_url=s.url + "/v1", api_key=API_KEY, max_retries=0, timeout=300)
