@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #endif
 
+#include "backend/cpu/kernels.h"
 #include "backend/cpu/unaligned.h"
 #include "core/check.h"
 #include "core/half.h"
@@ -49,8 +50,7 @@ __attribute__((target("avx,f16c"))) void dequant_f16_f16c(const void* src, float
 
 void dequant_f16(const void* src, float* dst, int64_t n) {
 #if defined(__x86_64__)
-  static const bool f16c = __builtin_cpu_supports("f16c");
-  if (f16c) return dequant_f16_f16c(src, dst, n);
+  if (active_isa() != Isa::kScalar) return dequant_f16_f16c(src, dst, n);  // both have F16C
 #endif
   for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(detail::u16_at(src, i));
 }

@@ -26,7 +26,7 @@ using detail::RowDotFn;
 
 namespace {
 
-constexpr int64_t kRowBlock = 16;    // rows dequantized together
+constexpr int64_t kRowBlock = 18;    // rows dequantized together (a multiple of kTileRows)
 constexpr int64_t kTokenBlock = 64;  // tokens per L2 tile
 constexpr int64_t kFusedMaxTokens = 16;  // dense weights: matmul_fused up to this many tokens
 constexpr int64_t kQRowBlock = 16;   // rows per task of the integer GEMM
@@ -115,14 +115,30 @@ void matmul_fused(const WeightMatrix& w, RowDotFn k, const float* x, int64_t n, 
   });
 }
 
-// One block of rows [r0, r1) against all tokens, rows already fp32 in `rows`.
+// One block of rows [r0, r1) against all tokens, rows already fp32 in `rows`: 4 x 4 register
+// tiles where the ISA has them, row-dots for the rest (the same sums either way).
 void block_times_tokens(const float* rows, int64_t n_rows, int64_t r0, int64_t cols, const float* x,
-                        int64_t n, float* y, int64_t ldy, RowDotFn f32) {
+                        int64_t n, float* y, int64_t ldy, RowDotFn f32, detail::TileFn tile) {
+  constexpr int NR = detail::kTileRows;
+  const int64_t tiled_rows = tile ? n_rows - n_rows % NR : 0;
   for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
     const int64_t t1 = std::min(n, t0 + kTokenBlock);
+    constexpr int NT = detail::kTileTokens;
+    const int64_t tiled_end = t0 + (t1 - t0) / NT * NT;
+    for (int64_t i = 0; i < tiled_rows; i += NR) {
+      for (int64_t t = t0; t < tiled_end; t += NT) {
+        const float* xs[NT];
+        for (int j = 0; j < NT; ++j) xs[j] = x + (t + j) * cols;
+        float out[NR * NT];
+        tile(rows + i * cols, cols, xs, cols, out);
+        for (int a = 0; a < NR; ++a)
+          for (int j = 0; j < NT; ++j) y[(t + j) * ldy + r0 + i + a] = out[a * NT + j];
+      }
+    }
     for (int64_t i = 0; i < n_rows; ++i) {
       const float* wr = rows + i * cols;
-      for (int64_t t = t0; t < t1; t += kMaxNx) {
+      // Tiled rows still need the tokens past the last full tile; the others need them all.
+      for (int64_t t = i < tiled_rows ? tiled_end : t0; t < t1; t += kMaxNx) {
         const int nx = static_cast<int>(std::min<int64_t>(kMaxNx, t1 - t));
         const float* xs[kMaxNx];
         float out[kMaxNx];
@@ -137,6 +153,7 @@ void block_times_tokens(const float* rows, int64_t n_rows, int64_t r0, int64_t c
 void matmul_blocked(const WeightMatrix& w, const float* x, int64_t n, float* y, int64_t ldy,
                     ThreadPool& pool) {
   RowDotFn f32 = pick_kernel(DType::F32);
+  const detail::TileFn tile = active_isa() == Isa::kAvx512 ? detail::tile_f32_avx512() : nullptr;
   const int64_t n_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
   pool.parallel_for(n_blocks, 1, [&](int64_t b, int64_t e) {
     thread_local std::vector<float> buf;
@@ -154,7 +171,7 @@ void matmul_blocked(const WeightMatrix& w, const float* x, int64_t n, float* y, 
         for (int64_t i = 0; i < nr; ++i) weight_row(w, r0 + i, buf.data() + i * w.cols);
         rows = buf.data();
       }
-      block_times_tokens(rows, nr, r0, w.cols, x, n, y, ldy, f32);
+      block_times_tokens(rows, nr, r0, w.cols, x, n, y, ldy, f32, tile);
     }
   });
 }

@@ -129,6 +129,43 @@ JINX_AVX512 void dot_q4(const void* row, const float* const* xs, int64_t cols, f
   for (int j = 0; j < NX; ++j) out[j] = hsum(acc[j]);
 }
 
+// 4 fp32 rows (ld floats apart) x 4 tokens: out[i * 4 + j] = dot(rows[i], xs[j]). Each of the
+// 16 sums runs exactly as dot_dense<NX, float> runs it (16 lanes, columns in order, the same
+// masked tail and reduction), so a token gets the same bits from either kernel; the tile only
+// loads each weight vector once for four tokens and each activation once for four rows.
+JINX_AVX512 void tile_f32_4x4(const float* rows, int64_t ld, const float* const* xs, int64_t cols,
+                              float* out) {
+  constexpr int NT = kTileTokens, NR = kTileRows;
+  __m512 acc[NR][NT];
+  for (auto& r : acc)
+    for (auto& a : r) a = _mm512_setzero_ps();
+  const float* w[NR];
+  for (int i = 0; i < NR; ++i) w[i] = rows + i * ld;
+  int64_t c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    __m512 wv[NR];
+    for (int i = 0; i < NR; ++i) wv[i] = _mm512_loadu_ps(w[i] + c);
+    for (int j = 0; j < NT; ++j) {
+      __m512 x = _mm512_loadu_ps(xs[j] + c);
+      // Keeps x in a register: GCC would otherwise fold its load into each of the four FMAs,
+      // 16 loads per step instead of 4, and the loop becomes load-bound.
+      asm("" : "+v"(x));
+      for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], x, acc[i][j]);
+    }
+  }
+  if (c < cols) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (cols - c)) - 1);
+    __m512 wv[NR];
+    for (int i = 0; i < NR; ++i) wv[i] = _mm512_maskz_loadu_ps(m, w[i] + c);
+    for (int j = 0; j < NT; ++j) {
+      const __m512 x = _mm512_maskz_loadu_ps(m, xs[j] + c);
+      for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], x, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < NR; ++i)
+    for (int j = 0; j < NT; ++j) out[i * NT + j] = hsum(acc[i][j]);
+}
+
 template <template <int> class K>
 void dispatch_nx(const void* row, const float* const* xs, int nx, int64_t cols, float* out) {
   switch (nx) {
@@ -147,6 +184,10 @@ template <int NX> struct Q40K { static void run(const void* r, const float* cons
 template <int NX> struct Q41K { static void run(const void* r, const float* const* x, int64_t c, float* o) { dot_q4<NX, true>(r, x, c, o); } };
 
 }  // namespace
+
+TileFn tile_f32_avx512() {
+  return tile_f32_4x4;
+}
 
 RowDotFn row_dot_avx512(DType t) {
   switch (t) {

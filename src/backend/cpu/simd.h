@@ -12,8 +12,17 @@
 namespace jinx::cpu::detail {
 
 constexpr int kMaxNx = 4;
+constexpr int kTileRows = 3;    // weight rows per fp32 register tile (TileFn)
+constexpr int kTileTokens = 8;  // tokens per fp32 register tile
 using RowDotFn = void (*)(const void* row, const float* const* xs, int nx, int64_t cols,
                           float* out);
+
+// fp32 register tile: out[i * 4 + j] = dot(rows + i * ld, xs[j]) for 4 rows x 4 tokens, each
+// sum bit-identical to the F32 row-dot's, so a token's result never depends on which kernel
+// (or how many other tokens) computed it.
+using TileFn = void (*)(const float* rows, int64_t ld, const float* const* xs, int64_t cols,
+                        float* out);
+TileFn tile_f32_avx512();
 
 // Returns the fused kernel for this dtype at this ISA, or nullptr when the dtype has none
 // (the caller then dequantizes rows to fp32 and uses the F32 kernel).
