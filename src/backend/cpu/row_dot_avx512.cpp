@@ -133,7 +133,7 @@ JINX_AVX512 void dot_q4(const void* row, const float* const* xs, int64_t cols, f
 // 16 sums runs exactly as dot_dense<NX, float> runs it (16 lanes, columns in order, the same
 // masked tail and reduction), so a token gets the same bits from either kernel; the tile only
 // loads each weight vector once for four tokens and each activation once for four rows.
-JINX_AVX512 void tile_f32_4x4(const float* rows, int64_t ld, const float* const* xs, int64_t cols,
+JINX_AVX512 void tile_f32(const float* rows, int64_t ld, const float* const* xs, int64_t cols,
                               float* out) {
   constexpr int NT = kTileTokens, NR = kTileRows;
   __m512 acc[NR][NT];
@@ -186,7 +186,7 @@ template <int NX> struct Q41K { static void run(const void* r, const float* cons
 }  // namespace
 
 TileFn tile_f32_avx512() {
-  return tile_f32_4x4;
+  return tile_f32;
 }
 
 RowDotFn row_dot_avx512(DType t) {
