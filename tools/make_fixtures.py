@@ -3,7 +3,7 @@
 
 Run:  /work/refvenv/bin/python tools/make_fixtures.py [stage ...]
 Stages (default: all, in this order): hf mlx gguf smollm2 smollm2_hf moe yarn gemma3 swa mlx_moe
-embed
+embed lora
 
   hf       tiny HF checkpoints (random weights, fixed seeds) + transformers fp32 references
   mlx      tiny-qwen2 quantized with mlx_lm (4-bit, group 64) + MLX reference
@@ -18,6 +18,8 @@ embed
   swa      tiny Qwen2 / Mistral checkpoints with sliding-window attention + transformers references
   mlx_moe  tiny-qwen3-moe quantized by mlx_lm.convert (stacked experts, 8-bit router) + MLX
            reference (a venv with mlx and mlx-lm; run moe first)
+  lora     PEFT LoRA adapters for tiny-llama / tiny-qwen2 + transformers+peft references (run
+           hf first)
   embed    sentence embeddings (mean / first / last token pooling) of four tiny checkpoints by
            transformers, and of the real SmolLM2 GGUF by llama.cpp
 
@@ -40,7 +42,7 @@ from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E40
 
 # In default order; stage S is made by build_all() of tools/fixtures_S.py.
 STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa", "mlx_moe",
-          "embed"]
+          "embed", "lora"]
 
 
 def run_stage(stage):

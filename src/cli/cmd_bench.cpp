@@ -38,7 +38,7 @@ void run_bench(const BenchArgs& a) {
   EngineOptions o = a.engine.resolve();
   if (a.threads > 0) o.threads = a.threads;
   std::shared_ptr<const Model> model =
-      Model::load(a.model, LoadOptions{o.quantize, o.threads, o.comm});
+      Model::load(a.model, LoadOptions{o.quantize, o.threads, o.comm, o.lora});
   LLM llm(model, nullptr, o);
   const int32_t vocab = static_cast<int32_t>(model->config().vocab_size);
   std::mt19937_64 rng(a.seed);

@@ -50,9 +50,11 @@ void run_generate(const GenerateArgs& a) {
   EngineOptions eo = a.engine.resolve();
   if (a.threads > 0) eo.threads = a.threads;
   std::shared_ptr<const Model> model =
-      Model::load(a.model, LoadOptions{eo.quantize, eo.threads, eo.comm});
+      Model::load(a.model, LoadOptions{eo.quantize, eo.threads, eo.comm, eo.lora});
   if (!model->quantize_summary().empty())
     std::fprintf(stderr, "[jinx] %s\n", model->quantize_summary().c_str());
+  if (!model->lora_summary().empty())
+    std::fprintf(stderr, "[jinx] %s\n", model->lora_summary().c_str());
   std::shared_ptr<const Tokenizer> tok = load_tokenizer(a.model, model.get());
   std::vector<int32_t> prompt =
       a.prompt_ids.empty() ? build_prompt(*tok, a.prompt, a.raw, a.system) : parse_ids(a.prompt_ids);

@@ -101,6 +101,9 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   sub->add_option("--tensor-parallel-size,--tp", f->tensor_parallel_size,
                   "shard the model over N processes started by `mpirun -np N` (CPU; MPI)")
       ->check(CLI::Range(1, 256));
+  sub->add_option("--lora", o.lora,
+                  "Apply this LoRA adapter (a PEFT directory: adapter_config.json + "
+                  "adapter_model.safetensors) to the model");
   sub->add_option("--num-speculative-tokens", o.num_speculative_tokens,
                   "Speculative decoding: guesses checked per decode step (prompt lookup, or "
                   "--speculative-model's; 0: off, or 4 with a draft model)")

@@ -76,6 +76,9 @@ struct EngineOptions {
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;
+  // --lora: a PEFT LoRA adapter directory applied to the model at load (LLM(path, ...) and the
+  // commands that load the model themselves; a Model passed in is used as it is).
+  std::string lora;
   // Tensor parallelism (LLM(path, ...) only): this process is rank 0 of the group, the others
   // run run_tp_worker(); the model is sharded over them (see LoadOptions::comm).
   std::shared_ptr<Communicator> comm;

@@ -82,6 +82,7 @@ void attention(const float* q, KvCache& cache, int64_t layer, int64_t n_tokens, 
 
 void linear(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool) {
   cpu::matmul(l.w, x, n, y, l.w.rows, pool);
+  add_lora(l, x, n, y, pool);
   add_bias(y, l.bias, n);
 }
 
@@ -129,6 +130,11 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   m->inv_freq_ = c.rope_inv_freq();
   m->local_inv_freq_ = c.rope_local_inv_freq();
   m->path_ = path;
+  if (!options.lora.empty()) {
+    if (options.comm && options.comm->size() > 1)
+      fail("a LoRA adapter does not run under tensor parallelism yet");
+    m->load_lora(options.lora);
+  }
   if (options.quantize != WeightQuant::kNone) m->quantize_weights(options);
   if (options.comm && options.comm->size() > 1) m->shard(options.comm);
   return m;
@@ -170,6 +176,9 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
                                        {&L.k.w, k.data(), L.k.w.rows},
                                        {&L.v.w, v.data(), L.v.w.rows}};
       cpu::matmul_many(parts, h.data(), n, pool);
+      add_lora(L.q, h.data(), n, q.data(), pool);
+      add_lora(L.k, h.data(), n, k.data(), pool);
+      add_lora(L.v, h.data(), n, v.data(), pool);
       add_bias(q.data(), L.q.bias, n);
       add_bias(k.data(), L.k.bias, n);
       add_bias(v.data(), L.v.bias, n);
@@ -198,6 +207,8 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
       const cpu::MatmulPart parts[] = {{&L.gate.w, g.data(), L.gate.w.rows},
                                        {&L.up.w, u.data(), L.up.w.rows}};
       cpu::matmul_many(parts, h.data(), n, pool);
+      add_lora(L.gate, h.data(), n, g.data(), pool);
+      add_lora(L.up, h.data(), n, u.data(), pool);
       add_bias(g.data(), L.gate.bias, n);
       add_bias(u.data(), L.up.bias, n);
     }

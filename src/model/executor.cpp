@@ -120,6 +120,8 @@ std::unique_ptr<Executor> make_executor(std::shared_ptr<const Model> model,
                                 : make_cpu_executor(std::move(model), o);
   if (model->tp_size() > 1)
     fail("--device ", o.device, ": tensor parallelism runs on the CPU only so far (MPI)");
+  if (!model->lora_summary().empty())
+    fail("--device ", o.device, ": LoRA adapters run on the CPU only so far");
   if (o.device.rfind("cuda", 0) != 0) fail("unknown device \"", o.device, "\" (cpu, cuda, cuda:N)");
   int dev = 0;
   if (o.device.size() > 4) {

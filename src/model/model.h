@@ -52,6 +52,9 @@ struct LoadOptions {
   // (model/tensor_parallel.cpp) and the forward pass sums the row-parallel layers over the
   // group. Every rank must then run the same forward passes together.
   std::shared_ptr<Communicator> comm;
+  // A LoRA adapter directory in PEFT's format (adapter_config.json + adapter_model.safetensors)
+  // applied to the projections it names, unmerged (model/lora.cpp). Empty: none.
+  std::string lora;
 };
 
 class Model {
@@ -71,6 +74,8 @@ class Model {
   const ModelWeights& weights() const { return w_; }
   // What --quantize did at load, in one line (empty without it).
   const std::string& quantize_summary() const { return quantize_summary_; }
+  // The LoRA adapter applied at load, in one line (empty without one).
+  const std::string& lora_summary() const { return lora_summary_; }
 
   KvCache new_cache(int64_t capacity) const;
 
@@ -98,6 +103,8 @@ class Model {
   // The --quantize step of load() (model/quantize_weights.cpp): rewrites w_'s matrices to point
   // into quant_storage_ and logs what it cost.
   void quantize_weights(const LoadOptions& options);
+  // LoadOptions::lora (model/lora.cpp): fills the layers' Linear::lora.
+  void load_lora(const std::string& dir);
   // Keeps this rank's shard of the layers (model/tensor_parallel.cpp).
   void shard(std::shared_ptr<Communicator> comm);
   WeightMatrix slice_columns(const WeightMatrix& w, int64_t c0, int64_t c1);
@@ -121,6 +128,7 @@ class Model {
   // Quantized copies made at load (one buffer per matrix); empty without --quantize.
   std::vector<std::vector<uint8_t>> quant_storage_;
   std::string quantize_summary_;
+  std::string lora_summary_;
   std::string path_;
   std::shared_ptr<Communicator> comm_;  // set by shard()
 };
@@ -132,6 +140,8 @@ void load_qwen3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, Lay
 void load_gemma3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 // The router and experts of MoE layer i (model/moe.cpp), Hugging Face names.
 void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
+// y [n, l.w.rows] += the LoRA update of l for x [n, l.w.cols] (nothing without an adapter).
+void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool);
 // out [n, hidden] = the MoE MLP of layer L applied to h [n, hidden] (model/moe.cpp). A token's
 // result does not depend on the other tokens of the batch.
 void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t n, float* out,

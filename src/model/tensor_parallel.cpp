@@ -121,15 +121,15 @@ void Model::shard(std::shared_ptr<Communicator> comm) {
   // An MLP's share: its gate/up rows and down columns [w0, w1) of its width.
   auto shard_mlp = [&](Linear& gate, Linear& up, Linear& down, int64_t width) {
     const int64_t w0 = r * (width / n), w1 = w0 + width / n;
-    gate = {slice_rows(gate.w, w0, w1), slice_vector(gate.bias, w0, w1)};
-    up = {slice_rows(up.w, w0, w1), slice_vector(up.bias, w0, w1)};
+    gate = {slice_rows(gate.w, w0, w1), slice_vector(gate.bias, w0, w1), {}};
+    up = {slice_rows(up.w, w0, w1), slice_vector(up.bias, w0, w1), {}};
     down.w = slice_columns(down.w, w0, w1);
     if (r != 0) down.bias.clear();
   };
   for (LayerWeights& L : w_.layers) {
-    L.q = {slice_rows(L.q.w, q0, q1), slice_vector(L.q.bias, q0, q1)};
-    L.k = {slice_rows(L.k.w, k0, k1), slice_vector(L.k.bias, k0, k1)};
-    L.v = {slice_rows(L.v.w, k0, k1), slice_vector(L.v.bias, k0, k1)};
+    L.q = {slice_rows(L.q.w, q0, q1), slice_vector(L.q.bias, q0, q1), {}};
+    L.k = {slice_rows(L.k.w, k0, k1), slice_vector(L.k.bias, k0, k1), {}};
+    L.v = {slice_rows(L.v.w, k0, k1), slice_vector(L.v.bias, k0, k1), {}};
     L.o.w = slice_columns(L.o.w, q0, q1);
     if (r != 0) L.o.bias.clear();  // a row-parallel bias is added once, by rank 0, pre-sum
     if (L.experts.empty()) {

@@ -2,15 +2,24 @@
 // copies of the 1-D tensors.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "backend/weight.h"
 
 namespace jinx {
 
+// A LoRA adapter's update of one projection: y += B (A x), the adapter's scale folded into B.
+struct LoraDelta {
+  int64_t rank = 0;       // 0: no adapter on this projection
+  std::vector<float> a;   // [rank, in_features]
+  std::vector<float> b;   // [out_features, rank], times alpha / r (or alpha / sqrt(r))
+};
+
 struct Linear {
   WeightMatrix w;           // [out_features, in_features]
   std::vector<float> bias;  // [out_features] or empty
+  LoraDelta lora;           // LoadOptions::lora (model/lora.cpp)
 };
 
 // A SwiGLU MLP: down(silu(gate x) * up x).

@@ -1,0 +1,190 @@
+// LoRA adapters in PEFT's format (adapter_config.json + adapter_model.safetensors), applied
+// unmerged: a projection's output gains B (A x), scaled by lora_alpha / r (rsLoRA: alpha /
+// sqrt(r)), as peft's LoraLayer computes it. The base weights stay as they are (quantized or
+// not), so one adapter works on any format of its base model.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "backend/cpu/dequant.h"
+#include "backend/cpu/kernels.h"
+#include "core/check.h"
+#include "core/log.h"
+#include "loader/safetensors.h"
+#include "model/model.h"
+
+namespace jinx {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr int64_t kMaxRank = 4096;
+
+struct LoraConfig {
+  int64_t rank = 0;
+  double scale = 0;
+  std::set<std::string> targets;  // q_proj, k_proj, ... (PEFT module names)
+};
+
+const char* const kProjections[] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                    "gate_proj", "up_proj", "down_proj"};
+
+// The settings peft's LoraLayer would apply; anything that changes the computation beyond
+// plain LoRA (DoRA, per-module ranks, trained biases, fully trained modules) is refused.
+LoraConfig read_config(const fs::path& dir) {
+  const fs::path p = dir / "adapter_config.json";
+  std::ifstream in(p);
+  if (!in) fail(p.string(), ": no such file (a LoRA adapter directory holds adapter_config.json "
+                "and adapter_model.safetensors)");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    fail(p.string(), ": not valid JSON (", e.what(), ")");
+  }
+  if (!j.is_object()) fail(p.string(), ": expected a JSON object");
+  auto bad = [&](const std::string& why) { fail(p.string(), ": ", why); };
+  if (j.contains("peft_type") && j["peft_type"] != "LORA")
+    bad("peft_type " + j["peft_type"].dump() + " is not LORA");
+  const json& r = j.value("r", json());
+  if (!r.is_number_integer() || r.get<int64_t>() < 1 || r.get<int64_t>() > kMaxRank)
+    bad("'r' must be an integer in [1, 4096]");
+  const json& alpha = j.value("lora_alpha", json());
+  if (!alpha.is_number() || !std::isfinite(alpha.get<double>())) bad("'lora_alpha' must be a number");
+  auto is_on = [&](const char* key) {
+    const json& v = j.value(key, json());
+    return !v.is_null() && v != false && !(v.is_object() && v.empty()) &&
+           !(v.is_array() && v.empty());
+  };
+  for (const char* key : {"use_dora", "fan_in_fan_out", "modules_to_save", "rank_pattern",
+                          "alpha_pattern", "layers_to_transform", "lora_bias",
+                          "trainable_token_indices", "layer_replication"})
+    if (is_on(key)) bad(str("'", key, "' is not supported"));
+  if (j.contains("bias") && j["bias"] != "none") bad("'bias' must be \"none\"");
+  LoraConfig c;
+  c.rank = r.get<int64_t>();
+  const bool rs = j.value("use_rslora", false) == true;
+  c.scale = alpha.get<double>() / (rs ? std::sqrt(static_cast<double>(c.rank)) : c.rank);
+  const json& t = j.value("target_modules", json());
+  if (t == "all-linear") {
+    c.targets.insert(std::begin(kProjections), std::end(kProjections));
+  } else if (t.is_array()) {
+    for (const json& m : t) {
+      if (!m.is_string()) bad("'target_modules' must hold strings");
+      const std::string name = m.get<std::string>();
+      if (std::find(std::begin(kProjections), std::end(kProjections), name) ==
+          std::end(kProjections))
+        bad("target module '" + name + "' is not supported (q_proj k_proj v_proj o_proj "
+            "gate_proj up_proj down_proj)");
+      c.targets.insert(name);
+    }
+  } else {
+    bad("'target_modules' must be a list of module names or \"all-linear\"");
+  }
+  if (c.targets.empty()) bad("'target_modules' is empty");
+  return c;
+}
+
+// A 2-D float tensor as fp32 values, its shape checked.
+std::vector<float> read_matrix(const TensorView& v, const std::string& name, int64_t rows,
+                               int64_t cols) {
+  if (v.shape.size() != 2 || v.shape[0] != rows || v.shape[1] != cols)
+    fail("LoRA tensor ", name, " has shape ", v.shape_str(), ", expected [", rows, ", ", cols, "]");
+  if (v.dtype != DType::F32 && v.dtype != DType::F16 && v.dtype != DType::BF16)
+    fail("LoRA tensor ", name, ": expected F32, F16 or BF16, got ", jinx::name(v.dtype));
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  cpu::dequantize_row(v.dtype, v.data, out.data(), rows * cols);
+  return out;
+}
+
+// The module path PEFT saves a layer's projection under, for the base model's naming.
+std::string module_key(const SafetensorsSet& st, int64_t layer, const std::string& proj) {
+  const std::string part = (proj == "gate_proj" || proj == "up_proj" || proj == "down_proj")
+                               ? "mlp." : "self_attn.";
+  const std::string tail = str("layers.", layer, ".", part, proj);
+  for (const char* prefix : {"base_model.model.model.", "base_model.model.model.language_model.",
+                             "base_model.model.", "model."}) {
+    const std::string key = prefix + tail;
+    if (st.contains(key + ".lora_A.weight")) return key;
+  }
+  return "";
+}
+
+// llama.cpp's converter permutes a Llama checkpoint's q/k rows for its interleaved RoPE (per
+// head: row s * hd/2 + i becomes row 2 i + s); an adapter made on the Hugging Face model needs
+// its B rows moved the same way to update those rows.
+std::vector<float> interleave_heads(const std::vector<float>& b, int64_t n_heads, int64_t hd,
+                                    int64_t rank) {
+  std::vector<float> out(b.size());
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t s = 0; s < 2; ++s)
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const float* from = &b[static_cast<size_t>(((h * hd) + s * (hd / 2) + i) * rank)];
+        std::copy(from, from + rank, &out[static_cast<size_t>(((h * hd) + 2 * i + s) * rank)]);
+      }
+  return out;
+}
+
+}  // namespace
+
+void Model::load_lora(const std::string& dir) {
+  const LoraConfig lc = read_config(dir);
+  const fs::path file = fs::path(dir) / "adapter_model.safetensors";
+  if (!fs::exists(file)) fail(file.string(), ": no such file (PEFT's .bin adapters are not read)");
+  const SafetensorsSet st = SafetensorsSet::open_file(file.string());
+  std::set<std::string> used;
+  int64_t n_applied = 0;
+  for (int64_t li = 0; li < cfg_.n_layers; ++li) {
+    LayerWeights& L = w_.layers[static_cast<size_t>(li)];
+    Linear* lin[] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
+    for (size_t k = 0; k < std::size(kProjections); ++k) {
+      const std::string proj = kProjections[k];
+      const std::string key = module_key(st, li, proj);
+      if (key.empty()) continue;
+      if (!lc.targets.count(proj))
+        fail(file.string(), ": ", key, " is not among the config's target_modules");
+      if (k >= 4 && cfg_.is_moe_layer(li))
+        fail(file.string(), ": ", key, ": LoRA on a mixture-of-experts MLP is not supported");
+      const TensorView* b = st.find(key + ".lora_B.weight");
+      if (!b) fail(file.string(), ": ", key, ".lora_A.weight has no lora_B");
+      Linear& l = *lin[k];
+      l.lora.rank = lc.rank;
+      l.lora.a = read_matrix(*st.find(key + ".lora_A.weight"), key + ".lora_A.weight", lc.rank,
+                             l.w.cols);
+      l.lora.b = read_matrix(*b, key + ".lora_B.weight", l.w.rows, lc.rank);
+      for (float& x : l.lora.b) x = static_cast<float>(x * lc.scale);
+      if (cfg_.rope_interleaved && (proj == "q_proj" || proj == "k_proj"))
+        l.lora.b = interleave_heads(l.lora.b, proj == "q_proj" ? cfg_.n_heads : cfg_.n_kv_heads,
+                                    cfg_.head_dim, lc.rank);
+      used.insert(key + ".lora_A.weight");
+      used.insert(key + ".lora_B.weight");
+      ++n_applied;
+    }
+  }
+  for (const auto& [name, view] : st)
+    if (!used.count(name))
+      fail(file.string(), ": tensor ", name, " is not a LoRA update of a layer projection this "
+           "model has (embedding, head and extra modules are not supported)");
+  if (n_applied == 0) fail(file.string(), ": no LoRA tensors found");
+  lora_summary_ = str("LoRA ", dir, ": rank ", lc.rank, ", scale ", lc.scale, ", ", n_applied,
+                      " projections");
+}
+
+void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  const LoraDelta& d = l.lora;
+  if (d.rank == 0 || n == 0) return;
+  const int64_t in = l.w.cols, out = l.w.rows, r = d.rank;
+  thread_local std::vector<float> ax, bax;
+  ax.resize(static_cast<size_t>(n * r));
+  bax.resize(static_cast<size_t>(n * out));
+  const WeightMatrix a{DType::F32, d.a.data(), r, in, static_cast<size_t>(in) * sizeof(float), {}};
+  const WeightMatrix b{DType::F32, d.b.data(), out, r, static_cast<size_t>(r) * sizeof(float), {}};
+  cpu::matmul(a, x, n, ax.data(), r, pool);
+  cpu::matmul(b, ax.data(), n, bax.data(), out, pool);
+  for (int64_t i = 0; i < n * out; ++i) y[i] += bax[static_cast<size_t>(i)];
+}
+
+}  // namespace jinx
