@@ -25,7 +25,7 @@ std::atomic<bool> g_interrupted{false};  // set by SIGINT while a reply streams
 void on_sigint(int) { g_interrupted.store(true); }
 
 struct ChatArgs {
-  std::string model, system;
+  std::string model, system, lora;
   int max_tokens = 512;
   float temperature = 0.7f;
   float top_p = 0.9f;
@@ -35,7 +35,8 @@ struct ChatArgs {
 };
 
 void run_chat(const ChatArgs& a) {
-  auto model = Model::load(a.model, LoadOptions{parse_quantize(a.quantize), a.threads});
+  auto model =
+      Model::load(a.model, LoadOptions{parse_quantize(a.quantize), a.threads, nullptr, a.lora});
   if (!model->quantize_summary().empty())
     std::fprintf(stderr, "[jinx] %s\n", model->quantize_summary().c_str());
   auto tok = load_tokenizer(a.model, model.get());
@@ -91,6 +92,7 @@ void add_chat(CLI::App& app) {
   sub->add_option("--seed", a->seed, "Random seed");
   sub->add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
   add_quantize_flag(sub, &a->quantize);
+  sub->add_option("--lora", a->lora, "Apply this LoRA adapter (PEFT directory) to the model");
   sub->callback([a] { run_chat(*a); });
 }
 

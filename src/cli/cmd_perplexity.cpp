@@ -25,7 +25,7 @@ namespace {
 constexpr int64_t kBlockSize = 16;
 
 struct PerplexityArgs {
-  std::string model, file, kv_dtypes = "f32", quantize = "none";
+  std::string model, file, kv_dtypes = "f32", quantize = "none", lora;
   int ctx = 512, chunks = 0, batch = 256, threads = 0;
 };
 
@@ -128,7 +128,8 @@ void score_chunk(const Model& m, const std::vector<int32_t>& ids, int64_t first,
 void run_perplexity(const PerplexityArgs& a) {
   JINX_CHECK(a.ctx >= 4, "--ctx must be at least 4");
   JINX_CHECK(a.batch >= 1, "--batch must be positive");
-  auto model = Model::load(a.model, LoadOptions{parse_quantize(a.quantize), a.threads});
+  auto model =
+      Model::load(a.model, LoadOptions{parse_quantize(a.quantize), a.threads, nullptr, a.lora});
   auto tok = load_tokenizer(a.model, model.get());
   const std::vector<DType> dtypes = parse_dtypes(a.kv_dtypes);
   const std::vector<int32_t> text = tok->encode(read_file(a.file), false, false);
@@ -181,6 +182,7 @@ void add_perplexity(CLI::App& app) {
                   "Comma-separated KV dtypes (f32, f16, bf16, int8, fp8); the first is the "
                   "baseline of the KL / top-1 columns");
   add_quantize_flag(sub, &a->quantize);
+  sub->add_option("--lora", a->lora, "Apply this LoRA adapter (PEFT directory) to the model");
   sub->add_option("-t,--threads", a->threads, "Threads (0: every core)");
   sub->callback([a] { run_perplexity(*a); });
 }

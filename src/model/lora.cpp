@@ -2,6 +2,7 @@
 // unmerged: a projection's output gains B (A x), scaled by lora_alpha / r (rsLoRA: alpha /
 // sqrt(r)), as peft's LoraLayer computes it. The base weights stay as they are (quantized or
 // not), so one adapter works on any format of its base model.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -154,11 +155,15 @@ void Model::load_lora(const std::string& dir) {
       l.lora.rank = lc.rank;
       l.lora.a = read_matrix(*st.find(key + ".lora_A.weight"), key + ".lora_A.weight", lc.rank,
                              l.w.cols);
-      l.lora.b = read_matrix(*b, key + ".lora_B.weight", l.w.rows, lc.rank);
-      for (float& x : l.lora.b) x = static_cast<float>(x * lc.scale);
+      std::vector<float> bm = read_matrix(*b, key + ".lora_B.weight", l.w.rows, lc.rank);
       if (cfg_.rope_interleaved && (proj == "q_proj" || proj == "k_proj"))
-        l.lora.b = interleave_heads(l.lora.b, proj == "q_proj" ? cfg_.n_heads : cfg_.n_kv_heads,
-                                    cfg_.head_dim, lc.rank);
+        bm = interleave_heads(bm, proj == "q_proj" ? cfg_.n_heads : cfg_.n_kv_heads,
+                              cfg_.head_dim, lc.rank);
+      l.lora.bt.resize(bm.size());  // [out, r] -> [r, out], times the scale
+      for (int64_t o = 0; o < l.w.rows; ++o)
+        for (int64_t j = 0; j < lc.rank; ++j)
+          l.lora.bt[static_cast<size_t>(j * l.w.rows + o)] =
+              static_cast<float>(bm[static_cast<size_t>(o * lc.rank + j)] * lc.scale);
       used.insert(key + ".lora_A.weight");
       used.insert(key + ".lora_B.weight");
       ++n_applied;
@@ -173,18 +178,23 @@ void Model::load_lora(const std::string& dir) {
                       " projections");
 }
 
+// Per token: r dot products with A's rows, then r axpys of B's columns (stored as rows, so no
+// horizontal sums over a rank-long dot). A token's result does not depend on the others, and a
+// decode step (a few tokens) runs on the calling thread: two small fork/joins per projection
+// would cost more than the work.
 void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool) {
   const LoraDelta& d = l.lora;
   if (d.rank == 0 || n == 0) return;
   const int64_t in = l.w.cols, out = l.w.rows, r = d.rank;
-  thread_local std::vector<float> ax, bax;
-  ax.resize(static_cast<size_t>(n * r));
-  bax.resize(static_cast<size_t>(n * out));
-  const WeightMatrix a{DType::F32, d.a.data(), r, in, static_cast<size_t>(in) * sizeof(float), {}};
-  const WeightMatrix b{DType::F32, d.b.data(), out, r, static_cast<size_t>(r) * sizeof(float), {}};
-  cpu::matmul(a, x, n, ax.data(), r, pool);
-  cpu::matmul(b, ax.data(), n, bax.data(), out, pool);
-  for (int64_t i = 0; i < n * out; ++i) y[i] += bax[static_cast<size_t>(i)];
+  const int64_t per_token = r * (in + out);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / per_token);
+  pool.parallel_for(n, grain, [&](int64_t t0, int64_t t1) {
+    std::vector<float> ax(static_cast<size_t>(r));
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t j = 0; j < r; ++j) ax[j] = cpu::dot_f32(&d.a[j * in], x + t * in, in);
+      for (int64_t j = 0; j < r; ++j) cpu::axpy_f32(ax[j], &d.bt[j * out], y + t * out, out);
+    }
+  });
 }
 
 }  // namespace jinx

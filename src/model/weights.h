@@ -13,7 +13,7 @@ namespace jinx {
 struct LoraDelta {
   int64_t rank = 0;       // 0: no adapter on this projection
   std::vector<float> a;   // [rank, in_features]
-  std::vector<float> b;   // [out_features, rank], times alpha / r (or alpha / sqrt(r))
+  std::vector<float> bt;  // [rank, out_features]: B transposed, times alpha / r (or / sqrt(r))
 };
 
 struct Linear {

@@ -125,6 +125,18 @@ else
   echo "skipping SmolLM2 checks: $smol not installed (make models)"
 fi
 
+# LoRA: the adapter changes the greedy text; a broken adapter is one clear error.
+lora=$fx/tiny-llama-lora
+expect_output lora-generate "LoRA .*rank 4, scale 2, 14 projections" -- sh -c "\"$jinx\" generate -m \"$fx/tiny-llama-f32.gguf\" --prompt-ids 1,5,9 -n 12 --temperature 0 --ignore-eos --lora \"$lora\" 2>&1"
+"$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5,9 -n 12 --temperature 0 --ignore-eos >"$tmp/nolora" 2>/dev/null
+"$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5,9 -n 12 --temperature 0 --ignore-eos --lora "$lora" >"$tmp/withlora" 2>/dev/null
+if ! cmp -s "$tmp/nolora" "$tmp/withlora"; then pass=$((pass + 1)); else
+  fail=$((fail + 1)); echo "FAIL lora-changes-output: the same text with and without the adapter"; fi
+mkdir "$tmp/badlora"
+echo '{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "use_dora": true}' >"$tmp/badlora/adapter_config.json"
+expect_error lora-dora "use_dora" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5 --lora "$tmp/badlora"
+expect_error lora-missing "no such file" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5 --lora "$tmp/nope"
+
 # Speculative decoding with a draft model (the F32 checkpoint the Q8_0 file was made from):
 # the same greedy text as without it.
 q8=$fx/tiny-llama-q8_0.gguf
