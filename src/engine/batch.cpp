@@ -38,6 +38,7 @@ void clear(Batch* b) {
   b->block_tables.clear();
   b->sample_rows.clear();
   b->sample_seqs.clear();
+  b->adapters.clear();
   b->n_tokens = b->n_seqs = b->max_blocks = b->max_query_len = b->max_context_len = 0;
 }
 
@@ -60,6 +61,8 @@ void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out)
   out->positions.reserve(n_tokens);
   out->slot_mapping.reserve(n_tokens);
   out->block_tables.assign(static_cast<size_t>(out->n_seqs) * out->max_blocks, -1);
+  const bool adapters = std::any_of(seqs.begin(), seqs.end(),
+                                    [](const BatchSeq& s) { return s.adapter >= 0; });
   for (int32_t i = 0; i < out->n_seqs; ++i) {
     const BatchSeq& s = seqs[i];
     const int32_t end = s.start + s.n_new;
@@ -68,6 +71,10 @@ void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out)
       out->positions.push_back(p);
       out->slot_mapping.push_back(int64_t{s.block_table[p / block_size]} * block_size +
                                   p % block_size);
+    }
+    if (adapters) {
+      JINX_CHECK(s.adapter >= 0, "batch: sequence ", s.id, " has no adapter beside one that has");
+      out->adapters.insert(out->adapters.end(), static_cast<size_t>(s.n_new), s.adapter);
     }
     const int32_t n_blocks = (end + block_size - 1) / block_size;
     std::copy_n(s.block_table.begin(), n_blocks,
@@ -99,7 +106,7 @@ void build_batch(const ScheduledStep& step, const Scheduler& scheduler, Batch* o
     const Sequence& s = scheduler.sequence(sc.id);
     seqs.push_back(
         BatchSeq{sc.id, s.tokens, scheduler.block_table(sc.id), sc.start, sc.n_new, sc.sample,
-                 sc.n_draft});
+                 sc.n_draft, s.adapter});
   }
   build_batch(seqs, scheduler.kv().block_size(), out);
 }

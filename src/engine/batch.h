@@ -43,6 +43,7 @@ struct BatchSeq {
   int32_t n_new = 0;                     // >= 1; start + n_new <= tokens.size()
   bool sample = false;
   int32_t n_draft = 0;                   // speculative guesses at the chunk's end, < n_new
+  int32_t adapter = -1;                  // LoRA adapter of its tokens (-1: the model's default)
 };
 
 struct Batch {
@@ -61,6 +62,8 @@ struct Batch {
   std::vector<int32_t> block_tables;  // [n_seqs, max_blocks], -1 padded
   std::vector<int32_t> sample_rows;   // [n_samples] token rows whose logits are sampled
   std::vector<int32_t> sample_seqs;   // [n_samples] batch index of each sampled row's sequence
+  // [n_tokens] each token's LoRA adapter, or empty when every sequence has -1 (the default).
+  std::vector<int32_t> adapters;
 };
 
 // Fills `out` (its vectors keep their capacity across steps). Throws jinx::Error on a bad

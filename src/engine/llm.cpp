@@ -284,6 +284,9 @@ void LLM::check_request(const Request& r, size_t index) const {
   if (std::string err = r.params.validate(static_cast<int>(V)); !err.empty())
     fail("request ", index, ": ", err);
   if (r.prompt.empty()) fail("request ", index, ": the prompt is empty");
+  if (r.adapter < -1 || r.adapter > model_->n_adapters())
+    fail("request ", index, ": LoRA adapter ", r.adapter, " is not loaded (", model_->n_adapters(),
+         " are)");
   for (int32_t t : r.prompt)
     if (t < 0 || t >= V) fail("request ", index, ": token id ", t, " is outside the vocabulary");
   if (static_cast<int64_t>(r.prompt.size()) >= max_model_len())
@@ -379,7 +382,10 @@ void LLM::sample_step(Flight& f, std::vector<SampledToken>* sampled) {
 SeqId LLM::add_request(Request r) {
   check_request(r, 0);
   auto l = std::make_unique<Live>(r, tok_.get());
-  SeqId id = sched_->add(std::move(r.prompt), r.params.max_tokens);
+  // With adapters loaded every sequence names one, so a batch's tokens all carry theirs.
+  const int32_t adapter =
+      model_->n_adapters() == 0 ? -1 : (r.adapter < 0 ? model_->default_adapter() : r.adapter);
+  SeqId id = sched_->add(std::move(r.prompt), r.params.max_tokens, adapter);
   live_[id] = std::move(l);
   return id;
 }
@@ -466,6 +472,7 @@ LLM::Flight* LLM::launch(const ScheduledStep& step, const Flight* prev) {
   fb.out_rows = batch.sample_rows;
   fb.pick = f.pick;
   fb.sampling = f.sampling;
+  fb.adapters = batch.adapters;
   const auto tf = Clock::now();
   exec_->submit(fb, f.logits.data(), f.picked.data());
   stats_.forward_seconds += since(tf);

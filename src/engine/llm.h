@@ -107,6 +107,9 @@ struct Request {
   std::shared_ptr<TokenConstraint> constraint;
   // Optional: called (on the stepping thread) after each step that changed the request.
   StreamFn on_update;
+  // LoRA adapter (1..Model::n_adapters(), 0: the base model); -1: the model's default (the
+  // --lora adapter, else the base).
+  int32_t adapter = -1;
 };
 
 struct RequestOutput {

@@ -72,6 +72,9 @@ struct Sequence {
   // Speculative decoding: the last n_draft tokens are guesses (Drafter) that the step in flight
   // checks; on_step_done() keeps the ones that stand and drops the rest.
   int32_t n_draft = 0;
+  // LoRA adapter (Model::n_adapters) of its tokens; -1: the model's default. It seeds the
+  // prefix-cache hashes, so blocks are shared only between sequences of the same adapter.
+  int32_t adapter = -1;
 
   int32_t size() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_generated() const { return size() - n_prompt; }

@@ -45,7 +45,11 @@ const Sequence& Scheduler::sequence(SeqId id) const {
 void Scheduler::extend_hashes(Sequence* s) {
   if (!kv_.prefix_caching()) return;
   const std::span<const int32_t> known(s->tokens.data(), static_cast<size_t>(s->n_known()));
-  kv::extend_block_hashes(known, kv_.block_size(), kv_.hash_seed(), &s->block_hashes);
+  // Another adapter computes other K/V for the same tokens: its chain starts from another seed.
+  const uint64_t seed =
+      s->adapter < 0 ? kv_.hash_seed()
+                     : kv_.hash_seed() ^ (0x9E3779B97F4A7C15ull * (uint64_t(s->adapter) + 1));
+  kv::extend_block_hashes(known, kv_.block_size(), seed, &s->block_hashes);
 }
 
 // Registers the computed full blocks whose tokens are all known (a block with a placeholder
@@ -57,7 +61,7 @@ void Scheduler::commit_known(Sequence* s) {
   kv_.commit(s->id, s->block_hashes, n);
 }
 
-SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output) {
+SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output, int32_t adapter) {
   if (max_output < 0) fail("max_output must be >= 0, got ", max_output);
   if (prompt.empty()) fail("empty prompt: a request needs at least one token");
   if (static_cast<int64_t>(prompt.size()) >= config_.max_model_len) {
@@ -73,6 +77,7 @@ SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output) {
   s->arrival = next_arrival_++;
   s->n_prompt = static_cast<int32_t>(prompt.size());
   s->max_output = max_output;
+  s->adapter = adapter;
   s->tokens = std::move(prompt);
   extend_hashes(s.get());
   waiting_.push_back(s.get());  // the newest arrival goes last

@@ -147,7 +147,7 @@ class Scheduler {
   // fit in the KV pool together with one generated token).
   // max_output: generated tokens at most (0: no limit but max_model_len); the caller still
   // reports kLength, this lets overlap scheduling stop scheduling a sequence at its last token.
-  SeqId add(std::vector<int32_t> prompt, int32_t max_output = 0);
+  SeqId add(std::vector<int32_t> prompt, int32_t max_output = 0, int32_t adapter = -1);
   // Ends a waiting or running sequence at the next schedule(), which reports it in
   // ScheduledStep::finished and frees its blocks. False if the id is unknown or already done.
   // Called between schedule() and on_step_done(), the token sampled in that step is dropped

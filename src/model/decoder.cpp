@@ -80,9 +80,11 @@ void attention(const float* q, KvCache& cache, int64_t layer, int64_t n_tokens, 
   });
 }
 
-void linear(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool) {
+// y = l(x), LoRA updates included (token t's adapter: adapters[t], or `fallback`).
+void linear(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool,
+            std::span<const int32_t> adapters, int32_t fallback) {
   cpu::matmul(l.w, x, n, y, l.w.rows, pool);
-  add_lora(l, x, n, y, pool);
+  add_lora(l, x, n, y, pool, adapters, fallback);
   add_bias(y, l.bias, n);
 }
 
@@ -130,10 +132,16 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   m->inv_freq_ = c.rope_inv_freq();
   m->local_inv_freq_ = c.rope_local_inv_freq();
   m->path_ = path;
-  if (!options.lora.empty()) {
+  if (!options.lora.empty() || !options.loras.empty()) {
     if (options.comm && options.comm->size() > 1)
       fail("a LoRA adapter does not run under tensor parallelism yet");
-    m->load_lora(options.lora);
+    if (!options.lora.empty() && !options.loras.empty())
+      fail("a LoRA adapter for every token and adapters per request do not go together");
+    if (!options.lora.empty()) {
+      m->load_lora(options.lora);
+      m->default_adapter_ = 1;
+    }
+    for (const std::string& dir : options.loras) m->load_lora(dir);
   }
   if (options.quantize != WeightQuant::kNone) m->quantize_weights(options);
   if (options.comm && options.comm->size() > 1) m->shard(options.comm);
@@ -154,11 +162,13 @@ KvCache Model::new_cache(int64_t capacity) const {
 
 void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positions,
                 const AttendFn& attend, std::span<const int32_t> out_rows, float* logits,
-                ThreadPool& pool, float* hidden) const {
+                ThreadPool& pool, float* hidden, std::span<const int32_t> adapters) const {
   const ModelConfig& c = cfg_;
   const int64_t n = static_cast<int64_t>(tokens.size()), H = c.hidden_size, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, ff = c.intermediate_size;
   JINX_CHECK(static_cast<int64_t>(positions.size()) == n, "one position per token");
+  JINX_CHECK(adapters.empty() || static_cast<int64_t>(adapters.size()) == n,
+             "one adapter per token or none");
   std::vector<float> x(n * H), h(n * H), q(n * q_dim), k(n * kv_dim), v(n * kv_dim), att(n * q_dim),
       g(n * ff), u(n * ff), moe_out(c.n_experts > 0 ? n * H : 0);
   for (int64_t t = 0; t < n; ++t) {
@@ -176,9 +186,9 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
                                        {&L.k.w, k.data(), L.k.w.rows},
                                        {&L.v.w, v.data(), L.v.w.rows}};
       cpu::matmul_many(parts, h.data(), n, pool);
-      add_lora(L.q, h.data(), n, q.data(), pool);
-      add_lora(L.k, h.data(), n, k.data(), pool);
-      add_lora(L.v, h.data(), n, v.data(), pool);
+      add_lora(L.q, h.data(), n, q.data(), pool, adapters, default_adapter_);
+      add_lora(L.k, h.data(), n, k.data(), pool, adapters, default_adapter_);
+      add_lora(L.v, h.data(), n, v.data(), pool, adapters, default_adapter_);
       add_bias(q.data(), L.q.bias, n);
       add_bias(k.data(), L.k.bias, n);
       add_bias(v.data(), L.v.bias, n);
@@ -191,7 +201,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     rope(q.data(), n, c.n_heads, hd, positions.data(), freq, c.rope_interleaved);
     rope(k.data(), n, c.n_kv_heads, hd, positions.data(), freq, c.rope_interleaved);
     attend(li, q.data(), k.data(), v.data(), att.data());
-    linear(L.o, att.data(), n, h.data(), pool);
+    linear(L.o, att.data(), n, h.data(), pool, adapters, default_adapter_);
     if (comm_) comm_->all_reduce_sum(h.data(), static_cast<size_t>(n * H));  // row-parallel
     if (!L.post_attn_norm.empty())
       cpu::rmsnorm(h.data(), L.post_attn_norm.data(), h.data(), n, H, c.rms_norm_eps);
@@ -207,8 +217,8 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
       const cpu::MatmulPart parts[] = {{&L.gate.w, g.data(), L.gate.w.rows},
                                        {&L.up.w, u.data(), L.up.w.rows}};
       cpu::matmul_many(parts, h.data(), n, pool);
-      add_lora(L.gate, h.data(), n, g.data(), pool);
-      add_lora(L.up, h.data(), n, u.data(), pool);
+      add_lora(L.gate, h.data(), n, g.data(), pool, adapters, default_adapter_);
+      add_lora(L.up, h.data(), n, u.data(), pool, adapters, default_adapter_);
       add_bias(g.data(), L.gate.bias, n);
       add_bias(u.data(), L.up.bias, n);
     }
@@ -217,7 +227,7 @@ void Model::run(std::span<const int32_t> tokens, std::span<const int32_t> positi
     } else {
       cpu::silu_mul(g.data(), u.data(), n * ff);
     }
-    linear(L.down, g.data(), n, h.data(), pool);
+    linear(L.down, g.data(), n, h.data(), pool, adapters, default_adapter_);
     if (comm_) comm_->all_reduce_sum(h.data(), static_cast<size_t>(n * H));
     if (!L.post_ffn_norm.empty())
       cpu::rmsnorm(h.data(), L.post_ffn_norm.data(), h.data(), n, H, c.rms_norm_eps);
@@ -269,7 +279,7 @@ void Model::forward_batch(const ForwardBatch& b, PagedKvStorage& kv, float* logi
     cpu::paged_attention(q, out, cfg_.n_heads, layer, b.attn, cfg_.attn_scale(), pool,
                          cfg_.is_sliding_layer(li) ? cfg_.sliding_window : 0);
   };
-  run(b.tokens, b.positions, attend, b.out_rows, logits, pool);
+  run(b.tokens, b.positions, attend, b.out_rows, logits, pool, nullptr, b.adapters);
 }
 
 }  // namespace jinx

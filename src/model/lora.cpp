@@ -138,6 +138,9 @@ void Model::load_lora(const std::string& dir) {
   const SafetensorsSet st = SafetensorsSet::open_file(file.string());
   std::set<std::string> used;
   int64_t n_applied = 0;
+  for (LayerWeights& L : w_.layers)  // room for this adapter in every projection
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      l->lora.resize(static_cast<size_t>(n_adapters_) + 1);
   for (int64_t li = 0; li < cfg_.n_layers; ++li) {
     LayerWeights& L = w_.layers[static_cast<size_t>(li)];
     Linear* lin[] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
@@ -152,17 +155,18 @@ void Model::load_lora(const std::string& dir) {
       const TensorView* b = st.find(key + ".lora_B.weight");
       if (!b) fail(file.string(), ": ", key, ".lora_A.weight has no lora_B");
       Linear& l = *lin[k];
-      l.lora.rank = lc.rank;
-      l.lora.a = read_matrix(*st.find(key + ".lora_A.weight"), key + ".lora_A.weight", lc.rank,
+      LoraDelta& d = l.lora[static_cast<size_t>(n_adapters_)];
+      d.rank = lc.rank;
+      d.a = read_matrix(*st.find(key + ".lora_A.weight"), key + ".lora_A.weight", lc.rank,
                              l.w.cols);
       std::vector<float> bm = read_matrix(*b, key + ".lora_B.weight", l.w.rows, lc.rank);
       if (cfg_.rope_interleaved && (proj == "q_proj" || proj == "k_proj"))
         bm = interleave_heads(bm, proj == "q_proj" ? cfg_.n_heads : cfg_.n_kv_heads,
                               cfg_.head_dim, lc.rank);
-      l.lora.bt.resize(bm.size());  // [out, r] -> [r, out], times the scale
+      d.bt.resize(bm.size());  // [out, r] -> [r, out], times the scale
       for (int64_t o = 0; o < l.w.rows; ++o)
         for (int64_t j = 0; j < lc.rank; ++j)
-          l.lora.bt[static_cast<size_t>(j * l.w.rows + o)] =
+          d.bt[static_cast<size_t>(j * l.w.rows + o)] =
               static_cast<float>(bm[static_cast<size_t>(o * lc.rank + j)] * lc.scale);
       used.insert(key + ".lora_A.weight");
       used.insert(key + ".lora_B.weight");
@@ -174,25 +178,33 @@ void Model::load_lora(const std::string& dir) {
       fail(file.string(), ": tensor ", name, " is not a LoRA update of a layer projection this "
            "model has (embedding, head and extra modules are not supported)");
   if (n_applied == 0) fail(file.string(), ": no LoRA tensors found");
-  lora_summary_ = str("LoRA ", dir, ": rank ", lc.rank, ", scale ", lc.scale, ", ", n_applied,
-                      " projections");
+  ++n_adapters_;
+  lora_summary_ += str(lora_summary_.empty() ? "" : "; ", "LoRA ", dir, ": rank ", lc.rank,
+                       ", scale ", lc.scale, ", ", n_applied, " projections");
 }
 
 // Per token: r dot products with A's rows, then r axpys of B's columns (stored as rows, so no
 // horizontal sums over a rank-long dot). A token's result does not depend on the others, and a
 // decode step (a few tokens) runs on the calling thread: two small fork/joins per projection
 // would cost more than the work.
-void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool) {
-  const LoraDelta& d = l.lora;
-  if (d.rank == 0 || n == 0) return;
-  const int64_t in = l.w.cols, out = l.w.rows, r = d.rank;
-  const int64_t per_token = r * (in + out);
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / per_token);
+void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool,
+              std::span<const int32_t> adapters, int32_t fallback) {
+  if (l.lora.empty() || n == 0 || (adapters.empty() && fallback == 0)) return;
+  const int64_t in = l.w.cols, out = l.w.rows, n_ad = static_cast<int64_t>(l.lora.size());
+  int64_t max_rank = 0;
+  for (const LoraDelta& d : l.lora) max_rank = std::max(max_rank, d.rank);
+  if (max_rank == 0) return;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / (max_rank * (in + out)));
   pool.parallel_for(n, grain, [&](int64_t t0, int64_t t1) {
-    std::vector<float> ax(static_cast<size_t>(r));
+    std::vector<float> ax(static_cast<size_t>(max_rank));
     for (int64_t t = t0; t < t1; ++t) {
-      for (int64_t j = 0; j < r; ++j) ax[j] = cpu::dot_f32(&d.a[j * in], x + t * in, in);
-      for (int64_t j = 0; j < r; ++j) cpu::axpy_f32(ax[j], &d.bt[j * out], y + t * out, out);
+      const int64_t a = adapters.empty() ? fallback : adapters[static_cast<size_t>(t)];
+      JINX_CHECK(a >= 0 && a <= n_ad, "token ", t, " names LoRA adapter ", a, " of ", n_ad);
+      if (a == 0) continue;
+      const LoraDelta& d = l.lora[static_cast<size_t>(a - 1)];
+      for (int64_t j = 0; j < d.rank; ++j) ax[j] = cpu::dot_f32(&d.a[j * in], x + t * in, in);
+      for (int64_t j = 0; j < d.rank; ++j)
+        cpu::axpy_f32(ax[j], &d.bt[j * out], y + t * out, out);
     }
   });
 }

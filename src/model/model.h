@@ -53,8 +53,11 @@ struct LoadOptions {
   // group. Every rank must then run the same forward passes together.
   std::shared_ptr<Communicator> comm;
   // A LoRA adapter directory in PEFT's format (adapter_config.json + adapter_model.safetensors)
-  // applied to the projections it names, unmerged (model/lora.cpp). Empty: none.
+  // applied to the projections it names, unmerged (model/lora.cpp), to every token. Empty: none.
   std::string lora;
+  // Adapters chosen per token instead (ForwardBatch::adapters): adapter a is loras[a - 1],
+  // 0 the base model. Not together with `lora`.
+  std::vector<std::string> loras;
 };
 
 class Model {
@@ -74,8 +77,11 @@ class Model {
   const ModelWeights& weights() const { return w_; }
   // What --quantize did at load, in one line (empty without it).
   const std::string& quantize_summary() const { return quantize_summary_; }
-  // The LoRA adapter applied at load, in one line (empty without one).
+  // The LoRA adapters loaded, in one line (empty without any).
   const std::string& lora_summary() const { return lora_summary_; }
+  // Adapters loaded (ids 1..n_adapters) and the one a token without a choice gets (0: none).
+  int32_t n_adapters() const { return n_adapters_; }
+  int32_t default_adapter() const { return default_adapter_; }
 
   KvCache new_cache(int64_t capacity) const;
 
@@ -103,7 +109,8 @@ class Model {
   // The --quantize step of load() (model/quantize_weights.cpp): rewrites w_'s matrices to point
   // into quant_storage_ and logs what it cost.
   void quantize_weights(const LoadOptions& options);
-  // LoadOptions::lora (model/lora.cpp): fills the layers' Linear::lora.
+  // LoadOptions::lora / loras (model/lora.cpp): appends adapter n_adapters_ + 1 to the
+  // layers' Linear::lora.
   void load_lora(const std::string& dir);
   // Keeps this rank's shard of the layers (model/tensor_parallel.cpp).
   void shard(std::shared_ptr<Communicator> comm);
@@ -116,9 +123,11 @@ class Model {
   // the rows listed.
   // With `hidden`, the final-norm hidden states of out_rows go there ([out_rows.size(),
   // hidden_size]) instead of through the head (logits unused).
+  // adapters: each token's LoRA adapter (empty: default_adapter_ for all).
   void run(std::span<const int32_t> tokens, std::span<const int32_t> positions,
            const AttendFn& attend, std::span<const int32_t> out_rows, float* logits,
-           ThreadPool& pool, float* hidden = nullptr) const;
+           ThreadPool& pool, float* hidden = nullptr,
+           std::span<const int32_t> adapters = {}) const;
 
   std::unique_ptr<WeightStore> store_;
   ModelConfig cfg_;
@@ -129,6 +138,7 @@ class Model {
   std::vector<std::vector<uint8_t>> quant_storage_;
   std::string quantize_summary_;
   std::string lora_summary_;
+  int32_t n_adapters_ = 0, default_adapter_ = 0;
   std::string path_;
   std::shared_ptr<Communicator> comm_;  // set by shard()
 };
@@ -140,8 +150,10 @@ void load_qwen3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, Lay
 void load_gemma3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 // The router and experts of MoE layer i (model/moe.cpp), Hugging Face names.
 void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
-// y [n, l.w.rows] += the LoRA update of l for x [n, l.w.cols] (nothing without an adapter).
-void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool);
+// y [n, l.w.rows] += the LoRA update of l for x [n, l.w.cols]: token t's adapter is
+// adapters[t] (empty: `fallback` for all; 0 is none).
+void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool,
+              std::span<const int32_t> adapters, int32_t fallback);
 // out [n, hidden] = the MoE MLP of layer L applied to h [n, hidden] (model/moe.cpp). A token's
 // result does not depend on the other tokens of the batch.
 void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t n, float* out,

@@ -52,6 +52,8 @@ struct ForwardBatch {
   // those rows' logits on the device. kPickSample only where Executor::samples_on_device().
   std::span<const uint8_t> pick;
   std::span<const sampling::RowSampling> sampling;  // [out_rows.size()] if any kPickSample
+  // [n_tokens] each token's LoRA adapter (Model::n_adapters), or empty: the model's default.
+  std::span<const int32_t> adapters;
 };
 
 }  // namespace jinx

@@ -19,7 +19,9 @@ struct LoraDelta {
 struct Linear {
   WeightMatrix w;           // [out_features, in_features]
   std::vector<float> bias;  // [out_features] or empty
-  LoraDelta lora;           // LoadOptions::lora (model/lora.cpp)
+  // LoRA adapters (model/lora.cpp): lora[a - 1] is adapter a's update (rank 0 where adapter a
+  // leaves this projection alone); empty without adapters.
+  std::vector<LoraDelta> lora;
 };
 
 // A SwiGLU MLP: down(silu(gate x) * up x).
