@@ -1,5 +1,6 @@
 // jinx serve: the OpenAI-compatible server.
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
@@ -12,6 +13,7 @@ void add_serve(CLI::App& app) {
   struct Args {
     server::ServeOptions opt;
     EngineFlags engine;
+    std::vector<std::string> lora_modules;
   };
   auto a = std::make_shared<Args>();
   sub->add_option("-m,--model", a->opt.model_path, "GGUF file or Hugging Face folder")->required();
@@ -39,9 +41,18 @@ void add_serve(CLI::App& app) {
   sub->add_option("--rag-db", a->opt.rag_db,
                   "knowledge base for /v1/rag/* and chat requests with \"rag\" (a `jinx rag "
                   "index` file made with this model, or a new file)");
+  sub->add_option("--lora-modules", a->lora_modules,
+                  "LoRA adapters served beside the model, NAME=DIR each (a PEFT directory); a "
+                  "request whose \"model\" is NAME uses it");
   add_engine_flags(sub, &a->engine);
   sub->callback([a] {
     a->opt.engine = a->engine.resolve();
+    for (const std::string& m : a->lora_modules) {
+      const size_t eq = m.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
+        throw CLI::ValidationError("--lora-modules", "expected NAME=DIR, got '" + m + "'");
+      a->opt.lora_modules.emplace_back(m.substr(0, eq), m.substr(eq + 1));
+    }
     const int rc = server::serve(a->opt);
     if (rc != 0) throw CLI::RuntimeError(rc);
   });

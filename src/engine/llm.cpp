@@ -129,7 +129,8 @@ std::unique_ptr<Tokenizer> tokenizer_of(const Model& m, const std::string& path)
 
 LLM::LLM(const std::string& model_path, const EngineOptions& options) {
   std::shared_ptr<Model> m =
-      Model::load(model_path, LoadOptions{options.quantize, options.threads, options.comm, options.lora});
+      Model::load(model_path, LoadOptions{options.quantize, options.threads, options.comm,
+                                          options.lora, options.loras});
   model_ = m;
   tok_ = tokenizer_of(*m, model_path);
   init(options);

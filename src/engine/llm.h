@@ -79,6 +79,8 @@ struct EngineOptions {
   // --lora: a PEFT LoRA adapter directory applied to the model at load (LLM(path, ...) and the
   // commands that load the model themselves; a Model passed in is used as it is).
   std::string lora;
+  // LoRA adapters a request chooses by Request::adapter (1 = loras[0], ...), not with `lora`.
+  std::vector<std::string> loras;
   // Tensor parallelism (LLM(path, ...) only): this process is rank 0 of the group, the others
   // run run_tp_worker(); the model is sharded over them (see LoadOptions::comm).
   std::shared_ptr<Communicator> comm;

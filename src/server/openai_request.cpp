@@ -239,21 +239,35 @@ void parse_logprobs_chat(const json& body, GenPlan* plan) {
 
 }  // namespace
 
-void check_model_field(const json& body, const ModelContext& ctx) {
+int32_t check_model_field(const json& body, const ModelContext& ctx) {
   const json* m = field(body, "model");
-  if (!m) return;
+  if (!m) return -1;
   if (!m->is_string()) bad_request("model", "'model' must be a string");
-  if (m->get<std::string>() != ctx.served_name)
-    throw ApiError(404, str("the model '", m->get<std::string>(), "' does not exist; this server has '",
-                            ctx.served_name, "'"),
-                   "model", "not_found_error");
+  const std::string name = m->get<std::string>();
+  if (name == ctx.served_name) return -1;
+  for (size_t i = 0; i < ctx.lora_names.size(); ++i)
+    if (name == ctx.lora_names[i]) return static_cast<int32_t>(i + 1);
+  std::string have = "'" + ctx.served_name + "'";
+  for (const std::string& n : ctx.lora_names) have += ", '" + n + "'";
+  throw ApiError(404, str("the model '", name, "' does not exist; this server has ", have),
+                 "model", "not_found_error");
 }
+
+namespace {
+
+void set_model(const json& body, const ModelContext& ctx, GenPlan* plan) {
+  plan->adapter = check_model_field(body, ctx);
+  plan->model_name = plan->adapter < 0 ? ctx.served_name
+                                       : ctx.lora_names[static_cast<size_t>(plan->adapter - 1)];
+}
+
+}  // namespace
 
 GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   if (!obody.is_object()) bad_request("", "the request body must be a JSON object");
   const json body = json::parse(obody.dump());
-  check_model_field(body, ctx);
   GenPlan plan;
+  set_model(body, ctx, &plan);
   plan.chat = true;
   plan.tool_format = ctx.tool_format;
   parse_sampling(body, ctx, &plan);
@@ -338,8 +352,8 @@ std::vector<int32_t> token_list(const json& a, const ModelContext& ctx) {
 GenPlan parse_completion_request(const ordered_json& obody, const ModelContext& ctx) {
   if (!obody.is_object()) bad_request("", "the request body must be a JSON object");
   const json body = json::parse(obody.dump());
-  check_model_field(body, ctx);
   GenPlan plan;
+  set_model(body, ctx, &plan);
   parse_sampling(body, ctx, &plan);
   plan.completion_logprobs = static_cast<int>(get_int(body, "logprobs", -1, 0, 5));
   plan.params.logprobs = plan.completion_logprobs;

@@ -26,6 +26,9 @@ namespace jinx::server {
 // What the server knows that requests are checked against. Shared, immutable.
 struct ModelContext {
   std::string served_name;
+  // LoRA adapters served beside the base model (--lora-modules): lora_names[a - 1] names
+  // adapter a; a request selects one by its "model" field.
+  std::vector<std::string> lora_names;
   std::shared_ptr<const Tokenizer> tok;
   std::shared_ptr<const ChatTemplate> tmpl;
   std::string tmpl_source;
@@ -47,6 +50,8 @@ struct PromptPlan {
 
 struct GenPlan {
   bool chat = false;
+  int32_t adapter = -1;    // check_model_field's answer
+  std::string model_name;  // what responses report as "model": the name asked for
   std::vector<PromptPlan> prompts;  // completions may batch several; chat has one
   int n = 1;
   SamplingParams params;  // seed, if set, is offset by the choice index
@@ -70,6 +75,8 @@ GenPlan parse_completion_request(const nlohmann::ordered_json& obody, const Mode
 std::shared_ptr<TokenConstraint> make_constraint(const GenPlan& plan, const ModelContext& ctx);
 
 // Checks the optional "model" field: ApiError(404) when it names another model.
-void check_model_field(const nlohmann::json& body, const ModelContext& ctx);
+// The LoRA adapter the "model" field names: -1 for the served model (or no field), a >= 1 for
+// lora_names[a - 1]; ApiError 404 for any other name.
+int32_t check_model_field(const nlohmann::json& body, const ModelContext& ctx);
 
 }  // namespace jinx::server

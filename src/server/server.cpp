@@ -124,6 +124,7 @@ void submit_job(Job& job) {
       Request r;
       r.prompt = job.plan.prompts[c.prompt].ids;
       r.params = job.plan.params;
+      r.adapter = job.plan.adapter;
       if (r.params.seed) r.params.seed = *r.params.seed + static_cast<uint64_t>(i);
       r.constraint = make_constraint(job.plan, st.ctx);
       std::weak_ptr<Channel> wch = job.ch;
@@ -284,7 +285,7 @@ void handle_generate(ServerState& st, const httplib::Request& req, httplib::Resp
   }
   job->plan = chat ? parse_chat_request(body, st.ctx) : parse_completion_request(body, st.ctx);
   job->meta = {new_response_id(chat ? "chatcmpl-" : "cmpl-"),
-               static_cast<int64_t>(std::time(nullptr)), st.ctx.served_name};
+               static_cast<int64_t>(std::time(nullptr)), job->plan.model_name};
   submit_job(*job);
   if (job->plan.stream) {
     run_streaming(job, res);
@@ -293,13 +294,21 @@ void handle_generate(ServerState& st, const httplib::Request& req, httplib::Resp
   }
 }
 
+// The served model, then its LoRA adapters (with "parent", as vLLM lists them).
 json models_json(const ServerState& st) {
-  return {{"object", "list"},
-          {"data", json::array({{{"id", st.ctx.served_name},
-                                 {"object", "model"},
-                                 {"created", st.created},
-                                 {"owned_by", "jinx"},
-                                 {"max_model_len", st.ctx.max_model_len}}})}};
+  json data = json::array({{{"id", st.ctx.served_name},
+                            {"object", "model"},
+                            {"created", st.created},
+                            {"owned_by", "jinx"},
+                            {"max_model_len", st.ctx.max_model_len}}});
+  for (const std::string& name : st.ctx.lora_names)
+    data.push_back({{"id", name},
+                    {"object", "model"},
+                    {"created", st.created},
+                    {"owned_by", "jinx"},
+                    {"parent", st.ctx.served_name},
+                    {"max_model_len", st.ctx.max_model_len}});
+  return {{"object", "list"}, {"data", data}};
 }
 
 void handle_tokenize(ServerState& st, const httplib::Request& req, httplib::Response& res) {
@@ -330,7 +339,9 @@ void handle_tokenize(ServerState& st, const httplib::Request& req, httplib::Resp
 void handle_embeddings(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   require_ready(st);
   const json body = json::parse(parse_body(req).dump());
-  check_model_field(body, st.ctx);
+  if (check_model_field(body, st.ctx) >= 0)
+    throw ApiError(400, "embeddings with a LoRA adapter are not supported; ask the base model",
+                   "model");
   if (!st.pooling_error.empty()) throw ApiError(400, st.pooling_error);
   const int64_t H = st.engine->llm().model().config().hidden_size;
   EmbeddingPlan plan = parse_embedding_request(body, st.ctx, H);
@@ -577,6 +588,15 @@ int serve(const ServeOptions& options) {
   st.opt = options;
   st.ctx.served_name =
       options.served_name.empty() ? default_name(options.model_path) : options.served_name;
+  for (const auto& [name, dir] : options.lora_modules) {
+    if (name.empty() || name == st.ctx.served_name ||
+        std::count(st.ctx.lora_names.begin(), st.ctx.lora_names.end(), name) != 0) {
+      print_line(str("error: LoRA module name '", name, "' is empty or taken"));
+      return 1;
+    }
+    st.ctx.lora_names.push_back(name);
+    st.opt.engine.loras.push_back(dir);
+  }
   st.created = static_cast<int64_t>(std::time(nullptr));
   httplib::Server svr;
   const int threads = std::max(4, options.http_threads);

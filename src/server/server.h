@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/async_engine.h"
 #include "engine/llm.h"
@@ -30,6 +32,9 @@ struct ServeOptions {
   // A knowledge base (made by `jinx rag index` with this model, or new) for /v1/rag/* and the
   // "rag" field of chat requests; "" = none.
   std::string rag_db;
+  // LoRA adapters served beside the model (--lora-modules NAME=DIR ...): a request whose
+  // "model" is NAME runs with adapter DIR (a PEFT directory).
+  std::vector<std::pair<std::string, std::string>> lora_modules;
 };
 
 // Listens, loads the model in the background (/health says 503 until it is ready), serves
