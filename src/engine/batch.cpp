@@ -93,6 +93,18 @@ void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out)
   }
 }
 
+ForwardBatch forward_batch_of(const Batch& b) {
+  ForwardBatch fb;
+  fb.tokens = b.token_ids;
+  fb.positions = b.positions;
+  fb.slot_mapping = b.slot_mapping;
+  fb.attn = {b.n_seqs, b.query_start.data(), b.context_len.data(), b.block_tables.data(),
+             b.max_blocks};
+  fb.out_rows = b.sample_rows;
+  fb.adapters = b.adapters;
+  return fb;
+}
+
 Batch build_batch(std::span<const BatchSeq> seqs, int32_t block_size) {
   Batch b;
   build_batch(seqs, block_size, &b);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "engine/request.h"
+#include "model/paged_kv.h"
 
 namespace jinx {
 
@@ -70,6 +71,10 @@ struct Batch {
 // input (negative start, empty chunk, chunk past the tokens, table too short, bad block id).
 void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out);
 Batch build_batch(std::span<const BatchSeq> seqs, int32_t block_size);
+
+// The forward pass's view of a built batch (tokens, positions, slots, attention metadata, the
+// sample rows as output rows, adapters); pick and sampling are left for the caller.
+ForwardBatch forward_batch_of(const Batch& b);
 
 // The same for a step from `scheduler.schedule()`, before `on_step_done()`.
 void build_batch(const ScheduledStep& step, const Scheduler& scheduler, Batch* out);

@@ -103,13 +103,7 @@ bool DraftModelDrafter::run_pass() {
   pick_.assign(n_out, p_min_ > 0 ? sampling::kPickLogits : sampling::kPickArgmax);
   picked_.assign(n_out, -1);
   logits_.resize(n_out * static_cast<size_t>(model_->config().vocab_size));
-  ForwardBatch fb;
-  fb.tokens = batch_.token_ids;
-  fb.positions = batch_.positions;
-  fb.slot_mapping = batch_.slot_mapping;
-  fb.attn = {batch_.n_seqs, batch_.query_start.data(), batch_.context_len.data(),
-             batch_.block_tables.data(), batch_.max_blocks};
-  fb.out_rows = batch_.sample_rows;
+  ForwardBatch fb = forward_batch_of(batch_);
   fb.pick = pick_;
   const auto t0 = std::chrono::steady_clock::now();
   exec_->forward_batch(fb, logits_.data(), picked_.data());

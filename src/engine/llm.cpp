@@ -464,16 +464,10 @@ LLM::Flight* LLM::launch(const ScheduledStep& step, const Flight* prev) {
   }
   f.picked.assign(n, -1);
   f.logits.resize(n * V);
-  ForwardBatch fb;
-  fb.tokens = f.tokens;
-  fb.positions = batch.positions;
-  fb.slot_mapping = batch.slot_mapping;
-  fb.attn = {batch.n_seqs, batch.query_start.data(), batch.context_len.data(),
-             batch.block_tables.data(), batch.max_blocks};
-  fb.out_rows = batch.sample_rows;
+  ForwardBatch fb = forward_batch_of(batch);
+  fb.tokens = f.tokens;  // with placeholders
   fb.pick = f.pick;
   fb.sampling = f.sampling;
-  fb.adapters = batch.adapters;
   const auto tf = Clock::now();
   exec_->submit(fb, f.logits.data(), f.picked.data());
   stats_.forward_seconds += since(tf);

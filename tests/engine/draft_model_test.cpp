@@ -18,6 +18,7 @@
 #include "core/check.h"
 #include "engine/draft_model.h"
 #include "engine/llm.h"
+#include "../support/speculative_check.h"
 #include "tokenizer/tokenizer.h"
 
 namespace jinx {
@@ -185,22 +186,6 @@ TEST(DraftModelDrafter, GuessesStopAtAnUnsureOne) {
   EXPECT_GT(n_cut, 0);
 }
 
-// The prompts of speculative_test: some repeat themselves, one does not.
-std::vector<Request> requests(const SamplingParams& sp) {
-  std::vector<Request> reqs;
-  for (int r = 0; r < 6; ++r) {
-    std::vector<int32_t> p;
-    for (int rep = 0; rep < 2 + r % 2; ++rep)
-      for (int i = 0; i < 5 + r; ++i) p.push_back(20 + 7 * r + i);
-    if (r == 5) p = {3, 141, 59, 265, 35, 89, 79};
-    Request q;
-    q.prompt = p;
-    q.params = sp;
-    reqs.push_back(std::move(q));
-  }
-  return reqs;
-}
-
 // Runs the requests without and with the draft model; returns the acceptance rate.
 double expect_same_outputs(const std::string& target, const std::string& draft,
                            const SamplingParams& sp, int32_t k, int64_t kv_tokens,
@@ -218,16 +203,10 @@ double expect_same_outputs(const std::string& target, const std::string& draft,
     if (spec) o.draft_model = load(draft);
     o.draft_p_min = p_min;
     LLM llm(model, nullptr, o);
-    out[spec] = llm.generate(requests(sp));
+    out[spec] = llm.generate(test::speculative_requests(sp, 2));
     stats[spec] = llm.stats();
   }
-  for (size_t i = 0; i < out[0].size(); ++i) {
-    EXPECT_EQ(out[1][i].token_ids, out[0][i].token_ids) << target << " request " << i;
-    EXPECT_EQ(out[1][i].finish_reason, out[0][i].finish_reason);
-    EXPECT_EQ(out[1][i].logprobs.size(), out[0][i].logprobs.size());
-    for (size_t t = 0; t < out[0][i].logprobs.size() && t < out[1][i].logprobs.size(); ++t)
-      EXPECT_EQ(out[1][i].logprobs[t].logprob, out[0][i].logprobs[t].logprob);
-  }
+  test::expect_same_tokens(out[0], out[1], target + " drafted by " + draft);
   const double rate = static_cast<double>(stats[1].accepted_tokens) /
                       static_cast<double>(std::max<int64_t>(stats[1].draft_tokens, 1));
   std::printf("%s drafted by %s, k=%d: %lld steps without, %lld with; %lld of %lld guesses "
@@ -288,7 +267,7 @@ TEST(LLMDraftModel, LoadsByPathAndRefusesAnotherVocabulary) {
   o.speculative_model = kModels + "tiny-llama-q8_0.gguf";
   {
     LLM llm(load("tiny-llama"), nullptr, o);
-    std::vector<Request> reqs = requests(greedy(8));
+    std::vector<Request> reqs = test::speculative_requests(greedy(8), 2);
     reqs.resize(1);
     llm.generate(std::move(reqs));
     EXPECT_GT(llm.stats().draft_passes, 0);

@@ -11,6 +11,7 @@
 #include "engine/drafter.h"
 #include "engine/llm.h"
 #include "engine/scheduler.h"
+#include "../support/speculative_check.h"
 
 namespace jinx {
 namespace {
@@ -130,23 +131,6 @@ TEST(SchedulerSpeculative, OverlapSchedulingRefusesGuesses) {
 
 const std::string kModels = std::string(JINX_FIXTURES) + "/models/";
 
-// Prompts that repeat themselves (so prompt lookup has something to find) and one that does
-// not; a tiny random model also tends to loop, which guesses catch.
-std::vector<Request> requests(const SamplingParams& sp) {
-  std::vector<Request> reqs;
-  for (int r = 0; r < 6; ++r) {
-    std::vector<int32_t> p;
-    for (int rep = 0; rep < 3 + r % 2; ++rep)
-      for (int i = 0; i < 5 + r; ++i) p.push_back(20 + 7 * r + i);
-    if (r == 5) p = {3, 141, 59, 265, 35, 89, 79};
-    Request q;
-    q.prompt = p;
-    q.params = sp;
-    reqs.push_back(std::move(q));
-  }
-  return reqs;
-}
-
 void expect_same_outputs(const std::string& model_name, const SamplingParams& sp,
                          int32_t n_spec, int64_t kv_tokens) {
   std::shared_ptr<const Model> model = Model::load(kModels + model_name);
@@ -161,16 +145,10 @@ void expect_same_outputs(const std::string& model_name, const SamplingParams& sp
     o.num_speculative_tokens = spec ? n_spec : 0;
     o.prompt_lookup_min = 1;
     LLM llm(model, nullptr, o);
-    out[spec] = llm.generate(requests(sp));
+    out[spec] = llm.generate(test::speculative_requests(sp, 3));
     stats[spec] = llm.stats();
   }
-  for (size_t i = 0; i < out[0].size(); ++i) {
-    EXPECT_EQ(out[1][i].token_ids, out[0][i].token_ids) << model_name << " request " << i;
-    EXPECT_EQ(out[1][i].finish_reason, out[0][i].finish_reason);
-    ASSERT_EQ(out[1][i].logprobs.size(), out[0][i].logprobs.size());
-    for (size_t t = 0; t < out[0][i].logprobs.size(); ++t)
-      EXPECT_EQ(out[1][i].logprobs[t].logprob, out[0][i].logprobs[t].logprob);
-  }
+  test::expect_same_tokens(out[0], out[1], model_name);
   std::printf("%s k=%d: %lld steps without guesses, %lld with; %lld of %lld guesses kept\n",
               model_name.c_str(), n_spec, static_cast<long long>(stats[0].steps),
               static_cast<long long>(stats[1].steps), static_cast<long long>(stats[1].accepted_tokens),
