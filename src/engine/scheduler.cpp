@@ -195,13 +195,13 @@ int32_t Scheduler::guess_limit(const Sequence* s) const {
 // place in the batch.
 void Scheduler::propose_guesses(int32_t budget) {
   draft_.resize(running_.size());
+  for (std::vector<int32_t>& d : draft_) d.clear();  // none left from an earlier step
   draft_reqs_.clear();
   int32_t n_decodes = 0;
   for (const Sequence* s : running_) n_decodes += s->n_uncomputed() == 1 && !s->draining;
   if (budget - n_decodes <= 0) return;
   for (size_t i = 0; i < running_.size(); ++i) {
     const Sequence* s = running_[i];
-    draft_[i].clear();
     if (s->draining || s->n_uncomputed() != 1) continue;
     const int32_t k = std::min(guess_limit(s), budget - n_decodes);
     if (k > 0) draft_reqs_.push_back(DraftSeq{s->id, s->tokens, k, &draft_[i]});

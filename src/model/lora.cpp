@@ -67,7 +67,9 @@ LoraConfig read_config(const fs::path& dir) {
   if (j.contains("bias") && j["bias"] != "none") bad("'bias' must be \"none\"");
   LoraConfig c;
   c.rank = r.get<int64_t>();
-  const bool rs = j.value("use_rslora", false) == true;
+  const json& rs_field = j.value("use_rslora", json());
+  if (!rs_field.is_null() && !rs_field.is_boolean()) bad("'use_rslora' must be true or false");
+  const bool rs = rs_field == true;
   c.scale = alpha.get<double>() / (rs ? std::sqrt(static_cast<double>(c.rank)) : c.rank);
   const json& t = j.value("target_modules", json());
   if (t == "all-linear") {

@@ -145,7 +145,9 @@ class BadAdapter : public ::testing::Test {
 TEST_F(BadAdapter, ConfigsItCannotRun) {
   edit_config([](auto& j) { j["use_dora"] = true; });
   expect_refused("'use_dora' is not supported");
-  edit_config([](auto& j) { j["use_dora"] = false; j["r"] = 0; });
+  edit_config([](auto& j) { j["use_dora"] = false; j["use_rslora"] = "yes"; });
+  expect_refused("'use_rslora' must be true or false");
+  edit_config([](auto& j) { j["use_rslora"] = false; j["r"] = 0; });
   expect_refused("'r' must be an integer");
   edit_config([](auto& j) { j["r"] = 4; j["target_modules"] = {"q_proj", "lm_head"}; });
   expect_refused("target module 'lm_head' is not supported");
