@@ -198,7 +198,8 @@ void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& 
   if (max_rank == 0) return;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / (max_rank * (in + out)));
   pool.parallel_for(n, grain, [&](int64_t t0, int64_t t1) {
-    std::vector<float> ax(static_cast<size_t>(max_rank));
+    thread_local std::vector<float> ax;  // no allocation per call: decode makes 7 per layer
+    ax.resize(static_cast<size_t>(max_rank));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t a = adapters.empty() ? fallback : adapters[static_cast<size_t>(t)];
       JINX_CHECK(a >= 0 && a <= n_ad, "token ", t, " names LoRA adapter ", a, " of ", n_ad);

@@ -190,23 +190,14 @@ TEST(DraftModelDrafter, GuessesStopAtAnUnsureOne) {
 double expect_same_outputs(const std::string& target, const std::string& draft,
                            const SamplingParams& sp, int32_t k, int64_t kv_tokens,
                            float p_min = 0) {
-  std::shared_ptr<const Model> model = load(target);
-  std::vector<RequestOutput> out[2];
-  EngineStats stats[2];
-  for (int spec = 0; spec < 2; ++spec) {
-    EngineOptions o;
-    o.threads = 2;
-    o.max_num_seqs = 4;
-    o.max_num_batched_tokens = 32;
-    o.kv_cache_tokens = kv_tokens;
-    o.num_speculative_tokens = spec ? k : 0;
-    if (spec) o.draft_model = load(draft);
-    o.draft_p_min = p_min;
-    LLM llm(model, nullptr, o);
-    out[spec] = llm.generate(test::speculative_requests(sp, 2));
-    stats[spec] = llm.stats();
-  }
-  test::expect_same_tokens(out[0], out[1], target + " drafted by " + draft);
+  const test::SpeculativeRuns runs =
+      test::run_with_and_without(load(target), sp, 2, kv_tokens, [&](EngineOptions* o) {
+        o->num_speculative_tokens = k;
+        o->draft_model = load(draft);
+        o->draft_p_min = p_min;
+      });
+  const auto& stats = runs.stats;
+  test::expect_same_tokens(runs.out[0], runs.out[1], target + " drafted by " + draft);
   const double rate = static_cast<double>(stats[1].accepted_tokens) /
                       static_cast<double>(std::max<int64_t>(stats[1].draft_tokens, 1));
   std::printf("%s drafted by %s, k=%d: %lld steps without, %lld with; %lld of %lld guesses "

@@ -133,21 +133,13 @@ const std::string kModels = std::string(JINX_FIXTURES) + "/models/";
 
 void expect_same_outputs(const std::string& model_name, const SamplingParams& sp,
                          int32_t n_spec, int64_t kv_tokens) {
-  std::shared_ptr<const Model> model = Model::load(kModels + model_name);
-  std::vector<RequestOutput> out[2];
-  EngineStats stats[2];
-  for (int spec = 0; spec < 2; ++spec) {
-    EngineOptions o;
-    o.threads = 2;
-    o.max_num_seqs = 4;
-    o.max_num_batched_tokens = 32;
-    o.kv_cache_tokens = kv_tokens;
-    o.num_speculative_tokens = spec ? n_spec : 0;
-    o.prompt_lookup_min = 1;
-    LLM llm(model, nullptr, o);
-    out[spec] = llm.generate(test::speculative_requests(sp, 3));
-    stats[spec] = llm.stats();
-  }
+  const test::SpeculativeRuns runs = test::run_with_and_without(
+      Model::load(kModels + model_name), sp, 3, kv_tokens, [&](EngineOptions* o) {
+        o->num_speculative_tokens = n_spec;
+        o->prompt_lookup_min = 1;
+      });
+  const auto& out = runs.out;
+  const auto& stats = runs.stats;
   test::expect_same_tokens(out[0], out[1], model_name);
   std::printf("%s k=%d: %lld steps without guesses, %lld with; %lld of %lld guesses kept\n",
               model_name.c_str(), n_spec, static_cast<long long>(stats[0].steps),

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,30 @@ inline std::vector<Request> speculative_requests(const SamplingParams& sp, int r
     reqs.push_back(std::move(q));
   }
   return reqs;
+}
+
+// The speculative_requests(sp, reps) run on `model` (small batches, a kv_tokens pool) without
+// guesses ([0]) and then with `speculative` applied to the engine options ([1]).
+struct SpeculativeRuns {
+  std::vector<RequestOutput> out[2];
+  EngineStats stats[2];
+};
+inline SpeculativeRuns run_with_and_without(
+    const std::shared_ptr<const Model>& model, const SamplingParams& sp, int reps,
+    int64_t kv_tokens, const std::function<void(EngineOptions*)>& speculative) {
+  SpeculativeRuns runs;
+  for (int spec = 0; spec < 2; ++spec) {
+    EngineOptions o;
+    o.threads = 2;
+    o.max_num_seqs = 4;
+    o.max_num_batched_tokens = 32;
+    o.kv_cache_tokens = kv_tokens;
+    if (spec) speculative(&o);
+    LLM llm(model, nullptr, o);
+    runs.out[spec] = llm.generate(speculative_requests(sp, reps));
+    runs.stats[spec] = llm.stats();
+  }
+  return runs;
 }
 
 // The same tokens, finish reasons and logprobs, request by request.

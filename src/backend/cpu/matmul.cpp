@@ -115,8 +115,9 @@ void matmul_fused(const WeightMatrix& w, RowDotFn k, const float* x, int64_t n, 
   });
 }
 
-// One block of rows [r0, r1) against all tokens, rows already fp32 in `rows`: 4 x 4 register
-// tiles where the ISA has them, row-dots for the rest (the same sums either way).
+// One block of rows [r0, r1) against all tokens, rows already fp32 in `rows`: kTileRows x
+// kTileTokens register tiles where the ISA has them, row-dots for the rest (the same sums
+// either way).
 void block_times_tokens(const float* rows, int64_t n_rows, int64_t r0, int64_t cols, const float* x,
                         int64_t n, float* y, int64_t ldy, RowDotFn f32, detail::TileFn tile) {
   constexpr int NR = detail::kTileRows;

@@ -129,10 +129,11 @@ JINX_AVX512 void dot_q4(const void* row, const float* const* xs, int64_t cols, f
   for (int j = 0; j < NX; ++j) out[j] = hsum(acc[j]);
 }
 
-// 4 fp32 rows (ld floats apart) x 4 tokens: out[i * 4 + j] = dot(rows[i], xs[j]). Each of the
-// 16 sums runs exactly as dot_dense<NX, float> runs it (16 lanes, columns in order, the same
-// masked tail and reduction), so a token gets the same bits from either kernel; the tile only
-// loads each weight vector once for four tokens and each activation once for four rows.
+// NR fp32 rows (ld floats apart) x NT tokens (simd.h: 3 x 8, 24 accumulators): out[i * NT + j]
+// = dot(rows[i], xs[j]). Each sum runs exactly as dot_dense<NX, float> runs it (16 lanes,
+// columns in order, the same masked tail and reduction), so a token gets the same bits from
+// either kernel; the tile loads each weight vector once for NT tokens and each activation once
+// for NR rows.
 JINX_AVX512 void tile_f32(const float* rows, int64_t ld, const float* const* xs, int64_t cols,
                               float* out) {
   constexpr int NT = kTileTokens, NR = kTileRows;
@@ -147,8 +148,8 @@ JINX_AVX512 void tile_f32(const float* rows, int64_t ld, const float* const* xs,
     for (int i = 0; i < NR; ++i) wv[i] = _mm512_loadu_ps(w[i] + c);
     for (int j = 0; j < NT; ++j) {
       __m512 x = _mm512_loadu_ps(xs[j] + c);
-      // Keeps x in a register: GCC would otherwise fold its load into each of the four FMAs,
-      // 16 loads per step instead of 4, and the loop becomes load-bound.
+      // Keeps x in a register: GCC would otherwise fold its load into each of the NR FMAs,
+      // NR loads per activation vector instead of one, and the loop becomes load-bound.
       asm("" : "+v"(x));
       for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], x, acc[i][j]);
     }

@@ -17,7 +17,8 @@ constexpr int kTileTokens = 8;  // tokens per fp32 register tile
 using RowDotFn = void (*)(const void* row, const float* const* xs, int nx, int64_t cols,
                           float* out);
 
-// fp32 register tile: out[i * 4 + j] = dot(rows + i * ld, xs[j]) for 4 rows x 4 tokens, each
+// fp32 register tile: out[i * kTileTokens + j] = dot(rows + i * ld, xs[j]) for kTileRows rows
+// x kTileTokens tokens, each
 // sum bit-identical to the F32 row-dot's, so a token's result never depends on which kernel
 // (or how many other tokens) computed it.
 using TileFn = void (*)(const float* rows, int64_t ld, const float* const* xs, int64_t cols,
