@@ -61,6 +61,33 @@ std::vector<int32_t> prompt_from(const Json& j, const Tokenizer& tok, const Chat
   return tok.encode(tmpl.render(ctx), false, true);
 }
 
+// A line's own structured-output field, else the command line's.
+ConstraintSpec constraint_from(const Json& j, const ConstraintSpec& defaults) {
+  ConstraintSpec spec;
+  int given = 0;
+  for (const char* kind : {"grammar", "regex", "json_schema", "choice"}) {
+    auto it = j.find(kind);
+    if (it == j.end() || it->is_null()) continue;
+    ++given;
+    spec.kind = kind;
+    if (spec.kind == "choice") {
+      if (!it->is_array()) fail("\"choice\" must be an array of strings");
+      for (const auto& c : *it) {
+        if (!c.is_string()) fail("\"choice\" must be an array of strings");
+        spec.choices.push_back(c.get<std::string>());
+      }
+    } else if (spec.kind == "json_schema" && it->is_object()) {
+      spec.text = it->dump();
+    } else if (it->is_string()) {
+      spec.text = it->get<std::string>();
+    } else {
+      fail("\"", kind, "\" must be a string");
+    }
+  }
+  if (given > 1) fail("at most one of \"grammar\", \"regex\", \"json_schema\", \"choice\" per line");
+  return given ? spec : defaults;
+}
+
 void progress_bar(size_t done, size_t total, int64_t tokens, double seconds) {
   std::fprintf(stderr, "\r[jinx] %zu/%zu requests, %lld tokens, %.1f tok/s   ", done, total,
                static_cast<long long>(tokens), seconds > 0 ? tokens / seconds : 0.0);
@@ -76,6 +103,7 @@ void run_batch_file(const BatchArgs& a) {
     std::fprintf(stderr, "[jinx] %s\n", llm.model().quantize_summary().c_str());
   const Tokenizer& tok = *llm.tokenizer();
   ChatTemplate tmpl(tok.chat_template().empty() ? fallback_chat_template() : tok.chat_template());
+  std::shared_ptr<const ConstraintVocab> vocab;  // built on the first constrained line
   std::vector<std::string> errors;  // per line; "" = runs
   std::vector<Request> reqs;
   std::vector<size_t> req_line;
@@ -86,7 +114,8 @@ void run_batch_file(const BatchArgs& a) {
     try {
       Json j = Json::parse(line);
       if (!j.is_object()) fail("expected a JSON object");
-      Request r{prompt_from(j, tok, tmpl), params_from(j, a.defaults)};
+      Request r{prompt_from(j, tok, tmpl), params_from(j, a.defaults),
+                make_constraint(constraint_from(j, a.constraint), tok, &vocab), nullptr};
       llm.check_request(r, n);
       reqs.push_back(std::move(r));
       req_line.push_back(errors.size() - 1);

@@ -27,8 +27,29 @@ struct GenerateArgs {
   bool raw = false;
   bool ignore_eos = false;
   std::string input, output;
+  // Structured output (llama.cpp's flags): at most one.
+  std::string grammar, grammar_file, json_schema, json_schema_file, regex;
   EngineFlags engine;
 };
+
+// The constraint the flags ask for ("" kind: none).
+ConstraintSpec constraint_spec(const GenerateArgs& a) {
+  ConstraintSpec spec;
+  int given = 0;
+  auto set = [&](const std::string& v, const char* kind, bool file) {
+    if (v.empty()) return;
+    ++given;
+    spec.kind = kind;
+    spec.text = file ? read_file(v) : v;
+  };
+  set(a.grammar, "grammar", false);
+  set(a.grammar_file, "grammar", true);
+  set(a.json_schema, "json_schema", false);
+  set(a.json_schema_file, "json_schema", true);
+  set(a.regex, "regex", false);
+  if (given > 1) fail("give at most one of --grammar, --grammar-file, --json-schema, --json-schema-file, --regex");
+  return spec;
+}
 
 SamplingParams sampling_from(const GenerateArgs& a, const ModelConfig* c) {
   SamplingParams p;
@@ -65,7 +86,9 @@ void run_generate(const GenerateArgs& a) {
   LLM llm(model, tok, eo);
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  Request r{std::move(prompt), p, nullptr, [](const StreamUpdate& u) {
+  std::shared_ptr<const ConstraintVocab> vocab;
+  std::shared_ptr<TokenConstraint> constraint = make_constraint(constraint_spec(a), *tok, &vocab);
+  Request r{std::move(prompt), p, std::move(constraint), [](const StreamUpdate& u) {
               std::fwrite(u.text.data(), 1, u.text.size(), stdout);
               std::fflush(stdout);
             }};
@@ -117,11 +140,17 @@ void add_generate(CLI::App& app) {
                                  "Batch mode: a JSONL file of {\"prompt\"} or {\"messages\"}");
   input->excludes(text)->excludes(ids);
   sub->add_option("--output", a->output, "Batch mode: where the JSONL results go");
+  sub->add_option("--grammar", a->grammar, "Constrain the output to a GBNF grammar (llama.cpp's format)");
+  sub->add_option("--grammar-file", a->grammar_file, "GBNF grammar file");
+  sub->add_option("-j,--json-schema", a->json_schema, "Constrain the output to a JSON schema");
+  sub->add_option("--json-schema-file", a->json_schema_file, "JSON schema file");
+  sub->add_option("--regex", a->regex, "Constrain the output to a regular expression (matched whole)");
   add_engine_flags(sub, &a->engine);
   sub->callback([a, text, ids, input] {
     if (input->count() > 0) {
       if (a->output.empty()) fail("--input needs --output FILE");
-      BatchArgs b{a->model, a->input, a->output, sampling_from(*a, nullptr), a->engine};
+      BatchArgs b{a->model, a->input, a->output, sampling_from(*a, nullptr), a->engine,
+                  constraint_spec(*a)};
       b.engine.options.threads = a->threads;
       run_batch_file(b);
       return;

@@ -7,6 +7,9 @@
 
 #include "core/check.h"
 #include "loader/gguf.h"
+#include "structured/gbnf_constraint.h"
+#include "structured/json_constraint.h"
+#include "structured/regex_grammar.h"
 
 namespace jinx::cli {
 
@@ -36,6 +39,27 @@ std::vector<int32_t> parse_ids(const std::string& s) {
     i = j + 1;
   }
   return ids;
+}
+
+std::shared_ptr<TokenConstraint> make_constraint(const ConstraintSpec& spec, const Tokenizer& tok,
+                                                 std::shared_ptr<const ConstraintVocab>* vocab) {
+  if (spec.kind.empty()) return nullptr;
+  if (!*vocab) *vocab = std::make_shared<ConstraintVocab>(tok);
+  if (spec.kind == "json_schema") {
+    std::shared_ptr<const JsonGrammar> g;
+    try {
+      g = JsonGrammar::from_schema_text(spec.text);
+    } catch (const nlohmann::json::exception& e) {
+      fail("the JSON schema does not parse: ", e.what());
+    }
+    return std::make_shared<JsonConstraint>(std::move(g), *vocab, tok.eos_ids());
+  }
+  std::shared_ptr<const GbnfGrammar> g;
+  if (spec.kind == "grammar") g = GbnfGrammar::parse(spec.text);
+  else if (spec.kind == "regex") g = regex_grammar(spec.text);
+  else if (spec.kind == "choice") g = GbnfGrammar::choice(spec.choices);
+  else fail("unknown constraint kind '", spec.kind, "'");
+  return std::make_shared<GbnfConstraint>(std::move(g), *vocab, tok.eos_ids());
 }
 
 std::string read_file(const std::string& path) {

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <limits>
 
+#include "structured/gbnf_constraint.h"
 #include "structured/json_constraint.h"
+#include "structured/regex_grammar.h"
 
 namespace jinx::server {
 
@@ -229,6 +231,87 @@ std::shared_ptr<const JsonGrammar> parse_response_format(const ordered_json& obo
               str("unknown response_format type '", type, "' (text, json_object or json_schema)"));
 }
 
+constexpr size_t kMaxGrammarBytes = 1 << 20;
+
+// One structured-output field besides response_format: a GBNF grammar, a regex, a list of
+// choices or a JSON schema, under llama.cpp's names (grammar, json_schema), vLLM's older
+// ones (guided_grammar, guided_regex, guided_choice, guided_json) or its newer
+// structured_outputs object ({"grammar" | "regex" | "choice" | "json": ...}).
+void parse_structured_field(const std::string& where, const std::string& kind, const ordered_json& v,
+                            GenPlan* plan) {
+  try {
+    if (kind == "grammar" || kind == "regex") {
+      if (!v.is_string()) bad_request(where, str("'", where, "' must be a string"));
+      const std::string text = v.get<std::string>();
+      if (text.size() > kMaxGrammarBytes)
+        bad_request(where, str("'", where, "' is longer than ", kMaxGrammarBytes, " bytes"));
+      plan->gbnf = kind == "grammar" ? GbnfGrammar::parse(text) : regex_grammar(text);
+    } else if (kind == "choice") {
+      if (!v.is_array() || v.empty()) bad_request(where, str("'", where, "' must be a non-empty array of strings"));
+      std::vector<std::string> options;
+      size_t bytes = 0;
+      for (const auto& o : v) {
+        if (!o.is_string()) bad_request(where, str("'", where, "' must be a non-empty array of strings"));
+        options.push_back(o.get<std::string>());
+        bytes += options.back().size();
+      }
+      if (bytes > kMaxGrammarBytes) bad_request(where, str("'", where, "' is longer than ", kMaxGrammarBytes, " bytes"));
+      plan->gbnf = GbnfGrammar::choice(options);
+    } else {  // json
+      if (v.is_string()) {
+        plan->grammar = JsonGrammar::from_schema_text(v.get<std::string>());
+      } else if (v.is_object()) {
+        plan->grammar = JsonGrammar::from_schema(v);
+      } else {
+        bad_request(where, str("'", where, "' must be a JSON schema (an object or its text)"));
+      }
+    }
+  } catch (const ApiError&) {
+    throw;
+  } catch (const nlohmann::json::exception& e) {
+    bad_request(where, str("'", where, "' is not valid JSON: ", e.what()));
+  } catch (const Error& e) {
+    bad_request(where, e.what());
+  }
+}
+
+// Fills plan->grammar or plan->gbnf from whichever structured-output field the body has;
+// two of them at once are refused.
+void parse_structured(const ordered_json& obody, GenPlan* plan) {
+  std::vector<std::pair<std::string, std::string>> found;  // field, kind
+  static const std::pair<const char*, const char*> kFields[] = {
+      {"grammar", "grammar"},      {"guided_grammar", "grammar"}, {"guided_regex", "regex"},
+      {"guided_choice", "choice"}, {"guided_json", "json"},        {"json_schema", "json"}};
+  for (const auto& [name, kind] : kFields) {
+    auto it = obody.find(name);
+    if (it != obody.end() && !it->is_null()) found.emplace_back(name, kind);
+  }
+  const ordered_json* so = nullptr;
+  if (auto it = obody.find("structured_outputs"); it != obody.end() && !it->is_null()) {
+    if (!it->is_object()) bad_request("structured_outputs", "'structured_outputs' must be an object");
+    so = &*it;
+    for (const char* kind : {"grammar", "regex", "choice", "json"}) {
+      auto k = so->find(kind);
+      if (k != so->end() && !k->is_null()) found.emplace_back(str("structured_outputs.", kind), kind);
+    }
+    if (found.empty()) bad_request("structured_outputs", "'structured_outputs' needs one of grammar, regex, choice or json");
+  }
+  auto rf = parse_response_format(obody);
+  if (found.size() + (rf ? 1 : 0) > 1) {
+    std::string names = rf ? "response_format" : "";
+    for (const auto& f : found) names += (names.empty() ? "" : ", ") + f.first;
+    bad_request(found.back().first, str("only one structured output constraint per request (got ", names, ")"));
+  }
+  if (rf) {
+    plan->grammar = std::move(rf);
+    return;
+  }
+  if (found.empty()) return;
+  const auto& [name, kind] = found[0];
+  const ordered_json& v = so && name.rfind("structured_outputs.", 0) == 0 ? (*so)[kind] : obody[name];
+  parse_structured_field(name, kind, v, plan);
+}
+
 void parse_logprobs_chat(const json& body, GenPlan* plan) {
   plan->chat_logprobs = get_bool(body, "logprobs", false);
   const int64_t top = get_int(body, "top_logprobs", -1, 0, kMaxLogprobs);
@@ -303,9 +386,13 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   } catch (const Error& e) {
     bad_request("messages", e.what());
   }
-  if (auto g = parse_response_format(obody)) {
-    if (plan.grammar) bad_request("response_format", "response_format cannot be combined with a forced tool call");
-    plan.grammar = std::move(g);
+  {
+    GenPlan structured;
+    parse_structured(obody, &structured);
+    if ((structured.grammar || structured.gbnf) && plan.grammar)
+      bad_request("tool_choice", "structured output cannot be combined with a forced tool call");
+    if (structured.grammar) plan.grammar = std::move(structured.grammar);
+    plan.gbnf = std::move(structured.gbnf);
   }
   ordered_json c = ordered_json::object();
   c["messages"] = messages;
@@ -396,15 +483,16 @@ GenPlan parse_completion_request(const ordered_json& obody, const ModelContext& 
     if (pp.ids.empty()) bad_request("prompt", "the prompt is empty");
   if (plan.prompts.size() * static_cast<size_t>(plan.n) > static_cast<size_t>(ctx.max_n) * 4)
     bad_request("n", "too many choices in one request (prompts x n)");
-  if (auto g = parse_response_format(obody)) plan.grammar = std::move(g);
+  parse_structured(obody, &plan);
   set_max_tokens(body, ctx, &plan);
   return plan;
 }
 
 std::shared_ptr<TokenConstraint> make_constraint(const GenPlan& plan, const ModelContext& ctx) {
-  if (!plan.grammar) return nullptr;
+  if (!plan.grammar && !plan.gbnf) return nullptr;
   auto vocab = ctx.constraint_vocab ? ctx.constraint_vocab() : nullptr;
   if (!vocab) throw ApiError(500, "structured output is unavailable for this tokenizer");
+  if (plan.gbnf) return std::make_shared<GbnfConstraint>(plan.gbnf, vocab, ctx.tok->eos_ids());
   return std::make_shared<JsonConstraint>(plan.grammar, vocab, ctx.tok->eos_ids());
 }
 

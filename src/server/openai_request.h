@@ -18,6 +18,7 @@
 
 namespace jinx {
 class JsonGrammar;
+class GbnfGrammar;
 class ConstraintVocab;
 }  // namespace jinx
 
@@ -63,7 +64,8 @@ struct GenPlan {
   ToolMode tool_mode = ToolMode::kNone;
   ToolFormat tool_format = ToolFormat::kHermes;
   std::string forced_prefix;  // appended to the prompt in forced tool mode (already in ids)
-  std::shared_ptr<const JsonGrammar> grammar;  // response_format / forced tool call
+  std::shared_ptr<const JsonGrammar> grammar;  // response_format / forced tool call / json schema
+  std::shared_ptr<const GbnfGrammar> gbnf;     // grammar, regex or choice (never with `grammar`)
 };
 
 // The body as parsed from the request text, key order kept (schemas and tool parameters are
