@@ -99,6 +99,26 @@ if [ -f "$smol" ]; then
   expect_output smollm2-detokenize '^The capital of France is$' -- "$jinx" detokenize -m "$smol" --ids 504,3575,282,4649,314
   echo '[{"role": "user", "content": "Hi"}]' >"$tmp/msgs.json"
   expect_output smollm2-template '<\|im_start\|>assistant' -- "$jinx" template -m "$smol" --messages "$tmp/msgs.json" --add-generation-prompt
+  # Structured output (llama.cpp's flags): llama.cpp's grammar sampler answers " no" here
+  # (tests/fixtures/structured/grammar_llamacpp.json).
+  expect_output grammar-flag '^ no$' -- "$jinx" generate -m "$smol" -p "Question: Is the sky blue? Answer:" --raw -n 8 --temperature 0 --grammar 'root ::= " yes" | " no"'
+  printf 'root ::= item{2}\nitem ::= "- " [A-Za-z ]{1,20} "\\n"\n' >"$tmp/list.gbnf"
+  expect_output grammar-file '^- [A-Za-z ]+$' -- "$jinx" generate -m "$smol" -p "List two colors." -n 40 --grammar-file "$tmp/list.gbnf"
+  expect_output regex-flag '^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}$' -- "$jinx" generate -m "$smol" -p "A famous date:" -n 16 --temperature 0.8 --seed 3 --regex '(19|20)\d{2}-\d{2}-\d{2}'
+  expect_output json-schema-flag '^\{"n": ?[0-9]+\}$' -- "$jinx" generate -m "$smol" -p "Pick a number." -n 16 -j '{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"],"additionalProperties":false}'
+  expect_error grammar-bad "undefined rule 'x'" -- "$jinx" generate -m "$smol" -p hi --grammar 'root ::= x'
+  expect_error grammar-two "at most one" -- "$jinx" generate -m "$smol" -p hi --grammar 'root ::= "a"' --regex a
+  expect_error regex-bad "backreferences" -- "$jinx" generate -m "$smol" -p hi --regex '(a)\1'
+  {
+    echo '{"prompt": "Is water wet? Answer:", "choice": [" yes", " no"], "max_tokens": 4}'
+    echo '{"prompt": "A year:", "regex": "[12][0-9]{3}", "max_tokens": 8}'
+    echo '{"prompt": "x", "grammar": "root ::= nope"}'
+  } >"$tmp/structured.jsonl"
+  expect_output batch-structured "" -- "$jinx" generate -m "$smol" --input "$tmp/structured.jsonl" --output "$tmp/structured.out"
+  if sed -n 1p "$tmp/structured.out" | grep -qE '"text":" (yes|no)"' &&
+     sed -n 2p "$tmp/structured.out" | grep -qE '"text":"[12][0-9]{3}"' &&
+     sed -n 3p "$tmp/structured.out" | grep -q "undefined rule 'nope'"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL batch-structured-lines:"; cat "$tmp/structured.out"; fi
   # Perplexity against llama.cpp's on the same file and chunks (fixtures/kv/smollm2_ppl.json,
   # tools/make_perplexity_fixture.py): within 1% (both quantize activations to 8 bits for the
   # Q4_1 matmuls, with different summation orders).

@@ -307,6 +307,98 @@ def test_unsupported_schema_is_400(client):
         chat(client, "hi", response_format=rf)
 
 
+# --- grammars, regexes and choices (llama.cpp's `grammar`, vLLM's guided_* / structured_outputs)
+
+LIST_GBNF = r"""
+root ::= item{2,3}
+item ::= "- " [A-Z] [a-z ]{1,24} "\n"
+"""
+LIST_RE = re.compile(r"(- [A-Z][a-z ]{1,24}\n){2,3}")
+DATE_RE = r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+
+
+@pytest.mark.parametrize("field", ["grammar", "guided_grammar", "structured_outputs"])
+def test_gbnf_grammar_output_matches(client, field):
+    body = {"structured_outputs": {"grammar": LIST_GBNF}} if field == "structured_outputs" \
+        else {field: LIST_GBNF}
+    for seed in (1, 2):
+        r = chat(client, "List some fruits.", max_tokens=60, temperature=0.9, seed=seed,
+                 extra_body=body)
+        text = r.choices[0].message.content
+        assert r.choices[0].finish_reason == "stop", text
+        assert LIST_RE.fullmatch(text), text
+
+
+def test_regex_output_matches(client):
+    for seed in (3, 4):
+        r = chat(client, "When was the moon landing?", max_tokens=20, temperature=1.0, seed=seed,
+                 extra_body={"guided_regex": DATE_RE})
+        assert r.choices[0].finish_reason == "stop"
+        assert re.fullmatch(DATE_RE, r.choices[0].message.content), r.choices[0].message.content
+    r = client.completions.create(model=MODEL, prompt="The date today is ", max_tokens=20,
+                                  extra_body={"structured_outputs": {"regex": DATE_RE}})
+    assert re.fullmatch(DATE_RE, r.choices[0].text), r.choices[0].text
+
+
+def test_choice_output_is_one_of_them(client):
+    options = ["positive", "negative", "neutral"]
+    seen = set()
+    for seed in range(4):
+        r = chat(client, "Sentiment of: I love this phone!", max_tokens=10, temperature=1.5,
+                 seed=seed, extra_body={"guided_choice": options})
+        assert r.choices[0].message.content in options
+        assert r.choices[0].finish_reason == "stop"
+        seen.add(r.choices[0].message.content)
+    r = chat(client, "Sentiment?", extra_body={"structured_outputs": {"choice": ["yes", "no"]}})
+    assert r.choices[0].message.content in ("yes", "no")
+
+
+def test_json_schema_fields(client):
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+              "required": ["city"], "additionalProperties": False}
+    for body in ({"guided_json": schema}, {"json_schema": schema},
+                 {"structured_outputs": {"json": json.dumps(schema)}}):
+        r = chat(client, "Name a city as JSON.", max_tokens=40, extra_body=body)
+        jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+
+
+def test_grammar_streamed_matches_whole(client):
+    kw = dict(max_tokens=60, temperature=0.9, seed=7, extra_body={"grammar": LIST_GBNF})
+    whole = chat(client, "List some animals.", **kw).choices[0].message.content
+    text = ""
+    for chunk in chat(client, "List some animals.", stream=True, **kw):
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+    assert text == whole and LIST_RE.fullmatch(text), (text, whole)
+
+
+BAD_STRUCTURED = [
+    ({"grammar": "root ::= foo"}, "undefined rule"),
+    ({"grammar": "root ::= \"a\"\nx ::= ["}, "line 2"),
+    ({"grammar": "root ::= root \"a\""}, "left recursion"),
+    ({"grammar": 5}, "must be a string"),
+    ({"guided_regex": "(a)\\1"}, "backreferences"),
+    ({"guided_regex": "(?=x)"}, "lookaround"),
+    ({"guided_choice": []}, "non-empty array"),
+    ({"guided_choice": ["a", 1]}, "array of strings"),
+    ({"guided_json": "{not json"}, "bad JSON schema"),
+    ({"structured_outputs": {}}, "needs one of"),
+    ({"structured_outputs": "x"}, "must be an object"),
+    ({"grammar": "root ::= \"a\"", "guided_regex": "a"}, "only one"),
+    ({"guided_choice": ["a"], "response_format": {"type": "json_object"}}, "only one"),
+    ({"grammar": "root ::= \"a\"", "tools": [WEATHER_TOOL], "tool_choice": "required"},
+     "forced tool call"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_STRUCTURED)))
+def test_bad_structured_output_400(server, i):
+    extra, words = BAD_STRUCTURED[i]
+    r = post(server, "/v1/chat/completions", dict(msg(), **extra))
+    assert r.status_code == 400, (extra, r.text)
+    assert words in r.json()["error"]["message"], r.text
+
+
 # --- concurrency and cancellation ----------------------------------------------------------
 
 def test_32_concurrent_streams(server):
