@@ -1,7 +1,9 @@
 // Structured output: cost of one constrained decoding step (mask_logits + accept) on a real
-// vocabulary.
+// vocabulary, for JSON schemas and for GBNF grammars / regexes.
 //
 // Usage: jinx_structured_bench [file.gguf] [reps]
+// The grammar cases come from bench/grammar_cases.json (shared with bench/grammar_bench.py,
+// which runs them through llama.cpp's grammar sampler too).
 // Default: the SmolLM2-135M-Instruct GGUF (49152 tokens). For each schema, a plausible output is
 // tokenized with the model's tokenizer and replayed token by token through a fresh constraint:
 //   cold    every mask computed by the vocabulary trie walk (cache cleared before each step)
@@ -11,11 +13,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "loader/gguf.h"
+#include "structured/gbnf_constraint.h"
 #include "structured/json_constraint.h"
+#include "structured/regex_grammar.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -60,10 +67,10 @@ struct Timing {
   size_t tokens = 0;
 };
 
+template <class Constraint, class Grammar>
 Timing replay(const jinx::Tokenizer& tok, std::shared_ptr<const jinx::ConstraintVocab> vocab,
-              std::shared_ptr<const jinx::JsonGrammar> g, const std::vector<int32_t>& ids,
-              bool cold) {
-  jinx::JsonConstraint c(g, vocab, tok.eos_ids());
+              std::shared_ptr<const Grammar> g, const std::vector<int32_t>& ids, bool cold) {
+  Constraint c(g, vocab, tok.eos_ids());
   std::vector<float> logits(tok.vocab_size());
   Timing t;
   double total = 0;
@@ -118,13 +125,34 @@ int main(int argc, char** argv) {
       const auto ids = tok->encode(k.output, false, false);
       Timing cold, warm;
       for (int r = 0; r < reps; ++r) {  // best of reps: the machine is shared
-        const Timing c = replay(*tok, vocab, g, ids, true);
-        const Timing w = replay(*tok, vocab, g, ids, false);
+        const Timing c = replay<jinx::JsonConstraint>(*tok, vocab, g, ids, true);
+        const Timing w = replay<jinx::JsonConstraint>(*tok, vocab, g, ids, false);
         if (r == 0 || c.mean_ms < cold.mean_ms) cold = c;
         if (r == 0 || w.mean_ms < warm.mean_ms) warm = w;
       }
       std::printf("%-14s %6zu %9.3f ms %9.3f ms %9.3f ms %9.3f ms %7.3f ms\n", k.name, ids.size(),
                   cold.mean_ms, cold.max_ms, warm.mean_ms, warm.max_ms, compile_ms);
+    }
+    std::printf("\n%-14s %6s %12s %12s %12s %12s %10s\n", "grammar", "tokens", "cold mean",
+                "cold max", "request mean", "request max", "compile");
+    nlohmann::json cases;
+    std::ifstream(std::string(JINX_SOURCE_DIR) + "/bench/grammar_cases.json") >> cases;
+    for (const auto& k : cases.at("cases")) {
+      t0 = Clock::now();
+      const auto g = k.contains("gbnf") ? jinx::GbnfGrammar::parse(k["gbnf"].get<std::string>())
+                                        : jinx::regex_grammar(k["regex"].get<std::string>());
+      const double compile_ms = ms_since(t0);
+      const auto ids = tok->encode(k["output"].get<std::string>(), false, false);
+      Timing cold, warm;
+      for (int r = 0; r < reps; ++r) {
+        const Timing c = replay<jinx::GbnfConstraint>(*tok, vocab, g, ids, true);
+        const Timing w = replay<jinx::GbnfConstraint>(*tok, vocab, g, ids, false);
+        if (r == 0 || c.mean_ms < cold.mean_ms) cold = c;
+        if (r == 0 || w.mean_ms < warm.mean_ms) warm = w;
+      }
+      std::printf("%-14s %6zu %9.3f ms %9.3f ms %9.3f ms %9.3f ms %7.3f ms\n",
+                  k["name"].get<std::string>().c_str(), ids.size(), cold.mean_ms, cold.max_ms,
+                  warm.mean_ms, warm.max_ms, compile_ms);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
