@@ -268,6 +268,18 @@ def sampler_seeds():
         out("sampler", f"{i:02d}", bytes(rng.randrange(256) for _ in range(rng.choice([16, 64, 600]))))
 
 
+def grammar_seeds():
+    """GBNF grammars and regexes of the structured fixtures, each with one of its documents."""
+    g = json.loads(read("structured", "grammar_verdicts.json"))
+    for i, case in enumerate(g):
+        doc = bytes.fromhex(case["docs"][i % len(case["docs"])]["hex"])
+        out("grammar", f"gbnf-{i:02d}", b"g" + case["gbnf"].encode() + b"\0" + doc)
+    r = json.loads(read("structured", "regex_verdicts.json"))["cases"]
+    for i, case in enumerate(r):
+        doc = bytes.fromhex(case["docs"][i % len(case["docs"])]["hex"])
+        out("grammar", f"regex-{i:02d}", b"r" + case["regex"].encode() + b"\0" + doc)
+
+
 if __name__ == "__main__":
     clear_seeds()
     tokenizer_seeds()
@@ -276,6 +288,7 @@ if __name__ == "__main__":
     config_seeds()
     template_seeds()
     sampler_seeds()
+    grammar_seeds()
     for t in sorted(os.listdir(CORPUS)):
         files = os.listdir(os.path.join(CORPUS, t))
         size = sum(os.path.getsize(os.path.join(CORPUS, t, f)) for f in files)

@@ -7,13 +7,13 @@
 #   tools/fuzz.sh list
 #
 # Targets: gguf safetensors config tokenizer_load tokenizer_encode template sampler schema
-# request.
+# request grammar.
 # Needs clang and libFuzzer: clang 18 or newer (older ones reject __builtin_cpu_supports("f16c")
 # in src/backend/cpu/isa.cpp). Debian 12: apt-get install clang-19 libclang-rt-19-dev.
 # The newest clang++-NN on PATH is used unless CC/CXX are set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(gguf safetensors config tokenizer_load tokenizer_encode template sampler schema request)
+targets=(gguf safetensors config tokenizer_load tokenizer_encode template sampler schema request grammar)
 if [ $# -lt 1 ] || [ "$1" = list ] || [ "$1" = -h ] || [ "$1" = --help ]; then
   echo "usage: tools/fuzz.sh TARGET [SECONDS] [libFuzzer flags...]"
   echo "targets: ${targets[*]}"
