@@ -38,6 +38,7 @@ SamplingParams params_from(const Json& j, const SamplingParams& defaults) {
   read_field(j, "frequency_penalty", &p.frequency_penalty);
   read_field(j, "repetition_penalty", &p.repetition_penalty);
   read_field(j, "ignore_eos", &p.ignore_eos);
+  read_field(j, "prompt_logprobs", &p.prompt_logprobs);
   uint64_t seed = 0;
   if (j.contains("seed") && !j["seed"].is_null()) {
     read_field(j, "seed", &seed);
@@ -147,6 +148,19 @@ void run_batch_file(const BatchArgs& a) {
       o["prompt_tokens"] = r.n_prompt;
       o["completion_tokens"] = r.token_ids.size();
       o["cached_prompt_tokens"] = r.n_cached_prompt;
+      if (!r.prompt_logprobs.empty()) {  // prompt token i + 1 given those before it
+        Json lps = Json::array();
+        for (const PromptLogprob& lp : r.prompt_logprobs) {
+          Json e = {{"token", lp.token}, {"logprob", lp.logprob}, {"rank", lp.rank}};
+          if (!lp.top.empty()) {
+            Json top = Json::array();
+            for (const TokenLogprob& t : lp.top) top.push_back({{"token", t.id}, {"logprob", t.logprob}});
+            e["top"] = std::move(top);
+          }
+          lps.push_back(std::move(e));
+        }
+        o["prompt_logprobs"] = std::move(lps);
+      }
     }
     out << o.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
   }

@@ -39,6 +39,9 @@ void clear(Batch* b) {
   b->sample_rows.clear();
   b->sample_seqs.clear();
   b->adapters.clear();
+  b->prompt_rows.clear();
+  b->prompt_seqs.clear();
+  b->out_rows.clear();
   b->n_tokens = b->n_seqs = b->max_blocks = b->max_query_len = b->max_context_len = 0;
 }
 
@@ -90,7 +93,14 @@ void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out)
         out->sample_seqs.push_back(i);
       }
     }
+    const int32_t first_row = out->query_start.back() - s.n_new;
+    for (int32_t p = s.start; p < std::min(end, s.prompt_logits_end); ++p) {
+      out->prompt_rows.push_back(first_row + (p - s.start));
+      out->prompt_seqs.push_back(i);
+    }
   }
+  out->out_rows = out->sample_rows;
+  out->out_rows.insert(out->out_rows.end(), out->prompt_rows.begin(), out->prompt_rows.end());
 }
 
 ForwardBatch forward_batch_of(const Batch& b) {
@@ -100,7 +110,7 @@ ForwardBatch forward_batch_of(const Batch& b) {
   fb.slot_mapping = b.slot_mapping;
   fb.attn = {b.n_seqs, b.query_start.data(), b.context_len.data(), b.block_tables.data(),
              b.max_blocks};
-  fb.out_rows = b.sample_rows;
+  fb.out_rows = b.out_rows;
   fb.adapters = b.adapters;
   return fb;
 }
@@ -118,7 +128,7 @@ void build_batch(const ScheduledStep& step, const Scheduler& scheduler, Batch* o
     const Sequence& s = scheduler.sequence(sc.id);
     seqs.push_back(
         BatchSeq{sc.id, s.tokens, scheduler.block_table(sc.id), sc.start, sc.n_new, sc.sample,
-                 sc.n_draft, s.adapter});
+                 sc.n_draft, s.adapter, s.prompt_logits ? s.n_prompt - 1 : 0});
   }
   build_batch(seqs, scheduler.kv().block_size(), out);
 }

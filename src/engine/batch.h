@@ -45,6 +45,9 @@ struct BatchSeq {
   bool sample = false;
   int32_t n_draft = 0;                   // speculative guesses at the chunk's end, < n_new
   int32_t adapter = -1;                  // LoRA adapter of its tokens (-1: the model's default)
+  // Rows at positions < prompt_logits_end (and not sampled) also get their logits computed
+  // (prompt logprobs): 0 for none, else the prompt length - 1.
+  int32_t prompt_logits_end = 0;
 };
 
 struct Batch {
@@ -65,6 +68,12 @@ struct Batch {
   std::vector<int32_t> sample_seqs;   // [n_samples] batch index of each sampled row's sequence
   // [n_tokens] each token's LoRA adapter, or empty when every sequence has -1 (the default).
   std::vector<int32_t> adapters;
+  // Prompt rows whose logits are wanted but not sampled (BatchSeq::prompt_logits_end), and the
+  // batch index of each one's sequence. They are output rows after the sample rows:
+  // out_rows = sample_rows then prompt_rows.
+  std::vector<int32_t> prompt_rows;
+  std::vector<int32_t> prompt_seqs;
+  std::vector<int32_t> out_rows;
 };
 
 // Fills `out` (its vectors keep their capacity across steps). Throws jinx::Error on a bad
@@ -73,7 +82,8 @@ void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out)
 Batch build_batch(std::span<const BatchSeq> seqs, int32_t block_size);
 
 // The forward pass's view of a built batch (tokens, positions, slots, attention metadata, the
-// sample rows as output rows, adapters); pick and sampling are left for the caller.
+// sample rows then the prompt rows as output rows, adapters); pick and sampling are left for
+// the caller.
 ForwardBatch forward_batch_of(const Batch& b);
 
 // The same for a step from `scheduler.schedule()`, before `on_step_done()`.

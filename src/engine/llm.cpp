@@ -36,6 +36,8 @@ struct LLM::Live {
   std::shared_ptr<TokenConstraint> constraint;
   StreamFn on_update;
   bool stopped_by_string = false;
+  std::vector<int32_t> prompt;  // kept when prompt logprobs are wanted
+  bool sent_prompt_logprobs = false;
   size_t sent_text = 0;    // out.text bytes already reported through on_update
   size_t sent_tokens = 0;  // out.token_ids already reported
   Clock::time_point t0;
@@ -62,6 +64,10 @@ struct LLM::Live {
         on_update(std::move(r.on_update)),
         t0(Clock::now()) {
     out.n_prompt = static_cast<int64_t>(r.prompt.size());
+    if (r.params.prompt_logprobs >= 0) {
+      prompt = r.prompt;
+      out.prompt_logprobs.reserve(prompt.size() - 1);
+    }
     if (tok) detok = std::make_unique<IncrementalDetokenizer>(*tok, r.params.skip_special_tokens);
   }
 
@@ -96,6 +102,10 @@ struct LLM::Live {
     if (!out.logprobs.empty())
       u.logprobs.assign(out.logprobs.begin() + static_cast<ptrdiff_t>(sent_tokens),
                         out.logprobs.end());
+    if (!sent_prompt_logprobs && params.prompt_logprobs >= 0 && !out.token_ids.empty()) {
+      u.prompt_logprobs = out.prompt_logprobs;
+      sent_prompt_logprobs = true;
+    }
     u.finished = finished;
     u.finish_reason = finished ? out.finish_reason : "";
     u.n_prompt = out.n_prompt;
@@ -380,13 +390,33 @@ void LLM::sample_step(Flight& f, std::vector<SampledToken>* sampled) {
   }
 }
 
+// The logprob of each prompt token whose predecessor's row this step computed (rows of a
+// prompt computed again after a preemption are skipped: they were recorded the first time).
+void LLM::prompt_logprobs_step(Flight& f) {
+  const Batch& batch = f.batch;
+  const int64_t V = model_->config().vocab_size;
+  const size_t n_sample = batch.sample_rows.size();
+  for (size_t k = 0; k < batch.prompt_rows.size(); ++k) {
+    auto it = live_.find(batch.seq_ids[batch.prompt_seqs[k]]);
+    if (it == live_.end()) continue;
+    Live& L = *it->second;
+    const int32_t p = batch.positions[static_cast<size_t>(batch.prompt_rows[k])];
+    if (static_cast<size_t>(p) != L.out.prompt_logprobs.size()) continue;
+    JINX_CHECK(static_cast<size_t>(p) + 1 < L.prompt.size(), "engine: prompt row past the prompt");
+    L.out.prompt_logprobs.push_back(logprob_of(f.logits.data() + (n_sample + k) * V,
+                                               static_cast<int32_t>(V), L.prompt[p + 1],
+                                               L.params.prompt_logprobs));
+  }
+}
+
 SeqId LLM::add_request(Request r) {
   check_request(r, 0);
   auto l = std::make_unique<Live>(r, tok_.get());
   // With adapters loaded every sequence names one, so a batch's tokens all carry theirs.
   const int32_t adapter =
       model_->n_adapters() == 0 ? -1 : (r.adapter < 0 ? model_->default_adapter() : r.adapter);
-  SeqId id = sched_->add(std::move(r.prompt), r.params.max_tokens, adapter);
+  SeqId id = sched_->add(std::move(r.prompt), r.params.max_tokens, adapter,
+                         r.params.prompt_logprobs >= 0);
   live_[id] = std::move(l);
   return id;
 }
@@ -462,8 +492,13 @@ LLM::Flight* LLM::launch(const ScheduledStep& step, const Flight* prev) {
     rs.top_p = L.params.top_p;
     rs.min_p = L.params.min_p;
   }
-  f.picked.assign(n, -1);
-  f.logits.resize(n * V);
+  // Prompt rows (prompt logprobs): output rows after the sample rows, their logits kept.
+  const size_t n_out = batch.out_rows.size();
+  f.pick.resize(n_out, sampling::kPickLogits);
+  f.sampling.resize(n_out, sampling::RowSampling{});
+  f.host_samples = f.host_samples || n_out > n;
+  f.picked.assign(n_out, -1);
+  f.logits.resize(n_out * V);
   ForwardBatch fb = forward_batch_of(batch);
   fb.tokens = f.tokens;  // with placeholders
   fb.pick = f.pick;
@@ -479,6 +514,7 @@ void LLM::complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done
   const auto tf = Clock::now();
   exec_->wait();
   stats_.forward_seconds += since(tf);
+  prompt_logprobs_step(f);
   std::vector<SampledToken> sampled;
   sample_step(f, &sampled);
   for (const SampledToken& t : sampled) stats_.generated_tokens += 1 + t.n_accepted;

@@ -93,6 +93,9 @@ struct StreamUpdate {
   std::string text;                  // new text (stop strings and held UTF-8 bytes excluded)
   std::vector<int32_t> token_ids;    // new tokens
   std::vector<SampleResult> logprobs;  // one per new token when params.logprobs >= 0
+  // params.prompt_logprobs >= 0: in the first update with tokens, one per prompt token after
+  // the first (entry i is prompt token i + 1 given those before it).
+  std::vector<PromptLogprob> prompt_logprobs;
   bool finished = false;
   std::string finish_reason;  // when finished: "stop", "length" or "abort"
   int64_t n_prompt = 0;
@@ -118,6 +121,7 @@ struct RequestOutput {
   std::string text;
   std::vector<int32_t> token_ids;
   std::vector<SampleResult> logprobs;  // one per token when params.logprobs >= 0
+  std::vector<PromptLogprob> prompt_logprobs;  // params.prompt_logprobs >= 0: see StreamUpdate
   std::string finish_reason;  // "stop", "length" or "abort"
   int64_t n_prompt = 0;
   int64_t n_cached_prompt = 0;  // prompt tokens served by the prefix cache
@@ -203,6 +207,7 @@ class LLM {
   // Waits for the oldest submitted step (f), samples, and hands its tokens to the scheduler.
   void complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done);
   void sample_step(Flight& f, std::vector<SampledToken>* sampled);
+  void prompt_logprobs_step(Flight& f);
   int32_t sample_row(Flight& f, size_t k, Live& L, FinishReason* reason);
   std::shared_ptr<const Model> load_draft(const EngineOptions& o) const;
   std::shared_ptr<Drafter> make_draft_drafter(const EngineOptions& o, ExecutorOptions eo,

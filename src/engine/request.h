@@ -75,6 +75,9 @@ struct Sequence {
   // LoRA adapter (Model::n_adapters) of its tokens; -1: the model's default. It seeds the
   // prefix-cache hashes, so blocks are shared only between sequences of the same adapter.
   int32_t adapter = -1;
+  // Prompt logprobs wanted: every prompt position's logits are computed (no prefix-cache hit,
+  // prompt chunks of at most kMaxPromptLogitRows tokens).
+  bool prompt_logits = false;
 
   int32_t size() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_generated() const { return size() - n_prompt; }

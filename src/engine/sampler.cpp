@@ -382,6 +382,8 @@ std::string SamplingParams::validate(int vocab_size) const {
     if (s.empty()) return "stop strings must not be empty";
   if (logprobs > kMaxLogprobs)
     return str("logprobs must be at most ", kMaxLogprobs, ", got ", logprobs);
+  if (prompt_logprobs > kMaxLogprobs)
+    return str("prompt_logprobs must be at most ", kMaxLogprobs, ", got ", prompt_logprobs);
   return "";
 }
 
@@ -462,6 +464,28 @@ int32_t Sampler::draw(const float* logits, int32_t vocab_size, float max_logit) 
   }
   f.floor = params_.min_p;
   return draw_filtered(logits, vocab_size, f, u);
+}
+
+PromptLogprob logprob_of(const float* logits, int32_t vocab_size, int32_t token, int n_top) {
+  JINX_CHECK(logits != nullptr && vocab_size > 0 && token >= 0 && token < vocab_size,
+             "logprob_of: bad arguments");
+  const MaxScan raw = scan_max(logits, vocab_size);
+  if (raw.has_nan) fail("sampler: logits contain NaN");
+  if (!std::isfinite(raw.max)) fail("sampler: max logit is ", raw.max);
+  const double lse = raw.max + std::log(weight_sum(logits, vocab_size, Filter{raw.max, 1.0f}, nullptr));
+  PromptLogprob r;
+  r.token = token;
+  r.logprob = static_cast<float>(logits[token] - lse);
+  const float mine = logits[token];
+  int32_t higher = 0;
+  for (int32_t i = 0; i < vocab_size; ++i) higher += logits[i] > mine;
+  r.rank = higher + 1;
+  if (n_top > 0) {
+    std::vector<Cand> top;
+    select_top(logits, vocab_size, n_top, &top);
+    for (const Cand& c : top) r.top.push_back({c.id, static_cast<float>(c.logit - lse)});
+  }
+  return r;
 }
 
 SampleResult Sampler::sample(float* logits, int32_t vocab_size) {

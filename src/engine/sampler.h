@@ -55,6 +55,11 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;  // ids in [0, vocab)
   std::vector<std::string> stop;  // stop strings, matched by the detokenizer; none may be empty
   int logprobs = -1;  // < 0: none; else how many top logprobs (<= 20) besides the chosen one
+  // < 0: none; else the logprob (and rank) of every prompt token after the first, given the
+  // ones before it, with this many top alternatives (<= 20): vLLM's prompt_logprobs. The
+  // prompt is then computed whole (no prefix-cache hit), in chunks of at most
+  // kMaxPromptLogitRows tokens.
+  int prompt_logprobs = -1;
   bool skip_special_tokens = true;
 
   // "" if every field is in range for a model with `vocab_size` logits, else a message naming
@@ -63,6 +68,9 @@ struct SamplingParams {
 };
 
 inline constexpr int kMaxLogprobs = 20;
+// Prompt tokens computed per step for a request with prompt_logprobs (each row's logits are
+// kept: 256 rows of a 152k vocabulary are 155 MB).
+inline constexpr int32_t kMaxPromptLogitRows = 256;
 inline constexpr float kGreedyTemperature = 1e-5f;  // temperatures below this sample greedily
 
 struct TokenLogprob {
@@ -75,6 +83,18 @@ struct SampleResult {
   float logprob;  // raw log-softmax of the model's logits at `token`; NaN if logprobs < 0
   std::vector<TokenLogprob> top;  // the params.logprobs best raw logprobs, sorted
 };
+
+// A prompt token's logprob given the tokens before it (SamplingParams::prompt_logprobs).
+struct PromptLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;           // raw log-softmax at `token`
+  int32_t rank = 0;               // 1 + the number of tokens with a higher logit
+  std::vector<TokenLogprob> top;  // the prompt_logprobs best, sorted
+};
+
+// Raw log-softmax of `logits` at `token`, its rank, and the n_top best. Throws jinx::Error on
+// NaN logits or no finite maximum.
+PromptLogprob logprob_of(const float* logits, int32_t vocab_size, int32_t token, int n_top);
 
 // One per sequence. It owns its random generator, so a seeded sequence draws the same tokens
 // whatever else shares its batch, and the token counts the penalties need.

@@ -1,8 +1,10 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "core/check.h"
+#include "engine/sampler.h"
 
 namespace jinx {
 namespace {
@@ -61,7 +63,8 @@ void Scheduler::commit_known(Sequence* s) {
   kv_.commit(s->id, s->block_hashes, n);
 }
 
-SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output, int32_t adapter) {
+SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output, int32_t adapter,
+                     bool prompt_logits) {
   if (max_output < 0) fail("max_output must be >= 0, got ", max_output);
   if (prompt.empty()) fail("empty prompt: a request needs at least one token");
   if (static_cast<int64_t>(prompt.size()) >= config_.max_model_len) {
@@ -78,6 +81,7 @@ SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output, int32_t ad
   s->n_prompt = static_cast<int32_t>(prompt.size());
   s->max_output = max_output;
   s->adapter = adapter;
+  s->prompt_logits = prompt_logits;
   s->tokens = std::move(prompt);
   extend_hashes(s.get());
   waiting_.push_back(s.get());  // the newest arrival goes last
@@ -148,6 +152,12 @@ void Scheduler::preempt_back(ScheduledStep* step) {
   ++stats_.n_preemptions;
   step->preempted.push_back(s->id);
   enqueue_waiting(s);
+}
+
+// A sequence whose prompt logits are kept takes its prompt in chunks of kMaxPromptLogitRows.
+int32_t Scheduler::prompt_chunk_limit(const Sequence& s) const {
+  if (!s.prompt_logits || s.n_computed >= s.n_prompt) return std::numeric_limits<int32_t>::max();
+  return std::max(1, std::min(kMaxPromptLogitRows, s.n_prompt - s.n_computed));
 }
 
 void Scheduler::add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget) {
@@ -245,6 +255,7 @@ void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
     const bool decode = s->n_uncomputed() == 1;
     if (decode) --n_decode_left;
     int32_t want = decode ? 1 : std::min(s->n_uncomputed(), *budget - n_decode_left);
+    if (!decode) want = std::min(want, prompt_chunk_limit(*s));
     if (want <= 0) continue;
     if (decode && drafter_) want += add_guesses(i, *budget - 1 - n_decode_left);
     const int32_t n = fit_or_preempt(i, want, &n_decode_left, step);
@@ -259,10 +270,13 @@ void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget) {
   while (!waiting_.empty() && n_running() < config_.max_num_seqs && *budget > 0) {
     Sequence* s = waiting_.front();
     if (s->n_placeholders > 0) break;  // preempted while its token was being sampled
-    // Never match the last token: its logits must be computed.
-    const std::vector<int32_t> hit = kv_.match_prefix(s->block_hashes, (s->size() - 1) / bs);
+    // Never match the last token: its logits must be computed (and none when every prompt
+    // position's logits are wanted).
+    const std::vector<int32_t> hit =
+        s->prompt_logits ? std::vector<int32_t>{}
+                         : kv_.match_prefix(s->block_hashes, (s->size() - 1) / bs);
     const int32_t n_hit = static_cast<int32_t>(hit.size()) * bs;
-    const int32_t n = std::min(s->size() - n_hit, *budget);
+    const int32_t n = std::min({s->size() - n_hit, *budget, prompt_chunk_limit(*s)});
     if (!kv_.admit(s->id, hit, int64_t{n_hit} + n)) break;  // FCFS: the head waits for room
     waiting_.pop_front();
     s->status = SeqStatus::kRunning;

@@ -147,7 +147,9 @@ class Scheduler {
   // fit in the KV pool together with one generated token).
   // max_output: generated tokens at most (0: no limit but max_model_len); the caller still
   // reports kLength, this lets overlap scheduling stop scheduling a sequence at its last token.
-  SeqId add(std::vector<int32_t> prompt, int32_t max_output = 0, int32_t adapter = -1);
+  // prompt_logits: see Sequence::prompt_logits.
+  SeqId add(std::vector<int32_t> prompt, int32_t max_output = 0, int32_t adapter = -1,
+            bool prompt_logits = false);
   // Ends a waiting or running sequence at the next schedule(), which reports it in
   // ScheduledStep::finished and frees its blocks. False if the id is unknown or already done.
   // Called between schedule() and on_step_done(), the token sampled in that step is dropped
@@ -197,6 +199,7 @@ class Scheduler {
   void preempt_back(ScheduledStep* step);
   void enqueue_waiting(Sequence* s);
   void add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget);
+  int32_t prompt_chunk_limit(const Sequence& s) const;
   FinishedSeq retire(Sequence* s, FinishReason reason);
   void extend_hashes(Sequence* s);
   void commit_known(Sequence* s);

@@ -125,6 +125,10 @@ void parse_sampling(const json& body, const ModelContext& ctx, GenPlan* plan) {
   }
   plan->n = static_cast<int>(get_int(body, "n", 1, 1, ctx.max_n));
   plan->stream = get_bool(body, "stream", false);
+  plan->prompt_logprobs = static_cast<int>(get_int(body, "prompt_logprobs", -1, 0, kMaxLogprobs));
+  if (plan->prompt_logprobs >= 0 && plan->stream)
+    bad_request("prompt_logprobs", "'prompt_logprobs' is not supported with stream");
+  plan->params.prompt_logprobs = plan->prompt_logprobs;
   if (const json* so = field(body, "stream_options")) {
     if (!so->is_object()) bad_request("stream_options", "'stream_options' must be an object");
     if (!plan->stream)
@@ -147,7 +151,16 @@ void set_max_tokens(const json& body, const ModelContext& ctx, GenPlan* plan) {
     bad_request("messages", str("the prompt has ", longest, " tokens; this model's context is ",
                                 ctx.max_model_len, " tokens"));
   const char* name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  const int64_t max_tokens = get_int(body, name, room, 1, std::numeric_limits<int32_t>::max());
+  // Completions with echo may ask for no new token (scoring a text: lm-eval-harness'
+  // loglikelihood requests); one is run and not shown.
+  const int64_t max_tokens =
+      get_int(body, name, room, plan->echo ? 0 : 1, std::numeric_limits<int32_t>::max());
+  if (max_tokens == 0) {
+    if (plan->stream) bad_request(name, str("'", name, "' 0 is not supported with stream"));
+    plan->echo_only = true;
+    plan->params.max_tokens = 1;
+    return;
+  }
   if (max_tokens > room)
     bad_request(name, str("'", name, "' is ", max_tokens, " but the prompt has ", longest,
                           " tokens and the context is ", ctx.max_model_len,
@@ -445,6 +458,9 @@ GenPlan parse_completion_request(const ordered_json& obody, const ModelContext& 
   plan.completion_logprobs = static_cast<int>(get_int(body, "logprobs", -1, 0, 5));
   plan.params.logprobs = plan.completion_logprobs;
   plan.echo = get_bool(body, "echo", false);
+  // echo with logprobs: the prompt tokens' logprobs come first (OpenAI's legacy completions).
+  if (plan.echo && plan.completion_logprobs >= 0)
+    plan.params.prompt_logprobs = std::max(plan.params.prompt_logprobs, plan.completion_logprobs);
   if (field(body, "suffix")) bad_request("suffix", "'suffix' is not supported");
   const json* p = field(body, "prompt");
   if (!p) bad_request("prompt", "'prompt' is required");

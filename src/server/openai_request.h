@@ -61,6 +61,8 @@ struct GenPlan {
   bool chat_logprobs = false;   // chat: logprobs: true
   int completion_logprobs = -1;  // completions: logprobs: N
   bool echo = false;             // completions: prepend the prompt text
+  bool echo_only = false;        // completions: echo with max_tokens 0 (one token is run, not shown)
+  int prompt_logprobs = -1;      // vLLM's prompt_logprobs: N best per prompt position
   ToolMode tool_mode = ToolMode::kNone;
   ToolFormat tool_format = ToolFormat::kHermes;
   std::string forced_prefix;  // appended to the prompt in forced tool mode (already in ids)

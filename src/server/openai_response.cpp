@@ -38,9 +38,29 @@ json chat_logprobs(const Tokenizer& tok, const std::vector<SampleResult>& lp,
   return {{"content", content}};
 }
 
-// Completions' legacy shape; advances c.text_offset.
-json completion_logprobs(const Tokenizer& tok, ChoiceState& c, size_t from, size_t to) {
+// Completions' legacy shape; advances c.text_offset. With `prompt` (echo), the prompt's
+// tokens come first: the first without a logprob (null), each other one given those before.
+json completion_logprobs(const Tokenizer& tok, ChoiceState& c, size_t from, size_t to,
+                         const std::vector<int32_t>* prompt = nullptr) {
   json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  if (prompt) {
+    for (size_t i = 0; i < prompt->size(); ++i) {
+      const std::string t = token_text(tok, (*prompt)[i]);
+      tokens.push_back(t);
+      if (i == 0 || i > c.prompt_logprobs.size()) {
+        lps.push_back(nullptr);
+        tops.push_back(nullptr);
+      } else {
+        const PromptLogprob& p = c.prompt_logprobs[i - 1];
+        lps.push_back(p.logprob);
+        json top = json::object();
+        for (const TokenLogprob& e : p.top) top[token_text(tok, e.id)] = e.logprob;
+        tops.push_back(top);
+      }
+      offs.push_back(c.text_offset);
+      c.text_offset += t.size();
+    }
+  }
   for (size_t i = from; i < to && i < c.logprobs.size(); ++i) {
     const std::string t = token_text(tok, c.token_ids[i]);
     tokens.push_back(t);
@@ -53,6 +73,25 @@ json completion_logprobs(const Tokenizer& tok, ChoiceState& c, size_t from, size
   }
   return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops},
           {"text_offset", offs}};
+}
+
+// vLLM's prompt_logprobs: null for the first prompt token, then per token a map from token id
+// to {logprob, rank, decoded_token} holding the prompt token and the best alternatives.
+json vllm_prompt_logprobs(const Tokenizer& tok, const std::vector<PromptLogprob>& lps) {
+  json out = json::array({nullptr});
+  for (size_t i = 0; i < lps.size(); ++i) {
+    const PromptLogprob& p = lps[i];
+    json m = json::object();
+    for (size_t r = 0; r < p.top.size(); ++r)
+      m[std::to_string(p.top[r].id)] = {{"logprob", p.top[r].logprob},
+                                        {"rank", static_cast<int>(r) + 1},
+                                        {"decoded_token", token_text(tok, p.top[r].id)}};
+    m[std::to_string(p.token)] = {{"logprob", p.logprob},
+                                  {"rank", p.rank},
+                                  {"decoded_token", token_text(tok, p.token)}};
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 json tool_call_json(const ToolCall& tc, int index, bool with_index) {
@@ -99,6 +138,7 @@ void apply_update(ChoiceState& c, const StreamUpdate& u) {
   c.text += u.text;
   c.token_ids.insert(c.token_ids.end(), u.token_ids.begin(), u.token_ids.end());
   c.logprobs.insert(c.logprobs.end(), u.logprobs.begin(), u.logprobs.end());
+  if (!u.prompt_logprobs.empty()) c.prompt_logprobs = u.prompt_logprobs;
   c.n_prompt = u.n_prompt;
   c.n_cached = u.n_cached_prompt;
   c.n_generated = u.n_generated;
@@ -159,6 +199,8 @@ json chat_response(const ResponseMeta& m, const GenPlan& plan, std::vector<Choic
   }
   out["choices"] = arr;
   out["usage"] = usage_json(plan, choices);
+  if (plan.prompt_logprobs >= 0 && !choices.empty())
+    out["prompt_logprobs"] = vllm_prompt_logprobs(tok, choices[0].prompt_logprobs);
   return out;
 }
 
@@ -168,14 +210,26 @@ json completion_response(const ResponseMeta& m, const GenPlan& plan,
   json arr = json::array();
   for (auto& c : choices) {
     const std::string prefix = plan.echo ? plan.prompts[c.prompt].text : "";
-    c.text_offset = prefix.size();
+    if (plan.echo_only) {  // max_tokens 0: the token run for the prompt's sake is not shown
+      c.text.clear();
+      c.token_ids.clear();
+      c.logprobs.clear();
+      c.n_generated = 0;
+      c.finish_reason = "length";
+    }
+    const std::vector<int32_t>* prompt_ids =
+        plan.echo && plan.params.prompt_logprobs >= 0 ? &plan.prompts[c.prompt].ids : nullptr;
+    c.text_offset = prompt_ids ? 0 : prefix.size();
     json lp = plan.completion_logprobs >= 0
-                  ? completion_logprobs(tok, c, 0, c.token_ids.size())
+                  ? completion_logprobs(tok, c, 0, c.token_ids.size(), prompt_ids)
                   : json();
-    arr.push_back({{"index", c.index},
-                   {"text", prefix + c.text},
-                   {"logprobs", lp},
-                   {"finish_reason", c.finish_reason}});
+    json ch = {{"index", c.index},
+               {"text", prefix + c.text},
+               {"logprobs", lp},
+               {"finish_reason", c.finish_reason}};
+    if (plan.prompt_logprobs >= 0)
+      ch["prompt_logprobs"] = vllm_prompt_logprobs(tok, c.prompt_logprobs);
+    arr.push_back(std::move(ch));
   }
   out["choices"] = arr;
   out["usage"] = usage_json(plan, choices);
@@ -241,17 +295,19 @@ std::vector<json> completion_chunks(const ResponseMeta& m, const GenPlan& plan, 
                                     const StreamUpdate& u, const Tokenizer& tok) {
   std::vector<json> out;
   std::string text = u.text;
+  const std::vector<int32_t>* prompt_ids = nullptr;  // echo with logprobs: the prompt's first
   if (!c.role_sent) {  // first chunk of the choice: echo goes first
     c.role_sent = true;
     if (plan.echo) text = plan.prompts[c.prompt].text + text;
-    c.text_offset = plan.echo ? plan.prompts[c.prompt].text.size() : 0;
+    if (plan.echo && plan.params.prompt_logprobs >= 0) prompt_ids = &plan.prompts[c.prompt].ids;
+    c.text_offset = plan.echo && !prompt_ids ? plan.prompts[c.prompt].text.size() : 0;
   }
   if (text.empty() && !u.finished && (plan.completion_logprobs < 0 || u.token_ids.empty()))
     return out;
   json lp;
   if (plan.completion_logprobs >= 0) {
     const size_t from = c.token_ids.size() - u.token_ids.size();
-    lp = completion_logprobs(tok, c, from, c.token_ids.size());
+    lp = completion_logprobs(tok, c, from, c.token_ids.size(), prompt_ids);
   }
   json j = chunk_base(m, "text_completion");
   j["choices"] = json::array({{{"index", c.index},

@@ -20,6 +20,7 @@ struct ChoiceState {
   std::string text;
   std::vector<int32_t> token_ids;
   std::vector<SampleResult> logprobs;
+  std::vector<PromptLogprob> prompt_logprobs;  // prompt token i + 1 given those before it
   bool finished = false;
   std::string finish_reason;
   int64_t n_prompt = 0, n_cached = 0, n_generated = 0;

@@ -71,6 +71,8 @@ class GbnfParser {
     if (it == ids_.end()) fail(str("grammar: no '", root, "' rule (the start rule)"));
     g_->root_ = it->second;
     g_->check_left_recursion();
+    if (GbnfMatcher(*g_).initial().dead())
+      fail("grammar: the start rule matches nothing (every alternative refers to itself)");
     return std::move(g_);
   }
 
@@ -467,8 +469,12 @@ std::shared_ptr<const GbnfGrammar> GbnfGrammar::choice(const std::vector<std::st
 }
 
 // A rule that can reach itself through alternatives' first elements (after nullable ones)
-// would make the matcher's expansion loop forever: refused, as llama.cpp refuses it.
-void GbnfGrammar::check_left_recursion() const {
+// would make the matcher's expansion loop forever. Where every reference on such a cycle ends
+// its alternative (a repetition of something that can be empty: ("a"?)*), the stack does
+// not grow around it and the matcher stops when it meets the same stack again
+// (cycle_guard_); any other cycle grows the stack without reading a character and is refused,
+// as llama.cpp refuses left recursion.
+void GbnfGrammar::check_left_recursion() {
   const size_t n = rules_.size();
   std::vector<uint8_t> nullable(n, 0);
   for (bool changed = true; changed;) {
@@ -491,40 +497,68 @@ void GbnfGrammar::check_left_recursion() const {
       }
     }
   }
-  std::vector<std::vector<uint32_t>> left(n);  // rules that can come first
+  struct Edge {
+    uint32_t to;
+    bool tail;  // the reference ends its alternative: nothing of the caller stays
+  };
+  std::vector<std::vector<Edge>> left(n);  // rules that can come first
   for (size_t r = 0; r < n; ++r) {
     for (uint32_t a : rules_[r].alts) {
       for (uint32_t i = a; elems_[i].kind == GbnfElem::kRef; ++i) {
-        left[r].push_back(elems_[i].value);
+        left[r].push_back({elems_[i].value, elems_[i + 1].kind == GbnfElem::kEnd});
         if (!nullable[elems_[i].value]) break;
       }
     }
   }
-  // Iterative DFS: 0 new, 1 on the path, 2 done.
-  std::vector<uint8_t> mark(n, 0);
+  // Strongly connected components (Tarjan, iterative); an edge inside one lies on a cycle.
+  std::vector<int64_t> index(n, -1), low(n, 0);
+  std::vector<uint32_t> comp(n, 0), stack;
+  std::vector<uint8_t> on_stack(n, 0);
   std::vector<std::pair<uint32_t, size_t>> path;
+  int64_t counter = 0;
+  uint32_t n_comps = 0;
   for (uint32_t start = 0; start < n; ++start) {
-    if (mark[start]) continue;
+    if (index[start] >= 0) continue;
     path.push_back({start, 0});
-    mark[start] = 1;
+    index[start] = low[start] = counter++;
+    stack.push_back(start);
+    on_stack[start] = 1;
     while (!path.empty()) {
       auto& [r, next] = path.back();
-      if (next == left[r].size()) {
-        mark[r] = 2;
-        path.pop_back();
+      if (next < left[r].size()) {
+        const uint32_t to = left[r][next++].to;
+        if (index[to] < 0) {
+          index[to] = low[to] = counter++;
+          stack.push_back(to);
+          on_stack[to] = 1;
+          path.push_back({to, 0});
+        } else if (on_stack[to]) {
+          low[r] = std::min(low[r], index[to]);
+        }
         continue;
       }
-      const uint32_t to = left[r][next++];
-      if (mark[to] == 1) {
-        // Generated rules are named after the rule they were written in.
-        std::string name = rules_[to].name;
-        fail(str("grammar: left recursion in rule '", name,
+      const uint32_t done = r;
+      path.pop_back();
+      if (!path.empty()) low[path.back().first] = std::min(low[path.back().first], low[done]);
+      if (low[done] == index[done]) {
+        for (;;) {
+          const uint32_t x = stack.back();
+          stack.pop_back();
+          on_stack[x] = 0;
+          comp[x] = n_comps;
+          if (x == done) break;
+        }
+        ++n_comps;
+      }
+    }
+  }
+  for (size_t r = 0; r < n; ++r) {
+    for (const Edge& e : left[r]) {
+      if (comp[e.to] != comp[r]) continue;  // not on a cycle
+      if (!e.tail)
+        fail(str("grammar: left recursion in rule '", rules_[e.to].name,
                  "' (it can reach itself before reading a character)"));
-      }
-      if (mark[to] == 0) {
-        mark[to] = 1;
-        path.push_back({to, 0});
-      }
+      cycle_guard_ = true;
     }
   }
 }
@@ -539,8 +573,8 @@ std::string GbnfState::key() const {
   k[1] = static_cast<char>(len);
   k[2] = static_cast<char>(ends.size() & 0xFF);
   std::memcpy(k.data() + 3, &cp, 4);
-  std::memcpy(k.data() + 7, frames.data(), frames.size() * 4);
-  std::memcpy(k.data() + 7 + frames.size() * 4, ends.data(), ends.size() * 4);
+  if (!frames.empty()) std::memcpy(k.data() + 7, frames.data(), frames.size() * 4);
+  if (!ends.empty()) std::memcpy(k.data() + 7 + frames.size() * 4, ends.data(), ends.size() * 4);
   return k;
 }
 
@@ -562,6 +596,11 @@ void GbnfMatcher::add_stack(const std::vector<uint32_t>& stack, GbnfState* out) 
 // character elements, by following references and ends of alternatives; adds them to *out.
 // Leaves *stack as it found it.
 void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
+  if (g_.cycle_guard()) seen_.clear();
+  expand_from(stack, out);
+}
+
+void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out) const {
   if (stack->empty()) {
     add_stack(*stack, out);
     return;
@@ -572,9 +611,10 @@ void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
     add_stack(*stack, out);
     return;
   }
+  if (e.kind == GbnfElem::kRef && g_.cycle_guard() && !seen_.insert(*stack).second) return;
   stack->pop_back();
   if (e.kind == GbnfElem::kEnd) {  // the alternative is done: back to its caller
-    expand(stack, out);
+    expand_from(stack, out);
   } else {
     // A reference: the caller's next element stays below (unless the reference ends its
     // alternative: a tail call keeps nothing), each alternative of the rule goes on top.
@@ -583,7 +623,7 @@ void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
     if (stack->size() < kMaxDepth) {
       for (uint32_t alt : g_.alternatives(e.value)) {
         stack->push_back(alt);
-        expand(stack, out);
+        expand_from(stack, out);
         stack->pop_back();
       }
     }

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -62,6 +63,9 @@ class GbnfGrammar {
   const std::string& rule_name(uint32_t rule) const { return rules_[rule].name; }
   size_t n_rules() const { return rules_.size(); }
   uint32_t root() const { return root_; }
+  // Some repetition of a possibly empty item loops back without reading (see gbnf.cpp): the
+  // matcher then stops an expansion at a stack it has met before.
+  bool cycle_guard() const { return cycle_guard_; }
 
  private:
   friend class GbnfParser;
@@ -70,12 +74,13 @@ class GbnfGrammar {
     std::vector<uint32_t> alts;  // start index of each alternative in elems_
     bool defined = false;
   };
-  void check_left_recursion() const;
+  void check_left_recursion();
 
   std::vector<GbnfElem> elems_;
   std::vector<GbnfCharSet> sets_;
   std::vector<Rule> rules_;
   uint32_t root_ = 0;
+  bool cycle_guard_ = false;
 };
 
 // A matcher state: the partial UTF-8 character read so far and a set of stacks of element
@@ -110,12 +115,14 @@ class GbnfMatcher {
 
  private:
   void expand(std::vector<uint32_t>* stack, GbnfState* out) const;
+  void expand_from(std::vector<uint32_t>* stack, GbnfState* out) const;
   void add_stack(const std::vector<uint32_t>& stack, GbnfState* out) const;
   void advance(const GbnfState& in, uint32_t cp, GbnfState* out) const;
   bool filter(const GbnfState& in, uint32_t lo, uint32_t hi, GbnfState* out) const;
 
   const GbnfGrammar& g_;
   mutable std::vector<uint32_t> scratch_;
+  mutable std::set<std::vector<uint32_t>> seen_;  // cycle_guard(): stacks met at references
 };
 
 }  // namespace jinx

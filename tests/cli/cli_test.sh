@@ -114,6 +114,10 @@ if [ -f "$smol" ]; then
     echo '{"prompt": "A year:", "regex": "[12][0-9]{3}", "max_tokens": 8}'
     echo '{"prompt": "x", "grammar": "root ::= nope"}'
   } >"$tmp/structured.jsonl"
+  echo '{"prompt": "The capital of France is Paris", "prompt_logprobs": 1, "max_tokens": 1}' >"$tmp/score.jsonl"
+  expect_output batch-prompt-logprobs "" -- "$jinx" generate -m "$smol" --input "$tmp/score.jsonl" --output "$tmp/score.out"
+  if grep -qE '"prompt_logprobs":\[\{"token":3575,"logprob":-[0-9.e-]+,"rank":[0-9]+,"top":\[\{' "$tmp/score.out"; then
+    pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL batch-prompt-logprobs-output:"; cat "$tmp/score.out"; fi
   expect_output batch-structured "" -- "$jinx" generate -m "$smol" --input "$tmp/structured.jsonl" --output "$tmp/structured.out"
   if sed -n 1p "$tmp/structured.out" | grep -qE '"text":" (yes|no)"' &&
      sed -n 2p "$tmp/structured.out" | grep -qE '"text":"[12][0-9]{3}"' &&

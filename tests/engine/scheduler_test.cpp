@@ -121,8 +121,8 @@ class Driver {
     kv_store_.assign(static_cast<size_t>(kc.n_blocks) * kc.block_size, 0);
   }
 
-  SeqId add(std::vector<int32_t> prompt, int32_t max_tokens) {
-    const SeqId id = sched.add(prompt, max_tokens);
+  SeqId add(std::vector<int32_t> prompt, int32_t max_tokens, bool prompt_logits = false) {
+    const SeqId id = sched.add(prompt, max_tokens, -1, prompt_logits);
     mirror_[id] = prompt;
     prompts_[id] = std::move(prompt);
     max_tokens_[id] = max_tokens;
@@ -408,6 +408,38 @@ TEST(Scheduler, SinglePromptPrefillsInBudgetChunksThenDecodes) {
   EXPECT_EQ(d.sched.stats().n_computed_tokens, 104);
   d.check_outputs();
   d.check_all_blocks_free();
+}
+
+// Prompt logprobs: no prefix-cache hit (every position's logits are computed), the prompt in
+// chunks of at most kMaxPromptLogitRows, and the batch asks for every prompt row but the last.
+TEST(Scheduler, PromptLogitsComputeTheWholePromptInCappedChunks) {
+  Driver d(sched_config(4, 2048), kv_config(256, 16));
+  const std::vector<int32_t> prompt = tokens_from(600, 1);
+  d.add(prompt, 2);
+  d.drain(10);  // its blocks are now in the prefix cache
+  const SeqId id = d.add(prompt, 2, /*prompt_logits=*/true);
+  std::vector<int32_t> chunks;
+  while (d.sched.sequence(id).n_generated() == 0) chunks.push_back(d.step().n_tokens);
+  EXPECT_EQ(chunks, (std::vector<int32_t>{256, 256, 88}));
+  EXPECT_EQ(d.sched.sequence(id).n_cached_prompt, 0);
+  d.drain(10);
+  d.check_outputs();
+  d.check_all_blocks_free();
+  // The batch builder: rows at positions < prompt_logits_end, sample row excluded.
+  std::vector<int32_t> toks(20, 7), table(2, 0);
+  table[1] = 1;
+  const BatchSeq a{0, toks, table, 0, 20, true, 0, -1, 19};
+  const BatchSeq b{1, toks, table, 16, 4, true, 0, -1, 0};
+  const std::vector<BatchSeq> seqs{b, a};
+  const Batch batch = build_batch(seqs, 16);
+  ASSERT_EQ(batch.prompt_rows.size(), 19u);
+  EXPECT_EQ(batch.prompt_rows.front(), 4);  // after b's 4 rows
+  EXPECT_EQ(batch.prompt_rows.back(), 22);
+  EXPECT_EQ(batch.prompt_seqs.front(), 1);
+  EXPECT_EQ(batch.out_rows.size(), 2u + 19u);  // two sample rows first
+  EXPECT_EQ(batch.out_rows[0], 3);
+  EXPECT_EQ(batch.out_rows[1], 23);
+  EXPECT_EQ(batch.out_rows[2], 4);
 }
 
 TEST(Scheduler, TokenBudgetRespectedEveryStep) {

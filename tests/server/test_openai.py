@@ -14,7 +14,7 @@ import jsonschema
 import openai
 import pytest
 
-from conftest import API_KEY, Server
+from conftest import API_KEY, ROOT, Server
 from conftest import MODEL as MODEL_PATH
 
 MODEL = "smollm2"
@@ -121,6 +121,94 @@ def test_completions_stream_and_non_stream(client):
     assert full.object == "text_completion"
     echo = client.completions.create(echo=True, **kw)
     assert echo.choices[0].text == kw["prompt"] + full.choices[0].text
+
+
+# --- prompt logprobs: echo + logprobs (OpenAI's legacy form, lm-eval-harness' loglikelihood)
+# and vLLM's prompt_logprobs
+
+def test_prompt_logprobs_rank_transformers_greedy_tokens_first(server):
+    # transformers' greedy continuation (fixtures/smollm2/transformers.json) fed back as the
+    # prompt: each of its tokens was transformers' argmax, so it ranks first here too, except
+    # at near-ties.
+    with open(ROOT / "tests/fixtures/smollm2/transformers.json") as f:
+        p = json.load(f)["prompts"][0]
+    greedy, margins = p["greedy_tokens"][:12], p["greedy_top2_margins"][:12]
+    ids = p["prompt_ids"] + greedy
+    r = post(server, "/v1/completions", {"model": MODEL, "prompt": ids, "max_tokens": 1,
+                                         "temperature": 0, "prompt_logprobs": 2})
+    assert r.status_code == 200, r.text
+    pl = r.json()["choices"][0]["prompt_logprobs"]
+    assert len(pl) == len(ids) and pl[0] is None
+    n_checked = 0
+    for k, (tok, margin) in enumerate(zip(greedy, margins)):
+        entry = pl[len(p["prompt_ids"]) + k]
+        assert str(tok) in entry and len(entry) <= 3
+        assert entry[str(tok)]["logprob"] <= 0
+        if margin > 0.5:  # int8 activations here, fp32 there: near-ties may swap
+            assert entry[str(tok)]["rank"] == 1, (k, entry)
+            n_checked += 1
+    assert n_checked >= 7
+
+
+def test_echo_logprobs_score_the_prompt(client):
+    kw = dict(model=MODEL, echo=True, logprobs=1, max_tokens=0, temperature=0)
+    scores = {}
+    for city in ("Paris", "London"):
+        prompt = f"The capital of France is {city}"
+        r = client.completions.create(prompt=prompt, **kw)
+        c = r.choices[0]
+        assert c.text == prompt and r.usage.completion_tokens == 0
+        lp = c.logprobs
+        assert "".join(lp.tokens) == prompt
+        assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+        assert all(x <= 0 for x in lp.token_logprobs[1:])
+        assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[0] == 0
+        scores[city] = lp.token_logprobs[-1]
+    assert scores["Paris"] > scores["London"] + 1.0
+    # The same numbers as vLLM's prompt_logprobs form, and a generated token after them.
+    r = client.completions.create(model=MODEL, prompt="The capital of France is Paris", echo=True,
+                                  logprobs=1, max_tokens=2, temperature=0,
+                                  extra_body={"prompt_logprobs": 0})
+    c = r.choices[0]
+    n_prompt = r.usage.prompt_tokens
+    assert len(c.logprobs.tokens) == n_prompt + 2
+    assert math.isclose(c.logprobs.token_logprobs[n_prompt - 1], scores["Paris"], abs_tol=1e-5)
+    vllm = c.model_extra["prompt_logprobs"]
+    ids = [int(next(k for k, v in e.items() if math.isclose(v["logprob"], x, abs_tol=1e-6)))
+           for e, x in zip(vllm[1:], c.logprobs.token_logprobs[1:n_prompt])]
+    assert len(ids) == n_prompt - 1
+
+
+def test_echo_logprobs_streamed(client):
+    kw = dict(model=MODEL, prompt="One, two, three,", echo=True, logprobs=0, max_tokens=4,
+              temperature=0)
+    whole = client.completions.create(**kw).choices[0].logprobs
+    tokens, lps = [], []
+    for chunk in client.completions.create(stream=True, **kw):
+        for ch in chunk.choices:
+            if ch.logprobs:
+                tokens += ch.logprobs.tokens
+                lps += ch.logprobs.token_logprobs
+    assert tokens == whole.tokens and lps == whole.token_logprobs
+
+
+def test_chat_prompt_logprobs(client):
+    r = chat(client, "Hi", max_tokens=2, extra_body={"prompt_logprobs": 1})
+    pl = r.model_extra["prompt_logprobs"]
+    assert pl[0] is None and len(pl) == r.usage.prompt_tokens
+    assert all(1 <= len(e) <= 2 for e in pl[1:])
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"prompt": "hi", "max_tokens": 0}, "max_tokens"),
+    ({"prompt": "hi", "max_tokens": 0, "echo": True, "stream": True}, "stream"),
+    ({"prompt": "hi", "prompt_logprobs": 1, "stream": True}, "stream"),
+    ({"prompt": "hi", "prompt_logprobs": 21}, "prompt_logprobs"),
+    ({"prompt": "hi", "prompt_logprobs": "x"}, "prompt_logprobs"),
+])
+def test_bad_prompt_logprobs_400(server, body, words):
+    r = post(server, "/v1/completions", dict(body, model=MODEL))
+    assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
 
 
 def test_completions_token_prompt_and_batch(client):
