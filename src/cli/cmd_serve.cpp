@@ -44,6 +44,11 @@ void add_serve(CLI::App& app) {
   sub->add_option("--lora-modules", a->lora_modules,
                   "LoRA adapters served beside the model, NAME=DIR each (a PEFT directory); a "
                   "request whose \"model\" is NAME uses it");
+  sub->add_option("--reasoning-parser", a->opt.reasoning_parser,
+                  "return a thinking model's <think> block as reasoning_content: auto (qwen3 "
+                  "when the chat template writes one), none, qwen3 or deepseek_r1")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "none", "qwen3", "deepseek_r1"}));
   add_engine_flags(sub, &a->engine);
   sub->callback([a] {
     a->opt.engine = a->engine.resolve();

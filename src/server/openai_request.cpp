@@ -366,6 +366,7 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   set_model(body, ctx, &plan);
   plan.chat = true;
   plan.tool_format = ctx.tool_format;
+  plan.reasoning = ctx.reasoning;
   parse_sampling(body, ctx, &plan);
   parse_logprobs_chat(body, &plan);
   ordered_json messages = parse_messages(obody);
@@ -407,6 +408,9 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
     if (structured.grammar) plan.grammar = std::move(structured.grammar);
     plan.gbnf = std::move(structured.gbnf);
   }
+  // JSON output (forced calls, response_format, JSON schemas) has no thoughts to split off; a
+  // GBNF grammar covers the whole output, a <think> block included when it writes one.
+  if (plan.grammar) plan.reasoning = ReasoningMode::kNone;
   ordered_json c = ordered_json::object();
   c["messages"] = messages;
   if (!otools.is_null() && !otools.empty() && template_supports_tools(ctx.tmpl_source))

@@ -11,6 +11,7 @@
 
 #include "engine/sampler.h"
 #include "server/api_error.h"
+#include "server/reasoning.h"
 #include "server/tool_calls.h"
 #include "structured/constraint.h"
 #include "tokenizer/template.h"
@@ -34,6 +35,7 @@ struct ModelContext {
   std::shared_ptr<const ChatTemplate> tmpl;
   std::string tmpl_source;
   ToolFormat tool_format = ToolFormat::kHermes;
+  ReasoningMode reasoning = ReasoningMode::kNone;  // chat output's <think> block
   int32_t vocab_size = 0;  // the model's logits
   int64_t max_model_len = 0;
   int32_t max_n = 16;  // choices per request
@@ -65,6 +67,7 @@ struct GenPlan {
   int prompt_logprobs = -1;      // vLLM's prompt_logprobs: N best per prompt position
   ToolMode tool_mode = ToolMode::kNone;
   ToolFormat tool_format = ToolFormat::kHermes;
+  ReasoningMode reasoning = ReasoningMode::kNone;
   std::string forced_prefix;  // appended to the prompt in forced tool mode (already in ids)
   std::shared_ptr<const JsonGrammar> grammar;  // response_format / forced tool call / json schema
   std::shared_ptr<const GbnfGrammar> gbnf;     // grammar, regex or choice (never with `grammar`)

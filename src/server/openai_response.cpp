@@ -172,7 +172,13 @@ json chat_response(const ResponseMeta& m, const GenPlan& plan, std::vector<Choic
   for (auto& c : choices) {
     json msg = {{"role", "assistant"}};
     std::vector<ToolCall> calls;
-    std::string content = c.text;
+    std::string content = c.text, reasoning;
+    if (plan.reasoning != ReasoningMode::kNone) {
+      ReasoningSplitter split(plan.reasoning);
+      ReasoningDelta a = split.push(c.text), b = split.finish();
+      reasoning = a.reasoning + b.reasoning;
+      content = a.content + b.content;
+    }
     if (plan.tool_mode == ToolMode::kForced) {
       ToolCall tc;
       if (forced_call(c.text, &tc)) {
@@ -180,11 +186,12 @@ json chat_response(const ResponseMeta& m, const GenPlan& plan, std::vector<Choic
         content.clear();
       }
     } else if (plan.tool_mode == ToolMode::kAuto) {
-      ParsedOutput p = parse_tool_calls(c.text, plan.tool_format);
+      ParsedOutput p = parse_tool_calls(content, plan.tool_format);
       calls = std::move(p.calls);
       content = std::move(p.content);
     }
     msg["content"] = (calls.empty() || !content.empty()) ? json(content) : json();
+    if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
     if (!calls.empty()) {
       json tcs = json::array();
       for (const auto& tc : calls) tcs.push_back(tool_call_json(tc, 0, false));
@@ -253,6 +260,18 @@ std::vector<json> chat_chunks(const ResponseMeta& m, const GenPlan& plan, Choice
     c.role_sent = true;
   }
   bool any_calls = c.tool_calls_sent > 0;
+  std::string text = u.text;  // what is content (thoughts split off first)
+  if (plan.reasoning != ReasoningMode::kNone) {
+    if (!c.reasoning) c.reasoning = std::make_unique<ReasoningSplitter>(plan.reasoning);
+    ReasoningDelta d = c.reasoning->push(u.text);
+    if (u.finished) {
+      ReasoningDelta tail = c.reasoning->finish();
+      d.reasoning += tail.reasoning;
+      d.content += tail.content;
+    }
+    if (!d.reasoning.empty()) chunk({{"reasoning_content", d.reasoning}}, json(), json());
+    text = std::move(d.content);
+  }
   if (plan.tool_mode == ToolMode::kForced) {
     if (u.finished) {
       ToolCall tc;
@@ -266,7 +285,7 @@ std::vector<json> chat_chunks(const ResponseMeta& m, const GenPlan& plan, Choice
     }
   } else if (plan.tool_mode == ToolMode::kAuto) {
     if (!c.tool_stream) c.tool_stream = std::make_unique<ToolCallStreamParser>(plan.tool_format);
-    std::vector<StreamDelta> deltas = c.tool_stream->push(u.text);
+    std::vector<StreamDelta> deltas = c.tool_stream->push(text);
     if (u.finished) {
       auto tail = c.tool_stream->finish();
       deltas.insert(deltas.end(), tail.begin(), tail.end());
@@ -281,9 +300,9 @@ std::vector<json> chat_chunks(const ResponseMeta& m, const GenPlan& plan, Choice
         chunk({{"content", d.content}}, json(), json());
       }
     }
-  } else if (!u.text.empty() || (plan.chat_logprobs && !u.token_ids.empty())) {
+  } else if (!text.empty() || (plan.chat_logprobs && !u.token_ids.empty())) {
     const size_t from = c.token_ids.size() - u.token_ids.size();
-    chunk({{"content", u.text}},
+    chunk({{"content", text}},
           plan.chat_logprobs ? chat_logprobs(tok, c.logprobs, c.token_ids, from) : json(),
           json());
   }

@@ -27,6 +27,7 @@ struct ChoiceState {
   bool role_sent = false;
   size_t text_offset = 0;  // completions logprobs text_offset so far
   std::unique_ptr<ToolCallStreamParser> tool_stream;  // chat, tool mode kAuto, streaming
+  std::unique_ptr<ReasoningSplitter> reasoning;       // chat with a reasoning mode, streaming
   int tool_calls_sent = 0;
 };
 

@@ -416,6 +416,8 @@ void load_model(ServerState& st) {
                                                     : c.tok->chat_template();
     c.tmpl = std::make_shared<ChatTemplate>(c.tmpl_source);
     c.tool_format = detect_tool_format(c.tmpl_source);
+    c.reasoning = st.opt.reasoning_parser == "auto" ? detect_reasoning_mode(c.tmpl_source)
+                                                    : parse_reasoning_mode(st.opt.reasoning_parser);
     c.vocab_size = static_cast<int32_t>(llm->model().config().vocab_size);
     c.max_model_len = llm->max_model_len();
     c.max_n = st.opt.max_n;

@@ -35,6 +35,9 @@ struct ServeOptions {
   // LoRA adapters served beside the model (--lora-modules NAME=DIR ...): a request whose
   // "model" is NAME runs with adapter DIR (a PEFT directory).
   std::vector<std::pair<std::string, std::string>> lora_modules;
+  // Thoughts in chat output (--reasoning-parser): "auto" (qwen3 when the chat template writes
+  // a </think> block), "none", "qwen3" or "deepseek_r1" (server/reasoning.h).
+  std::string reasoning_parser = "auto";
 };
 
 // Listens, loads the model in the background (/health says 503 until it is ready), serves

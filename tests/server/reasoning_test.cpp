@@ -1,0 +1,91 @@
+// The <think> splitter of chat output: the whole text and every way of streaming it in pieces
+// give the same thoughts and content.
+#include "server/reasoning.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include "core/check.h"
+
+namespace jinx::server {
+namespace {
+
+ReasoningDelta whole(ReasoningMode mode, const std::string& text) {
+  ReasoningSplitter s(mode);
+  ReasoningDelta a = s.push(text), b = s.finish();
+  return {a.reasoning + b.reasoning, a.content + b.content};
+}
+
+// Pieces of random sizes (1..8 bytes), so tags and whitespace are cut everywhere.
+ReasoningDelta streamed(ReasoningMode mode, const std::string& text, uint32_t seed) {
+  std::mt19937 rng(seed);
+  ReasoningSplitter s(mode);
+  ReasoningDelta out;
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = std::min(text.size() - i, static_cast<size_t>(1 + rng() % 8));
+    ReasoningDelta d = s.push(text.substr(i, n));
+    out.reasoning += d.reasoning;
+    out.content += d.content;
+    i += n;
+  }
+  ReasoningDelta d = s.finish();
+  return {out.reasoning + d.reasoning, out.content + d.content};
+}
+
+struct Case {
+  ReasoningMode mode;
+  std::string text, reasoning, content;
+};
+
+TEST(Reasoning, SplitsWholeAndStreamedAlike) {
+  using M = ReasoningMode;
+  const Case cases[] = {
+      {M::kQwen3, "<think>\nLet me see.\n2+2=4.\n</think>\n\nIt is 4.", "Let me see.\n2+2=4.", "It is 4."},
+      {M::kQwen3, "<think>\n\n</think>\n\nHello!", "", "Hello!"},  // enable_thinking=false
+      {M::kQwen3, "Hello, no thoughts.", "", "Hello, no thoughts."},
+      {M::kQwen3, "  <think>a</think>b", "a", "b"},
+      {M::kQwen3, "<thin", "", "<thin"},                             // not the tag after all
+      {M::kQwen3, "<think>cut off mid-thought  ", "cut off mid-thought", ""},
+      {M::kQwen3, "<think>x</thinking></think>y", "x</thinking>", "y"},
+      {M::kQwen3, "<think>a</think>b</think>c", "a", "b</think>c"},
+      {M::kQwen3, "", "", ""},
+      {M::kDeepSeekR1, "Hmm, 3 apples.\n</think>\n\n3", "Hmm, 3 apples.", "3"},
+      {M::kDeepSeekR1, "<think>\nHmm.</think>ok", "Hmm.", "ok"},
+      {M::kDeepSeekR1, "still thinking", "still thinking", ""},
+      {M::kNone, "<think>a</think>b", "", "<think>a</think>b"},
+  };
+  for (const Case& c : cases) {
+    const ReasoningDelta w = whole(c.mode, c.text);
+    EXPECT_EQ(w.reasoning, c.reasoning) << c.text;
+    EXPECT_EQ(w.content, c.content) << c.text;
+    for (uint32_t seed = 0; seed < 20; ++seed) {
+      const ReasoningDelta s = streamed(c.mode, c.text, seed);
+      EXPECT_EQ(s.reasoning, c.reasoning) << c.text << " seed " << seed;
+      EXPECT_EQ(s.content, c.content) << c.text << " seed " << seed;
+    }
+  }
+}
+
+TEST(Reasoning, ThoughtsStreamBeforeTheBlockEnds) {
+  ReasoningSplitter s(ReasoningMode::kQwen3);
+  EXPECT_EQ(s.push("<think>\nStep one. ").reasoning, "Step one.");
+  EXPECT_TRUE(s.in_reasoning());
+  EXPECT_EQ(s.push("Step two.</th").reasoning, " Step two.");
+  const ReasoningDelta d = s.push("ink>\n\nAnswer");
+  EXPECT_EQ(d.reasoning, "");
+  EXPECT_EQ(d.content, "Answer");
+}
+
+TEST(Reasoning, ModesByNameAndTemplate) {
+  EXPECT_EQ(parse_reasoning_mode("qwen3"), ReasoningMode::kQwen3);
+  EXPECT_EQ(parse_reasoning_mode("deepseek_r1"), ReasoningMode::kDeepSeekR1);
+  EXPECT_EQ(parse_reasoning_mode("none"), ReasoningMode::kNone);
+  EXPECT_THROW(parse_reasoning_mode("o1"), Error);
+  EXPECT_EQ(detect_reasoning_mode("{{ '<think>\\n\\n</think>\\n\\n' }}"), ReasoningMode::kQwen3);
+  EXPECT_EQ(detect_reasoning_mode("<|im_start|>assistant"), ReasoningMode::kNone);
+}
+
+}  // namespace
+}  // namespace jinx::server
