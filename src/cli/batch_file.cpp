@@ -39,6 +39,10 @@ SamplingParams params_from(const Json& j, const SamplingParams& defaults) {
   read_field(j, "repetition_penalty", &p.repetition_penalty);
   read_field(j, "ignore_eos", &p.ignore_eos);
   read_field(j, "prompt_logprobs", &p.prompt_logprobs);
+  read_field(j, "min_tokens", &p.min_tokens);
+  read_field(j, "stop_token_ids", &p.stop_token_ids);
+  read_field(j, "allowed_token_ids", &p.allowed_token_ids);
+  read_field(j, "include_stop_str_in_output", &p.include_stop_str_in_output);
   uint64_t seed = 0;
   if (j.contains("seed") && !j["seed"].is_null()) {
     read_field(j, "seed", &seed);

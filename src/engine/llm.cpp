@@ -37,6 +37,7 @@ struct LLM::Live {
   StreamFn on_update;
   bool stopped_by_string = false;
   std::vector<int32_t> prompt;  // kept when prompt logprobs are wanted
+  std::vector<uint8_t> allowed;  // params.allowed_token_ids as a per-token flag, once needed
   bool sent_prompt_logprobs = false;
   size_t sent_text = 0;    // out.text bytes already reported through on_update
   size_t sent_tokens = 0;  // out.token_ids already reported
@@ -49,7 +50,8 @@ struct LLM::Live {
   sampling::Pick pick(bool device_samples, double* u) {
     const SamplingParams& p = params;
     if (constraint || p.logprobs >= 0 || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
-        p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+        p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f ||
+        static_cast<int>(out.token_ids.size()) < p.min_tokens || !p.allowed_token_ids.empty())
       return sampling::kPickLogits;
     if (p.temperature < kGreedyTemperature) return sampling::kPickArgmax;
     if (!device_samples) return sampling::kPickLogits;
@@ -59,7 +61,7 @@ struct LLM::Live {
   Live(Request& r, const Tokenizer* tok)
       : params(r.params),
         sampler(r.params, r.prompt),
-        stops(r.params.stop),
+        stops(r.params.stop, r.params.include_stop_str_in_output),
         constraint(std::move(r.constraint)),
         on_update(std::move(r.on_update)),
         t0(Clock::now()) {
@@ -319,6 +321,23 @@ int32_t LLM::sample_row(Flight& f, size_t k, Live& L, FinishReason* reason) {
   SampleResult sr{f.picked[k], std::numeric_limits<float>::quiet_NaN(), {}};
   if (f.pick[k] == sampling::kPickLogits) {
     float* row = f.logits.data() + k * V;  // the sampler modifies its row in place
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+    if (!L.params.allowed_token_ids.empty()) {  // everything else masked
+      if (L.allowed.empty()) {
+        L.allowed.assign(static_cast<size_t>(V), 0);
+        for (int32_t id : L.params.allowed_token_ids) L.allowed[static_cast<size_t>(id)] = 1;
+      }
+      for (int64_t t = 0; t < V; ++t)
+        if (!L.allowed[static_cast<size_t>(t)]) row[t] = kNegInf;
+    }
+    if (static_cast<int>(L.out.token_ids.size()) < L.params.min_tokens) {  // no end yet
+      for (int32_t id : model_->config().eos_token_ids)
+        if (id >= 0 && id < V) row[id] = kNegInf;
+      if (tok_)
+        for (int32_t id : tok_->eos_ids())
+          if (id >= 0 && id < V) row[id] = kNegInf;
+      for (int32_t id : L.params.stop_token_ids) row[id] = kNegInf;
+    }
     if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
     sr = L.sampler.sample(row, static_cast<int32_t>(V));
   } else if (sr.token < 0) {  // as the host sampler would have refused these logits

@@ -375,6 +375,11 @@ std::string SamplingParams::validate(int vocab_size) const {
       return str("logit_bias value for token ", id, " must be in [-100, 100], got ", bias);
   }
   if (max_tokens < 1) return str("max_tokens must be at least 1, got ", max_tokens);
+  if (min_tokens < 0 || min_tokens > max_tokens)
+    return str("min_tokens must be in [0, max_tokens = ", max_tokens, "], got ", min_tokens);
+  for (int32_t id : allowed_token_ids)
+    if (id < 0 || id >= vocab_size)
+      return str("allowed_token_ids entry ", id, " is outside [0, ", vocab_size, ")");
   for (int32_t id : stop_token_ids)
     if (id < 0 || id >= vocab_size)
       return str("stop_token_ids entry ", id, " is outside [0, ", vocab_size, ")");

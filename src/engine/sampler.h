@@ -53,6 +53,12 @@ struct SamplingParams {
   int max_tokens = 256;                               // >= 1
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;  // ids in [0, vocab)
+  // EOS and stop_token_ids cannot be sampled before this many tokens (vLLM's min_tokens;
+  // stop strings still stop), <= max_tokens.
+  int min_tokens = 0;
+  // Non-empty: only these tokens may be sampled (vLLM's allowed_token_ids), ids in [0, vocab).
+  std::vector<int32_t> allowed_token_ids;
+  bool include_stop_str_in_output = false;  // a matched stop string stays in the text
   std::vector<std::string> stop;  // stop strings, matched by the detokenizer; none may be empty
   int logprobs = -1;  // < 0: none; else how many top logprobs (<= 20) besides the chosen one
   // < 0: none; else the logprob (and rank) of every prompt token after the first, given the

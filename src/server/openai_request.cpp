@@ -79,6 +79,25 @@ void parse_stop(const json& body, SamplingParams* p) {
   p->stop = std::move(stops);
 }
 
+// An optional array of token ids inside the vocabulary (at most the vocabulary's size).
+std::vector<int32_t> token_id_list(const json& body, const char* name, const ModelContext& ctx) {
+  const json* v = field(body, name);
+  if (!v) return {};
+  if (!v->is_array()) bad_request(name, str("'", name, "' must be an array of token ids"));
+  if (v->size() > static_cast<size_t>(ctx.vocab_size))
+    bad_request(name, str("'", name, "' has more entries than the vocabulary"));
+  std::vector<int32_t> ids;
+  for (const json& t : *v) {
+    if (!t.is_number_integer()) bad_request(name, str("'", name, "' must be an array of token ids"));
+    const int64_t id = t.get<int64_t>();
+    if (id < 0 || id >= ctx.vocab_size)
+      bad_request(name, str("token id ", id, " in '", name, "' is outside the vocabulary [0, ",
+                            ctx.vocab_size, ")"));
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
 void parse_logit_bias(const json& body, const ModelContext& ctx, SamplingParams* p) {
   const json* v = field(body, "logit_bias");
   if (!v) return;
@@ -136,6 +155,10 @@ void parse_sampling(const json& body, const ModelContext& ctx, GenPlan* plan) {
     plan->include_usage = get_bool(*so, "include_usage", false);
   }
   p.ignore_eos = get_bool(body, "ignore_eos", false);
+  p.include_stop_str_in_output = get_bool(body, "include_stop_str_in_output", false);
+  p.min_tokens = static_cast<int>(get_int(body, "min_tokens", 0, 0, std::numeric_limits<int32_t>::max()));
+  p.stop_token_ids = token_id_list(body, "stop_token_ids", ctx);
+  p.allowed_token_ids = token_id_list(body, "allowed_token_ids", ctx);
   p.skip_special_tokens = get_bool(body, "skip_special_tokens", true);
   parse_stop(body, &p);
   parse_logit_bias(body, ctx, &p);
@@ -159,6 +182,7 @@ void set_max_tokens(const json& body, const ModelContext& ctx, GenPlan* plan) {
     if (plan->stream) bad_request(name, str("'", name, "' 0 is not supported with stream"));
     plan->echo_only = true;
     plan->params.max_tokens = 1;
+    plan->params.min_tokens = std::min(plan->params.min_tokens, 1);
     return;
   }
   if (max_tokens > room)
@@ -166,6 +190,9 @@ void set_max_tokens(const json& body, const ModelContext& ctx, GenPlan* plan) {
                           " tokens and the context is ", ctx.max_model_len,
                           " tokens: at most ", room, " can be generated"));
   plan->params.max_tokens = static_cast<int>(max_tokens);
+  if (plan->params.min_tokens > plan->params.max_tokens)
+    bad_request("min_tokens", str("'min_tokens' (", plan->params.min_tokens, ") is more than '", name,
+                                  "' (", max_tokens, ")"));
 }
 
 // Message content: a string, null, or an array of {"type": "text", "text": ...} parts.

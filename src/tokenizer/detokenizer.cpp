@@ -44,7 +44,8 @@ std::string IncrementalDetokenizer::flush() {
   return out;
 }
 
-StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stops, bool include_stop)
+    : stops_(std::move(stops)), include_stop_(include_stop) {
   stops_.erase(
       std::remove_if(stops_.begin(), stops_.end(), [](const std::string& s) { return s.empty(); }),
       stops_.end());
@@ -54,11 +55,17 @@ StopStringMatcher::Out StopStringMatcher::push(std::string_view delta) {
   if (stopped_) return {"", true};
   held_.append(delta);
   // The earliest complete stop string ends generation; text before it is released.
-  size_t first = std::string::npos;
-  for (const auto& s : stops_) first = std::min(first, held_.find(s));
+  size_t first = std::string::npos, first_len = 0;
+  for (const auto& s : stops_) {
+    const size_t at = held_.find(s);
+    if (at < first || (at == first && at != std::string::npos && s.size() < first_len)) {
+      first = at;
+      first_len = s.size();
+    }
+  }
   if (first != std::string::npos) {
     stopped_ = true;
-    Out out{held_.substr(0, first), true};
+    Out out{held_.substr(0, include_stop_ ? first + first_len : first), true};
     held_.clear();
     return out;
   }

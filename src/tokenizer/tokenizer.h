@@ -95,7 +95,9 @@ class IncrementalDetokenizer {
 // string. After a stop, push() returns nothing more.
 class StopStringMatcher {
  public:
-  explicit StopStringMatcher(std::vector<std::string> stops);
+  // include_stop: the stop string itself ends the released text (vLLM's
+  // include_stop_str_in_output); else it is cut off.
+  explicit StopStringMatcher(std::vector<std::string> stops, bool include_stop = false);
   struct Out {
     std::string text;
     bool stopped = false;
@@ -107,6 +109,7 @@ class StopStringMatcher {
  private:
   std::vector<std::string> stops_;
   std::string held_;
+  bool include_stop_ = false;
   bool stopped_ = false;
 };
 

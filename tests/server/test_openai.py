@@ -211,6 +211,44 @@ def test_bad_prompt_logprobs_400(server, body, words):
     assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
 
 
+def test_vllm_sampling_fields(client, server):
+    kw = dict(model=MODEL, prompt="Tell me about the sea.", max_tokens=40, temperature=0)
+    cut = client.completions.create(stop=["."], **kw).choices[0]
+    kept = client.completions.create(stop=["."], extra_body={"include_stop_str_in_output": True},
+                                     **kw).choices[0]
+    assert cut.finish_reason == "stop" and "." not in cut.text
+    assert kept.text == cut.text + "."
+    # min_tokens: the first greedy token as a stop token ends the reply at once, unless
+    # min_tokens holds it back.
+    first = client.completions.create(**dict(kw, max_tokens=1, logprobs=0)).choices[0]
+    tid = httpx.post(server.url + "/tokenize", headers=HDR,
+                     json={"prompt": first.text, "add_special_tokens": False}).json()["tokens"][0]
+    r = client.completions.create(extra_body={"stop_token_ids": [tid]}, **kw)
+    assert r.usage.completion_tokens == 1
+    r = client.completions.create(extra_body={"stop_token_ids": [tid], "min_tokens": 6}, **kw)
+    assert r.usage.completion_tokens >= 6
+    # allowed_token_ids: " yes" / " no" only.
+    ids = [httpx.post(server.url + "/tokenize", headers=HDR,
+                      json={"prompt": w, "add_special_tokens": False}).json()["tokens"][0]
+           for w in (" yes", " no")]
+    r = client.completions.create(model=MODEL, prompt="Is it?", max_tokens=5, temperature=1.0,
+                                  seed=1, extra_body={"allowed_token_ids": ids})
+    assert re.fullmatch(r"( yes| no){5}", r.choices[0].text), r.choices[0].text
+
+
+@pytest.mark.parametrize("extra,words", [
+    ({"min_tokens": 50, "max_tokens": 10}, "min_tokens"),
+    ({"min_tokens": -1}, "min_tokens"),
+    ({"allowed_token_ids": [10**9]}, "allowed_token_ids"),
+    ({"allowed_token_ids": "x"}, "allowed_token_ids"),
+    ({"stop_token_ids": [-1]}, "stop_token_ids"),
+    ({"include_stop_str_in_output": "yes"}, "include_stop_str_in_output"),
+])
+def test_bad_vllm_sampling_fields_400(server, extra, words):
+    r = post(server, "/v1/completions", dict({"model": MODEL, "prompt": "hi"}, **extra))
+    assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
+
+
 def test_completions_token_prompt_and_batch(client):
     ids = httpx.post(client.base_url.join("/tokenize").__str__().replace("/v1", ""), headers=HDR,
                      json={"prompt": "Once upon a time"}).json()["tokens"]
