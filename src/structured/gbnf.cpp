@@ -595,12 +595,24 @@ void GbnfMatcher::add_stack(const std::vector<uint32_t>& stack, GbnfState* out) 
 // Turns `stack` (its top the next element of some alternative) into stacks whose tops are
 // character elements, by following references and ends of alternatives; adds them to *out.
 // Leaves *stack as it found it.
+// The recursion goes one level per element passed over without reading (ends of alternatives,
+// nullable references); past kMaxRecursion levels the stack is set aside and expanded again
+// from a fresh recursion, so a grammar of long nullable chains cannot overflow the C++ stack.
 void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
   if (g_.cycle_guard()) seen_.clear();
-  expand_from(stack, out);
+  expand_from(stack, out, 0);
+  while (!pending_.empty()) {
+    std::vector<uint32_t> st = std::move(pending_.back());
+    pending_.pop_back();
+    expand_from(&st, out, 0);
+  }
 }
 
-void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out) const {
+void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out, int depth) const {
+  if (depth >= kMaxRecursion) {
+    pending_.push_back(*stack);
+    return;
+  }
   if (stack->empty()) {
     add_stack(*stack, out);
     return;
@@ -614,7 +626,7 @@ void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out) cons
   if (e.kind == GbnfElem::kRef && g_.cycle_guard() && !seen_.insert(*stack).second) return;
   stack->pop_back();
   if (e.kind == GbnfElem::kEnd) {  // the alternative is done: back to its caller
-    expand_from(stack, out);
+    expand_from(stack, out, depth + 1);
   } else {
     // A reference: the caller's next element stays below (unless the reference ends its
     // alternative: a tail call keeps nothing), each alternative of the rule goes on top.
@@ -623,7 +635,7 @@ void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out) cons
     if (stack->size() < kMaxDepth) {
       for (uint32_t alt : g_.alternatives(e.value)) {
         stack->push_back(alt);
-        expand_from(stack, out);
+        expand_from(stack, out, depth + 1);
         stack->pop_back();
       }
     }

@@ -115,7 +115,8 @@ class GbnfMatcher {
 
  private:
   void expand(std::vector<uint32_t>* stack, GbnfState* out) const;
-  void expand_from(std::vector<uint32_t>* stack, GbnfState* out) const;
+  void expand_from(std::vector<uint32_t>* stack, GbnfState* out, int depth) const;
+  static constexpr int kMaxRecursion = 2000;
   void add_stack(const std::vector<uint32_t>& stack, GbnfState* out) const;
   void advance(const GbnfState& in, uint32_t cp, GbnfState* out) const;
   bool filter(const GbnfState& in, uint32_t lo, uint32_t hi, GbnfState* out) const;
@@ -123,6 +124,7 @@ class GbnfMatcher {
   const GbnfGrammar& g_;
   mutable std::vector<uint32_t> scratch_;
   mutable std::set<std::vector<uint32_t>> seen_;  // cycle_guard(): stacks met at references
+  mutable std::vector<std::vector<uint32_t>> pending_;  // set aside at kMaxRecursion
 };
 
 }  // namespace jinx
