@@ -14,6 +14,8 @@ EngineOptions EngineFlags::resolve() const {
   o.prefix_caching = !no_prefix_cache;
   o.cuda_graphs = !enforce_eager;
   o.quantize = parse_quantize(quantize);
+  o.speculative_sampling = speculative_sampling == "rejection" ? SpeculativeSampling::kRejection
+                                                               : SpeculativeSampling::kMatch;
   if (overlap == "auto") {
     o.overlap = OverlapMode::kAuto;
   } else if (overlap == "on") {
@@ -115,6 +117,12 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
                   "Draft model: stop guessing at a guess the draft gives less than this "
                   "probability (0: never)")
       ->check(CLI::Range(0.0f, 1.0f));
+  sub->add_option("--speculative-sampling", f->speculative_sampling,
+                  "Draft model, sampled requests: match (greedy guesses, each row sampled as "
+                  "without them: a seed gives the same tokens) or rejection (guesses drawn from "
+                  "the draft, kept with probability min(1, p/q): more kept, same distribution)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"match", "rejection"}));
   sub->add_option("--prompt-lookup-max", o.prompt_lookup_max,
                   "Prompt lookup: longest n-gram matched to find guesses")
       ->check(CLI::Range(1, 64));

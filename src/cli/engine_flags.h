@@ -16,6 +16,7 @@ struct EngineFlags {
   bool no_prefix_cache = false;
   bool enforce_eager = false;
   std::string overlap = "auto";
+  std::string speculative_sampling = "match";
   std::string quantize = "none";
   int tensor_parallel_size = 1;  // processes the model is sharded over (mpirun -np N)
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <exception>
+#include <random>
 
 #include "core/check.h"
 #include "core/log.h"
@@ -40,6 +41,7 @@ DraftModelDrafter::DraftModelDrafter(std::shared_ptr<const Model> model,
 
 void DraftModelDrafter::release(SeqId id) {
   states_.erase(id);
+  rngs_.erase(id);
   if (kv_.contains(id)) kv_.free(id);
 }
 
@@ -75,9 +77,11 @@ bool DraftModelDrafter::run_pass() {
   pass_seqs_.clear();
   pass_live_.clear();
   int64_t budget = max_batched_tokens_;
+  bool any_sampled = false;
   for (size_t i = 0; i < live_.size() && budget > 0; ++i) {
     Live& l = live_[i];
     if (l.done) continue;
+    any_sampled = any_sampled || sampled(l);
     const std::vector<int32_t>& guesses = *l.req->out;
     const int64_t total = static_cast<int64_t>(l.req->tokens.size() + guesses.size());
     const int64_t p = static_cast<int64_t>(l.cached->size());
@@ -99,8 +103,9 @@ bool DraftModelDrafter::run_pass() {
   }
   build_batch(pass_seqs_, block_size_, &batch_);
   const size_t n_out = batch_.sample_rows.size();
-  // With p_min the guess's probability is needed: the logits come back (a GPU copies them).
-  pick_.assign(n_out, p_min_ > 0 ? sampling::kPickLogits : sampling::kPickArgmax);
+  // With p_min the guess's probability is needed, and sampled guesses need the distribution:
+  // the logits come back (a GPU copies them).
+  pick_.assign(n_out, p_min_ > 0 || any_sampled ? sampling::kPickLogits : sampling::kPickArgmax);
   picked_.assign(n_out, -1);
   logits_.resize(n_out * static_cast<size_t>(model_->config().vocab_size));
   ForwardBatch fb = forward_batch_of(batch_);
@@ -112,7 +117,9 @@ bool DraftModelDrafter::run_pass() {
   n_tokens_ += batch_.n_tokens;
   for (size_t k = 0; k < n_out; ++k) {
     Live& l = live_[pass_live_[static_cast<size_t>(batch_.sample_seqs[k])]];
-    const int32_t g = p_min_ > 0 ? sure_argmax(k) : picked_[k];
+    const int32_t g = sampled(l) ? sample_guess(k, l)
+                      : p_min_ > 0 || any_sampled ? sure_argmax(k)
+                                                  : picked_[k];
     if (g < 0 || g >= target_vocab_) {
       l.done = true;
       continue;
@@ -121,6 +128,38 @@ bool DraftModelDrafter::run_pass() {
     l.done = static_cast<int32_t>(l.req->out->size()) >= l.req->max_tokens;
   }
   return true;
+}
+
+// Draws a guess from output row k's distribution under the request's sampling parameters and
+// appends that distribution (over the target's vocabulary) to the request's probs; -1 when the
+// draw falls outside the target's vocabulary.
+int32_t DraftModelDrafter::sample_guess(size_t k, Live& l) {
+  const int64_t V = model_->config().vocab_size;
+  const float* row = logits_.data() + k * static_cast<size_t>(V);
+  sampling_probs(row, static_cast<int32_t>(V), *l.req->sampling, &q_);
+  auto it = rngs_.find(l.req->id);
+  if (it == rngs_.end()) {
+    // Seeded requests draw the same guesses again; others from the random device.
+    const uint64_t seed = l.req->sampling->seed
+                              ? *l.req->sampling->seed * 0x9E3779B97F4A7C15ull ^ 0xD1B54A32D192ED03ull
+                              : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    it = rngs_.emplace(l.req->id, std::mt19937_64(seed)).first;
+  }
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(it->second);
+  double cum = 0.0;
+  int64_t g = -1;
+  for (int64_t j = 0; j < V; ++j) {
+    if (q_[static_cast<size_t>(j)] <= 0.0f) continue;
+    g = j;
+    cum += q_[static_cast<size_t>(j)];
+    if (cum > u) break;
+  }
+  if (g < 0 || g >= target_vocab_) return -1;
+  std::vector<float>& out = *l.req->probs;
+  const size_t at = out.size();
+  out.resize(at + static_cast<size_t>(target_vocab_), 0.0f);
+  std::copy_n(q_.begin(), std::min<int64_t>(V, target_vocab_), out.begin() + static_cast<std::ptrdiff_t>(at));
+  return static_cast<int32_t>(g);
 }
 
 // Output row k's argmax if its softmax probability is at least p_min, else -1 (also for a row
@@ -146,6 +185,7 @@ void DraftModelDrafter::propose_all(std::span<const DraftSeq> seqs) {
   live_.clear();
   for (const DraftSeq& r : seqs) {
     r.out->clear();
+    if (r.probs) r.probs->clear();
     if (r.max_tokens <= 0 || r.tokens.empty() || !start(r)) continue;
     live_.push_back(Live{&r, &states_.at(r.id)});
   }
@@ -162,6 +202,7 @@ void DraftModelDrafter::propose(std::span<const DraftSeq> seqs) {
     warned_ = true;
     for (const DraftSeq& r : seqs) {
       r.out->clear();
+      if (r.probs) r.probs->clear();
       release(r.id);  // its cache may hold a half-written pass
     }
   }

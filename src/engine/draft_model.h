@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -60,6 +61,11 @@ class DraftModelDrafter final : public Drafter {
   bool start(const DraftSeq& r);  // rollback + room for r; false: no guesses for it
   bool run_pass();                // one draft forward pass over the live sequences
   int32_t sure_argmax(size_t k) const;
+  // Guesses drawn from the draft's distribution (speculative sampling) for this sequence.
+  static bool sampled(const Live& l) {
+    return l.req->sampling && l.req->probs && l.req->sampling->temperature >= kGreedyTemperature;
+  }
+  int32_t sample_guess(size_t k, Live& l);
   void propose_all(std::span<const DraftSeq> seqs);
 
   std::shared_ptr<const Model> model_;
@@ -70,6 +76,7 @@ class DraftModelDrafter final : public Drafter {
   int64_t target_vocab_;
   float p_min_;
   std::unordered_map<SeqId, std::vector<int32_t>> states_;
+  std::unordered_map<SeqId, std::mt19937_64> rngs_;  // per sampled sequence
   int64_t n_passes_ = 0, n_tokens_ = 0;
   double seconds_ = 0.0;
   bool warned_ = false;
@@ -81,6 +88,7 @@ class DraftModelDrafter final : public Drafter {
   std::vector<uint8_t> pick_;
   std::vector<int32_t> picked_;
   std::vector<float> logits_;
+  std::vector<float> q_;
 };
 
 // Throws jinx::Error unless a draft model's guesses mean the same to the target (llama.cpp's

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/request.h"
+#include "engine/sampler.h"
 
 namespace jinx {
 
@@ -18,6 +19,12 @@ struct DraftSeq {
   std::span<const int32_t> tokens;  // all its tokens, the one just sampled last
   int32_t max_tokens = 0;           // >= 1
   std::vector<int32_t>* out;        // replaced with at most max_tokens guesses (maybe none)
+  // Speculative sampling (null: greedy guesses): guesses are drawn from the draft's
+  // distribution under these parameters (temperature, top-k, top-p, min-p), and `probs` gets
+  // that distribution for each guess, [out->size(), vocab] row-major. A drafter that cannot
+  // sample leaves probs empty (its guesses are then checked as greedy ones).
+  const SamplingParams* sampling = nullptr;
+  std::vector<float>* probs = nullptr;
 };
 
 class Drafter {

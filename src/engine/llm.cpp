@@ -315,12 +315,10 @@ std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts
   return generate(std::move(reqs));
 }
 
-// The token of sampling row k (of request L), and whether it ends the request.
-int32_t LLM::sample_row(Flight& f, size_t k, Live& L, FinishReason* reason) {
+// The request's own masks on a logits row: allowed_token_ids, min_tokens, its constraint.
+void LLM::mask_row(Live& L, float* row) {
   const int64_t V = model_->config().vocab_size;
-  SampleResult sr{f.picked[k], std::numeric_limits<float>::quiet_NaN(), {}};
-  if (f.pick[k] == sampling::kPickLogits) {
-    float* row = f.logits.data() + k * V;  // the sampler modifies its row in place
+  {
     constexpr float kNegInf = -std::numeric_limits<float>::infinity();
     if (!L.params.allowed_token_ids.empty()) {  // everything else masked
       if (L.allowed.empty()) {
@@ -339,10 +337,68 @@ int32_t LLM::sample_row(Flight& f, size_t k, Live& L, FinishReason* reason) {
       for (int32_t id : L.params.stop_token_ids) row[id] = kNegInf;
     }
     if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
+  }
+}
+
+// The token of sampling row k (of request L), and whether it ends the request.
+int32_t LLM::sample_row(Flight& f, size_t k, Live& L, FinishReason* reason) {
+  const int64_t V = model_->config().vocab_size;
+  SampleResult sr{f.picked[k], std::numeric_limits<float>::quiet_NaN(), {}};
+  if (f.pick[k] == sampling::kPickLogits) {
+    float* row = f.logits.data() + k * V;  // the sampler modifies its row in place
+    mask_row(L, row);
     sr = L.sampler.sample(row, static_cast<int32_t>(V));
   } else if (sr.token < 0) {  // as the host sampler would have refused these logits
     fail("sampler: the logits hold a NaN or no finite maximum (row drawn on the device)");
   }
+  return commit_token(L, std::move(sr), reason);
+}
+
+// Speculative sampling of guess row k (the draft drew the guess from q): the guess stands with
+// probability min(1, p / q) under the target's distribution p; else the token is drawn from
+// max(0, p - q), normalized (Leviathan et al. 2023; vLLM's rejection sampler). *rejected tells
+// which. The output has the distribution of sampling without guesses.
+int32_t LLM::verify_row(Flight& f, size_t k, Live& L, int32_t guess, const float* q,
+                        bool* rejected, FinishReason* reason) {
+  const int64_t V = model_->config().vocab_size;
+  float* row = f.logits.data() + k * V;
+  mask_row(L, row);
+  SampleResult sr{guess, std::numeric_limits<float>::quiet_NaN(), {}};
+  std::vector<float> raw;
+  if (L.params.logprobs >= 0) raw.assign(row, row + V);  // logprobs are of the raw logits
+  std::vector<float>& p = verify_p_;
+  L.sampler.probs(row, static_cast<int32_t>(V), &p);
+  const double u = L.sampler.draw_uniform();
+  *rejected = !(u * q[guess] < p[static_cast<size_t>(guess)]);
+  if (*rejected) {
+    double total = 0.0;
+    for (int64_t t = 0; t < V; ++t) total += std::max(0.0f, p[static_cast<size_t>(t)] - q[t]);
+    const bool residual = total > 0.0;  // p == q leaves nothing: draw from p itself
+    const double target = L.sampler.draw_uniform() * (residual ? total : 1.0);
+    double cum = 0.0;
+    int32_t pick = -1;
+    for (int64_t t = 0; t < V; ++t) {
+      const double w = residual ? std::max(0.0f, p[static_cast<size_t>(t)] - q[t])
+                                : static_cast<double>(p[static_cast<size_t>(t)]);
+      if (w <= 0.0) continue;
+      pick = static_cast<int32_t>(t);
+      cum += w;
+      if (cum > target) break;
+    }
+    JINX_CHECK(pick >= 0, "speculative sampling: no token with probability");
+    sr.token = pick;
+  }
+  if (L.params.logprobs >= 0) {
+    const PromptLogprob lp = logprob_of(raw.data(), static_cast<int32_t>(V), sr.token, L.params.logprobs);
+    sr.logprob = lp.logprob;
+    sr.top = lp.top;
+  }
+  return commit_token(L, std::move(sr), reason);
+}
+
+// Records the request's next token and decides whether it ends the request.
+int32_t LLM::commit_token(Live& L, SampleResult sr, FinishReason* reason) {
+  const int64_t V = model_->config().vocab_size;
   JINX_CHECK(sr.token >= 0 && sr.token < V, "engine: sampled token ", sr.token,
              " outside the vocabulary");
   const int32_t token = sr.token;
@@ -395,12 +451,31 @@ void LLM::sample_step(Flight& f, std::vector<SampledToken>* sampled) {
     auto it = live_.find(id);
     if (it == live_.end()) continue;
     Live& L = *it->second;
+    // Guesses drawn by the draft from its distribution (speculative sampling).
+    const std::vector<float>* q = nullptr;
+    if (k1 - k0 > 1) {
+      const Sequence& s = sched_->sequence(id);
+      if (!s.draft_probs.empty() &&
+          s.draft_probs.size() == static_cast<size_t>(k1 - k0 - 1) * model_->config().vocab_size)
+        q = &s.draft_probs;
+    }
     for (size_t k = k0; k < k1; ++k) {
       FinishReason reason;
-      const int32_t token = sample_row(f, k, L, &reason);
+      int32_t token;
+      bool guessed;
+      if (q && k + 1 < k1) {
+        const int32_t guess = batch.token_ids[static_cast<size_t>(batch.sample_rows[k]) + 1];
+        bool rejected = false;
+        token = verify_row(f, k, L, guess,
+                           q->data() + (k - k0) * static_cast<size_t>(model_->config().vocab_size),
+                           &rejected, &reason);
+        guessed = !rejected;
+      } else {
+        token = sample_row(f, k, L, &reason);
+        guessed =
+            k + 1 < k1 && batch.token_ids[static_cast<size_t>(batch.sample_rows[k]) + 1] == token;
+      }
       const int32_t n_accepted = static_cast<int32_t>(k - k0);
-      const bool guessed =
-          k + 1 < k1 && batch.token_ids[static_cast<size_t>(batch.sample_rows[k]) + 1] == token;
       if (reason != FinishReason::kNone || !guessed) {
         sampled->push_back({id, token, reason, n_accepted});
         break;
@@ -434,8 +509,12 @@ SeqId LLM::add_request(Request r) {
   // With adapters loaded every sequence names one, so a batch's tokens all carry theirs.
   const int32_t adapter =
       model_->n_adapters() == 0 ? -1 : (r.adapter < 0 ? model_->default_adapter() : r.adapter);
+  const bool draft_samples = opt_.speculative_sampling == SpeculativeSampling::kRejection &&
+                            draft_ != nullptr && r.params.temperature >= kGreedyTemperature;
+  auto draft_params = draft_samples ? std::make_shared<const SamplingParams>(r.params) : nullptr;
   SeqId id = sched_->add(std::move(r.prompt), r.params.max_tokens, adapter,
                          r.params.prompt_logprobs >= 0);
+  if (draft_params) sched_->set_draft_sampling(id, std::move(draft_params));
   live_[id] = std::move(l);
   return id;
 }

@@ -34,6 +34,8 @@ namespace jinx {
 // step N (Scheduler::schedule_ahead; the new decode rows read their input tokens from step N's
 // output on the device). Only steps whose every token is picked by the executor (greedy, or
 // plain sampling on a GPU) are overlapped; a step with a row sampled on the host is waited for.
+enum class SpeculativeSampling { kMatch, kRejection };
+
 enum class OverlapMode {
   kAuto,  // on where the executor runs steps asynchronously (a GPU), unless JINX_OVERLAP=0
   kOn,    // also on a synchronous executor (no gain: for tests)
@@ -73,6 +75,13 @@ struct EngineOptions {
   // A draft guess less likely than this under the draft model ends that sequence's guesses
   // for the step (llama.cpp's --draft-p-min); 0: always num_speculative_tokens guesses.
   float draft_p_min = 0.0f;
+  // How a draft model's guesses of a sampled request are checked. kMatch: the guesses are
+  // greedy and the request samples each row as without them (a seed gives the very tokens of
+  // a run without guesses). kRejection: the draft samples its guesses under the request's
+  // temperature / top-k / top-p / min-p and each stands with probability min(1, p / q), else
+  // the token is drawn from max(0, p - q) (vLLM's rejection sampler): the same distribution,
+  // more guesses kept, but not the same tokens for a seed. Greedy requests: kMatch always.
+  SpeculativeSampling speculative_sampling = SpeculativeSampling::kMatch;
   // --quantize: dense projection weights quantized at load (LLM(path, ...) only; a Model
   // passed in is used as it is).
   WeightQuant quantize = WeightQuant::kNone;
@@ -208,6 +217,11 @@ class LLM {
   void complete(Flight& f, std::vector<std::pair<SeqId, RequestOutput>>* done);
   void sample_step(Flight& f, std::vector<SampledToken>* sampled);
   void prompt_logprobs_step(Flight& f);
+  void mask_row(Live& L, float* row);
+  int32_t verify_row(Flight& f, size_t k, Live& L, int32_t guess, const float* q, bool* rejected,
+                     FinishReason* reason);
+  int32_t commit_token(Live& L, SampleResult sr, FinishReason* reason);
+  std::vector<float> verify_p_;  // verify_row's target distribution, reused
   int32_t sample_row(Flight& f, size_t k, Live& L, FinishReason* reason);
   std::shared_ptr<const Model> load_draft(const EngineOptions& o) const;
   std::shared_ptr<Drafter> make_draft_drafter(const EngineOptions& o, ExecutorOptions eo,

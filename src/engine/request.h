@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +17,8 @@
 #include "kv/kv_cache_manager.h"
 
 namespace jinx {
+
+struct SamplingParams;
 
 using SeqId = kv::SeqId;
 
@@ -78,6 +81,11 @@ struct Sequence {
   // Prompt logprobs wanted: every prompt position's logits are computed (no prefix-cache hit,
   // prompt chunks of at most kMaxPromptLogitRows tokens).
   bool prompt_logits = false;
+  // Speculative sampling (EngineOptions::speculative_sampling): the request's sampling
+  // parameters for the drafter, and the draft's distribution of each current guess
+  // ([n_draft, vocab] when the drafter sampled them, else empty).
+  std::shared_ptr<const SamplingParams> draft_sampling;
+  std::vector<float> draft_probs;
 
   int32_t size() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_generated() const { return size() - n_prompt; }

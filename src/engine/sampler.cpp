@@ -471,6 +471,61 @@ int32_t Sampler::draw(const float* logits, int32_t vocab_size, float max_logit) 
   return draw_filtered(logits, vocab_size, f, u);
 }
 
+void sampling_probs(const float* logits, int32_t vocab_size, const SamplingParams& p,
+                    std::vector<float>* probs) {
+  JINX_CHECK(logits != nullptr && vocab_size > 0, "sampling_probs: no logits");
+  const MaxScan m = scan_max(logits, vocab_size);
+  if (m.has_nan) fail("sampler: logits contain NaN");
+  if (!std::isfinite(m.max)) fail("sampler: max logit is ", m.max);
+  probs->assign(static_cast<size_t>(vocab_size), 0.0f);
+  if (p.temperature < kGreedyTemperature) {  // greedy: all mass on the first best
+    (*probs)[static_cast<size_t>(first_index_of(logits, vocab_size, m.max))] = 1.0f;
+    return;
+  }
+  const Filter f{m.max, 1.0f / p.temperature};
+  std::vector<Cand> c;
+  const bool use_top_k = p.top_k > 0 && p.top_k < vocab_size;
+  if (use_top_k || p.top_p < 1.0f) {
+    // The kept tokens are a prefix of the vocabulary in better() order: top-k of it, then
+    // top-p of those (the crossing token kept), cut at the first below min-p.
+    if (use_top_k) {
+      select_top(logits, vocab_size, p.top_k, &c);
+    } else {
+      for (int32_t i = 0; i < vocab_size; ++i)
+        if (logits[i] > -kInf) c.push_back({logits[i], i});
+      std::sort(c.begin(), c.end(), better);
+    }
+    std::vector<double> w;
+    cand_weights(c, f, &w);
+    double z = 0.0;
+    for (double v : w) z += v;
+    const size_t n_keep = cut(w, z, p.top_p, p.min_p).n_keep;
+    double total = 0.0;
+    for (size_t i = 0; i < n_keep; ++i) total += w[i];
+    for (size_t i = 0; i < n_keep; ++i)
+      (*probs)[static_cast<size_t>(c[i].id)] = static_cast<float>(w[i] / total);
+    return;
+  }
+  Filter kept = f;
+  kept.floor = p.min_p;
+  std::vector<float> w(static_cast<size_t>(vocab_size));
+  double total = 0.0;
+  for (int32_t b = 0; b < vocab_size; b += kBlock) {
+    const int32_t end = std::min(vocab_size, b + kBlock);
+    block_weights(logits, b, end, kept, w.data() + b);
+  }
+  for (float v : w) total += v;
+  for (int32_t i = 0; i < vocab_size; ++i)
+    (*probs)[static_cast<size_t>(i)] = static_cast<float>(w[static_cast<size_t>(i)] / total);
+}
+
+void Sampler::probs(float* logits, int32_t vocab_size, std::vector<float>* out) {
+  JINX_CHECK(logits != nullptr && vocab_size > 0, "sampler: no logits");
+  std::vector<Saved> saved;
+  apply_bias_and_penalties(logits, vocab_size, &saved);
+  sampling_probs(logits, vocab_size, params_, out);
+}
+
 PromptLogprob logprob_of(const float* logits, int32_t vocab_size, int32_t token, int n_top) {
   JINX_CHECK(logits != nullptr && vocab_size > 0 && token >= 0 && token < vocab_size,
              "logprob_of: bad arguments");

@@ -98,6 +98,13 @@ struct PromptLogprob {
   std::vector<TokenLogprob> top;  // the prompt_logprobs best, sorted
 };
 
+// The distribution a sampled token is drawn from (temperature, then top-k, top-p and min-p as
+// Sampler::sample applies them) as probabilities over the vocabulary, 0 outside what they
+// keep. `logits` are used as given (bias, penalties and masks already applied). Speculative
+// sampling (engine/draft_model.h) compares such distributions of the draft and the target.
+void sampling_probs(const float* logits, int32_t vocab_size, const SamplingParams& p,
+                    std::vector<float>* probs);
+
 // Raw log-softmax of `logits` at `token`, its rank, and the n_top best. Throws jinx::Error on
 // NaN logits or no finite maximum.
 PromptLogprob logprob_of(const float* logits, int32_t vocab_size, int32_t token, int n_top);
@@ -113,6 +120,10 @@ class Sampler {
   // penalties (steps 1-3, before temperature). Throws jinx::Error on NaN logits, logits that
   // are all -inf, or a prompt/output/bias id >= vocab_size.
   SampleResult sample(float* logits, int32_t vocab_size);
+
+  // Speculative sampling: the distribution sample() would draw from (bias and penalties
+  // applied to `logits` in place, then sampling_probs). Throws as sample() does.
+  void probs(float* logits, int32_t vocab_size, std::vector<float>* out);
 
   // Records a generated token (for the penalties). Throws jinx::Error if token < 0.
   void accept(int32_t token);

@@ -90,6 +90,12 @@ SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output, int32_t ad
   return id;
 }
 
+void Scheduler::set_draft_sampling(SeqId id, std::shared_ptr<const SamplingParams> params) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) fail("set_draft_sampling: unknown sequence ", id);
+  it->second->draft_sampling = std::move(params);
+}
+
 void Scheduler::set_drafter(std::shared_ptr<Drafter> drafter, int32_t max_tokens) {
   if (max_tokens < 0) fail("the number of speculative tokens must be >= 0, got ", max_tokens);
   JINX_CHECK(open_.empty(), "set_drafter() with a step in flight");
@@ -205,7 +211,9 @@ int32_t Scheduler::guess_limit(const Sequence* s) const {
 // place in the batch.
 void Scheduler::propose_guesses(int32_t budget) {
   draft_.resize(running_.size());
+  draft_probs_.resize(running_.size());
   for (std::vector<int32_t>& d : draft_) d.clear();  // none left from an earlier step
+  for (std::vector<float>& d : draft_probs_) d.clear();
   draft_reqs_.clear();
   int32_t n_decodes = 0;
   for (const Sequence* s : running_) n_decodes += s->n_uncomputed() == 1 && !s->draining;
@@ -214,7 +222,9 @@ void Scheduler::propose_guesses(int32_t budget) {
     const Sequence* s = running_[i];
     if (s->draining || s->n_uncomputed() != 1) continue;
     const int32_t k = std::min(guess_limit(s), budget - n_decodes);
-    if (k > 0) draft_reqs_.push_back(DraftSeq{s->id, s->tokens, k, &draft_[i]});
+    if (k > 0)
+      draft_reqs_.push_back(DraftSeq{s->id, s->tokens, k, &draft_[i], s->draft_sampling.get(),
+                                     s->draft_sampling ? &draft_probs_[i] : nullptr});
   }
   if (draft_reqs_.empty()) return;
   drafter_->propose(draft_reqs_);
@@ -222,6 +232,9 @@ void Scheduler::propose_guesses(int32_t budget) {
     JINX_CHECK(static_cast<int32_t>(r.out->size()) <= r.max_tokens, "the drafter proposed ",
                r.out->size(), " tokens for at most ", r.max_tokens);
     for (int32_t t : *r.out) JINX_CHECK(t >= 0, "the drafter proposed token ", t);
+    JINX_CHECK(!r.probs || r.probs->empty() || r.out->empty() ||
+                   r.probs->size() % r.out->size() == 0,
+               "the drafter's distributions do not match its ", r.out->size(), " guesses");
   }
 }
 
@@ -234,6 +247,13 @@ int32_t Scheduler::add_guesses(size_t index, int32_t room) {
   if (k <= 0) return 0;
   s->tokens.insert(s->tokens.end(), g.begin(), g.begin() + k);
   s->n_draft = k;
+  const std::vector<float>& q = draft_probs_[index];
+  if (q.empty()) {
+    s->draft_probs.clear();
+  } else {
+    const size_t row = q.size() / g.size();
+    s->draft_probs.assign(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(row * k));
+  }
   return k;
 }
 
@@ -242,6 +262,7 @@ void Scheduler::drop_guesses(Sequence* s, int32_t n_keep) {
   JINX_CHECK(n_keep >= 0 && n_keep <= s->n_draft, "keeping ", n_keep, " of ", s->n_draft,
              " guesses");
   s->tokens.resize(s->tokens.size() - static_cast<size_t>(s->n_draft - n_keep));
+  if (!s->draft_probs.empty()) s->draft_probs.resize(s->draft_probs.size() / s->n_draft * n_keep);
   s->n_draft = n_keep;
 }
 

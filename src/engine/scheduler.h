@@ -150,6 +150,9 @@ class Scheduler {
   // prompt_logits: see Sequence::prompt_logits.
   SeqId add(std::vector<int32_t> prompt, int32_t max_output = 0, int32_t adapter = -1,
             bool prompt_logits = false);
+  // Speculative sampling: the drafter draws this sequence's guesses under `params` and
+  // reports their distributions (Sequence::draft_probs). Throws for an unknown id.
+  void set_draft_sampling(SeqId id, std::shared_ptr<const SamplingParams> params);
   // Ends a waiting or running sequence at the next schedule(), which reports it in
   // ScheduledStep::finished and frees its blocks. False if the id is unknown or already done.
   // Called between schedule() and on_step_done(), the token sampled in that step is dropped
@@ -227,6 +230,7 @@ class Scheduler {
   std::shared_ptr<Drafter> drafter_;
   int32_t max_draft_ = 0;
   std::vector<std::vector<int32_t>> draft_;  // this step's guesses, by index in running_
+  std::vector<std::vector<float>> draft_probs_;  // their draft distributions (sampled guesses)
   std::vector<DraftSeq> draft_reqs_;         // scratch for propose_guesses()
   SeqId next_id_ = 0;
   uint64_t next_arrival_ = 0;
