@@ -552,6 +552,19 @@ void GbnfGrammar::check_left_recursion() {
       }
     }
   }
+  // Several ways to read nothing (two nullable alternatives of one rule, e.g. ("" | "")) make
+  // the number of expansion paths grow exponentially with nesting, though they meet again at
+  // the same stacks: the guard expands each stack once.
+  for (size_t r = 0; r < n && !cycle_guard_; ++r) {
+    int n_nullable = 0;
+    for (uint32_t a : rules_[r].alts) {
+      bool all = true;
+      for (uint32_t i = a; all && elems_[i].kind != GbnfElem::kEnd; ++i)
+        all = elems_[i].kind == GbnfElem::kRef && nullable[elems_[i].value];
+      n_nullable += all;
+    }
+    cycle_guard_ = n_nullable >= 2;
+  }
   for (size_t r = 0; r < n; ++r) {
     for (const Edge& e : left[r]) {
       if (comp[e.to] != comp[r]) continue;  // not on a cycle
@@ -600,6 +613,7 @@ void GbnfMatcher::add_stack(const std::vector<uint32_t>& stack, GbnfState* out) 
 // from a fresh recursion, so a grammar of long nullable chains cannot overflow the C++ stack.
 void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
   if (g_.cycle_guard()) seen_.clear();
+  work_ = 0;
   expand_from(stack, out, 0);
   while (!pending_.empty()) {
     std::vector<uint32_t> st = std::move(pending_.back());
@@ -609,6 +623,7 @@ void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
 }
 
 void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out, int depth) const {
+  if (++work_ > kMaxExpandWork) return;  // a last bound on pathological grammars
   if (depth >= kMaxRecursion) {
     pending_.push_back(*stack);
     return;

@@ -63,8 +63,8 @@ class GbnfGrammar {
   const std::string& rule_name(uint32_t rule) const { return rules_[rule].name; }
   size_t n_rules() const { return rules_.size(); }
   uint32_t root() const { return root_; }
-  // Some repetition of a possibly empty item loops back without reading (see gbnf.cpp): the
-  // matcher then stops an expansion at a stack it has met before.
+  // Some repetition of a possibly empty item loops back without reading, or some rule has two
+  // ways to read nothing (see gbnf.cpp): the matcher then expands each stack once.
   bool cycle_guard() const { return cycle_guard_; }
 
  private:
@@ -117,6 +117,10 @@ class GbnfMatcher {
   void expand(std::vector<uint32_t>* stack, GbnfState* out) const;
   void expand_from(std::vector<uint32_t>* stack, GbnfState* out, int depth) const;
   static constexpr int kMaxRecursion = 2000;
+  // Expansion steps per expand() call; past it the remaining parses are dropped (never reached
+  // by a grammar whose expansions the guard deduplicates).
+  static constexpr int64_t kMaxExpandWork = 1 << 20;
+  mutable int64_t work_ = 0;
   void add_stack(const std::vector<uint32_t>& stack, GbnfState* out) const;
   void advance(const GbnfState& in, uint32_t cp, GbnfState* out) const;
   bool filter(const GbnfState& in, uint32_t lo, uint32_t hi, GbnfState* out) const;
