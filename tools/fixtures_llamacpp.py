@@ -8,7 +8,8 @@ libraries' thread pools (OpenMP) never share a process.
   python tools/fixtures_llamacpp.py logits MODEL JSON_REQUEST
   python tools/fixtures_llamacpp.py embed MODEL < {"texts": [...], "pooling": 1}
 
-JSON_REQUEST: {"input_ids": [...], "greedy_prompt": [...], "n_new": 32, "n_ctx": 256}.
+JSON_REQUEST: {"input_ids": [...], "greedy_prompt": [...], "n_new": 32, "n_ctx": 256,
+"lora": optional adapter GGUF applied at scale 1}.
 Prints one JSON object on stdout: {"version", "n_vocab", "logits" (rows for
 every input position), "greedy_tokens", "greedy_margins" (top-2 logit
 margin before each generated token), "greedy_first_logits" (full logits at
@@ -55,14 +56,15 @@ def disable_extra_buffer_types():
     lc._jinx_patched = True
 
 
-def open_model(path, n_ctx=256):
+def open_model(path, n_ctx=256, lora=None):
     import llama_cpp
     disable_extra_buffer_types()
     # F32 KV cache and no flash attention: no extra rounding of K/V.
+    extra = {"lora_path": str(lora), "lora_scale": 1.0} if lora else {}
     return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx,
                            n_threads=2, n_threads_batch=2, seed=1234,
                            logits_all=True, flash_attn=False, type_k=0,
-                           type_v=0, verbose=False)
+                           type_v=0, verbose=False, **extra)
 
 
 def last_logits(llm):
@@ -71,7 +73,7 @@ def last_logits(llm):
 
 def run_logits(path, request):
     import llama_cpp
-    llm = open_model(path, request.get("n_ctx", 256))
+    llm = open_model(path, request.get("n_ctx", 256), request.get("lora"))
     out = {"version": llama_cpp.__version__, "n_vocab": llm.n_vocab()}
     ids = request.get("input_ids")
     if ids:

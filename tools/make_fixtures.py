@@ -42,7 +42,7 @@ from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E40
 
 # In default order; stage S is made by build_all() of tools/fixtures_S.py.
 STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa", "mlx_moe",
-          "embed", "lora"]
+          "embed", "lora", "lora_gguf"]
 
 
 def run_stage(stage):

@@ -1,7 +1,8 @@
-// LoRA adapters in PEFT's format (adapter_config.json + adapter_model.safetensors), applied
-// unmerged: a projection's output gains B (A x), scaled by lora_alpha / r (rsLoRA: alpha /
-// sqrt(r)), as peft's LoraLayer computes it. The base weights stay as they are (quantized or
-// not), so one adapter works on any format of its base model.
+// LoRA adapters in PEFT's format (adapter_config.json + adapter_model.safetensors) or llama.cpp's
+// (a GGUF of general.type "adapter", as convert_lora_to_gguf.py writes it), applied unmerged: a
+// projection's output gains B (A x), scaled by lora_alpha / r (rsLoRA: alpha / sqrt(r)), as
+// peft's LoraLayer computes it. The base weights stay as they are (quantized or not), so one
+// adapter works on any format of its base model.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "backend/cpu/kernels.h"
 #include "core/check.h"
 #include "core/log.h"
+#include "loader/gguf.h"
 #include "loader/safetensors.h"
 #include "model/model.h"
 
@@ -96,8 +98,11 @@ std::vector<float> read_matrix(const TensorView& v, const std::string& name, int
                                int64_t cols) {
   if (v.shape.size() != 2 || v.shape[0] != rows || v.shape[1] != cols)
     fail("LoRA tensor ", name, " has shape ", v.shape_str(), ", expected [", rows, ", ", cols, "]");
-  if (v.dtype != DType::F32 && v.dtype != DType::F16 && v.dtype != DType::BF16)
-    fail("LoRA tensor ", name, ": expected F32, F16 or BF16, got ", jinx::name(v.dtype));
+  if (v.dtype != DType::F32 && v.dtype != DType::F16 && v.dtype != DType::BF16 &&
+      v.dtype != DType::Q8_0)
+    fail("LoRA tensor ", name, ": expected F32, F16, BF16 or Q8_0, got ", jinx::name(v.dtype));
+  if (v.dtype == DType::Q8_0 && cols % 32 != 0)
+    fail("LoRA tensor ", name, ": Q8_0 rows of ", cols, " values (not a multiple of 32)");
   std::vector<float> out(static_cast<size_t>(rows * cols));
   cpu::dequantize_row(v.dtype, v.data, out.data(), rows * cols);
   return out;
@@ -131,9 +136,29 @@ std::vector<float> interleave_heads(const std::vector<float>& b, int64_t n_heads
   return out;
 }
 
+// The inverse of interleave_heads: a GGUF adapter's q/k B rows back to the Hugging Face order
+// of a base model read from safetensors.
+std::vector<float> deinterleave_heads(const std::vector<float>& b, int64_t n_heads, int64_t hd,
+                                      int64_t rank) {
+  std::vector<float> out(b.size());
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t s = 0; s < 2; ++s)
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const float* from = &b[static_cast<size_t>(((h * hd) + 2 * i + s) * rank)];
+        std::copy(from, from + rank, &out[static_cast<size_t>(((h * hd) + s * (hd / 2) + i) * rank)]);
+      }
+  return out;
+}
+
+// GGUF tensor names of the projections, in kProjections' order.
+const char* const kGgufProjections[] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                        "ffn_gate", "ffn_up", "ffn_down"};
+
 }  // namespace
 
-void Model::load_lora(const std::string& dir) {
+void Model::load_lora(const std::string& path) {
+  if (fs::is_regular_file(path)) return load_lora_gguf(path);
+  const std::string& dir = path;
   const LoraConfig lc = read_config(dir);
   const fs::path file = fs::path(dir) / "adapter_model.safetensors";
   if (!fs::exists(file)) fail(file.string(), ": no such file (PEFT's .bin adapters are not read)");
@@ -183,6 +208,70 @@ void Model::load_lora(const std::string& dir) {
   ++n_adapters_;
   lora_summary_ += str(lora_summary_.empty() ? "" : "; ", "LoRA ", dir, ": rank ", lc.rank,
                        ", scale ", lc.scale, ", ", n_applied, " projections");
+}
+
+// llama.cpp's adapter GGUF: blk.N.<proj>.weight.lora_a [r, in] and .lora_b [out, r] (row-major
+// shapes), scale adapter.lora.alpha / r (1 without alpha), q/k rows already in llama.cpp's
+// interleaved order (moved back for a base read from safetensors).
+void Model::load_lora_gguf(const std::string& path) {
+  const GgufFile f(path);
+  auto bad = [&](const std::string& why) { fail(path, ": ", why); };
+  if (f.get_string("general.type").value_or("") != "adapter")
+    bad("not a LoRA adapter (general.type is not \"adapter\")");
+  if (f.get_string("adapter.type").value_or("") != "lora")
+    bad("adapter.type is not \"lora\" (control vectors and other adapters are not supported)");
+  const std::string arch = f.architecture();
+  const std::string mine = arch_name(cfg_.arch);
+  if (arch.rfind(mine, 0) != 0)
+    bad(str("an adapter for \"", arch, "\" models, not for this ", mine, " model"));
+  const double alpha = f.get_float("adapter.lora.alpha").value_or(0.0);
+  if (!std::isfinite(alpha)) bad("adapter.lora.alpha is not a number");
+  std::set<std::string> used;
+  int64_t n_applied = 0, max_rank = 0;
+  for (LayerWeights& L : w_.layers)
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      l->lora.resize(static_cast<size_t>(n_adapters_) + 1);
+  for (int64_t li = 0; li < cfg_.n_layers; ++li) {
+    LayerWeights& L = w_.layers[static_cast<size_t>(li)];
+    Linear* lin[] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
+    for (size_t k = 0; k < std::size(kGgufProjections); ++k) {
+      const std::string key = str("blk.", li, ".", kGgufProjections[k], ".weight");
+      const TensorView* a = f.tensor(key + ".lora_a");
+      const TensorView* b = f.tensor(key + ".lora_b");
+      if (!a && !b) continue;
+      if (!a || !b) bad(str(key, " has only one of lora_a and lora_b"));
+      if (k >= 4 && cfg_.is_moe_layer(li))
+        bad(str(key, ": LoRA on a mixture-of-experts MLP is not supported"));
+      Linear& l = *lin[k];
+      if (a->shape.size() != 2 || a->shape[0] < 1 || a->shape[0] > kMaxRank)
+        bad(str(key, ".lora_a has shape ", a->shape_str(), " (expected [rank <= 4096, ", l.w.cols, "])"));
+      const int64_t rank = a->shape[0];
+      LoraDelta& d = l.lora[static_cast<size_t>(n_adapters_)];
+      d.rank = rank;
+      d.a = read_matrix(*a, key + ".lora_a", rank, l.w.cols);
+      std::vector<float> bm = read_matrix(*b, key + ".lora_b", l.w.rows, rank);
+      if (!cfg_.rope_interleaved && cfg_.arch == Arch::kLlama && k < 2)
+        bm = deinterleave_heads(bm, k == 0 ? cfg_.n_heads : cfg_.n_kv_heads, cfg_.head_dim, rank);
+      const double scale = alpha > 0 ? alpha / static_cast<double>(rank) : 1.0;
+      d.bt.resize(bm.size());  // [out, r] -> [r, out], times the scale
+      for (int64_t o = 0; o < l.w.rows; ++o)
+        for (int64_t j = 0; j < rank; ++j)
+          d.bt[static_cast<size_t>(j * l.w.rows + o)] =
+              static_cast<float>(bm[static_cast<size_t>(o * rank + j)] * scale);
+      used.insert(key + ".lora_a");
+      used.insert(key + ".lora_b");
+      max_rank = std::max(max_rank, rank);
+      ++n_applied;
+    }
+  }
+  for (const GgufTensor& t : f.tensors())
+    if (!used.count(t.name))
+      bad(str("tensor ", t.name, " is not a LoRA update of a layer projection this model has "
+              "(embedding, head and extra modules are not supported)"));
+  if (n_applied == 0) bad("no LoRA tensors found");
+  ++n_adapters_;
+  lora_summary_ += str(lora_summary_.empty() ? "" : "; ", "LoRA ", path, ": rank ", max_rank,
+                       ", alpha ", alpha, ", ", n_applied, " projections (GGUF)");
 }
 
 // Per token: r dot products with A's rows, then r axpys of B's columns (stored as rows, so no

@@ -111,7 +111,8 @@ class Model {
   void quantize_weights(const LoadOptions& options);
   // LoadOptions::lora / loras (model/lora.cpp): appends adapter n_adapters_ + 1 to the
   // layers' Linear::lora.
-  void load_lora(const std::string& dir);
+  void load_lora(const std::string& path);  // a PEFT directory or an adapter .gguf
+  void load_lora_gguf(const std::string& path);
   // Keeps this rank's shard of the layers (model/tensor_parallel.cpp).
   void shard(std::shared_ptr<Communicator> comm);
   WeightMatrix slice_columns(const WeightMatrix& w, int64_t c0, int64_t c1);

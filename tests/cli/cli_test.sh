@@ -156,6 +156,11 @@ expect_output lora-generate "LoRA .*rank 4, scale 2, 14 projections" -- sh -c "\
 "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5,9 -n 12 --temperature 0 --ignore-eos --lora "$lora" >"$tmp/withlora" 2>/dev/null
 if ! cmp -s "$tmp/nolora" "$tmp/withlora"; then pass=$((pass + 1)); else
   fail=$((fail + 1)); echo "FAIL lora-changes-output: the same text with and without the adapter"; fi
+# llama.cpp's adapter GGUF of the same adapter: the same tokens.
+"$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5,9 -n 12 --temperature 0 --ignore-eos --lora "$fx/tiny-llama-lora.gguf" >"$tmp/withggufl" 2>/dev/null
+if cmp -s "$tmp/withlora" "$tmp/withggufl"; then pass=$((pass + 1)); else
+  fail=$((fail + 1)); echo "FAIL lora-gguf-equals-peft: the GGUF adapter gives other tokens"; fi
+expect_error lora-gguf-not-adapter "not a LoRA adapter" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5 --lora "$fx/tiny-llama-q8_0.gguf"
 mkdir "$tmp/badlora"
 echo '{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "use_dora": true}' >"$tmp/badlora/adapter_config.json"
 expect_error lora-dora "use_dora" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 1,5 --lora "$tmp/badlora"

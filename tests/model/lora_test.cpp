@@ -22,9 +22,10 @@ const std::string kModels = std::string(JINX_FIXTURES) + "/models/";
 
 struct Case {
   const char* base;
-  const char* adapter;  // also the name of the reference
+  const char* adapter;
   WeightQuant quantize;
   double tol;  // max |logit - ref| / max(1, max |ref|)
+  const char* ref = nullptr;  // <ref>.ref.json (transformers + peft); null: the adapter's name
 };
 
 std::ostream& operator<<(std::ostream& os, const Case& c) {
@@ -47,7 +48,7 @@ std::unique_ptr<Model> load(const Case& c) {
 
 TEST_P(Lora, LogitsAndGreedyTokensMatchPeft) {
   const Case& c = GetParam();
-  std::ifstream in(kModels + c.adapter + ".ref.json");
+  std::ifstream in(kModels + (c.ref ? c.ref : c.adapter) + ".ref.json");
   const auto ref = nlohmann::json::parse(in);
   cpu::set_exact_activations(c.tol <= 1e-4);
   auto model = load(c);
@@ -93,7 +94,63 @@ INSTANTIATE_TEST_SUITE_P(
                       // The same weights as a GGUF file (tools/fixtures_gguf.py).
                       Case{"tiny-llama-f32.gguf", "tiny-llama-lora", WeightQuant::kNone, 1e-4},
                       // Base weights quantized at load, the adapter kept in fp32.
-                      Case{"tiny-llama", "tiny-llama-lora", WeightQuant::kQ8_0, 3e-2}));
+                      Case{"tiny-llama", "tiny-llama-lora", WeightQuant::kQ8_0, 3e-2},
+                      // The same adapter as llama.cpp's adapter GGUF (tools/fixtures_lora_gguf.py),
+                      // on the GGUF base and on the Hugging Face base (its q/k rows moved back).
+                      Case{"tiny-llama-f32.gguf", "tiny-llama-lora.gguf", WeightQuant::kNone, 1e-4,
+                           "tiny-llama-lora"},
+                      Case{"tiny-llama", "tiny-llama-lora.gguf", WeightQuant::kNone, 1e-4,
+                           "tiny-llama-lora"}));
+
+// llama.cpp (llama-cpp-python, --lora) on the same base GGUF and adapter GGUF.
+TEST(LoraGguf, MatchesLlamaCpp) {
+  std::ifstream in(kModels + "tiny-llama-lora-gguf.llamacpp.json");
+  const auto ref = nlohmann::json::parse(in);
+  cpu::set_exact_activations(true);
+  LoadOptions o;
+  o.threads = 2;
+  o.lora = kModels + "tiny-llama-lora.gguf";
+  auto model = Model::load(kModels + "tiny-llama-f32.gguf", o);
+  EXPECT_NE(model->lora_summary().find("(GGUF)"), std::string::npos) << model->lora_summary();
+  const int64_t V = model->config().vocab_size;
+  ThreadPool pool(2);
+  const auto ids = ref["input_ids"].get<std::vector<int32_t>>();
+  KvCache cache = model->new_cache(64);
+  std::vector<float> logits(ids.size() * V);
+  model->forward(ids, cache, logits.data(), true, pool);
+  double max_err = 0;
+  for (size_t t = 0; t < ids.size(); ++t) {
+    const auto row = ref["logits"][t].get<std::vector<float>>();
+    for (int64_t i = 0; i < V; ++i)
+      max_err = std::max(max_err, std::fabs(double(logits[t * V + i]) - row[i]));
+    EXPECT_EQ(argmax(&logits[t * V], V), argmax(row.data(), V)) << t;
+  }
+  std::printf("tiny-llama-f32.gguf + tiny-llama-lora.gguf vs llama.cpp: max |diff| %.3g\n", max_err);
+  EXPECT_LT(max_err, 1e-3);
+}
+
+TEST(LoraGguf, RefusesOtherFiles) {
+  auto refused = [](const std::string& adapter, const std::string& words) {
+    LoadOptions o;
+    o.lora = adapter;
+    try {
+      Model::load(kModels + "tiny-llama-f32.gguf", o);
+      ADD_FAILURE() << adapter << " was taken";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  refused(kModels + "tiny-llama-q8_0.gguf", "not a LoRA adapter");  // a model, not an adapter
+  // An adapter made for another architecture.
+  LoadOptions o;
+  o.lora = kModels + "tiny-llama-lora.gguf";
+  try {
+    Model::load(kModels + "tiny-qwen2", o);
+    ADD_FAILURE() << "a llama adapter on a qwen2 model was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"llama\" models"), std::string::npos) << e.what();
+  }
+}
 
 // A copy of tiny-llama-lora in a temporary directory, its config edited by `edit` and its
 // tensors replaced by `tensors` (name -> shape, F32 zeros) when given.
