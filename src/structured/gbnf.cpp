@@ -613,7 +613,6 @@ void GbnfMatcher::add_stack(const std::vector<uint32_t>& stack, GbnfState* out) 
 // from a fresh recursion, so a grammar of long nullable chains cannot overflow the C++ stack.
 void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
   if (g_.cycle_guard()) seen_.clear();
-  work_ = 0;
   expand_from(stack, out, 0);
   while (!pending_.empty()) {
     std::vector<uint32_t> st = std::move(pending_.back());
@@ -623,7 +622,8 @@ void GbnfMatcher::expand(std::vector<uint32_t>* stack, GbnfState* out) const {
 }
 
 void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out, int depth) const {
-  if (++work_ > kMaxExpandWork) return;  // a last bound on pathological grammars
+  // Bounds on pathological grammars: the stacks kept are full, or this step has worked enough.
+  if (out->ends.size() >= kMaxStacks || ++work_ > kMaxExpandWork) return;
   if (depth >= kMaxRecursion) {
     pending_.push_back(*stack);
     return;
@@ -660,6 +660,7 @@ void GbnfMatcher::expand_from(std::vector<uint32_t>* stack, GbnfState* out, int 
 }
 
 GbnfState GbnfMatcher::initial() const {
+  work_ = 0;
   GbnfState s;
   std::vector<uint32_t> stack;
   for (uint32_t alt : g_.alternatives(g_.root())) {
@@ -698,6 +699,7 @@ bool GbnfMatcher::filter(const GbnfState& in, uint32_t lo, uint32_t hi, GbnfStat
 }
 
 bool GbnfMatcher::step(const GbnfState& in, uint8_t c, GbnfState* out) const {
+  work_ = 0;
   out->frames.clear();
   out->ends.clear();
   out->cp = 0;

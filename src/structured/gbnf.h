@@ -117,8 +117,8 @@ class GbnfMatcher {
   void expand(std::vector<uint32_t>* stack, GbnfState* out) const;
   void expand_from(std::vector<uint32_t>* stack, GbnfState* out, int depth) const;
   static constexpr int kMaxRecursion = 2000;
-  // Expansion steps per expand() call; past it the remaining parses are dropped (never reached
-  // by a grammar whose expansions the guard deduplicates).
+  // Expansion steps per byte (step()); past it the remaining parses are dropped. Only
+  // grammars built to be slow get near it (thousands of nested nullable repetitions).
   static constexpr int64_t kMaxExpandWork = 1 << 20;
   mutable int64_t work_ = 0;
   void add_stack(const std::vector<uint32_t>& stack, GbnfState* out) const;
