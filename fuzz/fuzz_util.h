@@ -164,4 +164,24 @@ class ScratchDir {
   std::string path_;
 };
 
+// For a byte-level matcher (JsonMatcher, GbnfMatcher): feeding `doc` byte by byte agrees with
+// accepts() (every byte taken and the end state complete), and a refused byte leaves the state
+// as it was. `each` sees every state reached.
+template <typename Matcher, typename Each>
+void check_stepping(const Matcher& m, std::string_view doc, Each&& each) {
+  auto s = m.initial(), next = s;
+  bool all_taken = true;
+  for (unsigned char c : doc) {
+    const std::string key = s.key();
+    if (!m.step(s, c, &next)) {
+      JINX_FUZZ_ASSERT(s.key() == key);
+      all_taken = false;
+      break;
+    }
+    each(next);
+    s = next;
+  }
+  JINX_FUZZ_ASSERT(m.accepts(doc) == (all_taken && m.complete(s)));
+}
+
 }  // namespace jinx::fuzz

