@@ -14,6 +14,8 @@ EngineOptions EngineFlags::resolve() const {
   o.prefix_caching = !no_prefix_cache;
   o.cuda_graphs = !enforce_eager;
   o.quantize = parse_quantize(quantize);
+  if (speculative_sampling != "match" && speculative_sampling != "rejection")
+    fail("--speculative-sampling must be match or rejection, not \"", speculative_sampling, "\"");
   o.speculative_sampling = speculative_sampling == "rejection" ? SpeculativeSampling::kRejection
                                                                : SpeculativeSampling::kMatch;
   if (overlap == "auto") {
@@ -121,8 +123,7 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
                   "Draft model, sampled requests: match (greedy guesses, each row sampled as "
                   "without them: a seed gives the same tokens) or rejection (guesses drawn from "
                   "the draft, kept with probability min(1, p/q): more kept, same distribution)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"match", "rejection"}));
+      ->capture_default_str();
   sub->add_option("--prompt-lookup-max", o.prompt_lookup_max,
                   "Prompt lookup: longest n-gram matched to find guesses")
       ->check(CLI::Range(1, 64));

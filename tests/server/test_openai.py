@@ -762,6 +762,27 @@ def test_burst_admits_run_slots_plus_queue():
         s.stop()
 
 
+def test_speculative_sampling_server_keeps_the_guesses():
+    # --speculative-sampling rejection with the model as its own draft: p == q, so every guess
+    # of a sampled request stands (greedy guesses of sampled requests mostly fall).
+    s = Server("speculative-rejection", "--api-key", API_KEY, "--speculative-model",
+               str(MODEL_PATH), "--num-speculative-tokens", "3", "--speculative-sampling",
+               "rejection")
+    try:
+        import openai
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key=API_KEY, max_retries=0, timeout=300)
+        for seed in (1, 2):
+            r = chat(c, "Write a short poem about the sea.", temperature=1.0, seed=seed,
+                     max_tokens=40, extra_body={"ignore_eos": True})
+            assert r.usage.completion_tokens == 40
+        m = metrics(s)
+        drafted = metric(m, "jinx:spec_decode_num_draft_tokens_total")
+        accepted = metric(m, "jinx:spec_decode_num_accepted_tokens_total")
+        assert drafted > 0 and accepted >= 0.9 * drafted, (drafted, accepted)
+    finally:
+        s.stop()
+
+
 @pytest.mark.parametrize("how", ["lookup", "draft"])
 def test_speculative_server_gives_the_same_text(server, client, how):
     # Guesses (prompt lookup, or a draft model: here the model itself, the one at hand) change
