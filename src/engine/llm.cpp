@@ -66,6 +66,7 @@ struct LLM::Live {
         on_update(std::move(r.on_update)),
         t0(Clock::now()) {
     out.n_prompt = static_cast<int64_t>(r.prompt.size());
+    stops.set_active(r.params.min_tokens == 0);  // stop strings count from min_tokens on
     if (r.params.prompt_logprobs >= 0) {
       prompt = r.prompt;
       out.prompt_logprobs.reserve(prompt.size() - 1);
@@ -416,6 +417,8 @@ int32_t LLM::commit_token(Live& L, SampleResult sr, FinishReason* reason) {
     const auto tok_eos = tok_->eos_ids();
     is_eos = is_eos || std::find(tok_eos.begin(), tok_eos.end(), token) != tok_eos.end();
   }
+  // Stop strings count once min_tokens are out (the text before is never searched).
+  if (static_cast<int>(L.out.token_ids.size()) >= L.params.min_tokens) L.stops.set_active(true);
   // A constrained request ends when its value is whole (or, should the mask ever let one
   // through, at a token its automaton rejects: stopping beats emitting invalid output).
   const bool constraint_done =

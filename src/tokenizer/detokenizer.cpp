@@ -53,6 +53,7 @@ StopStringMatcher::StopStringMatcher(std::vector<std::string> stops, bool includ
 
 StopStringMatcher::Out StopStringMatcher::push(std::string_view delta) {
   if (stopped_) return {"", true};
+  if (!active_ && held_.empty()) return {std::string(delta), false};
   held_.append(delta);
   // The earliest complete stop string ends generation; text before it is released.
   size_t first = std::string::npos, first_len = 0;

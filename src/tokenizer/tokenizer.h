@@ -103,6 +103,9 @@ class StopStringMatcher {
     bool stopped = false;
   };
   Out push(std::string_view delta);
+  // Inactive: text passes straight through and nothing stops (vLLM checks no stop string before
+  // min_tokens). Active by default.
+  void set_active(bool active) { active_ = active; }
   // Releases held-back text at the end of generation (nothing after a stop).
   std::string flush();
 
@@ -110,6 +113,7 @@ class StopStringMatcher {
   std::vector<std::string> stops_;
   std::string held_;
   bool include_stop_ = false;
+  bool active_ = true;
   bool stopped_ = false;
 };
 

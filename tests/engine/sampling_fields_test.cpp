@@ -98,6 +98,17 @@ TEST(SamplingFields, AllowedTokenIdsRestrictTheChoice) {
   EXPECT_THROW(llm.generate({bad}), Error);
 }
 
+TEST(SamplingFields, StopStringsCountFromMinTokensOn) {
+  StopStringMatcher m({"ab"});
+  m.set_active(false);
+  EXPECT_EQ(m.push("xxab").text, "xxab");  // not searched yet
+  m.set_active(true);
+  EXPECT_EQ(m.push("cda").text, "cd");  // "a" held: it may start "ab"
+  const auto out = m.push("b tail");
+  EXPECT_TRUE(out.stopped);
+  EXPECT_EQ(out.text, "");
+}
+
 TEST(SamplingFields, StopStringKeptWhenAsked) {
   StopStringMatcher cut({"END", "EN"}), kept({"END", "EN"}, true);
   EXPECT_EQ(cut.push("abc E").text, "abc ");
