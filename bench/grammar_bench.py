@@ -51,7 +51,7 @@ def llama_times(cases, reps):
     cand = LlamaTokenDataArray(n_vocab=n_vocab)
     rows = {}
     for c in cases:
-        if "gbnf" not in c:
+        if "gbnf" not in c or not c.get("peer", True):
             continue
         ids = llm.tokenize(c["output"].encode("utf-8"), add_bos=False, special=False)
         best = None

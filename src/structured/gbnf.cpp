@@ -566,17 +566,21 @@ std::string GbnfState::key() const {
 }
 
 void GbnfMatcher::add_stack(const std::vector<uint32_t>& stack, GbnfState* out) const {
-  // Identical stacks (two parses that reached the same place) are kept once.
-  uint32_t begin = 0;
-  for (uint32_t end : out->ends) {
+  // Identical stacks (two parses that reached the same place) are kept once; their hashes
+  // are compared first, so an ambiguous grammar's hundreds of deep stacks stay cheap.
+  uint64_t h = 0xcbf29ce484222325ull ^ stack.size();
+  for (uint32_t v : stack) h = (h ^ v) * 0x100000001b3ull;
+  for (size_t k = 0; k < out->hashes.size(); ++k) {
+    if (out->hashes[k] != h) continue;
+    const uint32_t begin = k ? out->ends[k - 1] : 0, end = out->ends[k];
     if (end - begin == stack.size() &&
         std::equal(stack.begin(), stack.end(), out->frames.begin() + begin))
       return;
-    begin = end;
   }
   if (out->ends.size() >= kMaxStacks) return;
   out->frames.insert(out->frames.end(), stack.begin(), stack.end());
   out->ends.push_back(static_cast<uint32_t>(out->frames.size()));
+  out->hashes.push_back(h);
 }
 
 // Turns `stack` (its top the next element of some alternative) into stacks whose tops are
@@ -662,10 +666,12 @@ void GbnfMatcher::advance(const GbnfState& in, uint32_t cp, GbnfState* out) cons
 // Keeps the stacks whose next character can be in [lo, hi] (a partial UTF-8 character).
 bool GbnfMatcher::filter(const GbnfState& in, uint32_t lo, uint32_t hi, GbnfState* out) const {
   uint32_t begin = 0;
-  for (uint32_t end : in.ends) {
+  for (size_t k = 0; k < in.ends.size(); ++k) {
+    const uint32_t end = in.ends[k];
     if (end > begin && g_.chars(g_.elems()[in.frames[end - 1]].value).intersects(lo, hi)) {
       out->frames.insert(out->frames.end(), in.frames.begin() + begin, in.frames.begin() + end);
       out->ends.push_back(static_cast<uint32_t>(out->frames.size()));
+      out->hashes.push_back(in.hashes[k]);
     }
     begin = end;
   }
@@ -676,6 +682,7 @@ bool GbnfMatcher::step(const GbnfState& in, uint8_t c, GbnfState* out) const {
   work_ = 0;
   out->frames.clear();
   out->ends.clear();
+  out->hashes.clear();
   out->cp = 0;
   out->need = 0;
   out->len = 0;

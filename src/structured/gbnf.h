@@ -89,6 +89,7 @@ class GbnfGrammar {
 struct GbnfState {
   std::vector<uint32_t> frames;  // all stacks back to back
   std::vector<uint32_t> ends;    // stack k is frames[ends[k-1], ends[k])
+  std::vector<uint64_t> hashes;  // of each stack (deduplication; not part of key())
   uint32_t cp = 0;               // bits of the partial character
   uint8_t need = 0;              // continuation bytes still due
   uint8_t len = 0;               // bytes of the partial character read
@@ -99,7 +100,7 @@ struct GbnfState {
 class GbnfMatcher {
  public:
   static constexpr size_t kMaxDepth = 256;   // frames per stack; deeper parses are dropped
-  static constexpr size_t kMaxStacks = 256;  // ambiguity kept; extra stacks are dropped
+  static constexpr size_t kMaxStacks = 64;  // ambiguity kept; extra stacks are dropped
 
   explicit GbnfMatcher(const GbnfGrammar& g) : g_(g) {}
 
