@@ -244,7 +244,10 @@ int32_t Scheduler::add_guesses(size_t index, int32_t room) {
   Sequence* s = running_[index];
   const std::vector<int32_t>& g = draft_[index];
   const int32_t k = std::min({room, guess_limit(s), static_cast<int32_t>(g.size())});
-  if (k <= 0) return 0;
+  if (k <= 0) {
+    s->draft_probs.clear();
+    return 0;
+  }
   s->tokens.insert(s->tokens.end(), g.begin(), g.begin() + k);
   s->n_draft = k;
   const std::vector<float>& q = draft_probs_[index];
@@ -262,7 +265,12 @@ void Scheduler::drop_guesses(Sequence* s, int32_t n_keep) {
   JINX_CHECK(n_keep >= 0 && n_keep <= s->n_draft, "keeping ", n_keep, " of ", s->n_draft,
              " guesses");
   s->tokens.resize(s->tokens.size() - static_cast<size_t>(s->n_draft - n_keep));
-  if (!s->draft_probs.empty()) s->draft_probs.resize(s->draft_probs.size() / s->n_draft * n_keep);
+  if (n_keep == 0 || s->n_draft == 0) {
+    s->draft_probs.clear();
+  } else if (!s->draft_probs.empty()) {
+    s->draft_probs.resize(s->draft_probs.size() / static_cast<size_t>(s->n_draft) *
+                          static_cast<size_t>(n_keep));
+  }
   s->n_draft = n_keep;
 }
 
@@ -414,6 +422,7 @@ void Scheduler::finish_step(std::span<const ScheduledSeq> seqs,
       const int32_t kept = s.pending_finish != FinishReason::kNone ? 0 : by_id.at(sc.id)->n_accepted;
       drop_guesses(&s, kept);
       s.n_draft = 0;  // the kept ones are known now
+      s.draft_probs.clear();
       s.n_computed = std::min(s.n_computed, s.size());
       if (kv_.contains(s.id)) kv_.shrink(s.id, s.size());  // the slots of dropped guesses
       stats_.n_accepted_tokens += kept;

@@ -92,6 +92,43 @@ TEST(SpeculativeSampling, DraftEqualToTargetKeepsEveryGuess) {
   EXPECT_LT(keep[0], 0.6);
 }
 
+// The rejection path with penalties, logprobs and a small KV pool that preempts (a preempted
+// sequence drops its guesses and their distributions): every request finishes with its
+// logprobs. (It once divided by zero here: distributions left behind by kept guesses.)
+TEST(SpeculativeSampling, WithPenaltiesLogprobsAndPreemption) {
+  auto m = load("tiny-llama");
+  EngineOptions o = rejection_options(load("tiny-llama-q8_0.gguf"), 3);
+  o.kv_cache_tokens = 96;  // 6 requests of ~40 tokens: some are preempted and recomputed
+  o.block_size = 4;
+  LLM llm(m, nullptr, o);
+  std::vector<Request> reqs;
+  for (int i = 0; i < 6; ++i) {
+    Request r;
+    r.prompt = {1, static_cast<int32_t>(20 + i), 9, 33, 7};
+    r.params.temperature = 0.9f;
+    r.params.top_k = 20;
+    r.params.seed = static_cast<uint64_t>(50 + i);
+    r.params.max_tokens = 30;
+    r.params.ignore_eos = true;
+    r.params.repetition_penalty = 1.2f;
+    r.params.presence_penalty = 0.5f;
+    r.params.logprobs = 2;
+    reqs.push_back(std::move(r));
+  }
+  const auto outs = llm.generate(reqs);
+  for (const auto& out : outs) {
+    ASSERT_EQ(out.token_ids.size(), 30u);
+    ASSERT_EQ(out.logprobs.size(), 30u);
+    for (size_t k = 0; k < out.token_ids.size(); ++k) {
+      EXPECT_EQ(out.logprobs[k].token, out.token_ids[k]);
+      EXPECT_LE(out.logprobs[k].logprob, 0.0f);
+      EXPECT_EQ(out.logprobs[k].top.size(), 2u);
+    }
+  }
+  EXPECT_GT(llm.stats().preemptions, 0);
+  EXPECT_GT(llm.stats().accepted_tokens, 0);
+}
+
 // Exact distribution of the target's first three tokens after the prompt, sampling at
 // temperature 1 among `allowed` (when given) or among the top_k best.
 struct Exact {
