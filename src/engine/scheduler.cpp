@@ -250,13 +250,11 @@ int32_t Scheduler::add_guesses(size_t index, int32_t room) {
   }
   s->tokens.insert(s->tokens.end(), g.begin(), g.begin() + k);
   s->n_draft = k;
-  const std::vector<float>& q = draft_probs_[index];
-  if (q.empty()) {
-    s->draft_probs.clear();
-  } else {
-    const size_t row = q.size() / g.size();
-    s->draft_probs.assign(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(row * k));
-  }
+  // The guesses' distributions move over (k rows of vocab floats each: no copy).
+  std::vector<float>& q = draft_probs_[index];
+  const size_t row = q.empty() ? 0 : q.size() / g.size();
+  s->draft_probs.swap(q);
+  s->draft_probs.resize(row * static_cast<size_t>(k));
   return k;
 }
 

@@ -139,6 +139,17 @@ std::vector<float> interleave_heads(const std::vector<float>& b, int64_t n_heads
   return out;
 }
 
+// B [out, r] as stored for add_lora: [r, out] (its columns as rows), times the scale.
+std::vector<float> scaled_transpose(const std::vector<float>& b, int64_t out, int64_t rank,
+                                    double scale) {
+  std::vector<float> bt(b.size());
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t j = 0; j < rank; ++j)
+      bt[static_cast<size_t>(j * out + o)] =
+          static_cast<float>(b[static_cast<size_t>(o * rank + j)] * scale);
+  return bt;
+}
+
 // GGUF tensor names of the projections, in kProjections' order.
 const char* const kGgufProjections[] = {"attn_q", "attn_k", "attn_v", "attn_output",
                                         "ffn_gate", "ffn_up", "ffn_down"};
@@ -179,11 +190,7 @@ void Model::load_lora(const std::string& path) {
       if (cfg_.rope_interleaved && (proj == "q_proj" || proj == "k_proj"))
         bm = interleave_heads(bm, proj == "q_proj" ? cfg_.n_heads : cfg_.n_kv_heads,
                               cfg_.head_dim, lc.rank);
-      d.bt.resize(bm.size());  // [out, r] -> [r, out], times the scale
-      for (int64_t o = 0; o < l.w.rows; ++o)
-        for (int64_t j = 0; j < lc.rank; ++j)
-          d.bt[static_cast<size_t>(j * l.w.rows + o)] =
-              static_cast<float>(bm[static_cast<size_t>(o * lc.rank + j)] * lc.scale);
+      d.bt = scaled_transpose(bm, l.w.rows, lc.rank, lc.scale);
       used.insert(key + ".lora_A.weight");
       used.insert(key + ".lora_B.weight");
       ++n_applied;
@@ -243,11 +250,7 @@ void Model::load_lora_gguf(const std::string& path) {
         bm = interleave_heads(bm, k == 0 ? cfg_.n_heads : cfg_.n_kv_heads, cfg_.head_dim, rank,
                               /*inverse=*/true);
       const double scale = alpha > 0 ? alpha / static_cast<double>(rank) : 1.0;
-      d.bt.resize(bm.size());  // [out, r] -> [r, out], times the scale
-      for (int64_t o = 0; o < l.w.rows; ++o)
-        for (int64_t j = 0; j < rank; ++j)
-          d.bt[static_cast<size_t>(j * l.w.rows + o)] =
-              static_cast<float>(bm[static_cast<size_t>(o * rank + j)] * scale);
+      d.bt = scaled_transpose(bm, l.w.rows, rank, scale);
       used.insert(key + ".lora_a");
       used.insert(key + ".lora_b");
       max_rank = std::max(max_rank, rank);
