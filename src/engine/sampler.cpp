@@ -486,19 +486,36 @@ void sampling_probs(const float* logits, int32_t vocab_size, const SamplingParam
   std::vector<Cand> c;
   const bool use_top_k = p.top_k > 0 && p.top_k < vocab_size;
   if (use_top_k || p.top_p < 1.0f) {
+    double z_all = -1.0;  // top-p alone: the whole vocabulary's weight
     // The kept tokens are a prefix of the vocabulary in better() order: top-k of it, then
     // top-p of those (the crossing token kept), cut at the first below min-p.
     if (use_top_k) {
       select_top(logits, vocab_size, p.top_k, &c);
     } else {
+      // Top-p alone: only tokens of weight >= 1e-6 (the best has 1) need sorting when those
+      // below hold less than the 1 - top_p share the nucleus leaves out (exact: they are the
+      // sorted order's tail, past where the nucleus ends); else all of them.
+      constexpr float kFloor = 1e-6f;
+      std::vector<float> w(static_cast<size_t>(vocab_size));
+      for (int32_t b = 0; b < vocab_size; b += kBlock)
+        block_weights(logits, b, std::min(vocab_size, b + kBlock), f, w.data() + b);
+      double z = 0.0, below = 0.0;
+      for (float v : w) {
+        z += v;
+        if (v < kFloor) below += v;
+      }
+      z_all = z;
+      const bool cut_tail = below < (1.0 - static_cast<double>(p.top_p)) * z * 0.999;
       for (int32_t i = 0; i < vocab_size; ++i)
-        if (logits[i] > -kInf) c.push_back({logits[i], i});
+        if (logits[i] > -kInf && (!cut_tail || w[static_cast<size_t>(i)] >= kFloor))
+          c.push_back({logits[i], i});
       std::sort(c.begin(), c.end(), better);
     }
     std::vector<double> w;
     cand_weights(c, f, &w);
     double z = 0.0;
     for (double v : w) z += v;
+    if (z_all >= 0.0) z = z_all;  // the tail left unsorted still counts in top-p's total
     const size_t n_keep = cut(w, z, p.top_p, p.min_p).n_keep;
     double total = 0.0;
     for (size_t i = 0; i < n_keep; ++i) total += w[i];

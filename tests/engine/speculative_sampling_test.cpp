@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -58,6 +59,32 @@ TEST(SamplingProbs, FiltersAsTheSamplerDoes) {
   EXPECT_NEAR(p[1], 1 / z3, 1e-6);
   EXPECT_NEAR(p[2], std::exp(-1.0) / z3, 1e-6);
   EXPECT_EQ(p[0] + p[3] + p[5], 0.0f);
+  // A large vocabulary under top-p alone (only the heavy tokens are sorted): the nucleus of a
+  // full sort, written out here.
+  {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    std::vector<float> big(20000);
+    for (float& x : big) x = nd(rng);
+    SamplingParams tp;
+    tp.temperature = 0.7f;
+    tp.top_p = 0.9f;
+    sampling_probs(big.data(), 20000, tp, &p);
+    std::vector<int32_t> order(big.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return big[a] > big[b]; });
+    std::vector<double> w(big.size());
+    double z = 0;
+    for (size_t i = 0; i < big.size(); ++i) z += w[i] = std::exp((big[i] - big[order[0]]) / 0.7);
+    double cum = 0, kept = 0;
+    size_t n = 0;
+    while (cum < 0.9 * z) cum += w[order[n++]];
+    for (size_t i = 0; i < n; ++i) kept += w[order[i]];
+    for (size_t i = 0; i < order.size(); ++i) {
+      const double want = i < n ? w[order[i]] / kept : 0.0;
+      ASSERT_NEAR(p[order[i]], want, 1e-6) << "rank " << i << " of nucleus " << n;
+    }
+  }
   sp.temperature = 0;  // greedy: the first best
   sampling_probs(logits.data(), 6, sp, &p);
   EXPECT_EQ(p, (std::vector<float>{0, 1, 0, 0, 0, 0}));
