@@ -319,26 +319,24 @@ std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts
 // The request's own masks on a logits row: allowed_token_ids, min_tokens, its constraint.
 void LLM::mask_row(Live& L, float* row) {
   const int64_t V = model_->config().vocab_size;
-  {
-    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-    if (!L.params.allowed_token_ids.empty()) {  // everything else masked
-      if (L.allowed.empty()) {
-        L.allowed.assign(static_cast<size_t>(V), 0);
-        for (int32_t id : L.params.allowed_token_ids) L.allowed[static_cast<size_t>(id)] = 1;
-      }
-      for (int64_t t = 0; t < V; ++t)
-        if (!L.allowed[static_cast<size_t>(t)]) row[t] = kNegInf;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  if (!L.params.allowed_token_ids.empty()) {  // everything else masked
+    if (L.allowed.empty()) {
+      L.allowed.assign(static_cast<size_t>(V), 0);
+      for (int32_t id : L.params.allowed_token_ids) L.allowed[static_cast<size_t>(id)] = 1;
     }
-    if (static_cast<int>(L.out.token_ids.size()) < L.params.min_tokens) {  // no end yet
-      for (int32_t id : model_->config().eos_token_ids)
-        if (id >= 0 && id < V) row[id] = kNegInf;
-      if (tok_)
-        for (int32_t id : tok_->eos_ids())
-          if (id >= 0 && id < V) row[id] = kNegInf;
-      for (int32_t id : L.params.stop_token_ids) row[id] = kNegInf;
-    }
-    if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
+    for (int64_t t = 0; t < V; ++t)
+      if (!L.allowed[static_cast<size_t>(t)]) row[t] = kNegInf;
   }
+  if (static_cast<int>(L.out.token_ids.size()) < L.params.min_tokens) {  // no end yet
+    for (int32_t id : model_->config().eos_token_ids)
+      if (id >= 0 && id < V) row[id] = kNegInf;
+    if (tok_)
+      for (int32_t id : tok_->eos_ids())
+        if (id >= 0 && id < V) row[id] = kNegInf;
+    for (int32_t id : L.params.stop_token_ids) row[id] = kNegInf;
+  }
+  if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
 }
 
 // The token of sampling row k (of request L), and whether it ends the request.
