@@ -1,4 +1,5 @@
-"""tiny-llama as GGUF (F32, Q8_0, Q4_0, Q4_K) and llama.cpp references.
+"""tiny-llama as GGUF (F32, Q8_0, Q4_0, Q4_K, Q4_K_M, Q2_K, Q3_K_M, Q5_1, IQ4_NL, IQ4_XS) and
+llama.cpp references.
 
 The GGUF layout follows llama.cpp's convert_hf_to_gguf.py for LlamaForCausalLM:
   * Q and K projection rows are permuted (reshape(n_head, 2, head_dim/2, in)
@@ -6,8 +7,17 @@ The GGUF layout follows llama.cpp's convert_hf_to_gguf.py for LlamaForCausalLM:
     stores them adjacent (2i, 2i+1), matching ggml's "normal" rope mode.
   * llama3 rope scaling becomes a rope_freqs.weight F32 tensor of
     head_dim/2 per-frequency divisors (no rope.scaling.* metadata).
-Q8_0 and Q4_0 are quantized with gguf.quants; Q4_K with llama.cpp's own
-llama_model_quantize on the F32 file.
+Q8_0 and Q4_0 are quantized with gguf.quants; the rest with llama.cpp's own
+llama_model_quantize on the F32 file:
+  q4_k     LLAMA_FTYPE_MOSTLY_Q4_K_M with pure=True (every 2-D weight Q4_K)
+and, with llama.cpp's normal per-tensor type mixes (pure=False, no importance matrix):
+  q4_k_m   LLAMA_FTYPE_MOSTLY_Q4_K_M
+  q2_k     LLAMA_FTYPE_MOSTLY_Q2_K
+  q3_k_m   LLAMA_FTYPE_MOSTLY_Q3_K_M
+  q5_1     LLAMA_FTYPE_MOSTLY_Q5_1
+  iq4_nl   LLAMA_FTYPE_MOSTLY_IQ4_NL
+  iq4_xs   LLAMA_FTYPE_MOSTLY_IQ4_XS
+Each ref.json lists the file's tensor types.
 """
 
 import json
@@ -36,6 +46,15 @@ VARIANTS = {
     "q4_0": (QT.Q4_0, 2),
 }
 Q4_K_FTYPE = 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M (with pure=True: every 2-D weight Q4_K)
+# Variants quantized by llama.cpp from the F32 file with its normal mixes (pure=False):
+# name -> llama_ftype (llama_cpp.LLAMA_FTYPE_MOSTLY_*).
+LLAMACPP_MIXES = {
+    "q2_k": 10,    # LLAMA_FTYPE_MOSTLY_Q2_K
+    "q3_k_m": 12,  # LLAMA_FTYPE_MOSTLY_Q3_K_M
+    "q5_1": 9,     # LLAMA_FTYPE_MOSTLY_Q5_1
+    "iq4_nl": 25,  # LLAMA_FTYPE_MOSTLY_IQ4_NL
+    "iq4_xs": 30,  # LLAMA_FTYPE_MOSTLY_IQ4_XS
+}
 
 
 def permute_qk(w, n_head):
@@ -259,5 +278,8 @@ def build_all():
     fixtures_llamacpp.call("quantize", paths["f32"], paths["q4_k"], Q4_K_FTYPE, 1)
     paths["q4_k_m"] = MODELS_DIR / "tiny-llama-q4_k_m.gguf"
     fixtures_llamacpp.call("quantize", paths["f32"], paths["q4_k_m"], Q4_K_FTYPE, 0)
+    for name, ftype in LLAMACPP_MIXES.items():
+        paths[name] = MODELS_DIR / f"tiny-llama-{name}.gguf"
+        fixtures_llamacpp.call("quantize", paths["f32"], paths[name], ftype, 0)
     for name, path in paths.items():
         build_reference(name, path, cfg, hf_model)

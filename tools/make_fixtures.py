@@ -7,8 +7,8 @@ embed lora
 
   hf       tiny HF checkpoints (random weights, fixed seeds) + transformers fp32 references
   mlx      tiny-qwen2 quantized with mlx_lm (4-bit, group 64) + MLX reference
-  gguf     tiny-llama as GGUF F32/Q8_0/Q4_0/Q4_K + llama.cpp references (+ transformers on
-           the dequantized weights)
+  gguf     tiny-llama as GGUF F32/Q8_0/Q4_0/Q4_K/Q4_K_M/Q2_K/Q3_K_M/Q5_1/IQ4_NL/IQ4_XS +
+           llama.cpp references (+ transformers on the dequantized weights)
   smollm2  greedy reference of llama.cpp on the real SmolLM2-135M-Instruct Q4_1 GGUF
   smollm2_hf  transformers fp32 on the same GGUF's dequantized weights (needs accelerate)
   moe      tiny Qwen3-MoE and Qwen2-MoE checkpoints + transformers fp32 references

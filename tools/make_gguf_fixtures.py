@@ -47,6 +47,7 @@ NP_OF = {VT.UINT8: np.uint8, VT.INT8: np.int8, VT.UINT16: np.uint16, VT.INT16: n
 
 # ------------------------------------------------------------------------------------------
 # Random blocks for the types gguf-py cannot quantize (and extra coverage for the others).
+# Dequant-only types covered: Q8_0, Q4_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS.
 
 
 def sane_f16(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -64,7 +65,13 @@ def random_blocks(rng: np.random.Generator, qt: QT, n_blocks: int) -> np.ndarray
     raw = rng.integers(0, 256, (n_blocks, block_bytes), dtype=np.uint8)
     # Byte offsets of the f16 fields of each block (core/quant_blocks.h).
     f16_fields = {QT.Q8_0: [0], QT.Q4_0: [0], QT.Q4_1: [0, 2], QT.Q4_K: [0, 2], QT.Q5_K: [0, 2],
-                  QT.Q6_K: [208]}[qt]
+                  QT.Q6_K: [208],
+                  QT.Q5_1: [0, 2],     # d, m, qh[4], qs[16]
+                  QT.Q2_K: [80, 82],   # scales[16], qs[64], d, dmin
+                  QT.Q3_K: [108],      # hmask[32], qs[64], scales[12], d
+                  QT.IQ4_NL: [0],      # d, qs[16]
+                  QT.IQ4_XS: [0],      # d, scales_h (u16), scales_l[4], qs[128]
+                  }[qt]
     for off in f16_fields:
         raw[:, off:off + 2] = sane_f16(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
     return raw
@@ -81,7 +88,7 @@ def quantized(rng: np.random.Generator, qt: QT, shape: tuple[int, ...]) -> np.nd
     data = (rng.standard_normal(shape) * 0.5).astype(np.float32)
     if qt in (QT.F32, QT.F16):
         return gguf.quants.quantize(data, qt).view(np.uint8).reshape(*shape[:-1], -1)
-    if qt in (QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.BF16):
+    if qt in (QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_1, QT.BF16):
         return gguf.quants.quantize(data, qt)
     block_elems, _ = gguf.GGML_QUANT_SIZES[qt]
     n_blocks = int(np.prod(shape)) // block_elems
@@ -243,6 +250,13 @@ def write_dequant_fixtures(rng: np.random.Generator) -> None:
         emit(f"{qt.name.lower()}_random", qt, random_blocks(rng, qt, 128))
         emit(f"{qt.name.lower()}_data", qt, quantized(rng, qt, (8, 256)))
     for qt in (QT.Q4_K, QT.Q5_K, QT.Q6_K):
+        emit(f"{qt.name.lower()}_random", qt, random_blocks(rng, qt, 48))
+    # Added later: every use of rng below comes after all the earlier ones, so the files above
+    # stay byte-identical when these are regenerated.
+    for qt in (QT.Q5_1, QT.IQ4_NL):
+        emit(f"{qt.name.lower()}_random", qt, random_blocks(rng, qt, 128))
+    emit("q5_1_data", QT.Q5_1, quantized(rng, QT.Q5_1, (8, 256)))
+    for qt in (QT.Q2_K, QT.Q3_K, QT.IQ4_XS):
         emit(f"{qt.name.lower()}_random", qt, random_blocks(rng, qt, 48))
     lines += TENSOR_MANIFEST
     (d / "manifest.txt").write_text(

@@ -4,8 +4,10 @@
 Writes architecture "qwen2" with llama.cpp's standard metadata keys and tensor names
 (token_embd, blk.N.attn_q/k/v (+ .bias), attn_output, attn_norm, ffn_norm, ffn_gate/up/down,
 output_norm; tied embeddings, so no output.weight). Matrices are N(0, 0.02) quantized with
-gguf.quants.quantize to Q8_0 or Q4_0 (token_embd too: it is also the output head), norms are
-ones and biases N(0, 0.02), both F32. The vocabulary is a stand-in that llama.cpp accepts
+gguf.quants.quantize to Q8_0 or Q4_0, or stored F16 (token_embd too: it is also the output
+head), norms are ones and biases N(0, 0.02), both F32. The other types (q2_k, q3_k_m, q4_k_s,
+q4_k_m, q5_k_m, q5_1, iq4_nl, iq4_xs) are llama.cpp's own per-tensor mixes: the F16 file is
+written first and quantized by llama_model_quantize (no importance matrix). The vocabulary is a stand-in that llama.cpp accepts
 (tokenizer.ggml.model "gpt2": the 256 byte tokens in GPT-2's byte-to-unicode spelling, filler
 tokens, Qwen2's three control tokens at their real ids, [PAD] tokens up to 151936, a few
 merges); it is for loading only, the benchmarks feed token ids.
@@ -13,6 +15,7 @@ merges); it is for loading only, the benchmarks feed token ids.
   /work/refvenv/bin/python tools/make_random_gguf.py --type q8_0
   /work/refvenv/bin/python tools/make_random_gguf.py --type q4_0 --check
   /work/refvenv/bin/python tools/make_random_gguf.py --shape q1024 --type q4_k_m
+  /work/refvenv/bin/python tools/make_random_gguf.py --shape q1024 --type iq4_xs --check
   /work/refvenv/bin/python tools/make_random_gguf.py --shape moe --type q8_0 --check
 
 writes models/random/<shape>-random-<type>.gguf (models/ is gitignored). --check loads the
@@ -60,13 +63,21 @@ SHAPES = {
 ARCH = "qwen2"
 EXPERTS = EXPERTS_USED = EXPERT_FF = 0
 
-# type -> (ggml type the script writes, file type); k-quant files are made from an F16 file by
-# llama.cpp's own quantizer (llama_model_quantize, its standard per-tensor mix).
+# type -> (ggml type the script writes, file type); with None the file is made from an F16 file
+# by llama.cpp's own quantizer (llama_model_quantize, its standard per-tensor mix for the file
+# type: e.g. Q6_K for the tied token_embd / output head, and fallbacks such as Q5_0 / Q8_0 /
+# IQ4_NL for rows that are not whole 256-value blocks).
 TYPES = {"q8_0": (Q.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
          "q4_0": (Q.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
          "f16": (Q.F16, gguf.LlamaFileType.MOSTLY_F16),
          "q4_k_m": (None, gguf.LlamaFileType.MOSTLY_Q4_K_M),
-         "q4_k_s": (None, gguf.LlamaFileType.MOSTLY_Q4_K_S)}
+         "q4_k_s": (None, gguf.LlamaFileType.MOSTLY_Q4_K_S),
+         "q2_k": (None, gguf.LlamaFileType.MOSTLY_Q2_K),
+         "q3_k_m": (None, gguf.LlamaFileType.MOSTLY_Q3_K_M),
+         "q5_k_m": (None, gguf.LlamaFileType.MOSTLY_Q5_K_M),
+         "q5_1": (None, gguf.LlamaFileType.MOSTLY_Q5_1),
+         "iq4_nl": (None, gguf.LlamaFileType.MOSTLY_IQ4_NL),
+         "iq4_xs": (None, gguf.LlamaFileType.MOSTLY_IQ4_XS)}
 
 
 def gpt2_byte_chars():
@@ -229,7 +240,7 @@ def main():
     path = a.out or os.path.join(ROOT, "models", "random", f"{a.shape}-random-{a.type}.gguf")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     t0 = time.perf_counter()
-    if qtype is None:  # a k-quant mix: F16 first, then llama.cpp's quantizer
+    if qtype is None:  # a llama.cpp mix: F16 first, then llama.cpp's quantizer
         f16 = path + ".f16.tmp"
         n = write(f16, Q.F16, gguf.LlamaFileType.MOSTLY_F16, a.seed)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

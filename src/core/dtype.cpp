@@ -27,6 +27,11 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::kCount)> kTraits = 
     {"Q6_K", kQK_K, sizeof(BlockQ6_K), true},
     {"F8_E4M3", 1, 1, false},
     {"Q5_0", kQK5_0, sizeof(BlockQ5_0), true},
+    {"Q5_1", kQK5_1, sizeof(BlockQ5_1), true},
+    {"Q2_K", kQK_K, sizeof(BlockQ2_K), true},
+    {"Q3_K", kQK_K, sizeof(BlockQ3_K), true},
+    {"IQ4_NL", kQK4_NL, sizeof(BlockIQ4_NL), true},
+    {"IQ4_XS", kQK_K, sizeof(BlockIQ4_XS), true},
 }};
 
 }  // namespace

@@ -28,6 +28,11 @@ enum class DType : uint8_t {
   Q6_K,
   F8_E4M3,  // fp8, 4 exponent bits (the quantized KV cache; not a weight format)
   Q5_0,     // x = d * (q - 16), q 5-bit (llama.cpp's fallback for k-quants on odd widths)
+  Q5_1,     // x = d * q + m, q 5-bit (the fallback for Q5_K on odd widths)
+  Q2_K,     // 2-bit k-quant: 16 values per 4-bit scale and min
+  Q3_K,     // 3-bit k-quant: 16 values per signed 6-bit scale
+  IQ4_NL,   // x = d * table[q], q 4-bit index into a fixed non-linear table of 16 int8 values
+  IQ4_XS,   // IQ4_NL's table under a 6-bit scale per 32 values, 256-value super-blocks
   kCount,
 };
 

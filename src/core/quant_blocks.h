@@ -10,6 +10,8 @@ constexpr int kQK8_0 = 32;
 constexpr int kQK4_0 = 32;
 constexpr int kQK4_1 = 32;
 constexpr int kQK5_0 = 32;
+constexpr int kQK5_1 = 32;
+constexpr int kQK4_NL = 32;
 constexpr int kQK_K = 256;       // super-block size of the k-quants
 constexpr int kKScaleBytes = 12;  // packed 6-bit scales and mins of Q4_K / Q5_K
 
@@ -36,6 +38,58 @@ struct BlockQ5_0 {
   uint8_t qh[4];
   uint8_t qs[kQK5_0 / 2];
 };
+// x = d * q + m, q 5-bit in Q5_0's layout
+struct BlockQ5_1 {
+  uint16_t d;  // f16
+  uint16_t m;  // f16
+  uint8_t qh[4];
+  uint8_t qs[kQK5_1 / 2];
+};
+// 16 sub-blocks of 16: x = d * (scales[j] & 15) * q - dmin * (scales[j] >> 4), q 2-bit. Values
+// 32h + l (h = 0..7, l = 0..31) are bits 2(h % 4) of qs[32(h / 4) + l]; value i takes scale i / 16.
+struct BlockQ2_K {
+  uint8_t scales[kQK_K / 16];
+  uint8_t qs[kQK_K / 4];
+  uint16_t d;     // f16
+  uint16_t dmin;  // f16
+};
+// 16 sub-blocks of 16: x = d * (sc_j - 32) * (q - 4), q = 2 low bits (Q2_K's layout) plus bit h of
+// hmask[l] as bit 2 (value 32h + l), sc_j 6-bit: low 4 bits in scales[j % 8] (nibble j / 8), high
+// 2 bits at bit 2(j / 4) of scales[8 + j % 4].
+struct BlockQ3_K {
+  uint8_t hmask[kQK_K / 8];
+  uint8_t qs[kQK_K / 4];
+  uint8_t scales[12];
+  uint16_t d;  // f16
+};
+// x = d * kIq4nlValues[q], q 4-bit in Q4_0's nibble layout
+struct BlockIQ4_NL {
+  uint16_t d;  // f16
+  uint8_t qs[kQK4_NL / 2];
+};
+// 8 sub-blocks of 32 in IQ4_NL's layout: x = d * (ls_j - 32) * kIq4nlValues[q], ls_j 6-bit: low 4
+// bits at nibble j of scales_l (as a little-endian uint32), high 2 bits at bit 2j of scales_h.
+struct BlockIQ4_XS {
+  uint16_t d;  // f16
+  uint16_t scales_h;
+  uint8_t scales_l[kQK_K / 64];
+  uint8_t qs[kQK_K / 2];
+};
+// The non-linear 4-bit grid of IQ4_NL / IQ4_XS (ggml's kvalues_iq4nl).
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                            1,    13,   25,  38,  53,  69,  89,  113};
+// Scale j (0..15) of a Q3_K super-block's `scales`, minus 32.
+inline int q3_k_scale(const uint8_t* scales, int j) {
+  const int lo = (scales[j % 8] >> (4 * (j / 8))) & 0xF;
+  const int hi = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return (lo | (hi << 4)) - 32;
+}
+// Scale j (0..7) of an IQ4_XS super-block, minus 32.
+inline int iq4_xs_scale(uint16_t scales_h, const uint8_t* scales_l, int j) {
+  const int lo = (scales_l[j / 2] >> (4 * (j % 2))) & 0xF;
+  const int hi = (scales_h >> (2 * j)) & 3;
+  return (lo | (hi << 4)) - 32;
+}
 // 8 sub-blocks of 32: x = d * sc * q - dmin * m, 6-bit sc/m packed in `scales`
 struct BlockQ4_K {
   uint16_t d;     // f16
@@ -66,5 +120,10 @@ static_assert(sizeof(BlockQ5_0) == 22);
 static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);
+static_assert(sizeof(BlockQ5_1) == 24);
+static_assert(sizeof(BlockQ2_K) == 84);
+static_assert(sizeof(BlockQ3_K) == 110);
+static_assert(sizeof(BlockIQ4_NL) == 18);
+static_assert(sizeof(BlockIQ4_XS) == 136);
 
 }  // namespace jinx

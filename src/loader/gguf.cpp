@@ -104,6 +104,16 @@ std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
       return DType::Q4_1;
     case 6:
       return DType::Q5_0;
+    case 7:
+      return DType::Q5_1;
+    case 10:
+      return DType::Q2_K;
+    case 11:
+      return DType::Q3_K;
+    case 20:
+      return DType::IQ4_NL;
+    case 23:
+      return DType::IQ4_XS;
     case 8:
       return DType::Q8_0;
     case 12:

@@ -32,8 +32,16 @@ uint32_t ggml_type_of(DType t) {
       return 2;
     case DType::Q4_1:
       return 3;
+    case DType::Q5_0:
+      return 6;
+    case DType::Q5_1:
+      return 7;
     case DType::Q8_0:
       return 8;
+    case DType::Q2_K:
+      return 10;
+    case DType::Q3_K:
+      return 11;
     case DType::Q4_K:
       return 12;
     case DType::Q5_K:
@@ -50,6 +58,10 @@ uint32_t ggml_type_of(DType t) {
       return 27;
     case DType::F64:
       return 28;
+    case DType::IQ4_NL:
+      return 20;
+    case DType::IQ4_XS:
+      return 23;
     case DType::BF16:
       return 30;
     default:

@@ -62,7 +62,8 @@ uint32_t bits(float f) {
 TEST(Dequant, ManifestCoversEverySupportedType) {
   auto cases = manifest();
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
-                  DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_1, DType::Q2_K, DType::Q3_K,
+                  DType::IQ4_NL, DType::IQ4_XS}) {
     bool found = false;
     for (const Case& c : cases) found |= c.dtype == t;
     EXPECT_TRUE(found) << name(t);

@@ -69,6 +69,23 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt199
       case DType::Q6_K:
         set_f16(blk + offsetof(BlockQ6_K, d), 0.001f * u(rng));
         break;
+      case DType::Q5_1:
+        set_f16(blk, 0.05f * u(rng));
+        set_f16(blk + 2, 0.5f * u(rng));
+        break;
+      case DType::Q2_K:
+        set_f16(blk + offsetof(BlockQ2_K, d), 0.02f * u(rng));
+        set_f16(blk + offsetof(BlockQ2_K, dmin), 0.02f * u(rng));
+        break;
+      case DType::Q3_K:
+        set_f16(blk + offsetof(BlockQ3_K, d), 0.002f * u(rng));
+        break;
+      case DType::IQ4_NL:
+        set_f16(blk, 0.002f * u(rng));
+        break;
+      case DType::IQ4_XS:
+        set_f16(blk, 0.0002f * u(rng));
+        break;
       default:
         break;
     }
@@ -144,7 +161,10 @@ INSTANTIATE_TEST_SUITE_P(Formats, MatmulParity,
                                            Param{DType::Q8_0, 96}, Param{DType::Q4_0, 160},
                                            Param{DType::Q4_1, 64}, Param{DType::Q5_0, 96},
                                            Param{DType::Q4_K, 512},
-                                           Param{DType::Q5_K, 256}, Param{DType::Q6_K, 256}),
+                                           Param{DType::Q5_K, 256}, Param{DType::Q6_K, 256},
+                                           Param{DType::Q5_1, 96}, Param{DType::Q2_K, 512},
+                                           Param{DType::Q3_K, 256}, Param{DType::IQ4_NL, 160},
+                                           Param{DType::IQ4_XS, 256}),
                          [](const auto& info) {
                            return std::string(name(info.param.dtype)) + "_" +
                                   std::to_string(info.param.cols);

@@ -125,6 +125,23 @@ TestMatrix gguf_matrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
       case DType::Q6_K:
         put_f16(blk + offsetof(BlockQ6_K, d), 0.001f * u(rng));
         break;
+      case DType::Q5_1:
+        put_f16(blk, 0.05f * u(rng));
+        put_f16(blk + 2, 0.5f * u(rng));
+        break;
+      case DType::Q2_K:
+        put_f16(blk + offsetof(BlockQ2_K, d), 0.02f * u(rng));
+        put_f16(blk + offsetof(BlockQ2_K, dmin), 0.02f * u(rng));
+        break;
+      case DType::Q3_K:
+        put_f16(blk + offsetof(BlockQ3_K, d), 0.002f * u(rng));
+        break;
+      case DType::IQ4_NL:
+        put_f16(blk, 0.002f * u(rng));
+        break;
+      case DType::IQ4_XS:
+        put_f16(blk, 0.0002f * u(rng));
+        break;
       default:
         break;
     }
@@ -292,6 +309,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"q5_k", DType::Q5_K, 0, 0, DType::F32, 23, 768},
                       Case{"q6_k", DType::Q6_K, 0, 0, DType::F32, 37, 256},
                       Case{"q6_k_wide", DType::Q6_K, 0, 0, DType::F32, 9, 1024},
+                      Case{"q5_1", DType::Q5_1, 0, 0, DType::F32, 19, 640},
+                      Case{"q5_1_odd", DType::Q5_1, 0, 0, DType::F32, 37, 96},
+                      Case{"q2_k", DType::Q2_K, 0, 0, DType::F32, 37, 512},
+                      Case{"q3_k", DType::Q3_K, 0, 0, DType::F32, 23, 768},
+                      Case{"iq4_nl", DType::IQ4_NL, 0, 0, DType::F32, 19, 640},
+                      Case{"iq4_nl_odd", DType::IQ4_NL, 0, 0, DType::F32, 37, 96},
+                      Case{"iq4_xs", DType::IQ4_XS, 0, 0, DType::F32, 37, 512},
                       Case{"mlx4_g32_odd_bf16", DType::U32, 4, 32, DType::BF16, 37, 96},
                       Case{"mlx4_g64_f16", DType::U32, 4, 64, DType::F16, 19, 320},
                       Case{"mlx4_g128_f32", DType::U32, 4, 128, DType::F32, 7, 256},

@@ -569,7 +569,7 @@ TEST(GgufCorrupt, TensorInfos) {
     EXPECT_GGUF_ERROR(s.bytes(), "ne[0]=33 is not a multiple of the Q4_0 block size 32");
   }
   for (auto [type, needle] : std::vector<std::pair<uint32_t, std::string>>{
-           {7, "Q5_1 (7)"}, {10, "Q2_K (10)"}, {1000, "type_1000 (1000)"}}) {
+           {9, "Q8_1 (9)"}, {16, "IQ2_XXS (16)"}, {1000, "type_1000 (1000)"}}) {
     Base s;
     s.b.patch<uint32_t>(s.q8.type, type);
     EXPECT_GGUF_ERROR(s.bytes(), "tensor 'q8': unsupported tensor type " + needle);

@@ -162,6 +162,20 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-llama-q4_0.gguf", "tiny-llama-q4_0", 1e-4, "_transformers"},
                       Case{"tiny-llama-q4_k.gguf", "tiny-llama-q4_k", 1e-4, "_transformers"},
                       Case{"tiny-llama-q4_k_m.gguf", "tiny-llama-q4_k_m", 1e-4, "_transformers"},
+                      // llama.cpp's other mixes (tools/fixtures_gguf.py): Q2_K (with Q3_K),
+                      // Q3_K_M (Q3_K, Q4_K, Q5_K), Q5_1, IQ4_NL and IQ4_XS, each with a Q6_K head
+                      // (measured 0.029 / 0.031 / 0.016 / 0.017 / 0.026 against llama.cpp; about
+                      // 1e-6 against transformers on the dequantized weights).
+                      Case{"tiny-llama-q2_k.gguf", "tiny-llama-q2_k", 4e-2},
+                      Case{"tiny-llama-q3_k_m.gguf", "tiny-llama-q3_k_m", 4e-2},
+                      Case{"tiny-llama-q5_1.gguf", "tiny-llama-q5_1", 4e-2},
+                      Case{"tiny-llama-iq4_nl.gguf", "tiny-llama-iq4_nl", 4e-2},
+                      Case{"tiny-llama-iq4_xs.gguf", "tiny-llama-iq4_xs", 4e-2},
+                      Case{"tiny-llama-q2_k.gguf", "tiny-llama-q2_k", 1e-4, "_transformers"},
+                      Case{"tiny-llama-q3_k_m.gguf", "tiny-llama-q3_k_m", 1e-4, "_transformers"},
+                      Case{"tiny-llama-q5_1.gguf", "tiny-llama-q5_1", 1e-4, "_transformers"},
+                      Case{"tiny-llama-iq4_nl.gguf", "tiny-llama-iq4_nl", 1e-4, "_transformers"},
+                      Case{"tiny-llama-iq4_xs.gguf", "tiny-llama-iq4_xs", 1e-4, "_transformers"},
                       // Qwen2-MoE in llama.cpp's GGUF layout (experts stacked in 3-D
                       // tensors, Q8_0): against llama.cpp, and exact math on its weights.
                       Case{"tiny-qwen2-moe-q8_0.gguf", "tiny-qwen2-moe-q8_0", 3e-2},

@@ -27,6 +27,7 @@ namespace {
 
 using detail::block_at;
 using detail::f16_field;
+using detail::load_u16;
 
 // src: [n] f32 -> dst: [n]
 void dequant_f32(const void* src, float* dst, int64_t n) {
@@ -193,6 +194,91 @@ void dequant_q6_k(const void* src, float* dst, int64_t nb) {
   }
 }
 
+// Q5_0's layout with x = d * q + m.
+void dequant_q5_1(const void* src, float* dst, int64_t nb) {
+  constexpr int kHalf = kQK5_1 / 2;
+  for (int64_t i = 0; i < nb; ++i, dst += kQK5_1) {
+    const uint8_t* b = block_at<BlockQ5_1>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ5_1, d));
+    const float m = f16_field(b, offsetof(BlockQ5_1, m));
+    uint32_t qh;
+    std::memcpy(&qh, b + offsetof(BlockQ5_1, qh), sizeof qh);
+    const uint8_t* qs = b + offsetof(BlockQ5_1, qs);
+    for (int j = 0; j < kHalf; ++j) {
+      const int lo = (qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
+      const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + kHalf)) & 1) << 4);
+      dst[j] = d * static_cast<float>(lo) + m;
+      dst[j + kHalf] = d * static_cast<float>(hi) + m;
+    }
+  }
+}
+
+// Element 128h + 32k + l (h = 0..1, k = 0..3, l = 0..31): bits 2k of qs[32h + l], scale and min
+// of its 16-element sub-block in scales[e / 16] (low, high nibble).
+void dequant_q2_k(const void* src, float* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, dst += kQK_K) {
+    const uint8_t* b = block_at<BlockQ2_K>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ2_K, d));
+    const float dmin = f16_field(b, offsetof(BlockQ2_K, dmin));
+    const uint8_t* scales = b + offsetof(BlockQ2_K, scales);
+    const uint8_t* qs = b + offsetof(BlockQ2_K, qs);
+    for (int e = 0; e < kQK_K; ++e) {
+      const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+      const float dl = d * static_cast<float>(scales[e / 16] & 0xF);
+      const float ml = dmin * static_cast<float>(scales[e / 16] >> 4);
+      dst[e] = dl * static_cast<float>((qs[32 * h + l] >> (2 * k)) & 3) - ml;
+    }
+  }
+}
+
+// Q2_K's 2-bit layout minus 4 where bit e / 32 of hmask[e % 32] is clear; x = d * scale * q.
+void dequant_q3_k(const void* src, float* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, dst += kQK_K) {
+    const uint8_t* b = block_at<BlockQ3_K>(src, i);
+    const float d = f16_field(b, offsetof(BlockQ3_K, d));
+    const uint8_t* hmask = b + offsetof(BlockQ3_K, hmask);
+    const uint8_t* qs = b + offsetof(BlockQ3_K, qs);
+    const uint8_t* scales = b + offsetof(BlockQ3_K, scales);
+    for (int e = 0; e < kQK_K; ++e) {
+      const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+      const int lo = (qs[32 * h + l] >> (2 * k)) & 3;
+      const int q = lo - (((hmask[l] >> (e / 32)) & 1) ? 0 : 4);
+      const float dl = d * static_cast<float>(q3_k_scale(scales, e / 16));
+      dst[e] = dl * static_cast<float>(q);
+    }
+  }
+}
+
+void dequant_iq4_nl(const void* src, float* dst, int64_t nb) {
+  constexpr int kHalf = kQK4_NL / 2;
+  for (int64_t i = 0; i < nb; ++i, dst += kQK4_NL) {
+    const uint8_t* b = block_at<BlockIQ4_NL>(src, i);
+    const float d = f16_field(b, offsetof(BlockIQ4_NL, d));
+    const uint8_t* qs = b + offsetof(BlockIQ4_NL, qs);
+    for (int j = 0; j < kHalf; ++j) {
+      dst[j] = d * static_cast<float>(kIq4nlValues[qs[j] & 0xF]);
+      dst[j + kHalf] = d * static_cast<float>(kIq4nlValues[qs[j] >> 4]);
+    }
+  }
+}
+
+// 8 sub-blocks of 32 in IQ4_NL's layout (qs[16j ..]), each with its own scale.
+void dequant_iq4_xs(const void* src, float* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, dst += kQK_K) {
+    const uint8_t* b = block_at<BlockIQ4_XS>(src, i);
+    const float d = f16_field(b, offsetof(BlockIQ4_XS, d));
+    for (int j = 0; j < kQK_K / 32; ++j) {
+      const float dl = d * static_cast<float>(iq4_xs_scale(
+          load_u16(b + offsetof(BlockIQ4_XS, scales_h)), b + offsetof(BlockIQ4_XS, scales_l), j));
+      const uint8_t* qs = b + offsetof(BlockIQ4_XS, qs) + 16 * j;
+      for (int l = 0; l < 16; ++l) {
+        dst[32 * j + l] = dl * static_cast<float>(kIq4nlValues[qs[l] & 0xF]);
+        dst[32 * j + l + 16] = dl * static_cast<float>(kIq4nlValues[qs[l] >> 4]);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
@@ -221,6 +307,16 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return dequant_q5_k(src, dst, nb);
     case DType::Q6_K:
       return dequant_q6_k(src, dst, nb);
+    case DType::Q5_1:
+      return dequant_q5_1(src, dst, nb);
+    case DType::Q2_K:
+      return dequant_q2_k(src, dst, nb);
+    case DType::Q3_K:
+      return dequant_q3_k(src, dst, nb);
+    case DType::IQ4_NL:
+      return dequant_iq4_nl(src, dst, nb);
+    case DType::IQ4_XS:
+      return dequant_iq4_xs(src, dst, nb);
     default:
       fail("dequantize_row: unsupported dtype ", name(t));
   }

@@ -77,28 +77,121 @@ struct DecQ4 {
   }
 };
 
-// Q5_0: Q4_0's nibbles plus bit i of qh (a little-endian uint32) as bit 4 of value i.
-struct DecQ5_0 {
+// 16 bytes of a block in Q4_0's nibble layout -> its 32 values in order.
+JINX_AVX2 inline __m256i nibbles32(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+                          _mm256_set1_epi8(0x0f));
+}
+
+// Q5_0 / Q5_1: Q4_0's nibbles plus bit i of qh (a little-endian uint32) as bit 4 of value i;
+// Q5_0: w = d * (u - 16), Q5_1: w = d * u + m.
+template <bool kMin>
+struct DecQ5 {
+  using Block = std::conditional_t<kMin, BlockQ5_1, BlockQ5_0>;
   static constexpr int kChunks = 1;
   static constexpr bool kSigned = false, kOffset = true;
   const uint8_t* row;
-  DecQ5_0(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  DecQ5(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_AVX2 void unit(int64_t c, Chunk* o) const {
-    const uint8_t* b = block_at<BlockQ5_0>(row, c);
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + offsetof(BlockQ5_0, qs)));
-    const __m256i y = _mm256_and_si256(
-        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
-        _mm256_set1_epi8(0x0f));
+    const uint8_t* b = block_at<Block>(row, c);
+    const __m256i y = nibbles32(b + offsetof(Block, qs));
     uint32_t qh;
-    std::memcpy(&qh, b + offsetof(BlockQ5_0, qh), 4);
+    std::memcpy(&qh, b + offsetof(Block, qh), 4);
     // Byte i gets bit i of qh: broadcast the 4 bytes of qh to their 8-byte lanes, test bit i % 8.
     const __m256i bytes = _mm256_shuffle_epi8(
         _mm256_set1_epi32(static_cast<int>(qh)),
         _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
     const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
     const __m256i on = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-    const float d = h2f(b, offsetof(BlockQ5_0, d));
-    set(o, _mm256_or_si256(y, _mm256_and_si256(on, _mm256_set1_epi8(16))), d, -16.0f * d);
+    const float d = h2f(b, offsetof(Block, d));
+    float m;
+    if constexpr (kMin)
+      m = h2f(b, offsetof(BlockQ5_1, m));
+    else
+      m = -16.0f * d;
+    set(o, _mm256_or_si256(y, _mm256_and_si256(on, _mm256_set1_epi8(16))), d, m);
+  }
+};
+
+// IQ4_NL / IQ4_XS: nibbles index the signed table (pshufb per 128-bit lane); no offset.
+JINX_AVX2 inline __m256i iq4nl_lookup(__m256i idx) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  return _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(t), t, 1), idx);
+}
+
+struct DecIQ4NL {
+  static constexpr int kChunks = 1;
+  static constexpr bool kSigned = true, kOffset = false;
+  const uint8_t* row;
+  DecIQ4NL(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_AVX2 void unit(int64_t c, Chunk* o) const {
+    const uint8_t* b = block_at<BlockIQ4_NL>(row, c);
+    set(o, iq4nl_lookup(nibbles32(b + offsetof(BlockIQ4_NL, qs))),
+        h2f(b, offsetof(BlockIQ4_NL, d)), 0.0f);
+  }
+};
+
+// A 256-value super-block: 8 chunks of 16 bytes of qs in IQ4_NL's layout, a scale each.
+struct DecIQ4XS {
+  static constexpr int kChunks = 8;
+  static constexpr bool kSigned = true, kOffset = false;
+  const uint8_t* row;
+  DecIQ4XS(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_AVX2 void unit(int64_t s, Chunk* o) const {
+    const uint8_t* x = block_at<BlockIQ4_XS>(row, s);
+    const float d = h2f(x, offsetof(BlockIQ4_XS, d));
+    const uint16_t sh = load_u16(x + offsetof(BlockIQ4_XS, scales_h));
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const int ls = iq4_xs_scale(sh, x + offsetof(BlockIQ4_XS, scales_l), j);
+      set(&o[j], iq4nl_lookup(nibbles32(x + offsetof(BlockIQ4_XS, qs) + 16 * j)),
+          d * static_cast<float>(ls), 0.0f);
+    }
+  }
+};
+
+// Q2_K / Q3_K: chunk j of a super-block is bits 2(j % 4) of qs[32(j / 4) + l]; Q3_K adds bit j of
+// hmask[l] as bit 2 (w = d * (sc - 32) * (u - 4)), Q2_K has w = d * (sc & 15) * u - dmin * (sc >> 4).
+// A scale per 16 values (lanes 0-3 and 4-7).
+template <bool kThree>
+struct DecQ23K {
+  using Block = std::conditional_t<kThree, BlockQ3_K, BlockQ2_K>;
+  static constexpr int kChunks = 8;
+  static constexpr bool kSigned = false, kOffset = true;
+  const uint8_t* row;
+  DecQ23K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_AVX2 static __m256 halves(float s0, float s1) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(s0)), _mm_set1_ps(s1), 1);
+  }
+  JINX_AVX2 void unit(int64_t s, Chunk* o) const {
+    const uint8_t* x = block_at<Block>(row, s);
+    const uint8_t* qs = x + offsetof(Block, qs);
+    const float d = h2f(x, offsetof(Block, d));
+    __m256i hm;
+    if constexpr (kThree) hm = load256(x + offsetof(BlockQ3_K, hmask));
+    const __m256i q[2] = {load256(qs), load256(qs + 32)};
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      __m256i b = _mm256_and_si256(_mm256_srli_epi16(q[j / 4], 2 * (j % 4)), _mm256_set1_epi8(3));
+      Chunk& ch = o[j];
+      if constexpr (kThree) {
+        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << j));
+        const __m256i on = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+        b = _mm256_or_si256(b, _mm256_and_si256(on, _mm256_set1_epi8(4)));
+        const uint8_t* sc = x + offsetof(BlockQ3_K, scales);
+        ch.dw = halves(d * static_cast<float>(q3_k_scale(sc, 2 * j)),
+                       d * static_cast<float>(q3_k_scale(sc, 2 * j + 1)));
+        ch.ow = _mm256_mul_ps(ch.dw, _mm256_set1_ps(-4.0f));
+      } else {
+        const uint8_t* sc = x + offsetof(BlockQ2_K, scales) + 2 * j;
+        const float dmin = h2f(x, offsetof(BlockQ2_K, dmin));
+        ch.dw = halves(d * static_cast<float>(sc[0] & 0xF), d * static_cast<float>(sc[1] & 0xF));
+        ch.ow = halves(-(dmin * static_cast<float>(sc[0] >> 4)),
+                       -(dmin * static_cast<float>(sc[1] >> 4)));
+      }
+      ch.b = b;
+    }
   }
 };
 
@@ -370,7 +463,17 @@ QKernels qdot_avx2(QFormat f) {
     case QFormat::kQ4_1:
       return kernels<DecQ4<true>>();
     case QFormat::kQ5_0:
-      return kernels<DecQ5_0>();
+      return kernels<DecQ5<false>>();
+    case QFormat::kQ5_1:
+      return kernels<DecQ5<true>>();
+    case QFormat::kQ2_K:
+      return kernels<DecQ23K<false>>();
+    case QFormat::kQ3_K:
+      return kernels<DecQ23K<true>>();
+    case QFormat::kIQ4_NL:
+      return kernels<DecIQ4NL>();
+    case QFormat::kIQ4_XS:
+      return kernels<DecIQ4XS>();
     case QFormat::kQ4_K:
       return kernels<DecQ45K<false>>();
     case QFormat::kQ5_K:

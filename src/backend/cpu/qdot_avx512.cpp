@@ -94,6 +94,23 @@ JINX_VNNI inline __m512 f16_hi(__m512i v) {
   return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
 }
 
+// 32 bytes of two 32-value blocks in Q4_0's nibble layout (block b: value i in the low nibble of
+// byte 16b + i, value i + 16 in its high nibble) -> 64 values in order, one per byte.
+JINX_VNNI_INLINE __m512i nibbles_pair(__m256i y) {
+  // 128-bit blocks [b0, b0, b1, b1], the second copy of each shifted to its high nibbles.
+  const __m512i z =
+      _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(y));
+  const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                       0x0004000400040004, 0x0004000400040004);
+  return _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
+}
+
+// One such block (16 bytes) -> its 32 values.
+JINX_VNNI_INLINE __m256i nibbles_half(__m128i q) {
+  const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+  return _mm256_and_si256(y, _mm256_set1_epi8(0x0f));
+}
+
 // Q8_0: signed bytes made unsigned by flipping the top bit (u = q + 128), so the offset is
 // -128 * d.
 struct DecQ8_0 {
@@ -138,19 +155,12 @@ struct DecQ4 {
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_at<Block>(row, 2 * p) + kQs))),
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_at<Block>(row, 2 * p + 1) + kQs)),
         1);
-    // 128-bit blocks [b0, b0, b1, b1], the second copy of each shifted to its high nibbles.
-    const __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
-                                               _mm512_castsi256_si512(y));
-    const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
-                                         0x0004000400040004, 0x0004000400040004);
-    return _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
+    return nibbles_pair(y);
   }
   JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const { b[0] = bytes(p); }
   JINX_VNNI __m512i bytes_half(int64_t c) const {
-    const __m128i q =
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_at<Block>(row, c) + kQs));
-    const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    return _mm512_zextsi256_si512(_mm256_and_si256(y, _mm256_set1_epi8(0x0f)));
+    return _mm512_zextsi256_si512(nibbles_half(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(block_at<Block>(row, c) + kQs))));
   }
   // A block's first 4 bytes: d, then m (Q4_1) or 2 bytes of qs (Q4_0).
   JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t p,
@@ -166,47 +176,120 @@ struct DecQ4 {
   }
 };
 
-// Q5_0: Q4_0's nibble layout plus bit i of qh (a little-endian uint32) as bit 4 of value i.
-struct DecQ5_0 {
+// Q5_0 / Q5_1: Q4_0's nibble layout plus bit i of qh (a little-endian uint32) as bit 4 of value
+// i; Q5_0 centres the values (w = d * (u - 16)), Q5_1 adds its min (w = d * u + m).
+template <bool kMin>
+struct DecQ5 {
+  using Block = std::conditional_t<kMin, BlockQ5_1, BlockQ5_0>;
   static constexpr int kPairs = 1;
-  static constexpr size_t kQs = offsetof(BlockQ5_0, qs);
+  static constexpr size_t kQs = offsetof(Block, qs);
   const uint8_t* row;
-  DecQ5_0(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  DecQ5(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   static uint32_t qh(const uint8_t* b) {
     uint32_t h;
-    std::memcpy(&h, b + offsetof(BlockQ5_0, qh), 4);
+    std::memcpy(&h, b + offsetof(Block, qh), 4);
     return h;
   }
   JINX_VNNI __m512i bytes(int64_t p) const {
-    const uint8_t* b0 = block_at<BlockQ5_0>(row, 2 * p);
-    const uint8_t* b1 = block_at<BlockQ5_0>(row, 2 * p + 1);
+    const uint8_t* b0 = block_at<Block>(row, 2 * p);
+    const uint8_t* b1 = block_at<Block>(row, 2 * p + 1);
     const __m256i y = _mm256_inserti128_si256(
         _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + kQs))),
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + kQs)), 1);
-    // As DecQ4: byte i of the 64 is value i % 32 of block i / 32.
-    const __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
-                                               _mm512_castsi256_si512(y));
-    const __m512i sh = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
-                                         0x0004000400040004, 0x0004000400040004);
-    const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0f));
+    const __m512i u = nibbles_pair(y);
     const __mmask64 high = static_cast<__mmask64>(qh(b0)) | (static_cast<__mmask64>(qh(b1)) << 32);
     return _mm512_mask_add_epi8(u, high, u, _mm512_set1_epi8(16));
   }
   JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const { b[0] = bytes(p); }
   JINX_VNNI __m512i bytes_half(int64_t c) const {
-    const uint8_t* b = block_at<BlockQ5_0>(row, c);
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kQs));
-    const __m256i y = _mm256_and_si256(
-        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
-        _mm256_set1_epi8(0x0f));
+    const uint8_t* b = block_at<Block>(row, c);
+    const __m256i y = nibbles_half(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kQs)));
     const __m256i v = _mm256_mask_add_epi8(y, qh(b), y, _mm256_set1_epi8(16));
     return _mm512_zextsi256_si512(v);
+  }
+  // A block's first 4 bytes: d, then m (Q5_1) or 2 bytes of qh (Q5_0).
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t p,
+                                    bool half, __m512* dw, __m512* ow) {
+    for (int c = 0; c < (half ? 1 : 2); ++c) {
+      const __m512i heads = gather_rows(gr, (2 * p + c) * sizeof(Block));
+      dw[c] = f16_lo(heads);
+      if constexpr (kMin)
+        ow[c] = f16_hi(heads);
+      else
+        ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-16.0f));
+    }
+  }
+};
+
+// IQ4_NL's 16 table values shifted to unsigned bytes (+128), in every 128-bit lane, for
+// vpshufb; the offset -128 * d moves them back.
+JINX_VNNI inline __m512i iq4nl_table() {
+  return _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129,
+                                              (char)141, (char)153, (char)166, (char)181,
+                                              (char)197, (char)217, (char)241));
+}
+static_assert(kIq4nlValues[0] + 128 == 1 && kIq4nlValues[15] + 128 == 241);
+
+// IQ4_NL: Q4_0's nibbles as indices into the table.
+struct DecIQ4NL {
+  static constexpr int kPairs = 1;
+  static constexpr size_t kQs = offsetof(BlockIQ4_NL, qs);
+  const uint8_t* row;
+  DecIQ4NL(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const {
+    const __m256i y = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(block_at<BlockIQ4_NL>(row, 2 * p) + kQs))),
+        _mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(block_at<BlockIQ4_NL>(row, 2 * p + 1) + kQs)),
+        1);
+    b[0] = _mm512_shuffle_epi8(iq4nl_table(), nibbles_pair(y));
+  }
+  JINX_VNNI __m512i bytes_half(int64_t c) const {
+    const __m256i y = nibbles_half(_mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(block_at<BlockIQ4_NL>(row, c) + kQs)));
+    return _mm512_zextsi256_si512(
+        _mm256_shuffle_epi8(_mm512_castsi512_si256(iq4nl_table()), y));
   }
   JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t p,
                                     bool half, __m512* dw, __m512* ow) {
     for (int c = 0; c < (half ? 1 : 2); ++c) {
-      dw[c] = f16_lo(gather_rows(gr, (2 * p + c) * sizeof(BlockQ5_0)));
-      ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-16.0f));
+      dw[c] = f16_lo(gather_rows(gr, (2 * p + c) * sizeof(BlockIQ4_NL)));
+      ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-128.0f));
+    }
+  }
+};
+
+// IQ4_XS: a 256-value super-block is 4 pairs; pair k = sub-blocks 2k and 2k + 1, each 16 bytes
+// of qs in IQ4_NL's layout, each with its 6-bit scale (w = d * (ls - 32) * table[q]).
+struct DecIQ4XS {
+  static constexpr int kPairs = 4;
+  const uint8_t* row;
+  DecIQ4XS(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
+    const uint8_t* qs = block_at<BlockIQ4_XS>(row, s) + offsetof(BlockIQ4_XS, qs);
+    const __m512i table = iq4nl_table();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k)
+      b[k] = _mm512_shuffle_epi8(
+          table, nibbles_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * k))));
+  }
+  __m512i bytes_half(int64_t) const { return _mm512_setzero_si512(); }  // never called
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t s, bool,
+                                    __m512* dw, __m512* ow) {
+    const size_t at = static_cast<size_t>(s) * sizeof(BlockIQ4_XS);
+    const __m512i head = gather_rows(gr, at);  // d, scales_h
+    const __m512i sl = gather_rows(gr, at + offsetof(BlockIQ4_XS, scales_l));
+    const __m512 d = f16_lo(head);
+    const __m512i sh = _mm512_srli_epi32(head, 16);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i ls = _mm512_or_si512(
+          _mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(0x0f)),
+          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3)),
+                            4));
+      dw[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ls, _mm512_set1_epi32(32))), d);
+      ow[j] = _mm512_mul_ps(dw[j], _mm512_set1_ps(-128.0f));
     }
   }
 };
@@ -276,6 +359,7 @@ struct DecQ45K {
 // with a scale per 16 values.
 struct DecQ6K {
   static constexpr int kPairs = 4;
+  static constexpr bool kHalfScales = true;
   const uint8_t* row;
   DecQ6K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
@@ -310,6 +394,79 @@ struct DecQ6K {
         const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(w4, 24 - 8 * e), 24);
         dw[4 * q + e] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), d);
         ow[4 * q + e] = _mm512_mul_ps(dw[4 * q + e], _mm512_set1_ps(-32.0f));
+      }
+    }
+  }
+};
+
+// Q2_K / Q3_K: pair k of a super-block = chunks 2k and 2k + 1, bits 4(k % 2) and 4(k % 2) + 2 of
+// qs[32(k / 2) .. + 31]; Q3_K adds bit 2k / 2k + 1 of hmask[l] as bit 2. A scale per 16 values:
+// Q2_K's w = d * (sc & 15) * u - dmin * (sc >> 4), Q3_K's w = d * (sc - 32) * (u - 4).
+template <bool kThree>
+struct DecQ23K {
+  using Block = std::conditional_t<kThree, BlockQ3_K, BlockQ2_K>;
+  static constexpr int kPairs = 4;
+  static constexpr bool kHalfScales = true;
+  const uint8_t* row;
+  DecQ23K(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_VNNI void bytes_unit(int64_t s, __m512i* b) const {
+    const uint8_t* x = block_at<Block>(row, s);
+    const uint8_t* qs = x + offsetof(Block, qs);
+    __m512i hm;
+    if constexpr (kThree)
+      hm = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + offsetof(BlockQ3_K, hmask))));
+    const __m512i m2 = _mm512_set1_epi8(3);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * (k / 2)));
+      const int sh = 4 * (k % 2);
+      __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(y, sh)),
+                                     _mm256_srli_epi16(y, sh + 2), 1);
+      z = _mm512_and_si512(z, m2);
+      if constexpr (kThree) {
+        const __m512i bit =
+            _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * k))),
+                               _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1))), 1);
+        z = _mm512_mask_add_epi8(z, _mm512_test_epi8_mask(hm, bit), z, _mm512_set1_epi8(4));
+      }
+      b[k] = z;
+    }
+  }
+  __m512i bytes_half(int64_t) const { return _mm512_setzero_si512(); }  // never called
+  // Scale i (16 values) of super-block s in dw[i] / ow[i] (pair k's chunk c, half h: 4k + 2c + h).
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t s, bool,
+                                    __m512* dw, __m512* ow) {
+    const size_t at = static_cast<size_t>(s) * sizeof(Block);
+    const __m512i m4 = _mm512_set1_epi32(0x0f), m2 = _mm512_set1_epi32(0x03);
+    if constexpr (kThree) {
+      // d is the block's last 2 bytes: read the word that ends with it.
+      const __m512 d = f16_hi(gather_rows(gr, at + offsetof(BlockQ3_K, d) - 2));
+      const __m512i w[3] = {gather_rows(gr, at + offsetof(BlockQ3_K, scales)),
+                            gather_rows(gr, at + offsetof(BlockQ3_K, scales) + 4),
+                            gather_rows(gr, at + offsetof(BlockQ3_K, scales) + 8)};
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        const __m512i lo = _mm512_and_si512(
+            _mm512_srli_epi32(w[(i % 8) / 4], 8 * (i % 4) + 4 * (i / 8)), m4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(w[2], 8 * (i % 4) + 2 * (i / 4)), m2);
+        const __m512i sc =
+            _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+        dw[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), d);
+        ow[i] = _mm512_mul_ps(dw[i], _mm512_set1_ps(-4.0f));
+      }
+    } else {
+      const __m512i dd = gather_rows(gr, at + offsetof(BlockQ2_K, d));  // d, dmin
+      const __m512 d = f16_lo(dd), ndmin = _mm512_xor_ps(f16_hi(dd), _mm512_set1_ps(-0.0f));
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        const __m512i w4 = gather_rows(gr, at + offsetof(BlockQ2_K, scales) + 4 * q);
+        for (int e = 0; e < 4; ++e) {
+          const __m512i sc = _mm512_srli_epi32(w4, 8 * e);
+          dw[4 * q + e] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, m4)), d);
+          ow[4 * q + e] = _mm512_mul_ps(
+              _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(sc, 4), m4)), ndmin);
+        }
       }
     }
   }
@@ -415,6 +572,11 @@ struct DecMlx {
   }
 };
 
+// Formats whose scales change every 16 values (Q6_K, Q2_K, Q3_K): their blocks take two integer
+// sums.
+template <class Dec>
+constexpr bool kScalesPer16 = requires { requires Dec::kHalfScales; };
+
 // ---- GEMV: up to four tokens straight off the stored rows, in the panel GEMM's arithmetic ----
 //
 // Batch invariance: a token's outputs must not depend on how many tokens share the call (the
@@ -481,7 +643,7 @@ JINX_VNNI void gemv_group(const WeightMatrix& w, int64_t g, int nr, int next_row
                           const QuantActs& a, float* y, int64_t ldy,
                           GroupScratch<Dec::kPairs, NX>& sc) {
   constexpr int KP = Dec::kPairs;
-  constexpr bool kHalf = std::is_same_v<Dec, DecQ6K>;  // scales per 16 values
+  constexpr bool kHalf = kScalesPer16<Dec>;  // scales per 16 values
   const int64_t n_chunks = w.cols / kActBlock, full = n_chunks / 2, units = full / KP;
   const bool tail = KP == 1 && n_chunks % 2;
   const int64_t steps = units + (tail ? 1 : 0);  // units, then the odd chunk's half pair
@@ -621,9 +783,6 @@ struct alignas(64) PanelBlock {
   float ow[2][kPanelRows];
 };
 
-// Q6_K changes scale every 16 values: its blocks take two integer sums.
-template <class Dec>
-constexpr bool kHalfScales = std::is_same_v<Dec, DecQ6K>;
 
 // 16 x 16 int32 transpose in place: v[i] lane j -> v[j] lane i.
 JINX_VNNI_INLINE void transpose16(__m512i* v) {
@@ -658,7 +817,7 @@ template <class Dec>
 JINX_VNNI void decode_panel(const WeightMatrix& w, int64_t r0, int nr, int64_t n_blocks,
                             PanelBlock* out) {
   constexpr int KP = Dec::kPairs;
-  constexpr bool kHalf = kHalfScales<Dec>;
+  constexpr bool kHalf = kScalesPer16<Dec>;
   constexpr int kPer = kHalf ? 4 : 2;
   const int64_t full = n_blocks / 2, units = full / KP;
   const int64_t steps = units + (KP == 1 && n_blocks % 2 ? 1 : 0);
@@ -781,7 +940,7 @@ void gemm(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantActs& a, flo
     decode_panel<Dec>(w, r, nr, n_blocks, buf.data());
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kPanelTokens) {
       const int64_t nt = std::min<int64_t>(kPanelTokens, a.n_tokens - t0);
-      pick_panel_tile<kHalfScales<Dec>>(nt)(buf.data(), n_blocks, a, t0, y, ldy, r, nr);
+      pick_panel_tile<kScalesPer16<Dec>>(nt)(buf.data(), n_blocks, a, t0, y, ldy, r, nr);
     }
   }
 }
@@ -814,7 +973,17 @@ QKernels qdot_avx512(QFormat f) {
     case QFormat::kQ4_1:
       return kernels<DecQ4<true>>();
     case QFormat::kQ5_0:
-      return kernels<DecQ5_0>();
+      return kernels<DecQ5<false>>();
+    case QFormat::kQ5_1:
+      return kernels<DecQ5<true>>();
+    case QFormat::kQ2_K:
+      return kernels<DecQ23K<false>>();
+    case QFormat::kQ3_K:
+      return kernels<DecQ23K<true>>();
+    case QFormat::kIQ4_NL:
+      return kernels<DecIQ4NL>();
+    case QFormat::kIQ4_XS:
+      return kernels<DecIQ4XS>();
     case QFormat::kQ4_K:
       return kernels<DecQ45K<false>>();
     case QFormat::kQ5_K:

@@ -48,6 +48,16 @@ QFormat qformat(const WeightMatrix& w) {
       return QFormat::kQ4_1;
     case DType::Q5_0:
       return QFormat::kQ5_0;
+    case DType::Q5_1:
+      return QFormat::kQ5_1;
+    case DType::Q2_K:
+      return QFormat::kQ2_K;
+    case DType::Q3_K:
+      return QFormat::kQ3_K;
+    case DType::IQ4_NL:
+      return QFormat::kIQ4_NL;
+    case DType::IQ4_XS:
+      return QFormat::kIQ4_XS;
     case DType::Q4_K:
       return QFormat::kQ4_K;
     case DType::Q5_K:
@@ -109,6 +119,55 @@ void decode_chunk(QFormat f, const WeightMatrix& w, int64_t row, int64_t c, Chun
       for (int i = 0; i < 32; ++i) k->u[i] |= static_cast<int>((qh >> i) & 1) << 4;
       const float d = f16_field(b, offsetof(BlockQ5_0, d));
       return set_scale(k, d, -16.0f * d);
+    }
+    case QFormat::kQ5_1: {  // Q5_0's values, x = d * u + m
+      const uint8_t* b = block_at<BlockQ5_1>(base, c);
+      nibbles16(b + offsetof(BlockQ5_1, qs), k->u);
+      uint32_t qh;
+      std::memcpy(&qh, b + offsetof(BlockQ5_1, qh), 4);
+      for (int i = 0; i < 32; ++i) k->u[i] |= static_cast<int>((qh >> i) & 1) << 4;
+      return set_scale(k, f16_field(b, offsetof(BlockQ5_1, d)),
+                       f16_field(b, offsetof(BlockQ5_1, m)));
+    }
+    case QFormat::kQ2_K:
+    case QFormat::kQ3_K: {
+      // Chunk j of a super-block: bits 2(j % 4) of qs[32(j / 4) + l]; Q3_K adds bit j of
+      // hmask[l] as bit 2 (u = q + 4). Scales 2j and 2j + 1 cover its two halves.
+      const bool three = f == QFormat::kQ3_K;
+      const int j = static_cast<int>(c % 8);
+      const uint8_t* b = three ? block_at<BlockQ3_K>(base, c / 8) : block_at<BlockQ2_K>(base, c / 8);
+      const uint8_t* qs = b + (three ? offsetof(BlockQ3_K, qs) : offsetof(BlockQ2_K, qs));
+      for (int l = 0; l < 32; ++l) {
+        k->u[l] = (qs[32 * (j / 4) + l] >> (2 * (j % 4))) & 3;
+        if (three) k->u[l] |= ((b[offsetof(BlockQ3_K, hmask) + l] >> j) & 1) << 2;
+      }
+      for (int s = 0; s < 2; ++s) {
+        if (three) {
+          k->dw[s] = f16_field(b, offsetof(BlockQ3_K, d)) *
+                     static_cast<float>(q3_k_scale(b + offsetof(BlockQ3_K, scales), 2 * j + s));
+          k->ow[s] = -4.0f * k->dw[s];
+        } else {
+          const uint8_t sc = b[offsetof(BlockQ2_K, scales) + 2 * j + s];
+          k->dw[s] = f16_field(b, offsetof(BlockQ2_K, d)) * static_cast<float>(sc & 0xF);
+          k->ow[s] = -(f16_field(b, offsetof(BlockQ2_K, dmin)) * static_cast<float>(sc >> 4));
+        }
+      }
+      return;
+    }
+    case QFormat::kIQ4_NL: {  // signed table values, no offset
+      const uint8_t* b = block_at<BlockIQ4_NL>(base, c);
+      nibbles16(b + offsetof(BlockIQ4_NL, qs), k->u);
+      for (int& u : k->u) u = kIq4nlValues[u];
+      return set_scale(k, f16_field(b, offsetof(BlockIQ4_NL, d)), 0.0f);
+    }
+    case QFormat::kIQ4_XS: {  // chunk j of a super-block: qs[16j ..] as IQ4_NL, its own scale
+      const uint8_t* b = block_at<BlockIQ4_XS>(base, c / 8);
+      const int j = static_cast<int>(c % 8);
+      nibbles16(b + offsetof(BlockIQ4_XS, qs) + 16 * j, k->u);
+      for (int& u : k->u) u = kIq4nlValues[u];
+      const int ls = iq4_xs_scale(load_u16(b + offsetof(BlockIQ4_XS, scales_h)),
+                                  b + offsetof(BlockIQ4_XS, scales_l), j);
+      return set_scale(k, f16_field(b, offsetof(BlockIQ4_XS, d)) * static_cast<float>(ls), 0.0f);
     }
     case QFormat::kQ4_K:
     case QFormat::kQ5_K: {
@@ -218,6 +277,16 @@ QKernels qdot_scalar(QFormat f) {
       return both<QFormat::kQ4_1>();
     case QFormat::kQ5_0:
       return both<QFormat::kQ5_0>();
+    case QFormat::kQ5_1:
+      return both<QFormat::kQ5_1>();
+    case QFormat::kQ2_K:
+      return both<QFormat::kQ2_K>();
+    case QFormat::kQ3_K:
+      return both<QFormat::kQ3_K>();
+    case QFormat::kIQ4_NL:
+      return both<QFormat::kIQ4_NL>();
+    case QFormat::kIQ4_XS:
+      return both<QFormat::kIQ4_XS>();
     case QFormat::kQ4_K:
       return both<QFormat::kQ4_K>();
     case QFormat::kQ5_K:

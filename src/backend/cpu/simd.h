@@ -45,7 +45,23 @@ void mlx_dequant_row(const WeightMatrix& w, int64_t row, float* out);
 // * q) is dw * dx * sum(u * q) + ow * dx * sum(q): an integer dot product (vpdpbusd or
 // pmaddubsw) and two float multiply-adds per lane (see quant_act.h for the lane arrays).
 
-enum class QFormat { kNone, kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ4_K, kQ5_K, kQ6_K, kMlx4, kMlx8 };
+enum class QFormat {
+  kNone,
+  kQ8_0,
+  kQ4_0,
+  kQ4_1,
+  kQ5_0,
+  kQ5_1,
+  kQ2_K,
+  kQ3_K,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
+  kIQ4_NL,
+  kIQ4_XS,
+  kMlx4,
+  kMlx8
+};
 
 // The integer-kernel format of w, or kNone when w has none (dense types, other MLX widths).
 QFormat qformat(const WeightMatrix& w);
