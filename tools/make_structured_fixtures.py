@@ -155,6 +155,30 @@ CASES = [
                   "required": ['a"b'], "additionalProperties": False},
      [r'{"a\"b":1}', r'{"a\"b":1,"é":2}', '{"é":2}'], [r'{"a\"b":1,"\u00e9":2}']),
     ("bool_schema", True, ["1", '"x"', "[]", "{}", "nul"], []),
+    # Numeric bounds (minimum / maximum / exclusive*): integers any bounds, numbers integer ones.
+    ("int_range", {"type": "integer", "minimum": -5, "maximum": 120},
+     ["0", "-5", "-6", "120", "121", "-0", "99", "1000", "-10", "5", "12", "-50"], []),
+    ("int_exclusive", {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
+     ["0", "1", "9", "10", "-1", "5"], []),
+    ("int_fraction_bounds", {"type": "integer", "minimum": 1.5, "maximum": 3.5},
+     ["1", "2", "3", "4", "-2"], []),
+    ("int_min_only", {"type": "integer", "minimum": 100},
+     ["100", "99", "5", "1000", "-100", "123456789012345678"], []),
+    ("int_max_negative", {"type": "integer", "maximum": -100},
+     ["-100", "-99", "-1000", "0", "-5"], []),
+    ("num_unit", {"type": "number", "minimum": 0, "maximum": 1},
+     ["0", "1", "0.5", "1.0", "1.5", "-0", "-0.1", "0.999", "1.000", "2", "1.001", "0.0"],
+     ["1e0", "5e-1"]),
+    ("num_positive", {"type": "number", "exclusiveMinimum": 0},
+     ["0", "0.0", "0.001", "-0.5", "3", "0.00", "12.5"], []),
+    ("num_negative", {"type": "number", "minimum": -10, "exclusiveMaximum": -2},
+     ["-2", "-10", "-1.5", "-2.5", "-10.5", "-9.99", "-2.0", "-2.01", "0", "5", "-3"], []),
+    ("bounded_property", {"type": "object", "properties": {
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "score": {"type": ["number", "null"], "minimum": 0, "maximum": 10}},
+        "required": ["age"], "additionalProperties": False},
+     ['{"age":30}', '{"age":151}', '{"age":-1}', '{"age":0,"score":9.5}', '{"age":0,"score":10.5}',
+      '{"age":0,"score":null}'], []),
 ]
 
 

@@ -28,12 +28,16 @@ const std::set<std::string, std::less<>> kObjectKeywords = {"properties", "requi
 const std::set<std::string, std::less<>> kArrayKeywords = {"items", "prefixItems", "minItems",
                                                            "maxItems"};
 const std::set<std::string, std::less<>> kStringKeywords = {"minLength", "maxLength"};
+const std::set<std::string, std::less<>> kNumberKeywords = {"minimum", "maximum",
+                                                            "exclusiveMinimum", "exclusiveMaximum"};
+// Numbers are written with at most 18 integer digits: bounds beyond that bound nothing.
+constexpr int64_t kMaxMagnitude = 999'999'999'999'999'999;
 const std::set<std::string, std::less<>> kOtherKeywords = {"type",  "enum",  "const",
                                                            "anyOf", "oneOf", "$ref"};
 
 bool is_known(const std::string& k) {
   return kAnnotations.count(k) || kObjectKeywords.count(k) || kArrayKeywords.count(k) ||
-         kStringKeywords.count(k) || kOtherKeywords.count(k);
+         kStringKeywords.count(k) || kNumberKeywords.count(k) || kOtherKeywords.count(k);
 }
 
 bool has_any(const ojson& s, const std::set<std::string, std::less<>>& keys) {
@@ -130,9 +134,9 @@ class SchemaCompiler {
 
   static std::string infer_type(const ojson& s, const std::string& path) {
     const bool obj = has_any(s, kObjectKeywords), arr = has_any(s, kArrayKeywords),
-               str = has_any(s, kStringKeywords);
-    if (obj + arr + str > 1) fail(path, ": keywords of several types without 'type'");
-    return obj ? "object" : arr ? "array" : str ? "string" : "any";
+               str = has_any(s, kStringKeywords), num = has_any(s, kNumberKeywords);
+    if (obj + arr + str + num > 1) fail(path, ": keywords of several types without 'type'");
+    return obj ? "object" : arr ? "array" : str ? "string" : num ? "number" : "any";
   }
 
   static uint32_t read_count(const ojson& s, const char* key, uint32_t dflt,
@@ -177,9 +181,86 @@ class SchemaCompiler {
     if (type == "number" || type == "integer") {
       GrammarNode n;
       n.kind = type == "number" ? NodeKind::kNumber : NodeKind::kInteger;
+      read_bounds(s, &n, path);
       return add(std::move(n));
     }
     fail(path, ": unknown type '", type, "'");
+  }
+
+  // One bound: a number, or draft 4's boolean exclusiveMinimum / exclusiveMaximum.
+  struct Bound {
+    bool set = false, open = false, integral = false;
+    long double v = 0;
+  };
+  static Bound read_bound(const ojson& s, const char* key, const char* exclusive_key,
+                          const std::string& path) {
+    Bound b;
+    auto value = [&](const ojson& v, const char* k) {
+      if (!v.is_number()) fail(path, ": '", k, "' must be a number");
+      if (v.is_number_integer()) {
+        b.v = v.is_number_unsigned() ? static_cast<long double>(v.get<uint64_t>())
+                                     : static_cast<long double>(v.get<int64_t>());
+        b.integral = true;
+      } else {
+        const double d = v.get<double>();
+        if (!std::isfinite(d)) fail(path, ": '", k, "' must be finite");
+        b.v = d;
+        b.integral = d == std::floor(d);
+      }
+      b.set = true;
+    };
+    if (s.contains(key)) value(s[key], key);
+    if (s.contains(exclusive_key)) {
+      const ojson& e = s[exclusive_key];
+      if (e.is_boolean()) {
+        if (e.get<bool>() && !b.set) fail(path, ": '", exclusive_key, "' true without '", key, "'");
+        b.open = e.get<bool>();
+      } else {
+        const Bound plain = b;
+        value(e, exclusive_key);
+        b.open = true;
+        // Both given: the tighter one counts (the exclusive one when they are equal).
+        const bool lower = std::string_view(key) == "minimum";
+        if (plain.set && (lower ? plain.v > b.v : plain.v < b.v)) b = plain;
+      }
+    }
+    return b;
+  }
+
+  static void read_bounds(const ojson& s, GrammarNode* n, const std::string& path) {
+    const bool integer = n->kind == NodeKind::kInteger;
+    Bound lo = read_bound(s, "minimum", "exclusiveMinimum", path);
+    Bound hi = read_bound(s, "maximum", "exclusiveMaximum", path);
+    if (!lo.set && !hi.set) return;
+    if (!integer && ((lo.set && !lo.integral) || (hi.set && !hi.integral))) {
+      fail(path, ": bounds of a number must be integers (use type integer, or round them)");
+    }
+    constexpr auto kMax = static_cast<long double>(kMaxMagnitude);
+    if (lo.set) {
+      long double v = lo.v;
+      if (integer) v = lo.open ? std::floor(v) + 1 : std::ceil(v);
+      if (v > kMax) fail(path, ": minimum is beyond the 18 digits a number is written with");
+      if (v >= -kMax) {  // else: no bound within reach
+        n->has_lo = true;
+        n->lo = static_cast<int64_t>(v);
+        n->lo_open = !integer && lo.open;
+      }
+    }
+    if (hi.set) {
+      long double v = hi.v;
+      if (integer) v = hi.open ? std::ceil(v) - 1 : std::floor(v);
+      if (v < -kMax) fail(path, ": maximum is beyond the 18 digits a number is written with");
+      if (v <= kMax) {
+        n->has_hi = true;
+        n->hi = static_cast<int64_t>(v);
+        n->hi_open = !integer && hi.open;
+      }
+    }
+    if (n->has_lo && n->has_hi &&
+        (n->lo > n->hi || (n->lo == n->hi && (n->lo_open || n->hi_open)))) {
+      fail(path, ": no ", integer ? "integer" : "number", " lies within the bounds");
+    }
+    n->bounded = n->has_lo || n->has_hi;
   }
 
   uint32_t compile_string(const ojson& s, const std::string& path) {

@@ -6,7 +6,9 @@
 //   properties, required, additionalProperties (false / true / schema), items (schema or
 //   bool), prefixItems, minItems, maxItems, enum, const, anyOf, oneOf (treated as anyOf),
 //   $ref to "#", "#/$defs/..." or "#/definitions/..." (recursion allowed), minLength,
-//   maxLength; annotations (description, title, default, examples, $schema, $id, $comment,
+//   maxLength, minimum / maximum / exclusiveMinimum / exclusiveMaximum (any value for an
+//   integer; integer values for a number, whose generated form then has no exponent);
+//   annotations (description, title, default, examples, $schema, $id, $comment,
 //   deprecated, readOnly, writeOnly) are ignored. Any other keyword throws jinx::Error naming
 //   it, as do invalid or unsatisfiable schemas.
 //
@@ -81,6 +83,13 @@ struct GrammarNode {
   // kString
   uint32_t min_len = 0;
   uint32_t max_len = kUnbounded;
+  // kNumber / kInteger: minimum / maximum / exclusive*, as integers (an integer's bounds are
+  // rounded inward and closed; a number's must be integers). Without a bound the value is
+  // limited only by the digits allowed.
+  bool bounded = false;
+  bool has_lo = false, has_hi = false;
+  bool lo_open = false, hi_open = false;  // exclusiveMinimum / exclusiveMaximum
+  int64_t lo = 0, hi = 0;
   // kLiteral: trie root
   uint32_t trie_root = 0;
   // kObject

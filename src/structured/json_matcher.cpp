@@ -65,6 +65,114 @@ bool is_digit(uint8_t c) {
   return c >= '0' && c <= '9';
 }
 
+
+// ---- Bounded numbers ----
+//
+// A bounded number's frame carries its sign (aux2 bit 0), whether its fraction has a non-zero
+// digit so far (aux2 bit 1) and its integer part m (a, b). With integer bounds, that is all
+// that decides whether the value is in range: s * (m + f) with f in [0, 1) is m exactly when
+// the fraction is all zeros, else strictly between m and m + 1. A byte is allowed only if some
+// completion stays in range, so generation never walks into a dead end.
+constexpr uint16_t kNeg = 1, kFracNonzero = 2;
+
+uint64_t int_part(const Frame& f) {
+  return static_cast<uint64_t>(f.a) | (static_cast<uint64_t>(f.b) << 32);
+}
+void set_int_part(Frame& f, uint64_t m) {
+  f.a = static_cast<uint32_t>(m);
+  f.b = static_cast<uint32_t>(m >> 32);
+}
+
+// The magnitudes |x| allowed for values x of one sign: [lo, hi] with open ends marked; empty
+// when no value of that sign is in range. __int128: negating an int64 bound cannot overflow.
+struct MagRange {
+  bool empty = false;
+  __int128 lo = 0, hi = 0;
+  bool lo_open = false, hi_open = false;
+};
+
+MagRange magnitudes(const GrammarNode& n, bool negative) {
+  constexpr __int128 kInf = static_cast<__int128>(1) << 100;
+  __int128 lo = n.has_lo ? n.lo : -kInf, hi = n.has_hi ? n.hi : kInf;
+  bool lo_open = n.lo_open, hi_open = n.hi_open;
+  MagRange r;
+  if (negative) {  // x in <lo, hi>  <=>  -x in <-hi, -lo>
+    r.lo = -hi, r.lo_open = hi_open, r.hi = -lo, r.hi_open = lo_open;
+  } else {
+    r.lo = lo, r.lo_open = lo_open, r.hi = hi, r.hi_open = hi_open;
+  }
+  if (r.lo < 0) r.lo = 0, r.lo_open = false;  // magnitude 0 is inside a range that spans it
+  r.empty = r.hi < r.lo || (r.hi == r.lo && (r.lo_open || r.hi_open));
+  return r;
+}
+
+bool mag_contains(const MagRange& r, __int128 v) {
+  return !r.empty && (r.lo_open ? v > r.lo : v >= r.lo) && (r.hi_open ? v < r.hi : v <= r.hi);
+}
+
+// Some magnitude in the open interval (v, v + 1) is allowed (the bounds are integers).
+bool mag_between(const MagRange& r, __int128 v) {
+  return !r.empty && r.lo <= v && r.hi >= v + 1;
+}
+
+// Some integer, or some real when `real`, in [c, d] (c, d integers) is allowed.
+bool mag_meets(const MagRange& r, __int128 c, __int128 d, bool real) {
+  if (r.empty) return false;
+  if (real) return c < r.hi + (r.hi_open ? 0 : 1) && r.lo < d + 1;  // [c, d + 1) meets <lo, hi>
+  const __int128 lo = r.lo + (r.lo_open ? 1 : 0), hi = r.hi - (r.hi_open ? 1 : 0);
+  return std::max(lo, c) <= std::min(hi, d);
+}
+
+__int128 pow10(int j) {
+  __int128 p = 1;
+  for (int i = 0; i < j; ++i) p *= 10;
+  return p;
+}
+
+// Whether the number written so far (in a phase after a byte) can still end in range.
+bool number_feasible(const Frame& f, const GrammarNode& n, bool integer) {
+  const bool neg = (f.aux2 & kNeg) != 0;
+  const bool real = !integer;
+  switch (f.phase) {
+    case kNStart:
+      return true;  // the compiler refused empty ranges
+    case kNMinus:
+      return mag_meets(magnitudes(n, true), 0, static_cast<__int128>(999'999'999'999'999'999),
+                       real);
+    case kNZero:
+    case kNInt: {
+      const MagRange r = magnitudes(n, neg);
+      const __int128 m = int_part(f);
+      // Integer parts reachable: m itself, then m * 10^j .. m * 10^j + 10^j - 1 while digits
+      // remain (none after a leading 0).
+      const int more = f.phase == kNZero ? 0 : static_cast<int>(kMaxIntDigits) - f.aux;
+      for (int j = 0; j <= more; ++j) {
+        const __int128 p = pow10(j);
+        if (mag_meets(r, m * p, m * p + p - 1, real)) return true;
+      }
+      return false;
+    }
+    case kNDot:
+    case kNFrac: {
+      const MagRange r = magnitudes(n, neg);
+      const __int128 m = int_part(f);
+      const bool digits_left = f.phase == kNDot || f.aux < kMaxFracDigits;
+      const bool exact = (f.aux2 & kFracNonzero) == 0;  // all zeros so far: m is reachable
+      return (exact && mag_contains(r, m)) ||
+             ((!exact || digits_left) && mag_between(r, m));
+    }
+    default:
+      return false;  // exponents are not written under bounds
+  }
+}
+
+// Whether the number as written is in range (it has ended).
+bool number_in_range(const Frame& f, const GrammarNode& n) {
+  const MagRange r = magnitudes(n, (f.aux2 & kNeg) != 0);
+  const __int128 m = int_part(f);
+  return (f.aux2 & kFracNonzero) ? mag_between(r, m) : mag_contains(r, m);
+}
+
 }  // namespace
 
 std::string MatchState::key() const {
@@ -199,9 +307,9 @@ JsonMatcher::Action JsonMatcher::step_frame(Frame& f, uint8_t c, Push* push) con
     case NodeKind::kString:
       return step_string(f, n, c);
     case NodeKind::kNumber:
-      return step_number(f, false, c);
+      return step_number(f, n, false, c);
     case NodeKind::kInteger:
-      return step_number(f, true, c);
+      return step_number(f, n, true, c);
     case NodeKind::kLiteral:
       return step_literal(f, c);
     case NodeKind::kObject:
@@ -306,7 +414,7 @@ JsonMatcher::Action JsonMatcher::step_escape(Frame& f, uint8_t c) {
   }
 }
 
-JsonMatcher::Action JsonMatcher::step_number(Frame& f, bool integer, uint8_t c) const {
+JsonMatcher::Action JsonMatcher::step_number_syntax(Frame& f, bool integer, uint8_t c) {
   auto to = [&](uint8_t phase, uint8_t digits) {
     f.phase = phase;
     f.aux = digits;
@@ -349,6 +457,24 @@ JsonMatcher::Action JsonMatcher::step_number(Frame& f, bool integer, uint8_t c) 
     default:
       return Action::kDead;
   }
+}
+
+JsonMatcher::Action JsonMatcher::step_number(Frame& f, const GrammarNode& n, bool integer,
+                                             uint8_t c) const {
+  if (!n.bounded) return step_number_syntax(f, integer, c);
+  if (c == 'e' || c == 'E') return Action::kDead;
+  const Frame before = f;
+  const Action a = step_number_syntax(f, integer, c);
+  if (a == Action::kPopRetry) return number_in_range(before, n) ? a : Action::kDead;
+  if (a != Action::kKeep) return a;
+  if (f.phase == kNMinus) {
+    f.aux2 |= kNeg;
+  } else if (f.phase == kNZero || f.phase == kNInt) {
+    set_int_part(f, int_part(before) * 10 + static_cast<uint64_t>(c - '0'));
+  } else if (f.phase == kNFrac && c != '0') {
+    f.aux2 |= kFracNonzero;
+  }
+  return number_feasible(f, n, integer) ? a : Action::kDead;
 }
 
 JsonMatcher::Action JsonMatcher::step_literal(Frame& f, uint8_t c) const {
@@ -482,7 +608,8 @@ bool JsonMatcher::frame_completable(const Frame& f) const {
   const GrammarNode& n = g_.node(f.node);
   if (n.kind == NodeKind::kLiteral) return f.phase != 0 && g_.trie_node(f.a).value >= 0;
   if (n.kind == NodeKind::kNumber || n.kind == NodeKind::kInteger) {
-    return f.phase == kNZero || f.phase == kNInt || f.phase == kNFrac || f.phase == kNExp;
+    const bool ended = f.phase == kNZero || f.phase == kNInt || f.phase == kNFrac || f.phase == kNExp;
+    return ended && (!n.bounded || number_in_range(f, n));
   }
   return false;
 }

@@ -23,10 +23,11 @@ struct Frame {
   uint32_t node = 0;  // GrammarNode id
   uint8_t phase = 0;  // per kind; 0 = value not started
   uint8_t aux = 0;    // string: UTF-8 bytes still due / hex digit index; number: digits
-  uint16_t aux2 = 0;  // string: range of the next UTF-8 byte / surrogate state
+  uint16_t aux2 = 0;  // string: range of the next UTF-8 byte / surrogate state; bounded
+                      // number: sign and whether its fraction has a non-zero digit
   uint32_t a = 0;     // string: code points (saturated); array: items; object: property;
-                      // literal: trie node
-  uint32_t b = 0;     // object: key trie node
+                      // literal: trie node; bounded number: low 32 bits of its integer part
+  uint32_t b = 0;     // object: key trie node; bounded number: high 32 bits
 };
 static_assert(sizeof(Frame) == 16, "Frame is hashed and compared as bytes");
 
@@ -74,7 +75,8 @@ class JsonMatcher {
   Action step_string(Frame& f, const GrammarNode& n, uint8_t c) const;
   static Action step_escape(Frame& f, uint8_t c);
   static bool count_char(Frame& f, const GrammarNode& n);
-  Action step_number(Frame& f, bool integer, uint8_t c) const;
+  Action step_number(Frame& f, const GrammarNode& n, bool integer, uint8_t c) const;
+  static Action step_number_syntax(Frame& f, bool integer, uint8_t c);
   Action step_literal(Frame& f, uint8_t c) const;
   Action step_object(Frame& f, const GrammarNode& n, uint8_t c, Push* push) const;
   Action step_array(Frame& f, const GrammarNode& n, uint8_t c, Push* push) const;

@@ -50,6 +50,21 @@ bool has_type(const ojson& v, const std::string& t) {
 
 bool validate(const ojson& v, const ojson& s, const ojson& root);
 
+long double number_of(const ojson& v) {
+  if (v.is_number_unsigned()) return static_cast<long double>(v.get<uint64_t>());
+  if (v.is_number_integer()) return static_cast<long double>(v.get<int64_t>());
+  return v.get<double>();
+}
+
+bool validate_bounds(const ojson& v, const ojson& s) {
+  const long double x = number_of(v);
+  if (s.contains("minimum") && x < number_of(s["minimum"])) return false;
+  if (s.contains("maximum") && x > number_of(s["maximum"])) return false;
+  if (s.contains("exclusiveMinimum") && x <= number_of(s["exclusiveMinimum"])) return false;
+  if (s.contains("exclusiveMaximum") && x >= number_of(s["exclusiveMaximum"])) return false;
+  return true;
+}
+
 bool validate_object(const ojson& v, const ojson& s, const ojson& root) {
   const ojson props = s.value("properties", ojson::object());
   for (const auto& r : s.value("required", ojson::array())) {
@@ -109,6 +124,7 @@ bool validate(const ojson& v, const ojson& s, const ojson& root) {
     const size_t n = code_points(v.get<std::string>());
     if (n < s.value("minLength", 0u) || n > s.value("maxLength", 1u << 30)) return false;
   }
+  if (v.is_number() && !validate_bounds(v, s)) return false;
   if (v.is_object() && !validate_object(v, s, root)) return false;
   if (v.is_array() && !validate_array(v, s, root)) return false;
   return true;

@@ -1,5 +1,6 @@
 // Byte-level matcher: verdicts of the `jsonschema` package (tests/fixtures/structured, written
 // by tools/make_structured_fixtures.py), prefix viability tables, completion, bad schemas.
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -155,6 +156,101 @@ TEST(JsonMatcher, CompleteAndContinue) {
   EXPECT_FALSE(me.can_continue(s));
 }
 
+// Some completion of s exists within `depth` more bytes of `alphabet` (depth-first).
+bool completable(const JsonMatcher& m, const MatchState& s, const std::string& alphabet,
+                 int depth) {
+  if (m.complete(s)) return true;
+  if (depth == 0) return false;
+  MatchState next;
+  for (char c : alphabet) {
+    if (m.step(s, static_cast<uint8_t>(c), &next) && completable(m, next, alphabet, depth - 1))
+      return true;
+  }
+  return false;
+}
+
+// Integers under minimum / maximum: exactly the integers in range are accepted (checked over a
+// window around the bounds), and every state the matcher lets a prefix reach can still be
+// completed (bounds must never lead generation into a dead end).
+TEST(JsonMatcher, BoundedIntegersExactly) {
+  struct B {
+    const char* schema;
+    long long lo, hi;  // inclusive; +-1e18 for none
+  };
+  constexpr long long kNone = 1'000'000'000'000'000'000;
+  const B cases[] = {
+      {R"({"type":"integer","minimum":-5,"maximum":120})", -5, 120},
+      {R"({"type":"integer","minimum":0,"maximum":0})", 0, 0},
+      {R"({"type":"integer","minimum":-100,"maximum":-7})", -100, -7},
+      {R"({"type":"integer","exclusiveMinimum":7})", 8, kNone},
+      {R"({"type":"integer","exclusiveMaximum":-3})", -kNone, -4},
+      {R"({"type":"integer","minimum":-2.5,"exclusiveMaximum":9.5})", -2, 9},
+      {R"({"type":"integer","minimum":95,"maximum":105})", 95, 105},
+      {R"({"type":"integer","minimum":10,"exclusiveMinimum":12,"maximum":30,"exclusiveMaximum":31})", 13, 30},
+  };
+  for (const B& b : cases) {
+    SCOPED_TRACE(b.schema);
+    const auto g = JsonGrammar::from_schema_text(b.schema);
+    const JsonMatcher m(*g);
+    for (long long i = -1200; i <= 1200; ++i) {
+      ASSERT_EQ(m.accepts(std::to_string(i)), i >= b.lo && i <= b.hi) << i;
+    }
+    EXPECT_EQ(m.accepts("123456789012345678"), b.hi == kNone);
+    EXPECT_FALSE(m.accepts("1e2"));
+    // Every reachable prefix of up to 4 bytes stays completable.
+    std::vector<MatchState> frontier = {m.initial()};
+    for (int len = 0; len < 4; ++len) {
+      std::vector<MatchState> next_frontier;
+      for (const MatchState& s : frontier) {
+        ASSERT_TRUE(completable(m, s, "-0123456789", 20)) << "dead end after a prefix";
+        MatchState n;
+        for (char c : std::string("-0123456789.e")) {
+          if (m.step(s, static_cast<uint8_t>(c), &n)) next_frontier.push_back(n);
+        }
+      }
+      frontier = std::move(next_frontier);
+    }
+  }
+}
+
+// Numbers under integer bounds: checked against the decimal value of each text.
+TEST(JsonMatcher, BoundedNumbers) {
+  const char* texts[] = {"0",   "-0",    "0.5",  "1",     "1.0",  "1.00001", "0.99999", "-0.5",
+                         "2",   "-2",    "-2.0", "-2.01", "-1.99", "10",      "9.999",   "10.0",
+                         "10.5", "-10",  "-10.0", "-10.01", "3.25", "0.000", "0.001"};
+  struct B {
+    const char* schema;
+    bool (*in)(long double);
+  };
+  const B cases[] = {
+      {R"({"type":"number","minimum":0,"maximum":1})", [](long double x) { return x >= 0 && x <= 1; }},
+      {R"({"type":"number","exclusiveMinimum":0})", [](long double x) { return x > 0; }},
+      {R"({"type":"number","minimum":-10,"exclusiveMaximum":-2})",
+       [](long double x) { return x >= -10 && x < -2; }},
+      {R"({"type":"number","exclusiveMinimum":-2,"maximum":10})",
+       [](long double x) { return x > -2 && x <= 10; }},
+  };
+  for (const B& b : cases) {
+    SCOPED_TRACE(b.schema);
+    const auto g = JsonGrammar::from_schema_text(b.schema);
+    const JsonMatcher m(*g);
+    for (const char* t : texts) EXPECT_EQ(m.accepts(t), b.in(std::strtold(t, nullptr))) << t;
+    EXPECT_FALSE(m.accepts("1e0"));  // no exponents under bounds
+    std::vector<MatchState> frontier = {m.initial()};
+    for (int len = 0; len < 4; ++len) {
+      std::vector<MatchState> next_frontier;
+      for (const MatchState& s : frontier) {
+        ASSERT_TRUE(completable(m, s, "-0123456789.", 22)) << "dead end after a prefix";
+        MatchState n;
+        for (char c : std::string("-0125689.")) {
+          if (m.step(s, static_cast<uint8_t>(c), &n)) next_frontier.push_back(n);
+        }
+      }
+      frontier = std::move(next_frontier);
+    }
+  }
+}
+
 TEST(JsonMatcher, DeepNestingIsBounded) {
   const auto g = JsonGrammar::from_schema_text(R"({"type":"array"})");
   const JsonMatcher m(*g);
@@ -166,7 +262,14 @@ TEST(JsonGrammar, BadSchemasThrowNamingTheProblem) {
   const std::vector<std::pair<const char*, const char*>> bad = {
       {R"({"type":"string","pattern":"a+"})", "pattern"},
       {R"({"type":"string","format":"date"})", "format"},
-      {R"({"type":"integer","minimum":0})", "minimum"},
+      {R"({"type":"number","minimum":0.5})", "bounds of a number must be integers"},
+      {R"({"type":"integer","minimum":3,"maximum":2})", "no integer lies within"},
+      {R"({"type":"integer","minimum":2.5,"maximum":2.7})", "no integer lies within"},
+      {R"({"type":"number","minimum":2,"exclusiveMaximum":2})", "no number lies within"},
+      {R"({"type":"integer","minimum":1e19})", "18 digits"},
+      {R"({"type":"integer","exclusiveMinimum":true})", "without 'minimum'"},
+      {R"({"type":"integer","minimum":"1"})", "must be a number"},
+      {R"({"type":"integer","multipleOf":2})", "multipleOf"},
       {R"({"allOf":[{"type":"string"}]})", "allOf"},
       {R"({"not":{"type":"string"}})", "not"},
       {R"({"type":"array","uniqueItems":true})", "uniqueItems"},
