@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fixtures for structured output (src/structured): JSON Schema verdicts from `jsonschema`.
 
-Write tests/fixtures/structured/verdicts.json:
+Write tests/fixtures/structured/verdicts.json (needs jsonschema, rfc3339-validator, fqdn):
     /work/refvenv/bin/python tools/make_structured_fixtures.py
 Check outputs that the C++ random-walk tests generated (JINX_STRUCTURED_DUMP=<file>):
     JINX_STRUCTURED_DUMP=/tmp/out.jsonl build-structured/tests/jinx_structured_tests
@@ -179,6 +179,43 @@ CASES = [
         "required": ["age"], "additionalProperties": False},
      ['{"age":30}', '{"age":151}', '{"age":-1}', '{"age":0,"score":9.5}', '{"age":0,"score":10.5}',
       '{"age":0,"score":null}'], []),
+    # pattern (ECMA search semantics) and format; such strings are written without escapes.
+    ("pattern_anchored", {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
+     ['"AB-123"', '"ab-123"', '"AB-1234"', '"xAB-123"', '""', '"AB-12"'], [r'"\u0041B-123"']),
+    ("pattern_search", {"type": "string", "pattern": "[0-9]+"},
+     ['"abc123def"', '"7"', '"abc"', '""', '"a b 9"'], [r'"a\n9"']),
+    ("pattern_len", {"type": "string", "pattern": "^a+$", "maxLength": 3},
+     ['"a"', '"aaa"', '"aaaa"', '"b"', '""'], []),
+    ("pattern_utf8", {"type": "string", "pattern": "^é+[a-c]?$"},
+     ['"é"', '"ééb"', '"e"', '"éd"', '"b"'], []),
+    ("format_date", {"type": "string", "format": "date"},
+     ['"2024-01-31"', '"2024-02-28"', '"2023-02-30"', '"2024-13-01"', '"24-01-01"', '"2024-1-1"',
+      '"0000-01-01"', '"0001-01-01"'],
+     ['"2024-02-29"']),
+    ("format_date_time", {"type": "string", "format": "date-time"},
+     ['"2024-01-31T12:30:00Z"', '"2024-01-31T12:30:00.25+02:00"', '"2024-01-31 12:30:00Z"',
+      '"2024-01-31T25:00:00Z"', '"2024-01-31T12:30:00"'], ['"2024-01-31t12:30:00z"']),
+    ("format_time", {"type": "string", "format": "time"},
+     ['"23:59:59Z"', '"00:00:00-05:30"', '"24:00:00Z"', '"12:00"'], []),
+    ("format_uuid", {"type": "string", "format": "uuid"},
+     ['"123e4567-e89b-12d3-a456-426614174000"', '"123e4567e89b12d3a456426614174000"',
+      '"123e4567-e89b-12d3-a456-42661417400"', '"g23e4567-e89b-12d3-a456-426614174000"'], []),
+    ("format_email", {"type": "string", "format": "email"},
+     ['"jo.smith+x@example.co.uk"', '"nobody"', '"a@b.c"'], ['"a@b"', '"a@@b.c"']),
+    ("format_ipv4", {"type": "string", "format": "ipv4"},
+     ['"192.168.0.1"', '"255.255.255.255"', '"256.1.1.1"', '"01.2.3.4"', '"1.2.3"'], []),
+    ("format_hostname", {"type": "string", "format": "hostname"},
+     ['"example.com"', '"a-b.c"', '"localhost"', '"-a"', '"a..b"', '"a-.com"'], []),
+    ("format_unknown", {"type": "string", "format": "color-name"}, ['"red"', '"anything"'], []),
+    ("patterned_object", {"type": "object", "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "code": {"type": "string", "pattern": "^[a-z]{3}$"},
+        "when": {"type": "string", "format": "date"}},
+        "required": ["id", "code"], "additionalProperties": False},
+     ['{"id":"123e4567-e89b-12d3-a456-426614174000","code":"abc"}',
+      '{"id":"123e4567-e89b-12d3-a456-426614174000","code":"abcd"}',
+      '{"id":"x","code":"abc"}',
+      '{"id":"123e4567-e89b-12d3-a456-426614174000","code":"xyz","when":"2020-06-30"}'], []),
 ]
 
 
@@ -196,7 +233,10 @@ def verdict(schema, data):
         value = json.loads(data.decode("utf-8", errors="strict"), parse_constant=reject_constant)
     except ValueError:
         return False
-    return jsonschema.Draft202012Validator(schema).is_valid(value)
+    # Formats asserted, as generation follows them (date-time, time and hostname need the
+    # rfc3339-validator and fqdn packages, else jsonschema accepts any text for them).
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).is_valid(value)
 
 
 def write_verdicts():

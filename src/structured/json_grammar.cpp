@@ -27,7 +27,8 @@ const std::set<std::string, std::less<>> kObjectKeywords = {"properties", "requi
                                                             "additionalProperties"};
 const std::set<std::string, std::less<>> kArrayKeywords = {"items", "prefixItems", "minItems",
                                                            "maxItems"};
-const std::set<std::string, std::less<>> kStringKeywords = {"minLength", "maxLength"};
+const std::set<std::string, std::less<>> kStringKeywords = {"minLength", "maxLength", "pattern",
+                                                            "format"};
 const std::set<std::string, std::less<>> kNumberKeywords = {"minimum", "maximum",
                                                             "exclusiveMinimum", "exclusiveMaximum"};
 // Numbers are written with at most 18 integer digits: bounds beyond that bound nothing.
@@ -269,7 +270,46 @@ class SchemaCompiler {
     n.min_len = read_count(s, "minLength", 0, path);
     n.max_len = read_count(s, "maxLength", kUnbounded, path);
     if (n.min_len > n.max_len) fail(path, ": minLength > maxLength");
+    std::string_view format_regex;
+    if (s.contains("format")) {
+      if (!s["format"].is_string()) fail(path, ": 'format' must be a string");
+      format_regex = format_pattern(s["format"].get<std::string>());
+    }
+    try {
+      if (s.contains("pattern")) {
+        if (!s["pattern"].is_string()) fail(path, ": 'pattern' must be a string");
+        if (!format_regex.empty()) fail("both 'pattern' and 'format' are not supported");
+        n.dfa = ByteDfa::for_json_pattern(s["pattern"].get<std::string>());
+      } else if (!format_regex.empty()) {
+        n.dfa = ByteDfa::from_regex(format_regex, ByteDfa::json_string_bytes());
+      }
+    } catch (const Error& e) {
+      fail(path, ": ", e.what());
+    }
     return add(std::move(n));
+  }
+
+  // The formats generation follows, as full-match regexes that only accept texts that
+  // jsonschema's format checker accepts (a date never has year 0, Feb 29 or day 31 of a short month;
+  // times have a UTC offset, as RFC 3339 wants; host names stay within 253 bytes). Others:
+  // empty (an annotation only).
+  static std::string_view format_pattern(std::string_view format) {
+    static constexpr std::string_view kDate =
+        R"((?:[1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8])))";
+    static constexpr std::string_view kTime =
+        R"((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d))";
+    static const std::string kDateTime = std::string(kDate) + "T" + std::string(kTime);
+    if (format == "date") return kDate;
+    if (format == "time") return kTime;
+    if (format == "date-time") return kDateTime;
+    if (format == "uuid")
+      return R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})";
+    if (format == "email") return R"([A-Za-z0-9._%+-]{1,32}@[A-Za-z0-9-]{1,24}(?:\.[A-Za-z0-9-]{1,24}){1,3})";
+    if (format == "ipv4")
+      return R"((?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d))";
+    if (format == "hostname")
+      return R"([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?){0,2})";
+    return {};
   }
 
   uint32_t compile_object(const ojson& s, const std::string& path) {

@@ -7,8 +7,10 @@
 //   bool), prefixItems, minItems, maxItems, enum, const, anyOf, oneOf (treated as anyOf),
 //   $ref to "#", "#/$defs/..." or "#/definitions/..." (recursion allowed), minLength,
 //   maxLength, minimum / maximum / exclusiveMinimum / exclusiveMaximum (any value for an
-//   integer; integer values for a number, whose generated form then has no exponent);
-//   annotations (description, title, default, examples, $schema, $id, $comment,
+//   integer; integer values for a number, whose generated form then has no exponent),
+//   pattern (ECMA-262 search semantics; the regex syntax regex_grammar.h reads), format
+//   date, time, date-time, uuid, email, ipv4, hostname (other formats are annotations, as
+//   JSON Schema 2020-12 has them by default); annotations (description, title, default, examples, $schema, $id, $comment,
 //   deprecated, readOnly, writeOnly) are ignored. Any other keyword throws jinx::Error naming
 //   it, as do invalid or unsatisfiable schemas.
 //
@@ -27,7 +29,9 @@
 //     no fraction and no exponent.
 //   - Strings: full JSON string syntax (all escapes, \uXXXX with surrogates only as valid
 //     pairs), valid UTF-8 only, no raw control characters; lengths count code points (a
-//     surrogate pair or an escape is one), as JSON Schema does.
+//     surrogate pair or an escape is one), as JSON Schema does. A string under a pattern or
+//     format is written without escapes (so never holds '"', '\\' or control characters),
+//     its bytes following the pattern's automaton (byte_dfa.h).
 //
 // Known gap: oneOf is compiled as anyOf, so a value matching several alternatives is possible
 // when the alternatives overlap (they rarely do in practice: different types or keys).
@@ -41,6 +45,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "structured/byte_dfa.h"
 
 namespace jinx {
 
@@ -83,6 +89,9 @@ struct GrammarNode {
   // kString
   uint32_t min_len = 0;
   uint32_t max_len = kUnbounded;
+  // kString with a pattern or a known format: the content's bytes, written without escapes,
+  // follow this automaton (null: any content).
+  std::shared_ptr<const ByteDfa> dfa;
   // kNumber / kInteger: minimum / maximum / exclusive*, as integers (an integer's bounds are
   // rounded inward and closed; a number's must be integers). Without a bound the value is
   // limited only by the digits allowed.

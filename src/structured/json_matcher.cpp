@@ -321,6 +321,15 @@ JsonMatcher::Action JsonMatcher::step_frame(Frame& f, uint8_t c, Push* push) con
   }
 }
 
+// Advances a patterned string's automaton (frame field b) by one content byte.
+bool JsonMatcher::dfa_step(Frame& f, const GrammarNode& n, uint8_t c) {
+  if (c == '\\') return false;
+  const uint32_t next = n.dfa->next(f.b, c);
+  if (next == ByteDfa::kDead) return false;
+  f.b = next;
+  return true;
+}
+
 // Counts one more code point of a string; false when maxLength is reached.
 bool JsonMatcher::count_char(Frame& f, const GrammarNode& n) {
   if (n.max_len != kUnbounded && f.a >= n.max_len) return false;
@@ -336,8 +345,12 @@ JsonMatcher::Action JsonMatcher::step_string(Frame& f, const GrammarNode& n, uin
       f.phase = kSBody;
       return Action::kKeep;
     case kSBody: {
-      if (c == '"') return f.a >= n.min_len ? Action::kPop : Action::kDead;
+      if (c == '"') {
+        const bool matched = !n.dfa || n.dfa->accepting(f.b);
+        return f.a >= n.min_len && matched ? Action::kPop : Action::kDead;
+      }
       if (c < 0x20 || c == 0x7F) return Action::kDead;  // control characters
+      if (n.dfa && !dfa_step(f, n, c)) return Action::kDead;  // no escapes under a pattern
       if (c == '\\') {
         if (!count_char(f, n)) return Action::kDead;
         f.phase = kSEsc;
@@ -354,6 +367,7 @@ JsonMatcher::Action JsonMatcher::step_string(Frame& f, const GrammarNode& n, uin
     }
     case kSCont:
       if (!utf8_cont_ok(c, f.aux2)) return Action::kDead;
+      if (n.dfa && !dfa_step(f, n, c)) return Action::kDead;
       f.aux2 = 0;
       if (--f.aux == 0) f.phase = kSBody;
       return Action::kKeep;
@@ -650,7 +664,7 @@ bool JsonMatcher::in_string_body(const MatchState& s, uint32_t* room) const {
     if (e == prev) return false;
     const Frame& f = s.frames[e - 1];
     const GrammarNode& n = g_.node(f.node);
-    if (n.kind != NodeKind::kString || f.phase != kSBody) return false;
+    if (n.kind != NodeKind::kString || f.phase != kSBody || n.dfa) return false;
     *room = std::max(*room, n.max_len == kUnbounded ? kUnbounded : n.max_len - f.a);
     prev = e;
   }

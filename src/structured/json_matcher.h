@@ -27,7 +27,8 @@ struct Frame {
                       // number: sign and whether its fraction has a non-zero digit
   uint32_t a = 0;     // string: code points (saturated); array: items; object: property;
                       // literal: trie node; bounded number: low 32 bits of its integer part
-  uint32_t b = 0;     // object: key trie node; bounded number: high 32 bits
+  uint32_t b = 0;     // object: key trie node; bounded number: high 32 bits; string under a
+                      // pattern: its automaton's state
 };
 static_assert(sizeof(Frame) == 16, "Frame is hashed and compared as bytes");
 
@@ -75,6 +76,7 @@ class JsonMatcher {
   Action step_string(Frame& f, const GrammarNode& n, uint8_t c) const;
   static Action step_escape(Frame& f, uint8_t c);
   static bool count_char(Frame& f, const GrammarNode& n);
+  static bool dfa_step(Frame& f, const GrammarNode& n, uint8_t c);
   Action step_number(Frame& f, const GrammarNode& n, bool integer, uint8_t c) const;
   static Action step_number_syntax(Frame& f, bool integer, uint8_t c);
   Action step_literal(Frame& f, uint8_t c) const;

@@ -432,9 +432,35 @@ def test_json_object_output_parses(client):
         assert r.choices[0].message.content.lstrip().startswith("{")
 
 
+# Bounds, patterns and formats (pydantic's Field(ge=..., le=...), constr(pattern=...), date,
+# UUID4): every output is in range and matches.
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "day": {"type": "string", "format": "date"},
+        "code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2}$"},
+        "seats": {"type": "integer", "minimum": 1, "maximum": 40},
+        "price": {"type": "number", "exclusiveMinimum": 0, "maximum": 500},
+    },
+    "required": ["id", "day", "code", "seats", "price"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_json_schema_bounds_patterns_formats(client, seed):
+    rf = {"type": "json_schema", "json_schema": {"name": "event", "schema": EVENT_SCHEMA}}
+    r = chat(client, "Describe a concert booking as JSON.", response_format=rf,
+             max_tokens=200, temperature=0.8, seed=seed)
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+    doc = json.loads(r.choices[0].message.content)
+    jsonschema.validate(doc, EVENT_SCHEMA, format_checker=jsonschema.FormatChecker())
+
+
 def test_unsupported_schema_is_400(client):
     rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "string", "pattern": "^a+$"}}}
+        "type": "integer", "multipleOf": 3}}}
     with pytest.raises(openai.BadRequestError):
         chat(client, "hi", response_format=rf)
 

@@ -4,12 +4,15 @@
 // grammar code, and with JINX_STRUCTURED_DUMP=<file> the outputs are also written for
 // `tools/make_structured_fixtures.py --check-outputs <file>` (the `jsonschema` package).
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -54,6 +57,61 @@ long double number_of(const ojson& v) {
   if (v.is_number_unsigned()) return static_cast<long double>(v.get<uint64_t>());
   if (v.is_number_integer()) return static_cast<long double>(v.get<int64_t>());
   return v.get<double>();
+}
+
+// UTF-8 -> code points (wchar_t is 32 bits here), so that std::regex sees characters.
+std::wstring wide(const std::string& s) {
+  std::wstring out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const int n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    uint32_t cp = n == 1 ? c : c & (0x3F >> (n - 1));
+    for (int k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (s[i + k] & 0x3F);
+    out += static_cast<wchar_t>(cp);
+    i += n;
+  }
+  return out;
+}
+
+// pattern by std::regex (ECMAScript, search semantics, as JSON Schema has it); the formats by
+// their definitions (a real calendar date, hex groups, dotted quads, an '@'). The date-time
+// and time formats are checked by jsonschema over the JINX_STRUCTURED_DUMP outputs instead.
+bool validate_text(const std::string& t, const ojson& s) {
+  if (s.contains("pattern") &&
+      !std::regex_search(wide(t), std::wregex(wide(s["pattern"].get<std::string>()),
+                                               std::regex::ECMAScript)))
+    return false;
+  const std::string format = s.value("format", "");
+  if (format == "date") {
+    int y = 0, m = 0, d = 0;
+    char tail = 0;
+    if (t.size() != 10 || std::sscanf(t.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+      return false;
+    static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= (m == 2 && !leap ? 28 : kDays[m - 1]);
+  }
+  if (format == "uuid") {
+    if (t.size() != 36) return false;
+    for (size_t i = 0; i < t.size(); ++i) {
+      const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+      if (dash ? t[i] != '-' : !std::isxdigit(static_cast<unsigned char>(t[i]))) return false;
+    }
+  }
+  if (format == "ipv4") {
+    int parts = 0;
+    for (size_t i = 0; i <= t.size(); ++parts) {
+      const size_t dot = std::min(t.find('.', i), t.size());
+      const std::string p = t.substr(i, dot - i);
+      if (p.empty() || p.size() > 3 || (p.size() > 1 && p[0] == '0') ||
+          p.find_first_not_of("0123456789") != std::string::npos || std::stoi(p) > 255)
+        return false;
+      i = dot + 1;
+    }
+    return parts == 4;
+  }
+  if (format == "email" && t.find('@') == std::string::npos) return false;
+  return true;
 }
 
 bool validate_bounds(const ojson& v, const ojson& s) {
@@ -123,6 +181,7 @@ bool validate(const ojson& v, const ojson& s, const ojson& root) {
   if (v.is_string()) {
     const size_t n = code_points(v.get<std::string>());
     if (n < s.value("minLength", 0u) || n > s.value("maxLength", 1u << 30)) return false;
+    if (!validate_text(v.get<std::string>(), s)) return false;
   }
   if (v.is_number() && !validate_bounds(v, s)) return false;
   if (v.is_object() && !validate_object(v, s, root)) return false;

@@ -260,8 +260,12 @@ TEST(JsonMatcher, DeepNestingIsBounded) {
 
 TEST(JsonGrammar, BadSchemasThrowNamingTheProblem) {
   const std::vector<std::pair<const char*, const char*>> bad = {
-      {R"({"type":"string","pattern":"a+"})", "pattern"},
-      {R"({"type":"string","format":"date"})", "format"},
+      {R"({"type":"string","pattern":"(a"})", "pattern"},
+      {R"({"type":"string","pattern":"(?=a)b"})", "lookaround"},
+      {R"({"type":"string","pattern":"^\"$"})", "no text"},
+      {R"({"type":"string","pattern":"^(a|b)*a(a|b){14}$"})", "too complex"},
+      {R"({"type":"string","pattern":5})", "'pattern' must be a string"},
+      {R"({"type":"string","format":"date","pattern":"a"})", "both 'pattern' and 'format'"},
       {R"({"type":"number","minimum":0.5})", "bounds of a number must be integers"},
       {R"({"type":"integer","minimum":3,"maximum":2})", "no integer lies within"},
       {R"({"type":"integer","minimum":2.5,"maximum":2.7})", "no integer lies within"},
@@ -273,7 +277,7 @@ TEST(JsonGrammar, BadSchemasThrowNamingTheProblem) {
       {R"({"allOf":[{"type":"string"}]})", "allOf"},
       {R"({"not":{"type":"string"}})", "not"},
       {R"({"type":"array","uniqueItems":true})", "uniqueItems"},
-      {R"({"type":"object","properties":{"a":{"type":"string","pattern":"x"}}})", "pattern"},
+      {R"({"type":"object","properties":{"a":{"type":"string","pattern":"\\1"}}})", "/properties/a"},
       {R"({"type":"foo"})", "unknown type"},
       {R"({"type":[]})", "type"},
       {R"({"type":"string","minLength":-1})", "minLength"},
