@@ -397,7 +397,8 @@ std::shared_ptr<const ByteDfa> ByteDfa::from_regex(std::string_view regex, const
 
 std::array<bool, 256> ByteDfa::json_string_bytes() {
   std::array<bool, 256> allowed{};
-  for (int c = 0x20; c < 256; ++c) allowed[c] = c != '"' && c != '\\';
+  // DEL is valid in JSON text but outside the matcher's output policy (json_matcher.cpp).
+  for (int c = 0x20; c < 256; ++c) allowed[c] = c != '"' && c != '\\' && c != 0x7F;
   return allowed;
 }
 

@@ -28,7 +28,8 @@ class ByteDfa {
   // ("pattern too complex").
   static std::shared_ptr<const ByteDfa> from_regex(std::string_view regex, const std::array<bool, 256>& allowed);
   // A JSON Schema `pattern` (ECMA-262: a match anywhere in the string unless anchored) for
-  // the content of a JSON string written without escapes: bytes 0x20-0xFF but '"' and '\\'.
+  // the content of a JSON string written without escapes: bytes 0x20-0xFF but '"', '\\' and
+  // DEL (which the JSON matcher never writes).
   // Each top-level alternative may start with ^ and end with an unescaped $; others are
   // preceded / followed by any text. The rest of the syntax is regex_grammar's (Python's),
   // so the ECMA differences stay: `.` also matches U+2028/U+2029, \s is ASCII only, `[^]`

@@ -74,7 +74,7 @@ void expect_well_formed(const ByteDfa& dfa, const std::array<bool, 256>& allowed
 
 bool json_safe(const std::string& text) {
   for (unsigned char c : text)
-    if (c < 0x20 || c == '"' || c == '\\') return false;
+    if (c < 0x20 || c == 0x7F || c == '"' || c == '\\') return false;
   return true;
 }
 
@@ -174,7 +174,7 @@ TEST(ByteDfa, JsonPatternSearchesLikeEcma) {
     expect_well_formed(*dfa, allowed, c.pattern);
     for (const auto& [text, want] : c.texts) EXPECT_EQ(dfa->matches(text), want) << "/" << c.pattern << "/ on '" << text << "'";
     // Never a quote, a backslash or a control character, and never broken UTF-8.
-    for (const char* bad : {"\"", "\\", "\n", "\x1f", "\xC3", "\xFF", "\xED\xA0\x80"})
+    for (const char* bad : {"\"", "\\", "\n", "\x1f", "\x7f", "\xC3", "\xFF", "\xED\xA0\x80"})
       EXPECT_FALSE(dfa->matches(std::string("abzz") + bad)) << c.pattern;
   }
 }
