@@ -145,17 +145,26 @@ class RegexConverter {
     return str("\"", gbnf_char(parse_utf8()), "\"");
   }
 
-  // Whether a {m}, {m,}, {m,n} or {,n} quantifier starts at i (else '{' is a literal).
+  // Whether a {m}, {m,}, {m,n}, {,n} or {,} (Python 3.11: {0,}) quantifier starts at i (else
+  // '{' is a literal, as in "{}" or "{a}").
   bool quantifier_at(size_t i) const {
     if (i >= s_.size() || s_[i] != '{') return false;
     size_t j = i + 1;
-    bool digits = false;
+    bool digits = false, comma = false;
     while (j < s_.size() && s_[j] >= '0' && s_[j] <= '9') ++j, digits = true;
     if (j < s_.size() && s_[j] == ',') {
       ++j;
+      comma = true;
       while (j < s_.size() && s_[j] >= '0' && s_[j] <= '9') ++j, digits = true;
     }
-    return digits && j < s_.size() && s_[j] == '}';
+    return (digits || comma) && j < s_.size() && s_[j] == '}';
+  }
+
+  bool octal_digit(size_t i) const { return i < s_.size() && s_[i] >= '0' && s_[i] <= '7'; }
+  // `v` then up to `more` octal digits.
+  uint32_t octal(uint32_t v, int more) {
+    for (; more > 0 && octal_digit(pos_); --more) v = v * 8 + static_cast<uint32_t>(s_[pos_++] - '0');
+    return v;
   }
 
   uint32_t parse_count() {
@@ -237,7 +246,7 @@ class RegexConverter {
       case 'r': return '\r';
       case 'f': return '\f';
       case 'v': return '\v';
-      case '0': return 0;
+      case '0': return octal(0, 2);  // \0 and up to two more octal digits, as Python reads it
       case 'x': return hex(2);
       case 'u': return hex(4);
       case 'U': return hex(8);
@@ -247,6 +256,12 @@ class RegexConverter {
       case 'B': case 'A': case 'Z': case 'z': case 'G':
         error(str("the anchor \\", e, " is not supported"));
       default:
+        // Octal: three digits, or in a class any 1-3 (Python's reading; else a backreference).
+        if (e >= '1' && e <= '7' && (in_class || (octal_digit(pos_) && octal_digit(pos_ + 1)))) {
+          const uint32_t v = octal(static_cast<uint32_t>(e - '0'), 2);
+          if (v > 0377) error("octal escape above \\377");
+          return v;
+        }
         if (e >= '1' && e <= '9') error("backreferences are not supported");
         if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) error(str("unknown escape \\", e));
         if (static_cast<unsigned char>(e) >= 0x80) {

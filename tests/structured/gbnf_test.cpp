@@ -222,6 +222,20 @@ TEST(Regex, Conversions) {
   EXPECT_TRUE(accepts(*regex_grammar("[^\\s,]+"), "a;b"));
   EXPECT_FALSE(accepts(*regex_grammar("[^\\s,]+"), "a b"));
   EXPECT_FALSE(accepts(*regex_grammar("."), "\n"));
+  // Python 3.11's readings (each verdict from re.fullmatch): {,} is {0,}, {} a literal; \0 takes
+  // up to two more octal digits, three digits are octal, and in a class one digit is.
+  EXPECT_TRUE(accepts(*regex_grammar("x{,}y"), "xxxy"));
+  EXPECT_TRUE(accepts(*regex_grammar("x{,}y"), "y"));
+  EXPECT_TRUE(accepts(*regex_grammar("x{}y"), "x{}y"));
+  EXPECT_FALSE(accepts(*regex_grammar("x{}y"), "xy"));
+  EXPECT_TRUE(accepts(*regex_grammar("a\\01b"), std::string("a\x01" "b")));
+  EXPECT_TRUE(accepts(*regex_grammar("a\\012b"), "a\nb"));
+  EXPECT_TRUE(accepts(*regex_grammar("a\\0b"), std::string("a\0b", 3)));
+  EXPECT_TRUE(accepts(*regex_grammar("\\101\\060"), "A0"));
+  EXPECT_TRUE(accepts(*regex_grammar("\\0101"), "\x08" "1"));
+  EXPECT_TRUE(accepts(*regex_grammar("[\\101-\\103]+"), "ABC"));
+  EXPECT_TRUE(accepts(*regex_grammar("[\\1]"), "\x01"));
+  EXPECT_THROW(regex_grammar("\\60"), Error);  // a backreference to group 60 in Python
   for (const char* bad : {"(a", "a)", "*a", "a**", "(?=a)", "(a)\\1", "\\bword", "a^b", "a$b",
                           "[\\D]", "(?i)a", "[b-a]", "a{3,1}", "\\q", "a{5000}"}) {
     EXPECT_THROW(regex_grammar(bad), Error) << bad;
