@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "server/embeddings.h"
 #include "server/openai_response.h"
+#include "server/responses_api.h"
 #include "server/rag_api.h"
 #include "structured/json_constraint.h"
 
@@ -294,6 +295,82 @@ void handle_generate(ServerState& st, const httplib::Request& req, httplib::Resp
   }
 }
 
+// POST /v1/responses: the request as the chat request it means, its result as a Response.
+void handle_responses(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  auto rq = std::make_shared<const ResponsesRequest>(responses_to_chat(parse_body(req)));
+  auto job = std::make_shared<Job>();
+  job->st = &st;
+  job->plan = parse_chat_request(rq->chat, st.ctx);
+  const int64_t created = static_cast<int64_t>(std::time(nullptr));
+  job->meta = {new_response_id("chatcmpl-"), created, job->plan.model_name};
+  const std::string id = new_response_id("resp_");
+  submit_job(*job);
+  if (!rq->stream) {
+    int open = static_cast<int>(job->choices.size());
+    while (open > 0) {
+      for (auto& [i, u] : job->ch->take(std::chrono::milliseconds(500))) {
+        apply_update(job->choices[i], u);
+        if (u.finished) --open;
+      }
+    }
+    const json chat = chat_response(job->meta, job->plan, job->choices, *st.ctx.tok);
+    send_json(res, 200, response_object(chat, *rq, id, created));
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto stream = std::make_shared<ResponsesStream>(*rq, id, created, job->plan.model_name);
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [job, rq, stream](size_t, httplib::DataSink& sink) {
+        auto send = [&](const std::vector<json>& events) {
+          for (const json& e : events) {
+            const std::string ev = "event: " + e["type"].get<std::string>() + "\ndata: " +
+                                   dump(e) + "\n\n";
+            if (!sink.write(ev.data(), ev.size())) return false;
+          }
+          return true;
+        };
+        if (!send(stream->start())) {
+          job->cancel_all();
+          return false;
+        }
+        const Tokenizer& tok = *job->st->ctx.tok;
+        int open = static_cast<int>(job->choices.size());
+        auto last_write = Clock::now();
+        while (open > 0) {
+          auto updates = job->ch->take(std::chrono::milliseconds(200));
+          for (auto& [i, u] : updates) {
+            ChoiceState& c = job->choices[i];
+            apply_update(c, u);
+            if (u.finished) --open;
+            for (const json& chunk : chat_chunks(job->meta, job->plan, c, u, tok)) {
+              if (!send(stream->on_chunk(chunk))) {
+                job->cancel_all();
+                return false;
+              }
+              last_write = Clock::now();
+            }
+          }
+          if (updates.empty() && Clock::now() - last_write > std::chrono::seconds(1)) {
+            static const char kPing[] = ": ping\n\n";
+            if (!sink.write(kPing, sizeof(kPing) - 1) || !sink.is_writable()) {
+              job->cancel_all();
+              return false;
+            }
+            last_write = Clock::now();
+          }
+        }
+        send(stream->finish(usage_json(job->plan, job->choices)));
+        sink.done();
+        return true;
+      },
+      [job](bool success) {
+        if (!success) job->cancel_all();
+      });
+}
+
 // The served model, then its LoRA adapters (with "parent", as vLLM lists them).
 json models_json(const ServerState& st) {
   json data = json::array({{{"id", st.ctx.served_name},
@@ -470,6 +547,9 @@ void add_routes(httplib::Server& svr, ServerState& st) {
   svr.Post("/v1/completions", guarded([&st](const auto& req, auto& res) {
              handle_generate(st, req, res, false);
            }));
+  svr.Post("/v1/responses", guarded([&st](const auto& req, auto& res) {
+    handle_responses(st, req, res);
+  }));
   svr.Get("/v1/models", guarded([&st](const auto&, auto& res) {
             require_ready(st);
             send_json(res, 200, models_json(st));

@@ -68,3 +68,22 @@ def test_default_server_keeps_the_block_in_content(client):
     # SmolLM2's template writes no <think> block: --reasoning-parser auto leaves output alone.
     r = ask(client)
     assert r.choices[0].message.content.startswith("<think>\n")
+
+
+def test_responses_api_reasoning_item(qwen3_server):
+    """/v1/responses: the thoughts as a reasoning item before the message, whole and streamed."""
+    c = client_of(qwen3_server)
+    kw = dict(model="smollm2", input="Is the sky blue?", max_output_tokens=64, temperature=0.8,
+              extra_body={"grammar": THINKING, "seed": 3})
+    r = c.responses.create(**kw)
+    assert [o.type for o in r.output] == ["reasoning", "message"], r.output
+    thought = r.output[0].content[0].text
+    assert re.fullmatch(r"[A-Za-z][a-z ,]{3,30}\.", thought), thought
+    assert re.fullmatch(r"[A-Z][a-z ]{2,30}\.", r.output_text), r.output_text
+    events = list(c.responses.create(stream=True, **kw))
+    streamed = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert streamed == thought
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == \
+        r.output_text
+    assert [e.item.type for e in events if e.type == "response.output_item.done"] == \
+        ["reasoning", "message"]
