@@ -1,8 +1,9 @@
 // Fuzz target: the HTTP request body -> validated request path of `jinx serve`
 // (server/openai_request: parse_chat_request / parse_completion_request, then the structured
 // output constraint), with the committed SmolLM2 tokenizer and chat template.
-// Input: the first byte picks the endpoint (mod 4: 0 chat, 1 completions, 2 embeddings, 3 a
-// chat request with "rag" and /v1/rag/search); the rest is the body.
+// Input: the first byte picks the endpoint (mod 5: 0 chat, 1 completions, 2 embeddings, 3 a
+// chat request with "rag" and /v1/rag/search, 4 /v1/responses, rewritten into the chat request
+// it means); the rest is the body.
 // Properties: a body that is not JSON is rejected by the parser (the server answers 400); every
 // other bad body throws jinx::Error (the server's ApiError is one); an accepted body gives a
 // plan whose prompts are in the vocabulary and fit the context, and its constraint (if any)
@@ -14,6 +15,7 @@
 #include "server/embeddings.h"
 #include "server/openai_request.h"
 #include "server/rag_api.h"
+#include "server/responses_api.h"
 #include "structured/constraint_vocab.h"
 #include "tokenizer/template.h"
 
@@ -87,14 +89,14 @@ void rag(nlohmann::ordered_json body, const jinx::server::ModelContext& ctx) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const int route = data[0] % 4;
-  const bool chat = route == 0;
+  const int route = data[0] % 5;
+  const bool chat = route == 0 || route == 4;
   const nlohmann::ordered_json body = nlohmann::ordered_json::parse(
       reinterpret_cast<const char*>(data + 1), reinterpret_cast<const char*>(data + size),
       nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return 0;  // the server's 400 for malformed JSON
   const jinx::server::ModelContext& ctx = context().ctx;
-  if (route >= 2) {
+  if (route == 2 || route == 3) {
     jinx::fuzz::expect_ok_or_error([&] {
       if (route == 2) embeddings(nlohmann::json(body), ctx);
       if (route == 3) rag(body, ctx);
@@ -102,9 +104,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   jinx::fuzz::expect_ok_or_error([&] {
-    jinx::server::check_model_field(nlohmann::json(body), ctx);
-    jinx::server::GenPlan plan = chat ? jinx::server::parse_chat_request(body, ctx)
-                                      : jinx::server::parse_completion_request(body, ctx);
+    const nlohmann::ordered_json req =
+        route == 4 ? jinx::server::responses_to_chat(body).chat : body;
+    jinx::server::check_model_field(nlohmann::json(req), ctx);
+    jinx::server::GenPlan plan = chat ? jinx::server::parse_chat_request(req, ctx)
+                                      : jinx::server::parse_completion_request(req, ctx);
     JINX_FUZZ_ASSERT(plan.n >= 1 && plan.n <= ctx.max_n);
     JINX_FUZZ_ASSERT(!plan.prompts.empty());
     for (const auto& p : plan.prompts) {

@@ -179,6 +179,13 @@ CASES = [
         "required": ["age"], "additionalProperties": False},
      ['{"age":30}', '{"age":151}', '{"age":-1}', '{"age":0,"score":9.5}', '{"age":0,"score":10.5}',
       '{"age":0,"score":null}'], []),
+    # pydantic v2's field of a model type with a description: allOf of one $ref.
+    ("allof_ref", {"$defs": {"Address": {"type": "object", "properties": {
+        "city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}},
+        "type": "object", "properties": {
+            "home": {"allOf": [{"$ref": "#/$defs/Address"}], "description": "Where"}},
+        "required": ["home"], "additionalProperties": False},
+     ['{"home":{"city":"Oslo"}}', '{"home":{}}', '{"home":"Oslo"}', '{}'], []),
     # pattern (ECMA search semantics) and format; such strings are written without escapes.
     ("pattern_anchored", {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"},
      ['"AB-123"', '"ab-123"', '"AB-1234"', '"xAB-123"', '""', '"AB-12"'], [r'"\u0041B-123"']),

@@ -33,8 +33,8 @@ const std::set<std::string, std::less<>> kNumberKeywords = {"minimum", "maximum"
                                                             "exclusiveMinimum", "exclusiveMaximum"};
 // Numbers are written with at most 18 integer digits: bounds beyond that bound nothing.
 constexpr int64_t kMaxMagnitude = 999'999'999'999'999'999;
-const std::set<std::string, std::less<>> kOtherKeywords = {"type",  "enum",  "const",
-                                                           "anyOf", "oneOf", "$ref"};
+const std::set<std::string, std::less<>> kOtherKeywords = {"type",  "enum",  "const", "anyOf",
+                                                           "oneOf", "allOf", "$ref"};
 
 bool is_known(const std::string& k) {
   return kAnnotations.count(k) || kObjectKeywords.count(k) || kArrayKeywords.count(k) ||
@@ -84,6 +84,15 @@ class SchemaCompiler {
     if (!s.is_object()) fail(path, ": a schema must be an object or a boolean");
     for (const auto& [k, v] : s.items()) {
       if (!is_known(k)) fail(path, ": unsupported JSON Schema keyword '", k, "'");
+    }
+    if (s.contains("allOf")) {
+      // One schema in allOf (pydantic's way to describe a $ref'd field: {"allOf": [{"$ref":
+      // ...}], "description": ...}) is that schema; an intersection of several is not built.
+      only_annotations_beside(s, "allOf", path);
+      const ojson& all = s["allOf"];
+      if (!all.is_array() || all.size() != 1)
+        fail(path, ": 'allOf' with other than one schema is not supported");
+      return compile(all[0], path + "/allOf/0");
     }
     if (s.contains("enum") || s.contains("const")) return compile_literals(s, path);
     if (s.contains("anyOf") || s.contains("oneOf")) return compile_union(s, path);

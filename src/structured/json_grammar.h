@@ -5,7 +5,8 @@
 //   type (string, number, integer, boolean, null, object, array, or a list of them),
 //   properties, required, additionalProperties (false / true / schema), items (schema or
 //   bool), prefixItems, minItems, maxItems, enum, const, anyOf, oneOf (treated as anyOf),
-//   $ref to "#", "#/$defs/..." or "#/definitions/..." (recursion allowed), minLength,
+//   allOf of one schema, $ref to "#", "#/$defs/..." or "#/definitions/..." (recursion
+//   allowed), minLength,
 //   maxLength, minimum / maximum / exclusiveMinimum / exclusiveMaximum (any value for an
 //   integer; integer values for a number, whose generated form then has no exponent),
 //   pattern (ECMA-262 search semantics; the regex syntax regex_grammar.h reads), format

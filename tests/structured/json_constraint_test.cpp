@@ -168,6 +168,10 @@ bool validate(const ojson& v, const ojson& s, const ojson& root) {
     if (!found) return false;
   }
   if (s.contains("const") && s["const"] != v) return false;
+  if (s.contains("allOf")) {
+    for (const auto& a : s["allOf"])
+      if (!validate(v, a, root)) return false;
+  }
   if (s.contains("anyOf")) {
     bool any = false;
     for (const auto& a : s["anyOf"]) any = any || validate(v, a, root);
