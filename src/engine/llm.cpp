@@ -51,7 +51,8 @@ struct LLM::Live {
     const SamplingParams& p = params;
     if (constraint || p.logprobs >= 0 || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
         p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f ||
-        static_cast<int>(out.token_ids.size()) < p.min_tokens || !p.allowed_token_ids.empty())
+        static_cast<int>(out.token_ids.size()) < p.min_tokens || !p.allowed_token_ids.empty() ||
+        !p.bad_words_ids.empty())
       return sampling::kPickLogits;
     if (p.temperature < kGreedyTemperature) return sampling::kPickArgmax;
     if (!device_samples) return sampling::kPickLogits;
@@ -316,7 +317,8 @@ std::vector<RequestOutput> LLM::generate(const std::vector<std::string>& prompts
   return generate(std::move(reqs));
 }
 
-// The request's own masks on a logits row: allowed_token_ids, min_tokens, its constraint.
+// The request's own masks on a logits row: allowed_token_ids, min_tokens, bad words, its
+// constraint.
 void LLM::mask_row(Live& L, float* row) {
   const int64_t V = model_->config().vocab_size;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -335,6 +337,12 @@ void LLM::mask_row(Live& L, float* row) {
       for (int32_t id : tok_->eos_ids())
         if (id >= 0 && id < V) row[id] = kNegInf;
     for (int32_t id : L.params.stop_token_ids) row[id] = kNegInf;
+  }
+  const std::vector<int32_t>& done = L.out.token_ids;
+  for (const std::vector<int32_t>& w : L.params.bad_words_ids) {  // bad words: their last token
+    const size_t lead = w.size() - 1;                               // where the rest was written
+    if (lead <= done.size() && std::equal(w.begin(), w.end() - 1, done.end() - lead))
+      row[w.back()] = kNegInf;
   }
   if (L.constraint) L.constraint->mask_logits(row, static_cast<int32_t>(V));
 }

@@ -380,6 +380,12 @@ std::string SamplingParams::validate(int vocab_size) const {
   for (int32_t id : allowed_token_ids)
     if (id < 0 || id >= vocab_size)
       return str("allowed_token_ids entry ", id, " is outside [0, ", vocab_size, ")");
+  for (const auto& w : bad_words_ids) {
+    if (w.empty()) return "bad_words entries must not be empty";
+    for (int32_t id : w)
+      if (id < 0 || id >= vocab_size)
+        return str("bad_words token ", id, " is outside [0, ", vocab_size, ")");
+  }
   for (int32_t id : stop_token_ids)
     if (id < 0 || id >= vocab_size)
       return str("stop_token_ids entry ", id, " is outside [0, ", vocab_size, ")");

@@ -58,6 +58,9 @@ struct SamplingParams {
   int min_tokens = 0;
   // Non-empty: only these tokens may be sampled (vLLM's allowed_token_ids), ids in [0, vocab).
   std::vector<int32_t> allowed_token_ids;
+  // Token sequences that are never generated (vLLM's bad_words, tokenized): a sequence's last
+  // token is masked wherever the output so far ends with the rest of it. Ids in [0, vocab).
+  std::vector<std::vector<int32_t>> bad_words_ids;
   bool include_stop_str_in_output = false;  // a matched stop string stays in the text
   std::vector<std::string> stop;  // stop strings, matched by the detokenizer; none may be empty
   int logprobs = -1;  // < 0: none; else how many top logprobs (<= 20) besides the chosen one

@@ -17,6 +17,8 @@ using nlohmann::ordered_json;
 constexpr int kMaxStops = 16;
 constexpr size_t kMaxStopBytes = 256;
 constexpr size_t kMaxLogitBias = 1024;
+constexpr size_t kMaxBadWords = 128;
+constexpr size_t kMaxBadWordBytes = 1024;
 constexpr size_t kMaxCompletionPrompts = 64;
 
 std::string type_name(const json& v) { return v.type_name(); }
@@ -122,6 +124,28 @@ void parse_logit_bias(const json& body, const ModelContext& ctx, SamplingParams*
   }
 }
 
+// vLLM's bad_words: each word as the tokenizer writes it alone and, where that differs only in
+// its first token, after a space (as vLLM tokenizes them).
+void parse_bad_words(const json& body, const ModelContext& ctx, SamplingParams* p) {
+  const json* v = field(body, "bad_words");
+  if (!v) return;
+  if (!v->is_array()) bad_request("bad_words", "'bad_words' must be an array of strings");
+  if (v->size() > kMaxBadWords) bad_request("bad_words", str("at most ", kMaxBadWords, " bad_words"));
+  for (const json& w : *v) {
+    if (!w.is_string() || w.get<std::string>().size() > kMaxBadWordBytes)
+      bad_request("bad_words", str("bad_words entries must be strings of at most ", kMaxBadWordBytes,
+                                   " bytes"));
+    std::string word = w.get<std::string>();
+    word.erase(0, word.find_first_not_of(' '));
+    if (word.empty()) bad_request("bad_words", "bad_words entries must not be blank");
+    const std::vector<int32_t> plain = ctx.tok->encode(word, false, false);
+    const std::vector<int32_t> spaced = ctx.tok->encode(" " + word, false, false);
+    if (!plain.empty()) p->bad_words_ids.push_back(plain);
+    if (!spaced.empty() && !plain.empty() && spaced.size() == plain.size() && spaced[0] != plain[0])
+      p->bad_words_ids.push_back(spaced);
+  }
+}
+
 // Fields common to both endpoints.
 void parse_sampling(const json& body, const ModelContext& ctx, GenPlan* plan) {
   SamplingParams& p = plan->params;
@@ -162,11 +186,23 @@ void parse_sampling(const json& body, const ModelContext& ctx, GenPlan* plan) {
   p.skip_special_tokens = get_bool(body, "skip_special_tokens", true);
   parse_stop(body, &p);
   parse_logit_bias(body, ctx, &p);
+  parse_bad_words(body, ctx, &p);
   if (std::string err = p.validate(ctx.vocab_size); !err.empty()) bad_request("", err);
 }
 
 // max_tokens / max_completion_tokens against the context left after the prompt.
 void set_max_tokens(const json& body, const ModelContext& ctx, GenPlan* plan) {
+  // vLLM's truncate_prompt_tokens: the last k prompt tokens (-1: as many as the context takes).
+  if (const json* t = field(body, "truncate_prompt_tokens"); t && !t->is_null()) {
+    int64_t k = get_int(body, "truncate_prompt_tokens", -1, -1, ctx.max_model_len);
+    if (k == 0) bad_request("truncate_prompt_tokens", "'truncate_prompt_tokens' must be -1 or >= 1");
+    if (k < 0) k = ctx.max_model_len - 1;
+    for (auto& pp : plan->prompts) {
+      if (static_cast<int64_t>(pp.ids.size()) <= k) continue;
+      pp.ids.erase(pp.ids.begin(), pp.ids.end() - k);
+      pp.text = ctx.tok->decode(pp.ids);
+    }
+  }
   size_t longest = 0;
   for (const auto& pp : plan->prompts) longest = std::max(longest, pp.ids.size());
   const int64_t room = ctx.max_model_len - static_cast<int64_t>(longest);
@@ -378,6 +414,22 @@ int32_t check_model_field(const json& body, const ModelContext& ctx) {
 
 namespace {
 
+// continue_final_message: the prompt ends with the final message's text (what the template
+// writes after it, its end-of-turn marker, is cut), as transformers' apply_chat_template does.
+std::string cut_after_final_message(const std::string& rendered, const std::string& final) {
+  const size_t a = final.find_first_not_of(" \t\n\r\f\v");
+  const size_t b = final.find_last_not_of(" \t\n\r\f\v");
+  const std::string stripped = a == std::string::npos ? "" : final.substr(a, b - a + 1);
+  const std::string lstripped = a == std::string::npos ? "" : final.substr(a);
+  const size_t at = stripped.empty() ? std::string::npos : rendered.rfind(stripped);
+  if (at == std::string::npos)
+    bad_request("continue_final_message",
+                "the final message does not appear in the prompt the chat template writes");
+  if (rendered.compare(at, lstripped.size(), lstripped) == 0 && lstripped == final)
+    return rendered.substr(0, at + lstripped.size());
+  return rendered.substr(0, at + stripped.size());
+}
+
 void set_model(const json& body, const ModelContext& ctx, GenPlan* plan) {
   plan->adapter = check_model_field(body, ctx);
   plan->model_name = plan->adapter < 0 ? ctx.served_name
@@ -442,7 +494,14 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   c["messages"] = messages;
   if (!otools.is_null() && !otools.empty() && template_supports_tools(ctx.tmpl_source))
     c["tools"] = otools;
-  c["add_generation_prompt"] = true;
+  const bool cont = get_bool(body, "continue_final_message", false);
+  if (cont && get_bool(body, "add_generation_prompt", false))
+    bad_request("continue_final_message",
+                "'continue_final_message' and 'add_generation_prompt' cannot both be true");
+  if (cont && (messages.empty() || !messages.back().contains("content") ||
+               !messages.back()["content"].is_string()))
+    bad_request("continue_final_message", "the final message must have text content to continue");
+  c["add_generation_prompt"] = !cont && get_bool(body, "add_generation_prompt", true);
   c["bos_token"] = ctx.tok->bos_token();
   c["eos_token"] = ctx.tok->eos_token();
   if (const json* kw = field(body, "chat_template_kwargs")) {
@@ -456,6 +515,7 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   } catch (const Error& e) {
     bad_request("messages", str("the chat template rejected the messages: ", e.what()));
   }
+  if (cont) pp.text = cut_after_final_message(pp.text, messages.back()["content"]);
   pp.text += plan.forced_prefix;
   pp.ids = ctx.tok->encode(pp.text, /*add_special=*/false, /*parse_special=*/true);
   if (pp.ids.empty()) bad_request("messages", "the rendered prompt is empty");

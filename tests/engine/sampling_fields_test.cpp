@@ -1,4 +1,4 @@
-// vLLM's extra sampling fields through the engine: min_tokens, allowed_token_ids and
+// vLLM's extra sampling fields through the engine: min_tokens, allowed_token_ids, bad_words and
 // include_stop_str_in_output, each against what the plain single-sequence path computes.
 #include <algorithm>
 #include <limits>
@@ -73,6 +73,56 @@ TEST(SamplingFields, MinTokensHoldsBackStopTokens) {
   Request bad = greedy(prompt, 2);
   bad.params.min_tokens = 3;
   EXPECT_THROW(llm.generate({bad}), Error);
+}
+
+// vLLM's bad_words (as token sequences): a sequence's last token is masked where the output
+// ends with the rest of it; checked against greedy decoding with that rule written out here.
+TEST(SamplingFields, BadWordsAreNeverWritten) {
+  std::shared_ptr<const Model> model = Model::load(kModels + "tiny-llama");
+  EngineOptions o;
+  o.threads = 2;
+  o.kv_dtype = DType::F32;
+  LLM llm(model, nullptr, o);
+  const std::vector<int32_t> prompt = {1, 7, 19, 200, 44};
+  Request plain = greedy(prompt, 12);
+  plain.params.ignore_eos = true;
+  const std::vector<int32_t> free_run = llm.generate({plain})[0].token_ids;
+  ASSERT_EQ(free_run.size(), 12u);
+  const std::vector<std::vector<int32_t>> bad = {{free_run[3], free_run[4]}, {free_run[7]}};
+  // Reference: greedy with the rule applied by hand.
+  ThreadPool pool(2);
+  KvCache cache = model->new_cache(static_cast<int64_t>(prompt.size()) + 12);
+  std::vector<float> logits(model->config().vocab_size);
+  model->forward(prompt, cache, logits.data(), false, pool);
+  std::vector<int32_t> want;
+  for (int i = 0; i < 12; ++i) {
+    int32_t best = -1;
+    for (int32_t t = 0; t < static_cast<int32_t>(logits.size()); ++t) {
+      bool banned = false;
+      for (const auto& w : bad) {
+        const bool tail = w.size() == 1 || (!want.empty() && want.back() == w[0]);
+        banned = banned || (tail && t == w.back());
+      }
+      if (!banned && (best < 0 || logits[t] > logits[best])) best = t;
+    }
+    want.push_back(best);
+    model->forward(std::span<const int32_t>(&best, 1), cache, logits.data(), false, pool);
+  }
+  Request r = plain;
+  r.params.bad_words_ids = bad;
+  const auto outs = llm.generate({r, plain});  // batched beside a request without them
+  EXPECT_EQ(outs[0].token_ids, want);
+  EXPECT_EQ(outs[1].token_ids, free_run);
+  EXPECT_NE(outs[0].token_ids, free_run);
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_NE(outs[0].token_ids[i], free_run[7]);
+    if (i > 0 && outs[0].token_ids[i - 1] == free_run[3]) EXPECT_NE(outs[0].token_ids[i], free_run[4]);
+  }
+  Request invalid = plain;
+  invalid.params.bad_words_ids = {{}};
+  EXPECT_THROW(llm.generate({invalid}), Error);
+  invalid.params.bad_words_ids = {{model->config().vocab_size}};
+  EXPECT_THROW(llm.generate({invalid}), Error);
 }
 
 TEST(SamplingFields, AllowedTokenIdsRestrictTheChoice) {

@@ -242,6 +242,51 @@ def test_vllm_sampling_fields(client, server):
     assert re.fullmatch(r"( yes| no){5}", r.choices[0].text), r.choices[0].text
 
 
+def test_bad_words(client):
+    kw = dict(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0)
+    free = client.completions.create(**kw).choices[0].text
+    word = free.split()[0]
+    banned = client.completions.create(**kw, extra_body={"bad_words": [word]}).choices[0].text
+    assert banned != free and banned.split()[:1] != [word], (free, banned)
+
+
+def test_truncate_prompt_tokens(server, client):
+    text = "one two three four five six seven eight nine ten"
+    ids = post(server, "/tokenize", {"prompt": text}).json()["tokens"]
+    r = client.completions.create(model=MODEL, prompt=text, max_tokens=6, temperature=0,
+                                  extra_body={"truncate_prompt_tokens": 4})
+    assert r.usage.prompt_tokens == 4
+    same = client.completions.create(model=MODEL, prompt=ids[-4:], max_tokens=6, temperature=0)
+    assert r.choices[0].text == same.choices[0].text
+    assert post(server, "/v1/completions", {"model": MODEL, "prompt": text,
+                                             "truncate_prompt_tokens": 0}).status_code == 400
+
+
+def test_continue_final_message(server, client):
+    msgs = [{"role": "user", "content": "List three fruits."},
+            {"role": "assistant", "content": "Apple, banana,"}]
+
+    def rendered(extra):
+        ids = post(server, "/tokenize", dict({"messages": msgs}, **extra)).json()["tokens"]
+        return post(server, "/detokenize", {"tokens": ids}).json()["prompt"]
+
+    closed = rendered({"add_generation_prompt": False})
+    cont = rendered({"continue_final_message": True})
+    # transformers' rule: cut right after the final message's text, so the turn stays open.
+    assert cont.endswith("Apple, banana,") and closed.startswith(cont) and closed != cont
+    assert not closed.endswith("assistant\n")  # no new turn opened either
+    opened = rendered({})
+    assert opened.startswith(closed) and len(opened) > len(closed)
+    r = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=6, temperature=0,
+                                       extra_body={"continue_final_message": True,
+                                                   "add_generation_prompt": False})
+    assert r.choices[0].message.content
+    bad = post(server, "/v1/chat/completions",
+               {"model": MODEL, "messages": msgs, "continue_final_message": True,
+                "add_generation_prompt": True})
+    assert bad.status_code == 400 and "continue_final_message" in bad.text
+
+
 @pytest.mark.parametrize("extra,words", [
     ({"min_tokens": 50, "max_tokens": 10}, "min_tokens"),
     ({"min_tokens": -1}, "min_tokens"),
@@ -249,6 +294,10 @@ def test_vllm_sampling_fields(client, server):
     ({"allowed_token_ids": "x"}, "allowed_token_ids"),
     ({"stop_token_ids": [-1]}, "stop_token_ids"),
     ({"include_stop_str_in_output": "yes"}, "include_stop_str_in_output"),
+    ({"bad_words": "x"}, "bad_words"),
+    ({"bad_words": [" "]}, "bad_words"),
+    ({"bad_words": [5]}, "bad_words"),
+    ({"truncate_prompt_tokens": -2}, "truncate_prompt_tokens"),
 ])
 def test_bad_vllm_sampling_fields_400(server, extra, words):
     r = post(server, "/v1/completions", dict({"model": MODEL, "prompt": "hi"}, **extra))
