@@ -13,11 +13,12 @@ URL := http://$(HOST):$(PORT)
 # executables are built). The real-model SmolLM2 and Gemma 3 tests are left to the normal stage
 # (slow here: the Gemma ones take 5 minutes under ASan).
 ASAN_BUILD ?= build-asan
-ASAN_LABELS := ^(core|backend|loader|model|tokenizer|structured|engine|rag|fuzz-replay)$$
+ASAN_LABELS := ^(core|backend|loader|model|tokenizer|structured|engine|rag|server|fuzz-replay)$$
 ASAN_EXCLUDE := ^SmolLM2\.|^Gemma3\.|QuantizeGguf\.
 ASAN_TARGETS := jinx_core_tests jinx_backend_tests jinx_loader_tests jinx_model_tests \
   jinx_tokenizer_tests jinx_engine_tests jinx_rag_tests $(addprefix jinx_replay_,gguf safetensors config \
-  tokenizer_load tokenizer_encode template sampler schema request grammar) jinx_structured_tests
+  tokenizer_load tokenizer_encode template sampler schema request grammar) jinx_structured_tests \
+  jinx_server_tests
 export ASAN_OPTIONS ?= detect_leaks=1:strict_string_checks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
