@@ -11,6 +11,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -162,7 +163,8 @@ void require_ready(ServerState& st) {
   if (st.engine->metrics().failed) throw ApiError(503, "the engine stopped after an internal error");
 }
 
-void run_blocking(Job& job, httplib::Response& res) {
+// Folds every update of the job's choices in until all of them finished.
+void wait_all(Job& job) {
   int open = static_cast<int>(job.choices.size());
   while (open > 0) {
     for (auto& [i, u] : job.ch->take(std::chrono::milliseconds(500))) {
@@ -170,6 +172,42 @@ void run_blocking(Job& job, httplib::Response& res) {
       if (u.finished) --open;
     }
   }
+}
+
+// Streams until every choice finished: each update is folded into its choice and handed to
+// `emit`, which writes what it gives (false: the client went away). While nothing comes, a
+// comment line now and then notices a client that left, e.g. while it waits in the queue.
+// false (the job cancelled) when the client went away.
+bool pump_stream(Job& job, httplib::DataSink& sink,
+                 const std::function<bool(ChoiceState&, const StreamUpdate&)>& emit) {
+  int open = static_cast<int>(job.choices.size());
+  auto last_write = Clock::now();
+  while (open > 0) {
+    auto updates = job.ch->take(std::chrono::milliseconds(200));
+    for (auto& [i, u] : updates) {
+      ChoiceState& c = job.choices[i];
+      apply_update(c, u);
+      if (u.finished) --open;
+      if (!emit(c, u)) {
+        job.cancel_all();
+        return false;
+      }
+      last_write = Clock::now();
+    }
+    if (updates.empty() && Clock::now() - last_write > std::chrono::seconds(1)) {
+      static const char kPing[] = ": ping\n\n";
+      if (!sink.write(kPing, sizeof(kPing) - 1) || !sink.is_writable()) {
+        job.cancel_all();
+        return false;
+      }
+      last_write = Clock::now();
+    }
+  }
+  return true;
+}
+
+void run_blocking(Job& job, httplib::Response& res) {
+  wait_all(job);
   const Tokenizer& tok = *job.st->ctx.tok;
   json out = job.plan.chat ? chat_response(job.meta, job.plan, job.choices, tok)
                            : completion_response(job.meta, job.plan, job.choices, tok);
@@ -190,7 +228,6 @@ void run_streaming(std::shared_ptr<Job> job, httplib::Response& res) {
       "text/event-stream",
       [job](size_t, httplib::DataSink& sink) {
         const Tokenizer& tok = *job->st->ctx.tok;
-        int open = static_cast<int>(job->choices.size());
         if (!job->rag_sources.is_null()) {  // first, in a chunk without choices
           json r = {{"id", job->meta.id}, {"object", "chat.completion.chunk"},
                     {"created", job->meta.created}, {"model", job->meta.model},
@@ -201,34 +238,14 @@ void run_streaming(std::shared_ptr<Job> job, httplib::Response& res) {
             return false;
           }
         }
-        auto last_write = Clock::now();
-        while (open > 0) {
-          auto updates = job->ch->take(std::chrono::milliseconds(200));
-          for (auto& [i, u] : updates) {
-            ChoiceState& c = job->choices[i];
-            apply_update(c, u);
-            if (u.finished) --open;
-            auto chunks = job->plan.chat ? chat_chunks(job->meta, job->plan, c, u, tok)
-                                         : completion_chunks(job->meta, job->plan, c, u, tok);
-            for (const json& j : chunks) {
-              if (!write_event(sink, dump(j))) {
-                job->cancel_all();
-                return false;
-              }
-              last_write = Clock::now();
-            }
-          }
-          // A comment line now and then: a client that left is noticed (and its request
-          // cancelled) even while nothing is generated for it, e.g. while it waits in the queue.
-          if (updates.empty() && Clock::now() - last_write > std::chrono::seconds(1)) {
-            static const char kPing[] = ": ping\n\n";
-            if (!sink.write(kPing, sizeof(kPing) - 1) || !sink.is_writable()) {
-              job->cancel_all();
-              return false;
-            }
-            last_write = Clock::now();
-          }
-        }
+        const bool stayed = pump_stream(*job, sink, [&](ChoiceState& c, const StreamUpdate& u) {
+          auto chunks = job->plan.chat ? chat_chunks(job->meta, job->plan, c, u, tok)
+                                       : completion_chunks(job->meta, job->plan, c, u, tok);
+          for (const json& j : chunks)
+            if (!write_event(sink, dump(j))) return false;
+          return true;
+        });
+        if (!stayed) return false;
         if (job->plan.include_usage) {
           json u = {{"id", job->meta.id},
                     {"object", job->plan.chat ? "chat.completion.chunk" : "text_completion"},
@@ -307,13 +324,7 @@ void handle_responses(ServerState& st, const httplib::Request& req, httplib::Res
   const std::string id = new_response_id("resp_");
   submit_job(*job);
   if (!rq->stream) {
-    int open = static_cast<int>(job->choices.size());
-    while (open > 0) {
-      for (auto& [i, u] : job->ch->take(std::chrono::milliseconds(500))) {
-        apply_update(job->choices[i], u);
-        if (u.finished) --open;
-      }
-    }
+    wait_all(*job);
     const json chat = chat_response(job->meta, job->plan, job->choices, *st.ctx.tok);
     send_json(res, 200, response_object(chat, *rq, id, created));
     return;
@@ -337,31 +348,12 @@ void handle_responses(ServerState& st, const httplib::Request& req, httplib::Res
           return false;
         }
         const Tokenizer& tok = *job->st->ctx.tok;
-        int open = static_cast<int>(job->choices.size());
-        auto last_write = Clock::now();
-        while (open > 0) {
-          auto updates = job->ch->take(std::chrono::milliseconds(200));
-          for (auto& [i, u] : updates) {
-            ChoiceState& c = job->choices[i];
-            apply_update(c, u);
-            if (u.finished) --open;
-            for (const json& chunk : chat_chunks(job->meta, job->plan, c, u, tok)) {
-              if (!send(stream->on_chunk(chunk))) {
-                job->cancel_all();
-                return false;
-              }
-              last_write = Clock::now();
-            }
-          }
-          if (updates.empty() && Clock::now() - last_write > std::chrono::seconds(1)) {
-            static const char kPing[] = ": ping\n\n";
-            if (!sink.write(kPing, sizeof(kPing) - 1) || !sink.is_writable()) {
-              job->cancel_all();
-              return false;
-            }
-            last_write = Clock::now();
-          }
-        }
+        const bool stayed = pump_stream(*job, sink, [&](ChoiceState& c, const StreamUpdate& u) {
+          for (const json& chunk : chat_chunks(job->meta, job->plan, c, u, tok))
+            if (!send(stream->on_chunk(chunk))) return false;
+          return true;
+        });
+        if (!stayed) return false;
         send(stream->finish(usage_json(job->plan, job->choices)));
         sink.done();
         return true;

@@ -19,24 +19,15 @@
 #include "structured/gbnf.h"
 #include "structured/regex_grammar.h"
 
+#include "../support/structured_fixtures.h"
+
 namespace jinx {
 namespace {
 
 using json = nlohmann::json;
 
-json load_fixture(const std::string& name) {
-  std::ifstream f(std::string(JINX_FIXTURES) + "/structured/" + name);
-  if (!f) return json();
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return json::parse(ss.str());
-}
-
-std::string unhex(const std::string& h) {
-  std::string out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
-  return out;
-}
+json load_fixture(const std::string& name) { return test::load_structured_fixture(name); }
+using test::unhex;
 
 std::string error_of(auto&& f) {
   try {

@@ -22,24 +22,15 @@
 #include "tokenizer/tokenizer.h"
 #include "../support/smollm2.h"
 
+#include "../support/structured_fixtures.h"
+
 namespace jinx {
 namespace {
 
 using json = nlohmann::json;
 
-json load_fixture(const std::string& name) {
-  std::ifstream f(std::string(JINX_FIXTURES) + "/structured/" + name);
-  if (!f) return json();
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return json::parse(ss.str());
-}
-
-std::string unhex(const std::string& h) {
-  std::string out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
-  return out;
-}
+json load_fixture(const std::string& name) { return test::load_structured_fixture(name); }
+using test::unhex;
 
 bool accepts(const GbnfGrammar& g, std::string_view text) { return GbnfMatcher(g).accepts(text); }
 
