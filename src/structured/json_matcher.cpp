@@ -123,12 +123,6 @@ bool mag_meets(const MagRange& r, __int128 c, __int128 d, bool real) {
   return std::max(lo, c) <= std::min(hi, d);
 }
 
-__int128 pow10(int j) {
-  __int128 p = 1;
-  for (int i = 0; i < j; ++i) p *= 10;
-  return p;
-}
-
 // Whether the number written so far (in a phase after a byte) can still end in range.
 bool number_feasible(const Frame& f, const GrammarNode& n, bool integer) {
   const bool neg = (f.aux2 & kNeg) != 0;
@@ -146,10 +140,9 @@ bool number_feasible(const Frame& f, const GrammarNode& n, bool integer) {
       // Integer parts reachable: m itself, then m * 10^j .. m * 10^j + 10^j - 1 while digits
       // remain (none after a leading 0).
       const int more = f.phase == kNZero ? 0 : static_cast<int>(kMaxIntDigits) - f.aux;
-      for (int j = 0; j <= more; ++j) {
-        const __int128 p = pow10(j);
+      __int128 p = 1;
+      for (int j = 0; j <= more; ++j, p *= 10)
         if (mag_meets(r, m * p, m * p + p - 1, real)) return true;
-      }
       return false;
     }
     case kNDot:

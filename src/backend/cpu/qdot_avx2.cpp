@@ -168,8 +168,12 @@ struct DecQ23K {
     const uint8_t* x = block_at<Block>(row, s);
     const uint8_t* qs = x + offsetof(Block, qs);
     const float d = h2f(x, offsetof(Block, d));
+    float dmin = 0;
     __m256i hm;
-    if constexpr (kThree) hm = load256(x + offsetof(BlockQ3_K, hmask));
+    if constexpr (kThree)
+      hm = load256(x + offsetof(BlockQ3_K, hmask));
+    else
+      dmin = h2f(x, offsetof(BlockQ2_K, dmin));
     const __m256i q[2] = {load256(qs), load256(qs + 32)};
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
@@ -185,7 +189,6 @@ struct DecQ23K {
         ch.ow = _mm256_mul_ps(ch.dw, _mm256_set1_ps(-4.0f));
       } else {
         const uint8_t* sc = x + offsetof(BlockQ2_K, scales) + 2 * j;
-        const float dmin = h2f(x, offsetof(BlockQ2_K, dmin));
         ch.dw = halves(d * static_cast<float>(sc[0] & 0xF), d * static_cast<float>(sc[1] & 0xF));
         ch.ow = halves(-(dmin * static_cast<float>(sc[0] >> 4)),
                        -(dmin * static_cast<float>(sc[1] >> 4)));

@@ -111,6 +111,15 @@ JINX_VNNI_INLINE __m256i nibbles_half(__m128i q) {
   return _mm256_and_si256(y, _mm256_set1_epi8(0x0f));
 }
 
+// Pair k of a k-quant super-block (chunks 2k and 2k + 1, value l of each at byte l of its
+// half): adds v where bit 2k (first half) / 2k + 1 (second half) of bits[l] is set, with `bits`
+// the 32 high-bit bytes broadcast to both halves (Q5_K's fifth bit, Q3_K's third).
+JINX_VNNI_INLINE __m512i add_where_bit(__m512i z, __m512i bits, int k, char v) {
+  const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * k))),
+                                         _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1))), 1);
+  return _mm512_mask_add_epi8(z, _mm512_test_epi8_mask(bits, bit), z, _mm512_set1_epi8(v));
+}
+
 // Q8_0: signed bytes made unsigned by flipping the top bit (u = q + 128), so the offset is
 // -128 * d.
 struct DecQ8_0 {
@@ -314,12 +323,7 @@ struct DecQ45K {
       const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * k));
       __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(y), _mm256_srli_epi16(y, 4), 1);
       z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
-      if constexpr (kFive) {
-        const __m512i bit =
-            _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * k))),
-                               _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1))), 1);
-        z = _mm512_mask_add_epi8(z, _mm512_test_epi8_mask(qh, bit), z, _mm512_set1_epi8(16));
-      }
+      if constexpr (kFive) z = add_where_bit(z, qh, k, 16);
       b[k] = z;
     }
   }
@@ -424,12 +428,7 @@ struct DecQ23K {
       __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(y, sh)),
                                      _mm256_srli_epi16(y, sh + 2), 1);
       z = _mm512_and_si512(z, m2);
-      if constexpr (kThree) {
-        const __m512i bit =
-            _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * k))),
-                               _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1))), 1);
-        z = _mm512_mask_add_epi8(z, _mm512_test_epi8_mask(hm, bit), z, _mm512_set1_epi8(4));
-      }
+      if constexpr (kThree) z = add_where_bit(z, hm, k, 4);
       b[k] = z;
     }
   }
