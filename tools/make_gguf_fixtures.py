@@ -47,7 +47,8 @@ NP_OF = {VT.UINT8: np.uint8, VT.INT8: np.int8, VT.UINT16: np.uint16, VT.INT16: n
 
 # ------------------------------------------------------------------------------------------
 # Random blocks for the types gguf-py cannot quantize (and extra coverage for the others).
-# Dequant-only types covered: Q8_0, Q4_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS.
+# Dequant-only types covered: Q8_0, Q4_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+# MXFP4.
 
 
 def sane_f16(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -71,6 +72,7 @@ def random_blocks(rng: np.random.Generator, qt: QT, n_blocks: int) -> np.ndarray
                   QT.Q3_K: [108],      # hmask[32], qs[64], scales[12], d
                   QT.IQ4_NL: [0],      # d, qs[16]
                   QT.IQ4_XS: [0],      # d, scales_h (u16), scales_l[4], qs[128]
+                  QT.MXFP4: [],        # e (E8M0, any byte), qs[16]
                   }[qt]
     for off in f16_fields:
         raw[:, off:off + 2] = sane_f16(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
@@ -88,7 +90,7 @@ def quantized(rng: np.random.Generator, qt: QT, shape: tuple[int, ...]) -> np.nd
     data = (rng.standard_normal(shape) * 0.5).astype(np.float32)
     if qt in (QT.F32, QT.F16):
         return gguf.quants.quantize(data, qt).view(np.uint8).reshape(*shape[:-1], -1)
-    if qt in (QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_1, QT.BF16):
+    if qt in (QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_1, QT.MXFP4, QT.BF16):
         return gguf.quants.quantize(data, qt)
     block_elems, _ = gguf.GGML_QUANT_SIZES[qt]
     n_blocks = int(np.prod(shape)) // block_elems
@@ -258,6 +260,12 @@ def write_dequant_fixtures(rng: np.random.Generator) -> None:
     emit("q5_1_data", QT.Q5_1, quantized(rng, QT.Q5_1, (8, 256)))
     for qt in (QT.Q2_K, QT.Q3_K, QT.IQ4_XS):
         emit(f"{qt.name.lower()}_random", qt, random_blocks(rng, qt, 48))
+    # MXFP4: every exponent byte at random, the extremes first (0 and 1 give denormal scales;
+    # gguf-py and ggml read 255 as 2^127, not NaN, and large scales overflow to inf).
+    mxfp4 = random_blocks(rng, QT.MXFP4, 128)
+    mxfp4[:7, 0] = [0, 1, 2, 127, 128, 254, 255]
+    emit("mxfp4_random", QT.MXFP4, mxfp4)
+    emit("mxfp4_data", QT.MXFP4, quantized(rng, QT.MXFP4, (8, 256)))
     lines += TENSOR_MANIFEST
     (d / "manifest.txt").write_text(
         "# <DTYPE> <n_elements> <stem>: <stem>.raw.bin dequantizes to <stem>.f32.bin "

@@ -4,8 +4,8 @@
 Writes architecture "qwen2" with llama.cpp's standard metadata keys and tensor names
 (token_embd, blk.N.attn_q/k/v (+ .bias), attn_output, attn_norm, ffn_norm, ffn_gate/up/down,
 output_norm; tied embeddings, so no output.weight). Matrices are N(0, 0.02) quantized with
-gguf.quants.quantize to Q8_0 or Q4_0, or stored F16 (token_embd too: it is also the output
-head), norms are ones and biases N(0, 0.02), both F32. The other types (q2_k, q3_k_m, q4_k_s,
+gguf.quants.quantize to Q8_0, Q4_0 or MXFP4, or stored F16 (token_embd too: it is also the
+output head), norms are ones and biases N(0, 0.02), both F32. The other types (q2_k, q3_k_m, q4_k_s,
 q4_k_m, q5_k_m, q5_1, iq4_nl, iq4_xs) are llama.cpp's own per-tensor mixes: the F16 file is
 written first and quantized by llama_model_quantize (no importance matrix). The vocabulary is a stand-in that llama.cpp accepts
 (tokenizer.ggml.model "gpt2": the 256 byte tokens in GPT-2's byte-to-unicode spelling, filler
@@ -69,6 +69,7 @@ EXPERTS = EXPERTS_USED = EXPERT_FF = 0
 # IQ4_NL for rows that are not whole 256-value blocks).
 TYPES = {"q8_0": (Q.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
          "q4_0": (Q.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
+         "mxfp4": (Q.MXFP4, gguf.LlamaFileType.MOSTLY_MXFP4_MOE),
          "f16": (Q.F16, gguf.LlamaFileType.MOSTLY_F16),
          "q4_k_m": (None, gguf.LlamaFileType.MOSTLY_Q4_K_M),
          "q4_k_s": (None, gguf.LlamaFileType.MOSTLY_Q4_K_S),

@@ -32,6 +32,7 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::kCount)> kTraits = 
     {"Q3_K", kQK_K, sizeof(BlockQ3_K), true},
     {"IQ4_NL", kQK4_NL, sizeof(BlockIQ4_NL), true},
     {"IQ4_XS", kQK_K, sizeof(BlockIQ4_XS), true},
+    {"MXFP4", kQK_MXFP4, sizeof(BlockMXFP4), true},
 }};
 
 }  // namespace

@@ -33,6 +33,7 @@ enum class DType : uint8_t {
   Q3_K,     // 3-bit k-quant: 16 values per signed 6-bit scale
   IQ4_NL,   // x = d * table[q], q 4-bit index into a fixed non-linear table of 16 int8 values
   IQ4_XS,   // IQ4_NL's table under a 6-bit scale per 32 values, 256-value super-blocks
+  MXFP4,    // x = 2^(e - 128) * table[q], q a 4-bit E2M1 code (doubled), e 8-bit per 32 values
   kCount,
 };
 

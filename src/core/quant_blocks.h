@@ -2,6 +2,7 @@
 // POD struct whose size is fixed by the file format (checked below).
 #pragma once
 
+#include <bit>
 #include <cstdint>
 
 namespace jinx {
@@ -12,6 +13,7 @@ constexpr int kQK4_1 = 32;
 constexpr int kQK5_0 = 32;
 constexpr int kQK5_1 = 32;
 constexpr int kQK4_NL = 32;
+constexpr int kQK_MXFP4 = 32;
 constexpr int kQK_K = 256;       // super-block size of the k-quants
 constexpr int kKScaleBytes = 12;  // packed 6-bit scales and mins of Q4_K / Q5_K
 
@@ -78,6 +80,20 @@ struct BlockIQ4_XS {
 // The non-linear 4-bit grid of IQ4_NL / IQ4_XS (ggml's kvalues_iq4nl).
 inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                             1,    13,   25,  38,  53,  69,  89,  113};
+// OCP microscaling FP4: x = 2^(e - 128) * kMxfp4Values[q], q 4-bit in Q4_0's nibble layout, e an
+// E8M0 exponent (ggml's block_mxfp4; gpt-oss's expert weights)
+struct BlockMXFP4 {
+  uint8_t e;
+  uint8_t qs[kQK_MXFP4 / 2];
+};
+// The E2M1 values doubled (ggml's kvalues_mxfp4), hence the half scale below.
+inline constexpr int8_t kMxfp4Values[16] = {0, 1,  2,  3,  4,  6,  8,  12,
+                                            0, -1, -2, -3, -4, -6, -8, -12};
+// 2^(e - 128) as ggml's GGML_E8M0_TO_FP32_HALF builds it, bit for bit: denormal for e < 2, and
+// no NaN (e = 255 is 2^127).
+constexpr float e8m0_to_f32_half(uint8_t e) {
+  return std::bit_cast<float>(e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23);
+}
 // Scale j (0..15) of a Q3_K super-block's `scales`, minus 32.
 inline int q3_k_scale(const uint8_t* scales, int j) {
   const int lo = (scales[j % 8] >> (4 * (j / 8))) & 0xF;
@@ -125,5 +141,7 @@ static_assert(sizeof(BlockQ2_K) == 84);
 static_assert(sizeof(BlockQ3_K) == 110);
 static_assert(sizeof(BlockIQ4_NL) == 18);
 static_assert(sizeof(BlockIQ4_XS) == 136);
+static_assert(sizeof(BlockMXFP4) == 17);
+static_assert(e8m0_to_f32_half(128) == 1.0f && e8m0_to_f32_half(0) == 0x1p-128f);
 
 }  // namespace jinx

@@ -114,6 +114,8 @@ std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
       return DType::IQ4_NL;
     case 23:
       return DType::IQ4_XS;
+    case 39:
+      return DType::MXFP4;
     case 8:
       return DType::Q8_0;
     case 12:

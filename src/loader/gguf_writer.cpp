@@ -62,6 +62,8 @@ uint32_t ggml_type_of(DType t) {
       return 20;
     case DType::IQ4_XS:
       return 23;
+    case DType::MXFP4:
+      return 39;
     case DType::BF16:
       return 30;
     default:

@@ -21,8 +21,8 @@
 namespace jinx {
 
 // The GGML type id of a jinx DType (F32 0, F16 1, Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q2_K 10,
-// Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, IQ4_NL 20, IQ4_XS 23, BF16 30, I8 24, I16 25, I32 26,
-// I64 27, F64 28); throws for a type GGUF cannot hold.
+// Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, IQ4_NL 20, IQ4_XS 23, MXFP4 39, BF16 30, I8 24, I16 25,
+// I32 26, I64 27, F64 28); throws for a type GGUF cannot hold.
 uint32_t ggml_type_of(DType t);
 
 class GgufWriter {

@@ -63,7 +63,7 @@ TEST(Dequant, ManifestCoversEverySupportedType) {
   auto cases = manifest();
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
                   DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_1, DType::Q2_K, DType::Q3_K,
-                  DType::IQ4_NL, DType::IQ4_XS}) {
+                  DType::IQ4_NL, DType::IQ4_XS, DType::MXFP4}) {
     bool found = false;
     for (const Case& c : cases) found |= c.dtype == t;
     EXPECT_TRUE(found) << name(t);
@@ -163,6 +163,28 @@ TEST(Dequant, HandBuiltQ5_0) {
   std::vector<float> got(64);
   cpu::dequantize_row(DType::Q5_0, b, got.data(), 64);
   EXPECT_EQ(got, want);
+}
+
+// MXFP4 as ggml lays it out (e, then Q4_0's nibbles): element j = 2^(e - 128) * E2M1 code
+// doubled, worked out by hand: 1.5 = code 3 (doubled 3), -6 = code 15 (doubled -12), with e = 127
+// (2^-1); the scale is a denormal for e < 2 and e = 255 is 2^127, so 12 * 2^127 overflows.
+TEST(Dequant, HandBuiltMxfp4) {
+  BlockMXFP4 b[3] = {};
+  b[0].e = 127;
+  b[0].qs[0] = 0xF3;  // element 0: code 3, element 16: code 15
+  b[1].e = 0;
+  b[1].qs[5] = 0x09;  // element 5: code 9 (-1), element 21: 0
+  b[2].e = 255;
+  b[2].qs[1] = 0x71;  // element 1: code 1, element 17: code 7 (12)
+  std::vector<float> got(96);
+  cpu::dequantize_row(DType::MXFP4, b, got.data(), 96);
+  EXPECT_EQ(got[0], 1.5f);
+  EXPECT_EQ(got[16], -6.0f);
+  EXPECT_EQ(got[1], 0.0f);
+  EXPECT_EQ(got[32 + 5], -0x1p-128f);
+  EXPECT_EQ(got[32 + 21], 0.0f);
+  EXPECT_EQ(got[64 + 1], 0x1p127f);
+  EXPECT_EQ(got[64 + 17], INFINITY);
 }
 
 TEST(Dequant, RejectsBadLengthsAndTypes) {

@@ -86,6 +86,9 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt199
       case DType::IQ4_XS:
         set_f16(blk, 0.0002f * u(rng));
         break;
+      case DType::MXFP4:  // scale 2^(e - 128) in 2^-10 .. 2^-5
+        blk[0] = static_cast<uint8_t>(118 + rng() % 6);
+        break;
       default:
         break;
     }
@@ -164,7 +167,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, MatmulParity,
                                            Param{DType::Q5_K, 256}, Param{DType::Q6_K, 256},
                                            Param{DType::Q5_1, 96}, Param{DType::Q2_K, 512},
                                            Param{DType::Q3_K, 256}, Param{DType::IQ4_NL, 160},
-                                           Param{DType::IQ4_XS, 256}),
+                                           Param{DType::IQ4_XS, 256},
+                                           Param{DType::MXFP4, 160}),
                          [](const auto& info) {
                            return std::string(name(info.param.dtype)) + "_" +
                                   std::to_string(info.param.cols);

@@ -142,6 +142,9 @@ TestMatrix gguf_matrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
       case DType::IQ4_XS:
         put_f16(blk, 0.0002f * u(rng));
         break;
+      case DType::MXFP4:  // 2^-10 .. 2^-5, and 1 block in 8 at the denormal scales 2^-128 .. 2^-126
+        blk[0] = static_cast<uint8_t>(rng() % 8 ? 118 + rng() % 6 : rng() % 3);
+        break;
       default:
         break;
     }
@@ -316,6 +319,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"iq4_nl", DType::IQ4_NL, 0, 0, DType::F32, 19, 640},
                       Case{"iq4_nl_odd", DType::IQ4_NL, 0, 0, DType::F32, 37, 96},
                       Case{"iq4_xs", DType::IQ4_XS, 0, 0, DType::F32, 37, 512},
+                      Case{"mxfp4", DType::MXFP4, 0, 0, DType::F32, 19, 640},
+                      Case{"mxfp4_odd", DType::MXFP4, 0, 0, DType::F32, 37, 96},
                       Case{"mlx4_g32_odd_bf16", DType::U32, 4, 32, DType::BF16, 37, 96},
                       Case{"mlx4_g64_f16", DType::U32, 4, 64, DType::F16, 19, 320},
                       Case{"mlx4_g128_f32", DType::U32, 4, 128, DType::F32, 7, 256},

@@ -262,6 +262,20 @@ void dequant_iq4_nl(const void* src, float* dst, int64_t nb) {
   }
 }
 
+// IQ4_NL's layout with the E2M1 grid and a power-of-two scale.
+void dequant_mxfp4(const void* src, float* dst, int64_t nb) {
+  constexpr int kHalf = kQK_MXFP4 / 2;
+  for (int64_t i = 0; i < nb; ++i, dst += kQK_MXFP4) {
+    const uint8_t* b = block_at<BlockMXFP4>(src, i);
+    const float d = e8m0_to_f32_half(b[offsetof(BlockMXFP4, e)]);
+    const uint8_t* qs = b + offsetof(BlockMXFP4, qs);
+    for (int j = 0; j < kHalf; ++j) {
+      dst[j] = d * static_cast<float>(kMxfp4Values[qs[j] & 0xF]);
+      dst[j + kHalf] = d * static_cast<float>(kMxfp4Values[qs[j] >> 4]);
+    }
+  }
+}
+
 // 8 sub-blocks of 32 in IQ4_NL's layout (qs[16j ..]), each with its own scale.
 void dequant_iq4_xs(const void* src, float* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, dst += kQK_K) {
@@ -317,6 +331,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       return dequant_iq4_nl(src, dst, nb);
     case DType::IQ4_XS:
       return dequant_iq4_xs(src, dst, nb);
+    case DType::MXFP4:
+      return dequant_mxfp4(src, dst, nb);
     default:
       fail("dequantize_row: unsupported dtype ", name(t));
   }

@@ -114,9 +114,10 @@ struct DecQ5 {
   }
 };
 
-// IQ4_NL / IQ4_XS: nibbles index the signed table (pshufb per 128-bit lane); no offset.
-JINX_AVX2 inline __m256i iq4nl_lookup(__m256i idx) {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+// IQ4_NL / IQ4_XS / MXFP4: nibbles index a signed table of 16 values (pshufb per 128-bit lane);
+// no offset.
+JINX_AVX2 inline __m256i table_lookup(const int8_t* table, __m256i idx) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(table));
   return _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(t), t, 1), idx);
 }
 
@@ -127,8 +128,21 @@ struct DecIQ4NL {
   DecIQ4NL(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
   JINX_AVX2 void unit(int64_t c, Chunk* o) const {
     const uint8_t* b = block_at<BlockIQ4_NL>(row, c);
-    set(o, iq4nl_lookup(nibbles32(b + offsetof(BlockIQ4_NL, qs))),
+    set(o, table_lookup(kIq4nlValues, nibbles32(b + offsetof(BlockIQ4_NL, qs))),
         h2f(b, offsetof(BlockIQ4_NL, d)), 0.0f);
+  }
+};
+
+// MXFP4: IQ4_NL's layout with the E2M1 grid and a power-of-two scale.
+struct DecMXFP4 {
+  static constexpr int kChunks = 1;
+  static constexpr bool kSigned = true, kOffset = false;
+  const uint8_t* row;
+  DecMXFP4(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_AVX2 void unit(int64_t c, Chunk* o) const {
+    const uint8_t* b = block_at<BlockMXFP4>(row, c);
+    set(o, table_lookup(kMxfp4Values, nibbles32(b + offsetof(BlockMXFP4, qs))),
+        e8m0_to_f32_half(b[offsetof(BlockMXFP4, e)]), 0.0f);
   }
 };
 
@@ -145,7 +159,7 @@ struct DecIQ4XS {
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
       const int ls = iq4_xs_scale(sh, x + offsetof(BlockIQ4_XS, scales_l), j);
-      set(&o[j], iq4nl_lookup(nibbles32(x + offsetof(BlockIQ4_XS, qs) + 16 * j)),
+      set(&o[j], table_lookup(kIq4nlValues, nibbles32(x + offsetof(BlockIQ4_XS, qs) + 16 * j)),
           d * static_cast<float>(ls), 0.0f);
     }
   }
@@ -477,6 +491,8 @@ QKernels qdot_avx2(QFormat f) {
       return kernels<DecIQ4NL>();
     case QFormat::kIQ4_XS:
       return kernels<DecIQ4XS>();
+    case QFormat::kMXFP4:
+      return kernels<DecMXFP4>();
     case QFormat::kQ4_K:
       return kernels<DecQ45K<false>>();
     case QFormat::kQ5_K:

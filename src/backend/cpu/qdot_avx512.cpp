@@ -269,6 +269,51 @@ struct DecIQ4NL {
   }
 };
 
+// MXFP4's 16 grid values shifted to unsigned bytes by +12 (not IQ4_NL's +128: the offset
+// -12 * dw stays the size of the weights), in every 128-bit lane, for vpshufb.
+JINX_VNNI inline __m512i mxfp4_table() {
+  return _mm512_broadcast_i32x4(
+      _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+}
+static_assert(kMxfp4Values[7] + 12 == 24 && kMxfp4Values[15] + 12 == 0);
+
+// MXFP4: IQ4_NL's layout with the E2M1 grid; the scale 2^(e - 128) from the block's first byte
+// e, built bit for bit as e8m0_to_f32_half does (denormal for e < 2).
+struct DecMXFP4 {
+  static constexpr int kPairs = 1;
+  static constexpr size_t kQs = offsetof(BlockMXFP4, qs);
+  const uint8_t* row;
+  DecMXFP4(const WeightMatrix& w, int64_t r) : row(row_ptr(w, r)) {}
+  JINX_VNNI void bytes_unit(int64_t p, __m512i* b) const {
+    const __m256i y = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(block_at<BlockMXFP4>(row, 2 * p) + kQs))),
+        _mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(block_at<BlockMXFP4>(row, 2 * p + 1) + kQs)),
+        1);
+    b[0] = _mm512_shuffle_epi8(mxfp4_table(), nibbles_pair(y));
+  }
+  JINX_VNNI __m512i bytes_half(int64_t c) const {
+    const __m256i y = nibbles_half(_mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(block_at<BlockMXFP4>(row, c) + kQs)));
+    return _mm512_zextsi256_si512(
+        _mm256_shuffle_epi8(_mm512_castsi512_si256(mxfp4_table()), y));
+  }
+  // The 4 bytes from e (e and qs[0..2], all in the block) per row.
+  JINX_VNNI static void unit_scales(const WeightMatrix&, const GroupRows& gr, int64_t p,
+                                    bool half, __m512* dw, __m512* ow) {
+    for (int c = 0; c < (half ? 1 : 2); ++c) {
+      const __m512i e = _mm512_and_si512(gather_rows(gr, (2 * p + c) * sizeof(BlockMXFP4)),
+                                         _mm512_set1_epi32(0xff));
+      const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
+      const __m512i denormal = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), e);
+      dw[c] = _mm512_castsi512_ps(_mm512_mask_blend_epi32(
+          _mm512_cmpge_epu32_mask(e, _mm512_set1_epi32(2)), denormal, normal));
+      ow[c] = _mm512_mul_ps(dw[c], _mm512_set1_ps(-12.0f));
+    }
+  }
+};
+
 // IQ4_XS: a 256-value super-block is 4 pairs; pair k = sub-blocks 2k and 2k + 1, each 16 bytes
 // of qs in IQ4_NL's layout, each with its 6-bit scale (w = d * (ls - 32) * table[q]).
 struct DecIQ4XS {
@@ -983,6 +1028,8 @@ QKernels qdot_avx512(QFormat f) {
       return kernels<DecIQ4NL>();
     case QFormat::kIQ4_XS:
       return kernels<DecIQ4XS>();
+    case QFormat::kMXFP4:
+      return kernels<DecMXFP4>();
     case QFormat::kQ4_K:
       return kernels<DecQ45K<false>>();
     case QFormat::kQ5_K:

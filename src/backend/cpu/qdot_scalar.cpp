@@ -58,6 +58,8 @@ QFormat qformat(const WeightMatrix& w) {
       return QFormat::kIQ4_NL;
     case DType::IQ4_XS:
       return QFormat::kIQ4_XS;
+    case DType::MXFP4:
+      return QFormat::kMXFP4;
     case DType::Q4_K:
       return QFormat::kQ4_K;
     case DType::Q5_K:
@@ -159,6 +161,12 @@ void decode_chunk(QFormat f, const WeightMatrix& w, int64_t row, int64_t c, Chun
       nibbles16(b + offsetof(BlockIQ4_NL, qs), k->u);
       for (int& u : k->u) u = kIq4nlValues[u];
       return set_scale(k, f16_field(b, offsetof(BlockIQ4_NL, d)), 0.0f);
+    }
+    case QFormat::kMXFP4: {  // IQ4_NL's layout, the E2M1 grid, a power-of-two scale
+      const uint8_t* b = block_at<BlockMXFP4>(base, c);
+      nibbles16(b + offsetof(BlockMXFP4, qs), k->u);
+      for (int& u : k->u) u = kMxfp4Values[u];
+      return set_scale(k, e8m0_to_f32_half(b[offsetof(BlockMXFP4, e)]), 0.0f);
     }
     case QFormat::kIQ4_XS: {  // chunk j of a super-block: qs[16j ..] as IQ4_NL, its own scale
       const uint8_t* b = block_at<BlockIQ4_XS>(base, c / 8);
@@ -287,6 +295,8 @@ QKernels qdot_scalar(QFormat f) {
       return both<QFormat::kIQ4_NL>();
     case QFormat::kIQ4_XS:
       return both<QFormat::kIQ4_XS>();
+    case QFormat::kMXFP4:
+      return both<QFormat::kMXFP4>();
     case QFormat::kQ4_K:
       return both<QFormat::kQ4_K>();
     case QFormat::kQ5_K:

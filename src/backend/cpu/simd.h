@@ -59,6 +59,7 @@ enum class QFormat {
   kQ6_K,
   kIQ4_NL,
   kIQ4_XS,
+  kMXFP4,
   kMlx4,
   kMlx8
 };
