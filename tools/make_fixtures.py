@@ -20,6 +20,9 @@ embed lora
            reference (a venv with mlx and mlx-lm; run moe first)
   lora     PEFT LoRA adapters for tiny-llama / tiny-qwen2 + transformers+peft references (run
            hf first)
+  gptoss   tiny gpt-oss as BF16 and MXFP4 Hugging Face checkpoints (transformers references) and
+           as llama.cpp's MXFP4 GGUF (llama.cpp reference; needs llama-cpp-python's source tree
+           in /work/sdist for the converter's nibble repacking)
   embed    sentence embeddings (mean / first / last token pooling) of four tiny checkpoints by
            transformers, and of the real SmolLM2 GGUF by llama.cpp
 
@@ -42,7 +45,7 @@ from fixtures_common import MODELS_DIR, ROOT, SMOLLM2_DIR, dir_size  # noqa: E40
 
 # In default order; stage S is made by build_all() of tools/fixtures_S.py.
 STAGES = ["hf", "mlx", "gguf", "smollm2", "smollm2_hf", "moe", "yarn", "gemma3", "swa", "mlx_moe",
-          "embed", "lora", "lora_gguf"]
+          "embed", "lora", "lora_gguf", "gptoss"]
 
 
 def run_stage(stage):

@@ -29,7 +29,22 @@ REAL_TEMPLATES = {
     "smollm2_instruct": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"},
     "llama3_1_instruct": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
     "gemma3": {"bos_token": "<bos>", "eos_token": "<eos>"},
+    "gpt_oss": {},
 }
+
+# strftime_now() reads the clock: renders see this fixed day, and each case records it
+# ("fixed_today") so that the test can put its own day in its place.
+FIXED_TODAY = "2026-01-15"
+
+
+class _FixedDatetime:
+    @staticmethod
+    def now():
+        import datetime
+        return datetime.datetime(2026, 1, 15, 9, 30, 0)
+
+
+ctu.datetime = _FixedDatetime
 
 WEATHER_TOOL = {
     "type": "function",
@@ -173,6 +188,8 @@ def real_cases():
                 context, text, err = render_real(src, messages, tools, agp, kwargs, special)
                 case = {"name": f"{tname}/{cname}/agp={agp}", "template": f"{tname}.jinja",
                         "context": context}
+                if "strftime_now" in src:
+                    case["fixed_today"] = FIXED_TODAY
                 if err:
                     case["error"] = err
                 else:

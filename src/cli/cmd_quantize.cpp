@@ -132,6 +132,8 @@ const char* gguf_arch(Arch a) {
       return "qwen3";
     case Arch::kGemma3:
       return "gemma3";
+    case Arch::kGptOss:
+      return "gpt-oss";
   }
   return "?";
 }

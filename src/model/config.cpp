@@ -24,6 +24,8 @@ const char* arch_name(Arch a) {
       return "qwen3";
     case Arch::kGemma3:
       return "gemma3";
+    case Arch::kGptOss:
+      return "gpt-oss";
   }
   return "?";
 }
@@ -110,6 +112,8 @@ void ModelConfig::validate() const {
     positive(decoder_sparse_step, "decoder_sparse_step", n_layers);
     for (int64_t i : mlp_only_layers)
       if (i < 0 || i >= n_layers) fail("config: mlp_only_layers holds ", i, ", not a layer");
+    if (!(swiglu_limit >= 0.0f) || !std::isfinite(swiglu_limit) || !std::isfinite(swiglu_alpha))
+      fail("config: bad swiglu_limit / swiglu_alpha");
     if (shared_expert_intermediate_size < 0 || shared_expert_intermediate_size > (int64_t{1} << 19))
       fail("config: shared_expert_intermediate_size = ", shared_expert_intermediate_size,
            " is out of range");
@@ -414,6 +418,28 @@ void read_moe(const json& j, ModelConfig* c) {
   }
 }
 
+// gpt-oss (GptOssForCausalLM): every layer a MoE of num_local_experts experts of width
+// intermediate_size, num_experts_per_tok per token weighted by the softmax of their router
+// logits (the same as renormalizing the full softmax over the picks); sliding-window layers from
+// layer_types (by default every even layer); q/k/v/o biases; sinks; the clamped SwiGLU.
+void read_gpt_oss(const json& j, ModelConfig* c) {
+  c->n_experts = get_int(j, "num_local_experts", 0, true);
+  c->n_experts_per_tok = get_int(j, "num_experts_per_tok", 0, true);
+  c->moe_intermediate_size = c->intermediate_size;
+  c->norm_topk_prob = true;
+  c->attn_sinks = true;
+  c->swiglu_alpha = static_cast<float>(get_num(j, "swiglu_alpha", 1.702));
+  c->swiglu_limit = static_cast<float>(get_num(j, "swiglu_limit", 7.0));
+  if (!(c->swiglu_limit > 0.0f)) fail("config.json: swiglu_limit must be positive");
+  c->sliding_window = get_int(j, "sliding_window", 0, false);
+  if (!read_layer_types(j, c))
+    for (int64_t i = 0; i < c->n_layers; ++i) c->layer_sliding[static_cast<size_t>(i)] = i % 2 == 0;
+  if (c->sliding_window <= 0) {
+    c->sliding_window = 0;
+    c->layer_sliding.clear();
+  }
+}
+
 bool is_moe_architecture(const std::string& name) {
   return name == "Qwen3MoeForCausalLM" || name == "Qwen2MoeForCausalLM";
 }
@@ -423,9 +449,10 @@ Arch arch_from_hf(const std::string& name) {
   if (name == "Qwen2ForCausalLM" || name == "Qwen2MoeForCausalLM") return Arch::kQwen2;
   if (name == "Qwen3ForCausalLM" || name == "Qwen3MoeForCausalLM") return Arch::kQwen3;
   if (name == "Gemma3ForCausalLM") return Arch::kGemma3;
+  if (name == "GptOssForCausalLM") return Arch::kGptOss;
   fail("unsupported architecture \"", name,
        "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-       "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM)");
+       "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM, GptOssForCausalLM)");
 }
 
 // sentence-transformers checkpoints (Qwen3-Embedding, gte-Qwen2) name their pooling in the
@@ -506,10 +533,12 @@ ModelConfig load_hf_config(const std::string& dir) {
   c.rms_norm_eps = static_cast<float>(get_num(j, "rms_norm_eps", 1e-6));
   c.rope_theta = static_cast<float>(get_num(j, "rope_theta", 10000.0));
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", false);
-  if (c.arch != Arch::kGemma3) read_sliding_window(j, &c);
-  c.attention_bias = c.arch == Arch::kQwen2 || get_bool(j, "attention_bias", false);
+  if (c.arch != Arch::kGemma3 && c.arch != Arch::kGptOss) read_sliding_window(j, &c);
+  c.attention_bias = c.arch == Arch::kQwen2 ||
+                     get_bool(j, "attention_bias", c.arch == Arch::kGptOss);
   c.qk_norm = c.arch == Arch::kQwen3;
   if (is_moe_architecture(c.hf_architecture)) read_moe(j, &c);
+  if (c.arch == Arch::kGptOss) read_gpt_oss(j, &c);
   if (c.arch == Arch::kGemma3) {
     read_gemma3(j, &c);
   } else {
@@ -519,6 +548,12 @@ ModelConfig load_hf_config(const std::string& dir) {
   read_eos(j, &c.eos_token_ids);
   for (const char* qkey : {"quantization", "quantization_config"}) {
     auto q = j.find(qkey);
+    if (q != j.end() && q->is_object() && q->value("quant_method", json()) == "mxfp4") {
+      if (c.arch != Arch::kGptOss)
+        fail("config.json: MXFP4 checkpoints are read for gpt-oss only");
+      c.mxfp4_experts = true;
+      continue;
+    }
     if (q == j.end() || !q->is_object() || !q->contains("bits")) continue;
     if (q->contains("quant_method"))
       fail("config.json: quantization method \"", (*q)["quant_method"].dump(),

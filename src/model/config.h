@@ -8,7 +8,7 @@
 
 namespace jinx {
 
-enum class Arch { kLlama, kQwen2, kQwen3, kGemma3 };
+enum class Arch { kLlama, kQwen2, kQwen3, kGemma3, kGptOss };
 const char* arch_name(Arch a);
 
 enum class RopeScaling { kNone, kLinear, kLlama3, kYarn };
@@ -87,6 +87,16 @@ struct ModelConfig {
   std::vector<int64_t> mlp_only_layers;
   int64_t shared_expert_intermediate_size = 0;
   bool is_moe_layer(int64_t layer) const;
+  // gpt-oss: a learned logit per query head ("sink") joins each softmax of the attention (it
+  // takes probability mass and contributes no value); the experts' activation is
+  // (clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g) with g = min(gate, limit) when
+  // swiglu_limit > 0 (plain SiLU(gate) * up otherwise); routers and experts carry biases.
+  // mxfp4_experts: a Hugging Face checkpoint whose experts are MXFP4 blocks and scales
+  // (quantization_config quant_method "mxfp4", as OpenAI publishes gpt-oss).
+  bool attn_sinks = false;
+  float swiglu_limit = 0.0f;
+  float swiglu_alpha = 1.0f;
+  bool mxfp4_experts = false;
   // MLX affine quantization of the checkpoint (0 = none), and the modules mlx-lm quantized
   // otherwise (e.g. a MoE router at 8 bits: "model.layers.0.mlp.gate").
   int quant_bits = 0;

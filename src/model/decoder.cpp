@@ -57,8 +57,9 @@ void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const i
 
 // Causal attention of n_tokens queries at positions pos0.. over cache positions [0, pos0+t].
 // q: [n_tokens, n_heads, head_dim], out: same shape.
+// sinks: [n_heads] (gpt-oss) or null.
 void attention(const float* q, KvCache& cache, int64_t layer, int64_t n_tokens, int64_t pos0,
-               const ModelConfig& c, float* out, ThreadPool& pool) {
+               const ModelConfig& c, const float* sinks, float* out, ThreadPool& pool) {
   const int64_t hd = c.head_dim, group = c.n_heads / c.n_kv_heads;
   const int64_t window = c.is_sliding_layer(layer) ? c.sliding_window : 0;
   const float scale = c.attn_scale();
@@ -71,7 +72,11 @@ void attention(const float* q, KvCache& cache, int64_t layer, int64_t n_tokens, 
       const float* qv = q + (t * c.n_heads + h) * hd;
       for (int64_t p = p0; p < n_ctx; ++p)
         scores[p - p0] = cpu::dot_f32(qv, cache.k_at(layer, p) + kvh * hd, hd) * scale;
-      cpu::softmax(scores.data(), n_ctx - p0);
+      if (sinks) {
+        cpu::softmax_with_sink(scores.data(), n_ctx - p0, sinks[h]);
+      } else {
+        cpu::softmax(scores.data(), n_ctx - p0);
+      }
       float* o = out + (t * c.n_heads + h) * hd;
       std::fill(o, o + hd, 0.0f);
       for (int64_t p = p0; p < n_ctx; ++p)
@@ -116,6 +121,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
         break;
       case Arch::kGemma3:
         load_gemma3_layer(s, c, i, l);
+        break;
+      case Arch::kGptOss:
+        load_gpt_oss_layer(s, c, i, l, &m->quant_storage_);
         break;
     }
   }
@@ -260,7 +268,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, float* logi
       std::copy_n(&k[t * kv_dim], kv_dim, cache.k_at(li, pos0 + t));
       std::copy_n(&v[t * kv_dim], kv_dim, cache.v_at(li, pos0 + t));
     }
-    attention(q, cache, li, n, pos0, cfg_, out, pool);
+    attention(q, cache, li, n, pos0, cfg_, sinks_of(li), out, pool);
   };
   run(tokens, positions, attend, out_rows, logits, pool);
   cache.n_tokens = pos0 + n;
@@ -277,7 +285,7 @@ void Model::forward_batch(const ForwardBatch& b, PagedKvStorage& kv, float* logi
     cpu::PagedKv& layer = kv.layer(li);
     cpu::kv_store(layer, k, v, b.slot_mapping.data(), n, pool);
     cpu::paged_attention(q, out, cfg_.n_heads, layer, b.attn, cfg_.attn_scale(), pool,
-                         cfg_.is_sliding_layer(li) ? cfg_.sliding_window : 0);
+                         cfg_.is_sliding_layer(li) ? cfg_.sliding_window : 0, sinks_of(li));
   };
   run(b.tokens, b.positions, attend, b.out_rows, logits, pool, nullptr, b.adapters);
 }

@@ -21,7 +21,7 @@ namespace {
 // (RoPE applied), seq_start[t]: the first row of t's sequence. out: [n, n_heads, head_dim].
 void packed_attention(const float* q, const float* k, const float* v,
                       const std::vector<int32_t>& seq_start, const ModelConfig& c, int64_t window,
-                      float* out, ThreadPool& pool) {
+                      const float* sinks, float* out, ThreadPool& pool) {
   const int64_t n = static_cast<int64_t>(seq_start.size());
   const int64_t hd = c.head_dim, group = c.n_heads / c.n_kv_heads, kv_dim = c.n_kv_heads * hd;
   const float scale = c.attn_scale();
@@ -35,7 +35,11 @@ void packed_attention(const float* q, const float* k, const float* v,
       const float* qv = q + (t * c.n_heads + h) * hd;
       for (int64_t p = p0; p <= t; ++p)
         scores[p - p0] = cpu::dot_f32(qv, k + p * kv_dim + kvh * hd, hd) * scale;
-      cpu::softmax(scores.data(), t + 1 - p0);
+      if (sinks) {
+        cpu::softmax_with_sink(scores.data(), t + 1 - p0, sinks[h]);
+      } else {
+        cpu::softmax(scores.data(), t + 1 - p0);
+      }
       float* o = out + (t * c.n_heads + h) * hd;
       std::fill(o, o + hd, 0.0f);
       for (int64_t p = p0; p <= t; ++p) cpu::axpy_f32(scores[p - p0], v + p * kv_dim + kvh * hd, o, hd);
@@ -76,8 +80,8 @@ void Model::embed(std::span<const std::vector<int32_t>> seqs, Pooling pooling, b
       }
     }
     auto attend = [&](int64_t li, const float* q, const float* k, const float* v, float* o) {
-      packed_attention(q, k, v, seq_start, c, c.is_sliding_layer(li) ? c.sliding_window : 0, o,
-                       pool);
+      packed_attention(q, k, v, seq_start, c, c.is_sliding_layer(li) ? c.sliding_window : 0,
+                       sinks_of(li), o, pool);
     };
     std::vector<float> hidden(out_rows.size() * H);
     run(tokens, positions, attend, out_rows, nullptr, pool, hidden.data());

@@ -32,6 +32,25 @@ void read_gemma3(const GgufFile& f, const std::string& p, ModelConfig* c) {
     fail(f.path(), ": logit soft-capping (Gemma 2) is not supported");
 }
 
+// gpt-oss as llama.cpp builds it: every layer MoE, the experts weighted by the softmax of the
+// picked router logits, SwiGLU clamped at 7 with alpha 1.702 (hard-coded there too), even
+// layers within the sliding window (pattern 2).
+void read_gpt_oss(const GgufFile& f, const std::string& p, ModelConfig* c) {
+  c->n_experts = need_int(f, p + "expert_count");
+  c->n_experts_per_tok = need_int(f, p + "expert_used_count");
+  c->moe_intermediate_size = need_int(f, p + "expert_feed_forward_length");
+  c->norm_topk_prob = true;
+  c->swiglu_alpha = 1.702f;
+  c->swiglu_limit = 7.0f;
+  if (c->n_experts <= 0) fail(f.path(), ": ", p, "expert_count must be positive");
+  c->sliding_window = need_int(f, p + "attention.sliding_window");
+  if (c->sliding_window < 0 || c->sliding_window > (int64_t{1} << 24))
+    fail(f.path(), ": bad ", p, "attention.sliding_window");
+  c->layer_sliding.assign(static_cast<size_t>(std::max<int64_t>(c->n_layers, 0)), false);
+  for (int64_t i = 0; i < c->n_layers; ++i) c->layer_sliding[static_cast<size_t>(i)] = i % 2 == 0;
+  if (c->sliding_window == 0) c->layer_sliding.clear();
+}
+
 }  // namespace
 
 ModelConfig config_from_gguf(const GgufFile& f) {
@@ -52,9 +71,12 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   } else if (arch == "gemma3") {
     c.arch = Arch::kGemma3;
     c.qk_norm = c.post_norms = c.gelu = true;
+  } else if (arch == "gpt-oss") {
+    c.arch = Arch::kGptOss;
+    c.attention_bias = c.attn_sinks = true;
   } else {
     fail(f.path(), ": unsupported GGUF architecture \"", arch,
-         "\" (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma3)");
+         "\" (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma3, gpt-oss)");
   }
   c.hf_architecture = "gguf:" + arch;
   const std::string p = arch + ".";
@@ -109,6 +131,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     if (c.n_experts <= 0) fail(f.path(), ": ", p, "expert_count must be positive");
   }
   if (c.arch == Arch::kGemma3) read_gemma3(f, p, &c);
+  if (c.arch == Arch::kGptOss) read_gpt_oss(f, p, &c);
   // llama.cpp's enum llama_pooling_type: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
   if (const std::optional<int64_t> pt = f.get_int(p + "pooling_type")) {
     c.pooling_declared = true;

@@ -84,6 +84,11 @@ class Model {
   int32_t default_adapter() const { return default_adapter_; }
 
   KvCache new_cache(int64_t capacity) const;
+  // Layer li's attention sinks ([n_heads], gpt-oss), or null.
+  const float* sinks_of(int64_t li) const {
+    const std::vector<float>& s = w_.layers[static_cast<size_t>(li)].sinks;
+    return s.empty() ? nullptr : s.data();
+  }
 
   // Runs `tokens` at positions cache.n_tokens.. and appends their K/V to the cache.
   // logits: [tokens.size(), vocab] when all_logits, else [1, vocab] for the last token.
@@ -149,6 +154,10 @@ void load_llama_layer(const WeightStore& s, const ModelConfig& c, int64_t i, Lay
 void load_qwen2_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_qwen3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_gemma3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
+// gpt-oss: experts that must be rearranged (a Hugging Face checkpoint's) are copied into
+// buffers appended to `owned`, which must outlive the weights.
+void load_gpt_oss_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l,
+                        std::vector<std::vector<uint8_t>>* owned);
 // The router and experts of MoE layer i (model/moe.cpp), Hugging Face names.
 void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 // y [n, l.w.rows] += the LoRA update of l for x [n, l.w.cols]: token t's adapter is

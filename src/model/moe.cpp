@@ -1,10 +1,13 @@
-// Mixture-of-experts MLP layers (Qwen3-MoE, Qwen2-MoE), as transformers computes them:
+// Mixture-of-experts MLP layers (Qwen3-MoE, Qwen2-MoE, gpt-oss), as transformers computes them:
 //
-//   p = softmax(router x)                      over all n_experts, fp32
+//   p = softmax(router x (+ router bias))      over all n_experts, fp32
 //   top = the n_experts_per_tok largest p      (ties: the lower expert id)
 //   w = p[top] (/ sum p[top] when norm_topk_prob)
 //   y = sum over e in top, by ascending id, of w_e * down_e(silu(gate_e x) * up_e x)
 //   [Qwen2-MoE] y += sigmoid(shared_gate x) * shared(x)
+//   [gpt-oss] experts with biases (gate, up, down), and act(g, u) = (clamp(u, -L, L) + 1) *
+//   min(g, L) * sigmoid(alpha min(g, L)) instead of silu(g) * u; its weights are the softmax
+//   of the k picked router logits, which is p[top] / sum p[top] (norm_topk_prob)
 //
 // The batch is grouped by expert: each expert's rows are gathered and go through its matrices
 // once for all its tokens (a prefill chunk reads an expert's weights once), every expert's
@@ -40,6 +43,9 @@ void route(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t 
   const int64_t E = c.n_experts, k = c.n_experts_per_tok;
   std::vector<float> p(static_cast<size_t>(n * E));
   cpu::matmul(L.router.w, h, n, p.data(), E, pool);
+  if (!L.router.bias.empty())
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t e = 0; e < E; ++e) p[t * E + e] += L.router.bias[e];
   expert->resize(static_cast<size_t>(n * k));
   weight->resize(static_cast<size_t>(n * k));
   std::vector<int32_t> order(static_cast<size_t>(E));
@@ -57,6 +63,23 @@ void route(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t 
       (*weight)[t * k + j] = c.norm_topk_prob ? row[order[j]] / sum : row[order[j]];
     }
   }
+}
+
+// gpt-oss's clamped SwiGLU, in place into g: (clamp(u, -limit, limit) + 1) * x * sigmoid(alpha
+// x) with x = min(g, limit).
+void swiglu_oai(float* g, const float* u, int64_t n, float alpha, float limit) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = std::min(g[i], limit);
+    const float y = std::clamp(u[i], -limit, limit);
+    g[i] = x / (1.0f + std::exp(-alpha * x)) * (y + 1.0f);
+  }
+}
+
+// rows [n, bias.size()] += bias (nothing for an empty bias).
+void add_rows(float* rows, int64_t n, const std::vector<float>& bias) {
+  const int64_t w = static_cast<int64_t>(bias.size());
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < w; ++i) rows[t * w + i] += bias[i];
 }
 
 }  // namespace
@@ -148,8 +171,32 @@ void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_
     down_parts.push_back({&L.shared.down.w, gs, n, &y[total * H], H});
   }
   cpu::matmul_grouped(up_parts, pool);
-  cpu::silu_mul(g.data(), u.data(), static_cast<int64_t>(g.size()));
+  // Expert biases (gpt-oss) over each expert's rows, in the order the rows were laid out.
+  const bool biased = L.experts[0].gate.bias.size() > 0;
+  if (biased) {
+    off = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t m = static_cast<int64_t>(rows[e].size());
+      add_rows(&g[off * ff], m, L.experts[e].gate.bias);
+      add_rows(&u[off * ff], m, L.experts[e].up.bias);
+      off += m;
+    }
+  }
+  if (c.swiglu_limit > 0.0f) {
+    swiglu_oai(g.data(), u.data(), static_cast<int64_t>(g.size()), c.swiglu_alpha,
+               c.swiglu_limit);
+  } else {
+    cpu::silu_mul(g.data(), u.data(), static_cast<int64_t>(g.size()));
+  }
   cpu::matmul_grouped(down_parts, pool);
+  if (biased) {
+    off = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t m = static_cast<int64_t>(rows[e].size());
+      add_rows(&y[off * H], m, L.experts[e].down.bias);
+      off += m;
+    }
+  }
   // Each token's experts added in ascending id, then the shared expert (transformers' order).
   std::fill(out, out + n * H, 0.0f);
   off = 0;

@@ -131,6 +131,7 @@ void Model::shard(std::shared_ptr<Communicator> comm) {
     L.k = {slice_rows(L.k.w, k0, k1), slice_vector(L.k.bias, k0, k1), {}};
     L.v = {slice_rows(L.v.w, k0, k1), slice_vector(L.v.bias, k0, k1), {}};
     L.o.w = slice_columns(L.o.w, q0, q1);
+    L.sinks = slice_vector(L.sinks, r * heads, (r + 1) * heads);  // per query head (gpt-oss)
     if (r != 0) L.o.bias.clear();  // a row-parallel bias is added once, by rank 0, pre-sum
     if (L.experts.empty()) {
       shard_mlp(L.gate, L.up, L.down, c.intermediate_size);

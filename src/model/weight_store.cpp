@@ -36,6 +36,14 @@ std::string hf_to_gguf(const std::string& hf, Arch arch) {
       for (const auto& [from, to] : kGemma3)
         if (m[2] == from) return "blk." + m[1].str() + to + m[3].str();
   }
+  // gpt-oss: the norm before the MoE is post_attention_norm, the router ffn_gate_inp.
+  if (arch == Arch::kGptOss) {
+    static const std::regex kLayerRe(R"(model\.layers\.(\d+)\.(post_attention_layernorm|mlp\.router)\.(weight|bias))");
+    std::smatch m;
+    if (std::regex_match(hf, m, kLayerRe))
+      return "blk." + m[1].str() +
+             (m[2] == "mlp.router" ? ".ffn_gate_inp." : ".post_attention_norm.") + m[3].str();
+  }
   static const std::pair<const char*, const char*> kTop[] = {
       {"model.embed_tokens.", "token_embd."},
       {"model.norm.", "output_norm."},
@@ -116,6 +124,11 @@ std::unique_ptr<WeightStore> WeightStore::open(const std::string& path) {
 
 std::string WeightStore::file_name(const std::string& hf_name) const {
   return gguf_ ? hf_to_gguf(hf_name, config_.arch) : hf_name;
+}
+
+const TensorView* WeightStore::tensor(const std::string& name) const {
+  const std::string n = file_name(name);
+  return gguf_ ? gguf_->tensor(n) : st_->find(n);
 }
 
 bool WeightStore::has(const std::string& name) const {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/weight.h"
+#include "core/tensor.h"
 #include "model/config.h"
 
 namespace jinx {
@@ -38,6 +39,8 @@ class WeightStore {
   WeightMatrix stacked_matrix(const std::string& gguf_name, int64_t index, int64_t count,
                               int64_t rows, int64_t cols) const;
   bool has(const std::string& name) const;
+  // The stored tensor of that (Hugging Face) name as the file holds it, or null.
+  const TensorView* tensor(const std::string& name) const;
   // A 1-D tensor of n values, copied to fp32 (norm weights, biases: small).
   std::vector<float> vector(const std::string& name, int64_t n) const;
   // A short description of the storage formats in use, e.g. "Q4_1 x 120, F32 x 61".

@@ -37,10 +37,11 @@ struct LayerWeights {
   std::vector<float> ffn_norm;   // [hidden]
   std::vector<float> post_attn_norm;  // [hidden] (Gemma 3: on the attention output) or empty
   std::vector<float> post_ffn_norm;   // [hidden] (Gemma 3: on the MLP output) or empty
+  std::vector<float> sinks;           // [n_heads] (gpt-oss: attention sinks) or empty
   Linear gate, up, down;         // gate/up: [intermediate, hidden], down: [hidden, intermediate]
   // MoE layers (ModelConfig::is_moe_layer) instead of gate/up/down:
-  Linear router;             // [n_experts, hidden]
-  std::vector<Mlp> experts;  // [n_experts], each of moe_intermediate_size
+  Linear router;             // [n_experts, hidden] (gpt-oss: with a bias)
+  std::vector<Mlp> experts;  // [n_experts], each of moe_intermediate_size (gpt-oss: biased)
   Mlp shared;                // Qwen2-MoE: the shared expert (empty matrices when absent)
   Linear shared_gate;        // Qwen2-MoE: [1, hidden], sigmoid(shared_gate x) weighs it
 };

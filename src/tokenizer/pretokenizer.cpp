@@ -14,6 +14,13 @@ const char* const kLlama3Pattern =
 const char* const kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+const char* const kO200kPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+)"
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*)"
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 struct PreTokenizer::Step {
   pcre2_code* code = nullptr;
   Behavior behavior = Behavior::kIsolated;
@@ -114,6 +121,8 @@ PreTokenizer pre_tokenizer_for_gguf(std::string_view pre) {
     p.add_regex(kLlama3Pattern);
   } else if (pre == "qwen2" || pre == "deepseek-r1-qwen") {
     p.add_regex(kQwen2Pattern);
+  } else if (pre == "gpt-4o") {  // o200k_base and gpt-oss's o200k_harmony
+    p.add_regex(kO200kPattern);
   } else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell") {
     // tokenizer.json: Sequence[Digits(individual_digits=true), ByteLevel(use_regex=true)].
     p.add_digits(true);
@@ -122,7 +131,7 @@ PreTokenizer pre_tokenizer_for_gguf(std::string_view pre) {
     fail("unsupported tokenizer.ggml.pre \"", pre,
          "\" (supported: default, gpt-2, gpt2, phi-2, olmo, gpt-neox, mpt, "
          "llama-bpe, llama3, llama-v3, dbrx, smaug-bpe, falcon3, qwen2, "
-         "deepseek-r1-qwen, smollm, starcoder, refact, codeshell)");
+         "deepseek-r1-qwen, gpt-4o, smollm, starcoder, refact, codeshell)");
   }
   return p;
 }

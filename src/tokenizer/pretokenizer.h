@@ -19,6 +19,9 @@ extern const char* const kGpt2Pattern;
 extern const char* const kLlama3Pattern;
 // Qwen2's pattern: Llama-3's with single digits.
 extern const char* const kQwen2Pattern;
+// o200k (GPT-4o, gpt-oss; llama.cpp's pre type "gpt-4o"): words split before capitals,
+// contractions kept on their word, digits in groups of up to three, '/' kept after punctuation.
+extern const char* const kO200kPattern;
 
 class PreTokenizer {
  public:

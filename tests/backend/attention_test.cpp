@@ -97,6 +97,7 @@ struct Case {
   float scale = 0.0f;  // 0: default
   float q_amp = 1.0f;
   int64_t window = 0;  // sliding window (0: none)
+  bool sinks = false;  // a random sink logit per query head (gpt-oss)
 };
 
 std::string describe(const Case& c) {
@@ -158,8 +159,12 @@ double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
   const int64_t n_q = qstart[n_seqs];
   std::vector<float> q(n_q * n_heads * d_n), out(q.size(), NAN);
   for (auto& x : q) x = c.q_amp * u(rng);
+  std::vector<float> sinks;
+  if (c.sinks)
+    for (int64_t h = 0; h < n_heads; ++h) sinks.push_back(3.0f * u(rng) + 1.0f);
   AttnBatch b{n_seqs, qstart.data(), ctx.data(), tables.data(), max_blocks};
-  paged_attention(q.data(), out.data(), n_heads, cache.kv, b, c.scale, pool, c.window);
+  paged_attention(q.data(), out.data(), n_heads, cache.kv, b, c.scale, pool, c.window,
+                  c.sinks ? sinks.data() : nullptr);
 
   const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(d_n));
   double worst = 0.0;
@@ -187,7 +192,9 @@ double run_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
           w[j] = dot * scale;
           mx = std::max(mx, w[j]);
         }
+        if (c.sinks) mx = std::max(mx, double{sinks[h]});
         for (auto& x : w) sum += (x = std::exp(x - mx));
+        if (c.sinks) sum += std::exp(sinks[h] - mx);  // in the sum, not in the output
         std::fill(acc.begin(), acc.end(), 0.0);
         for (int64_t j = first; j <= pos; ++j)
           for (int64_t d = 0; d < d_n; ++d) acc[d] += w[j] / sum * vr[j * row + kvh * d_n + d];
@@ -308,6 +315,22 @@ TEST_P(AttentionTest, SplitLongDecode) {
         rng);
   check(Case{.block_size = 1, .n_kv = 1, .group = 2, .head_dim = 64, .seqs = {{1500, 40}}}, pool,
         rng);
+}
+
+// gpt-oss's sinks: one more logit per query head in every softmax, whole rows, split rows
+// merged, sliding windows.
+TEST_P(AttentionTest, Sinks) {
+  std::mt19937 rng(21);
+  ThreadPool pool(4);
+  check(Case{.block_size = 16, .n_kv = 2, .group = 4, .head_dim = 64,
+             .seqs = {{3001, 1}, {5, 1}, {70, 7}}, .sinks = true},
+        pool, rng);
+  check(Case{.block_size = 4, .n_kv = 2, .group = 2, .head_dim = 64,
+             .seqs = {{90, 90}, {41, 3}, {7, 1}}, .window = 13, .sinks = true},
+        pool, rng);
+  check(Case{.block_size = 16, .n_kv = 1, .group = 8, .head_dim = 64,
+             .seqs = {{1300, 1}, {600, 20}}, .window = 128, .sinks = true},
+        pool, rng);
 }
 
 TEST_P(AttentionTest, OddHeadDims) {

@@ -50,7 +50,8 @@ double relative_tolerance(DType kv) {
 
 TEST(ForwardBatch, MixedChunksAndSequencesMatchReference) {
   for (const char* name :
-       {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen2-moe"}) {
+       {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen2-moe",
+        "tiny-gpt-oss"}) {
     std::ifstream in(kModels + name + ".ref.json");
     auto ref = nlohmann::json::parse(in);
     auto ids = ref["input_ids"].get<std::vector<int32_t>>();  // 12 tokens

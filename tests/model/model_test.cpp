@@ -185,7 +185,14 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-qwen2-mlx4", "tiny-qwen2-mlx4", 1e-4},
                       // mlx-lm's MoE layout: experts stacked (switch_mlp), 4-bit group 32, the
                       // routers at 8 bits group 64 (tools/fixtures_mlx_moe.py).
-                      Case{"tiny-qwen3-moe-mlx4", "tiny-qwen3-moe-mlx4", 1e-4}),
+                      Case{"tiny-qwen3-moe-mlx4", "tiny-qwen3-moe-mlx4", 1e-4},
+                      // gpt-oss (tools/fixtures_gptoss.py): sinks, a sliding layer, biased
+                      // experts with the clamped SwiGLU, YaRN; as transformers' BF16 layout, as
+                      // OpenAI's MXFP4 checkpoint (experts repacked, run as MXFP4), and as
+                      // llama.cpp's MXFP4 GGUF against llama.cpp.
+                      Case{"tiny-gpt-oss", "tiny-gpt-oss", 1e-4},
+                      Case{"tiny-gpt-oss-mxfp4", "tiny-gpt-oss-mxfp4", 1e-4},
+                      Case{"tiny-gpt-oss-mxfp4.gguf", "tiny-gpt-oss-gguf", 3e-2}),
     [](const auto& info) {
       std::string s = std::string(info.param.model) + info.param.variant;
       for (char& ch : s)

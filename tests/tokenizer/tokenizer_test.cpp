@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "tok_test_util.h"
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace jinx {
@@ -279,6 +280,41 @@ TEST(TokenizerGguf, BadMetadataThrowsError) {
                            "token_type_count", "spm_without_scores", "spm_scores_count"}) {
     const GgufFile f(test::fixture(std::string("bad_gguf/") + name + ".gguf"));
     EXPECT_THROW(Tokenizer::from_gguf(f), Error) << name;
+  }
+}
+
+}  // namespace
+}  // namespace jinx
+
+namespace jinx {
+namespace {
+
+// llama.cpp's "gpt-4o" pre-tokenizer (gpt-oss GGUF files): the pieces Hugging Face tokenizers
+// 0.23.3 gives with pre_tokenizers.Split(Regex(o200k's pattern), "isolated") on the same
+// strings.
+TEST(PreTokenizer, GptO200kMatchesHuggingFace) {
+  const std::pair<std::string, std::vector<std::string>> cases[] = {
+      {"Hello WORLD, it's JSONParser's 12345 test!!\n\n  indented\tTab",
+       {"Hello", " WORLD", ",", " it's", " JSONParser's", " ", "123", "45", " test", "!!\n\n", " ",
+        " indented", "\tTab"}},
+      {"HTTPServer don'T  x  /path/to\r\nfile \xc3\x89" "COLE \xc3\xbc" "ber caf\xc3\xa9 "
+       "na\xc3\xaf" "ve \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9"
+       "\xe3\x83\x88",
+       {"HTTPServer", " don'T", " ", " x", " ", " /", "path", "/to", "\r\n", "file",
+        " \xc3\x89" "COLE", " \xc3\xbc" "ber", " caf\xc3\xa9", " na\xc3\xaf" "ve",
+        " \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88"}},
+      {"  leading spaces and trailing   ",
+       {" ", " leading", " spaces", " and", " trailing", "   "}},
+      {"a/b//c\n/d 3.14159 ((x)) <|end|>",
+       {"a", "/b", "//", "c", "\n", "/d", " ", "3", ".", "141", "59", " ((", "x", "))", " <|",
+        "end", "|>"}},
+  };
+  const PreTokenizer p = pre_tokenizer_for_gguf("gpt-4o");
+  std::string storage;
+  std::vector<std::string_view> pieces;
+  for (const auto& [text, want] : cases) {
+    p.split(text, &storage, &pieces);
+    EXPECT_EQ(std::vector<std::string>(pieces.begin(), pieces.end()), want) << text;
   }
 }
 

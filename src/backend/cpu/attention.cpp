@@ -185,7 +185,16 @@ struct Context {
   const Plan* plan;
   AttendTileFn tile_fn;
   float* partials;  // [n_parts, part_floats]: m [rows_cap], l [rows_cap], o [rows_cap, head_dim]
+  const float* sinks;  // [n_heads] or null
 };
+
+// The softmax denominator of a row whose scores have maximum m and sum of e^(s - m) l, with
+// query head h's sink (if any) counted: l + e^(sink - m).
+float denominator(const Context& c, int64_t h, float m, float l) {
+  if (c.sinks == nullptr) return l;
+  if (m == -std::numeric_limits<float>::infinity()) return 1.0f;  // nothing seen: output 0
+  return l + std::exp(c.sinks[h] - m);
+}
 
 // Loads the item's scaled query rows (row r = token i * group + head g) and their causal limits.
 void load_queries(const Context& c, const Item& it, Scratch& sc) {
@@ -238,7 +247,8 @@ void store_result(const Context& c, const Item& it, const Scratch& sc) {
   const int64_t q0 = c.b->query_start[it.seq];
   for (int64_t r = 0; r < rows; ++r) {
     float* dst = c.out + ((q0 + it.tok0 + r / g_n) * c.n_heads + it.kvh * g_n + r % g_n) * d_n;
-    const float inv = sc.l[r] > 0.0f ? 1.0f / sc.l[r] : 0.0f;
+    const float l = denominator(c, it.kvh * g_n + r % g_n, sc.m[r], sc.l[r]);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (int64_t d = 0; d < d_n; ++d) dst[d] = sc.o[r * d_n + d] * inv;
   }
 }
@@ -300,6 +310,7 @@ void merge_split(const Context& c, const Split& sp) {
       const float* o = part + 2 * cap + r * d_n;
       for (int64_t d = 0; d < d_n; ++d) dst[d] += o[d] * w;
     }
+    sum = denominator(c, sp.kvh * g_n + r % g_n, mx, sum);
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     for (int64_t d = 0; d < d_n; ++d) dst[d] *= inv;
   }
@@ -389,7 +400,8 @@ void kv_store(PagedKv& kv, const float* k, const float* v, const int64_t* slot_m
 }
 
 void paged_attention(const float* q, float* out, int64_t n_heads, const PagedKv& kv,
-                     const AttnBatch& b, float scale, ThreadPool& pool, int64_t window) {
+                     const AttnBatch& b, float scale, ThreadPool& pool, int64_t window,
+                     const float* sinks) {
   JINX_CHECK(window >= 0, "attention: negative window");
   check_batch(kv, b, n_heads);
   JINX_CHECK(std::isfinite(scale), "attention: scale is not finite");
@@ -402,8 +414,8 @@ void paged_attention(const float* q, float* out, int64_t n_heads, const PagedKv&
   thread_local std::vector<float> partials;
   const size_t need = static_cast<size_t>(plan.n_parts) * plan.part_floats();
   if (partials.size() < need) partials.resize(need);
-  const Context c{
-      q, out, n_heads, scale, &kv, &b, &plan, pick_tile_fn(kv.head_dim), partials.data()};
+  const Context c{q,     out,   n_heads, scale, &kv, &b, &plan, pick_tile_fn(kv.head_dim),
+                  partials.data(), sinks};
   pool.parallel_for(static_cast<int64_t>(plan.items.size()), 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) run_item(c, plan.items[i]);
   });

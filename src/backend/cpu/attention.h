@@ -56,9 +56,11 @@ struct AttnBatch {
 // h / (n_heads / n_kv_heads).
 // q, out: [query_start[n_seqs], n_heads, head_dim] fp32. scale <= 0 means 1/sqrt(head_dim).
 // window > 0 (sliding-window attention): the query at position p attends to positions
-// [p - window + 1, p] only.
+// [p - window + 1, p] only. sinks (gpt-oss; null: none): one logit per query head that joins
+// every softmax of that head and carries no value (the outputs' weights add up to less than 1).
 // Throws jinx::Error on inconsistent sizes or a block table entry out of range.
 void paged_attention(const float* q, float* out, int64_t n_heads, const PagedKv& kv,
-                     const AttnBatch& b, float scale, ThreadPool& pool, int64_t window = 0);
+                     const AttnBatch& b, float scale, ThreadPool& pool, int64_t window = 0,
+                     const float* sinks = nullptr);
 
 }  // namespace jinx::cpu

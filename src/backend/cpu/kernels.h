@@ -68,6 +68,9 @@ void gelu_tanh_mul(float* a, const float* b, int64_t n);
 
 // In-place softmax over n values; returns nothing, handles -inf entries.
 void softmax(float* x, int64_t n);
+// The same with one more logit, `sink`, in the sum (gpt-oss's attention sinks): x[i] becomes
+// e^x[i] / (e^sink + sum_j e^x[j]), so the n values add up to less than one.
+void softmax_with_sink(float* x, int64_t n, float sink);
 
 float dot_f32(const float* a, const float* b, int64_t n);
 // y += a * x
