@@ -17,6 +17,7 @@ merges); it is for loading only, the benchmarks feed token ids.
   /work/refvenv/bin/python tools/make_random_gguf.py --shape q1024 --type q4_k_m
   /work/refvenv/bin/python tools/make_random_gguf.py --shape q1024 --type iq4_xs --check
   /work/refvenv/bin/python tools/make_random_gguf.py --shape moe --type q8_0 --check
+  /work/refvenv/bin/python tools/make_random_gguf.py --shape gpt-oss --type mxfp4 --check
 
 writes models/random/<shape>-random-<type>.gguf (models/ is gitignored). --check loads the
 file with llama-cpp-python afterwards and decodes a few tokens.
@@ -59,6 +60,13 @@ SHAPES = {
     # per token with the tied 151936-row head); q/k norms, no biases, every layer MoE.
     "moe": dict(ARCH="qwen3moe", HIDDEN=1024, INTERMEDIATE=3072, LAYERS=16, HEADS=16,
                 KV_HEADS=4, HEAD_DIM=64, EXPERTS=64, EXPERTS_USED=8, EXPERT_FF=512),
+    # --shape gpt-oss: gpt-oss (architecture gpt-oss) at about a third of gpt-oss-20b's width and
+    # half its depth: 32 experts of 1024, 4 per token, q/k/v/o biases, sinks, a router bias, expert
+    # biases, even layers in a 128-token sliding window, YaRN (factor 32 over 4096). With
+    # --type mxfp4 the experts are MXFP4 and the other matrices Q8_0 (llama.cpp's MXFP4_MOE);
+    # the head is untied, as in gpt-oss.
+    "gpt-oss": dict(ARCH="gpt-oss", HIDDEN=1024, INTERMEDIATE=1024, LAYERS=12, HEADS=16,
+                    KV_HEADS=4, HEAD_DIM=64, EXPERTS=32, EXPERTS_USED=4, EXPERT_FF=1024),
 }
 ARCH = "qwen2"
 EXPERTS = EXPERTS_USED = EXPERT_FF = 0
@@ -128,6 +136,11 @@ def add_metadata(w, ftype, name):
     w.add_head_count_kv(KV_HEADS)
     w.add_rope_freq_base(ROPE_THETA)
     w.add_layer_norm_rms_eps(RMS_EPS)
+    if ARCH == "gpt-oss":
+        w.add_sliding_window(128)
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(32.0)
+        w.add_rope_scaling_orig_ctx_len(4096)
     if EXPERTS:
         w.add_key_length(HEAD_DIM)
         w.add_value_length(HEAD_DIM)
@@ -153,6 +166,9 @@ def tensor_shapes():
     q_out, kv_out = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
     yield "token_embd.weight", (VOCAB, HIDDEN), True
     moe = ARCH == "qwen3moe"
+    if ARCH == "gpt-oss":
+        yield from gpt_oss_tensor_shapes()
+        return
     for i in range(LAYERS):
         b = f"blk.{i}."
         yield b + "attn_norm.weight", (HIDDEN,), False
@@ -177,6 +193,30 @@ def tensor_shapes():
     yield "output_norm.weight", (HIDDEN,), False
 
 
+def gpt_oss_tensor_shapes():
+    """The layers, final norm and head of llama.cpp's gpt-oss layout; quantized is "expert" for
+    the expert matrices (MXFP4 with --type mxfp4), True for the other matrices."""
+    q_out, kv_out = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    for i in range(LAYERS):
+        b = f"blk.{i}."
+        yield b + "attn_norm.weight", (HIDDEN,), False
+        for name, rows, cols in (("attn_q", q_out, HIDDEN), ("attn_k", kv_out, HIDDEN),
+                                 ("attn_v", kv_out, HIDDEN), ("attn_output", HIDDEN, q_out)):
+            yield b + name + ".weight", (rows, cols), True
+            yield b + name + ".bias", (rows,), False
+        yield b + "attn_sinks.weight", (HEADS,), False
+        yield b + "post_attention_norm.weight", (HIDDEN,), False
+        yield b + "ffn_gate_inp.weight", (EXPERTS, HIDDEN), False
+        yield b + "ffn_gate_inp.bias", (EXPERTS,), False
+        for name, rows, cols in (("ffn_gate_exps", EXPERT_FF, HIDDEN),
+                                 ("ffn_up_exps", EXPERT_FF, HIDDEN),
+                                 ("ffn_down_exps", HIDDEN, EXPERT_FF)):
+            yield b + name + ".weight", (EXPERTS, rows, cols), "expert"
+            yield b + name + ".bias", (EXPERTS, rows), False
+    yield "output_norm.weight", (HIDDEN,), False
+    yield "output.weight", (VOCAB, HIDDEN), True
+
+
 def write(path, qtype, ftype, seed):
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(path, ARCH)
@@ -188,7 +228,9 @@ def write(path, qtype, ftype, seed):
             w.add_tensor(name, np.ones(shape, dtype=np.float32))
             continue
         x = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-        if quantized and qtype == Q.F16:
+        if ARCH == "gpt-oss" and qtype == Q.MXFP4 and quantized is True:
+            w.add_tensor(name, gguf.quants.quantize(x, Q.Q8_0), raw_dtype=Q.Q8_0)
+        elif quantized and qtype == Q.F16:
             w.add_tensor(name, x.astype(np.float16))
         elif quantized:
             w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)

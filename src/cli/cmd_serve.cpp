@@ -45,10 +45,11 @@ void add_serve(CLI::App& app) {
                   "LoRA adapters served beside the model, NAME=DIR each (a PEFT directory); a "
                   "request whose \"model\" is NAME uses it");
   sub->add_option("--reasoning-parser", a->opt.reasoning_parser,
-                  "return a thinking model's <think> block as reasoning_content: auto (qwen3 "
-                  "when the chat template writes one), none, qwen3 or deepseek_r1")
+                  "return a thinking model's <think> block (gpt-oss: its analysis channel) as "
+                  "reasoning_content: auto (gpt_oss for a harmony template, qwen3 when the chat "
+                  "template writes a <think> block), none, qwen3, deepseek_r1 or gpt_oss")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "none", "qwen3", "deepseek_r1"}));
+      ->check(CLI::IsMember({"auto", "none", "qwen3", "deepseek_r1", "gpt_oss", "openai_gptoss"}));
   add_engine_flags(sub, &a->engine);
   sub->callback([a] {
     a->opt.engine = a->engine.resolve();

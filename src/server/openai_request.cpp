@@ -465,6 +465,10 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
     const bool none = choice && choice->is_string() && *choice == "none";
     const bool forced = choice && (choice->is_object() || *choice == "required");
     plan.tool_mode = none ? ToolMode::kNone : forced ? ToolMode::kForced : ToolMode::kAuto;
+    if (plan.tool_mode == ToolMode::kForced && ctx.reasoning == ReasoningMode::kHarmony)
+      bad_request("tool_choice",
+                  "forced tool calls ('required' or a named function) are not supported for "
+                  "gpt-oss's harmony format yet; use 'auto'");
     if (plan.tool_mode == ToolMode::kForced) {
       plan.grammar =
           JsonGrammar::from_schema(forced_call_schema(otools, obody["tool_choice"], ctx.tool_format));
@@ -490,6 +494,8 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   // JSON output (forced calls, response_format, JSON schemas) has no thoughts to split off; a
   // GBNF grammar covers the whole output, a <think> block included when it writes one.
   if (plan.grammar) plan.reasoning = ReasoningMode::kNone;
+  // Harmony's channel markers are special tokens: the splitter needs them in the text.
+  if (plan.reasoning == ReasoningMode::kHarmony) plan.params.skip_special_tokens = false;
   ordered_json c = ordered_json::object();
   c["messages"] = messages;
   if (!otools.is_null() && !otools.empty() && template_supports_tools(ctx.tmpl_source))
@@ -504,6 +510,14 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   c["add_generation_prompt"] = !cont && get_bool(body, "add_generation_prompt", true);
   c["bos_token"] = ctx.tok->bos_token();
   c["eos_token"] = ctx.tok->eos_token();
+  // OpenAI's reasoning_effort, which gpt-oss's template reads ("Reasoning: low").
+  if (const json* effort = field(body, "reasoning_effort")) {
+    if (!effort->is_string() || (*effort != "minimal" && *effort != "low" && *effort != "medium" &&
+                                 *effort != "high"))
+      bad_request("reasoning_effort",
+                  "'reasoning_effort' must be one of 'minimal', 'low', 'medium', 'high'");
+    c["reasoning_effort"] = effort->get<std::string>();
+  }
   if (const json* kw = field(body, "chat_template_kwargs")) {
     if (!kw->is_object()) bad_request("chat_template_kwargs", "'chat_template_kwargs' must be an object");
     for (const auto& [k, v] : ordered_json::parse(kw->dump()).items())

@@ -1,5 +1,7 @@
 #include "server/reasoning.h"
 
+#include <nlohmann/json.hpp>
+
 #include "core/check.h"
 
 namespace jinx::server {
@@ -8,6 +10,10 @@ namespace {
 
 constexpr std::string_view kOpen = "<think>";
 constexpr std::string_view kClose = "</think>";
+// Harmony's markers (special tokens of o200k_harmony).
+constexpr std::string_view kChannel = "<|channel|>";
+constexpr std::string_view kMessage = "<|message|>";
+constexpr std::string_view kEnds[] = {"<|end|>", "<|call|>", "<|return|>", "<|start|>"};
 
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
@@ -24,10 +30,12 @@ ReasoningMode parse_reasoning_mode(std::string_view name) {
   if (name == "none" || name.empty()) return ReasoningMode::kNone;
   if (name == "qwen3") return ReasoningMode::kQwen3;
   if (name == "deepseek_r1") return ReasoningMode::kDeepSeekR1;
-  fail("unknown reasoning parser '", name, "' (none, auto, qwen3 or deepseek_r1)");
+  if (name == "gpt_oss" || name == "openai_gptoss") return ReasoningMode::kHarmony;
+  fail("unknown reasoning parser '", name, "' (none, auto, qwen3, deepseek_r1 or gpt_oss)");
 }
 
 ReasoningMode detect_reasoning_mode(std::string_view chat_template) {
+  if (chat_template.find(kChannel) != std::string_view::npos) return ReasoningMode::kHarmony;
   return chat_template.find(kClose) != std::string_view::npos ? ReasoningMode::kQwen3
                                                               : ReasoningMode::kNone;
 }
@@ -35,7 +43,9 @@ ReasoningMode detect_reasoning_mode(std::string_view chat_template) {
 // DeepSeek-R1 starts inside the block but may still write the opening tag itself: both
 // modes start by looking for it.
 ReasoningSplitter::ReasoningSplitter(ReasoningMode mode)
-    : state_(mode == ReasoningMode::kNone ? State::kContent : State::kStart),
+    : state_(mode == ReasoningMode::kNone      ? State::kContent
+             : mode == ReasoningMode::kHarmony ? State::kHeader
+                                               : State::kStart),
       deepseek_(mode == ReasoningMode::kDeepSeekR1) {}
 
 ReasoningDelta ReasoningSplitter::push(std::string_view text) {
@@ -51,7 +61,83 @@ ReasoningDelta ReasoningSplitter::finish() {
   return d;
 }
 
+// One harmony message at a time: its header up to <|message|> decides where the body goes.
+void ReasoningSplitter::run_harmony(ReasoningDelta* d, bool final) {
+  for (;;) {
+    if (state_ == State::kHeader) {
+      const size_t at = buf_.find(kMessage);
+      if (at == std::string::npos) {
+        if (final) buf_.clear();  // a header without a body: nothing to say
+        return;
+      }
+      const std::string_view header = std::string_view(buf_).substr(0, at);
+      std::string_view channel;
+      if (const size_t c = header.find(kChannel); c != std::string_view::npos) {
+        channel = header.substr(c + kChannel.size());
+        channel = channel.substr(0, std::min(channel.find_first_of(" <"), channel.size()));
+      }
+      // The recipient may come before the channel (in the role part) or after it.
+      std::string_view recipient;
+      if (const size_t t = header.find(" to="); t != std::string_view::npos) {
+        recipient = header.substr(t + 4);
+        recipient = recipient.substr(0, std::min(recipient.find_first_of(" <"), recipient.size()));
+      }
+      call_name_.clear();
+      call_args_.clear();
+      if (recipient.substr(0, 10) == "functions.") {
+        kind_ = Kind::kCall;
+        call_name_ = std::string(recipient.substr(10));
+      } else {
+        kind_ = channel == "analysis" ? Kind::kThought : Kind::kContent;
+      }
+      buf_.erase(0, at + kMessage.size());
+      state_ = State::kBody;
+      continue;
+    }
+    // The body, up to the first end marker.
+    size_t end = std::string::npos, marker = 0;
+    for (std::string_view e : kEnds)
+      if (const size_t at = buf_.find(e); at < end) {
+        end = at;
+        marker = e.size();
+      }
+    size_t take = end;
+    if (end == std::string::npos) {
+      size_t hold = 0;
+      if (!final)
+        for (std::string_view e : kEnds) hold = std::max(hold, partial_tag(buf_, e));
+      take = buf_.size() - hold;
+    }
+    const std::string_view part = std::string_view(buf_).substr(0, take);
+    if (kind_ == Kind::kThought) {
+      d->reasoning.append(part);
+    } else if (kind_ == Kind::kContent) {
+      d->content.append(part);
+    } else {
+      call_args_.append(part);
+    }
+    const bool closed = end != std::string::npos;
+    if (kind_ == Kind::kCall && (closed || final)) {
+      std::string args = call_args_;
+      while (!args.empty() && is_space(args.back())) args.pop_back();
+      d->content += "<tool_call>\n{\"name\": " + nlohmann::json(call_name_).dump() +
+                    ", \"arguments\": " + (args.empty() ? std::string("{}") : args) +
+                    "}\n</tool_call>";
+      kind_ = Kind::kContent;
+    }
+    if (!closed) {
+      buf_.erase(0, take);
+      return;
+    }
+    // <|start|> opens the next message: keep it for its header (it holds the role).
+    const bool start = std::string_view(buf_).substr(end, kEnds[3].size()) == kEnds[3];
+    buf_.erase(0, start ? end : end + marker);
+    state_ = State::kHeader;
+  }
+}
+
 void ReasoningSplitter::run(ReasoningDelta* d, bool final) {
+  if (state_ == State::kHeader || state_ == State::kBody) return run_harmony(d, final);
   for (;;) {
     if (skip_newlines_) {
       size_t i = 0;
@@ -102,6 +188,9 @@ void ReasoningSplitter::run(ReasoningDelta* d, bool final) {
         d->content.append(buf_);
         buf_.clear();
         return;
+      case State::kHeader:
+      case State::kBody:
+        return run_harmony(d, final);
     }
   }
 }

@@ -59,6 +59,8 @@ int json_depth(const ojson& j, int depth) {
 
 ToolFormat detect_tool_format(const std::string& chat_template) {
   if (chat_template.find(kHermesOpen) != std::string::npos) return ToolFormat::kHermes;
+  // gpt-oss (harmony): the reasoning splitter rewrites its calls as Hermes blocks.
+  if (chat_template.find("<|channel|>") != std::string::npos) return ToolFormat::kHermes;
   if (chat_template.find(kPythonTag) != std::string::npos ||
       chat_template.find("parameters") != std::string::npos) {
     return ToolFormat::kLlama3Json;

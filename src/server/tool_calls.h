@@ -35,8 +35,10 @@ namespace jinx {
 
 enum class ToolFormat { kHermes, kLlama3Json };
 
-// kHermes when the template mentions <tool_call>; kLlama3Json when it mentions <|python_tag|>
-// or "parameters"; otherwise kHermes (the format injected for templates without tools).
+// kHermes when the template mentions <tool_call> or harmony's <|channel|> (gpt-oss: the
+// reasoning splitter hands its calls on as Hermes blocks); kLlama3Json when it mentions
+// <|python_tag|> or "parameters"; otherwise kHermes (the format injected for templates without
+// tools).
 ToolFormat detect_tool_format(const std::string& chat_template);
 
 // The template reads the `tools` variable (a Jinja name token, not an attribute or a string).

@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 
 #include "core/check.h"
+#include "server/tool_calls.h"
 
 namespace jinx::server {
 namespace {
@@ -55,6 +58,31 @@ TEST(Reasoning, SplitsWholeAndStreamedAlike) {
       {M::kDeepSeekR1, "<think>\nHmm.</think>ok", "Hmm.", "ok"},
       {M::kDeepSeekR1, "still thinking", "still thinking", ""},
       {M::kNone, "<think>a</think>b", "", "<think>a</think>b"},
+      // gpt-oss (harmony), the message forms of OpenAI's harmony format guide.
+      {M::kHarmony,
+       "<|channel|>analysis<|message|>User asks 2+2. Simple.<|end|><|start|>assistant"
+       "<|channel|>final<|message|>2 + 2 = 4.<|return|>",
+       "User asks 2+2. Simple.", "2 + 2 = 4."},
+      {M::kHarmony,  // stopped at <|return|> without its text
+       "<|channel|>analysis<|message|>t<|end|><|start|>assistant<|channel|>final<|message|>ok",
+       "t", "ok"},
+      {M::kHarmony,
+       "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>"
+       "commentary to=functions.get_weather <|constrain|>json<|message|>{\"location\":\"Tokyo\"}"
+       "<|call|>",
+       "Need the weather.",
+       "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\":\"Tokyo\"}}\n"
+       "</tool_call>"},
+      {M::kHarmony,  // the recipient in the role part of the header
+       " to=functions.lookup<|channel|>commentary json<|message|>{\"q\": 1} <|call|>", "",
+       "<tool_call>\n{\"name\": \"lookup\", \"arguments\": {\"q\": 1}}\n</tool_call>"},
+      {M::kHarmony,  // a preamble to the user on the commentary channel is content
+       "<|channel|>commentary<|message|>Checking. <|end|><|start|>assistant<|channel|>final"
+       "<|message|>Done: a <b> | c.<|return|>",
+       "", "Checking. Done: a <b> | c."},
+      {M::kHarmony, "<|channel|>analysis<|message|>cut off <|e", "cut off <|e", ""},
+      {M::kHarmony, "<|channel|>fin", "", ""},
+      {M::kHarmony, "", "", ""},
   };
   for (const Case& c : cases) {
     const ReasoningDelta w = whole(c.mode, c.text);
@@ -78,6 +106,21 @@ TEST(Reasoning, ThoughtsStreamBeforeTheBlockEnds) {
   EXPECT_EQ(d.content, "Answer");
 }
 
+// A gpt-oss call reaches the tool-call parser as a Hermes block, which gives OpenAI's call.
+TEST(Reasoning, HarmonyCallsParseAsToolCalls) {
+  const ReasoningDelta d = whole(ReasoningMode::kHarmony,
+                                 "<|channel|>commentary to=functions.get_weather <|constrain|>json"
+                                 "<|message|>{\"city\": \"Oslo\", \"days\": [1, 2]}<|call|>");
+  const ParsedOutput p = parse_tool_calls(d.content, ToolFormat::kHermes);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(nlohmann::json::parse(p.calls[0].arguments),
+            nlohmann::json::parse(R"({"city": "Oslo", "days": [1, 2]})"));
+  EXPECT_EQ(p.content, "");
+  EXPECT_EQ(parse_reasoning_mode("gpt_oss"), ReasoningMode::kHarmony);
+  EXPECT_EQ(parse_reasoning_mode("openai_gptoss"), ReasoningMode::kHarmony);
+}
+
 TEST(Reasoning, ModesByNameAndTemplate) {
   EXPECT_EQ(parse_reasoning_mode("qwen3"), ReasoningMode::kQwen3);
   EXPECT_EQ(parse_reasoning_mode("deepseek_r1"), ReasoningMode::kDeepSeekR1);
@@ -85,6 +128,13 @@ TEST(Reasoning, ModesByNameAndTemplate) {
   EXPECT_THROW(parse_reasoning_mode("o1"), Error);
   EXPECT_EQ(detect_reasoning_mode("{{ '<think>\\n\\n</think>\\n\\n' }}"), ReasoningMode::kQwen3);
   EXPECT_EQ(detect_reasoning_mode("<|im_start|>assistant"), ReasoningMode::kNone);
+  // gpt-oss's template (tests/fixtures/templates/gpt_oss.jinja): harmony, calls as Hermes.
+  std::ifstream in(std::string(JINX_FIXTURES) + "/templates/gpt_oss.jinja");
+  const std::string gpt_oss((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(gpt_oss.empty());
+  EXPECT_EQ(detect_reasoning_mode(gpt_oss), ReasoningMode::kHarmony);
+  EXPECT_EQ(detect_tool_format(gpt_oss), ToolFormat::kHermes);
+  EXPECT_TRUE(template_supports_tools(gpt_oss));
 }
 
 }  // namespace
