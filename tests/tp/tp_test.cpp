@@ -86,7 +86,12 @@ INSTANTIATE_TEST_SUITE_P(
                       // One KV head for two ranks: replicated (Gemma 3: sliding and full
                       // layers, post-norms, GELU; Qwen2 with a sliding window).
                       Case{"tiny-gemma3", "tiny-gemma3", ""},
-                      Case{"tiny-qwen2-swa", "tiny-qwen2-swa", ""}),
+                      Case{"tiny-qwen2-swa", "tiny-qwen2-swa", ""},
+                      // gpt-oss: sinks sliced with the query heads, expert biases (down's on
+                      // rank 0 only), BF16 experts transposed at load, MXFP4 ones repacked and
+                      // split on 32-column block boundaries.
+                      Case{"tiny-gpt-oss", "tiny-gpt-oss", ""},
+                      Case{"tiny-gpt-oss-mxfp4", "tiny-gpt-oss-mxfp4", ""}),
     [](const auto& info) {
       std::string s = info.param.model;
       for (char& ch : s)
