@@ -51,6 +51,27 @@ void read_gpt_oss(const GgufFile& f, const std::string& p, ModelConfig* c) {
   if (c->sliding_window == 0) c->layer_sliding.clear();
 }
 
+// gpt-oss ends a reply with <|return|> or a tool call with <|call|>; <|end|> only closes one
+// message (the analysis before the final answer), so generation must go on past it. As
+// llama.cpp decides for o200k_harmony vocabularies: when both <|return|> and <|call|> exist,
+// they are the stop tokens and <|end|> is not one, whatever eos / eot ids the file names.
+void harmony_stops(const GgufFile& f, ModelConfig* c) {
+  const GgufValue* tokens = f.find("tokenizer.ggml.tokens");
+  if (!tokens || !tokens->is_array()) return;
+  int32_t ret = -1, call = -1, end = -1;
+  const std::vector<std::string_view>& t = tokens->strings();
+  for (size_t i = 0; i < t.size() && i <= INT32_MAX; ++i) {
+    if (t[i] == "<|return|>") ret = static_cast<int32_t>(i);
+    if (t[i] == "<|call|>") call = static_cast<int32_t>(i);
+    if (t[i] == "<|end|>") end = static_cast<int32_t>(i);
+  }
+  if (ret < 0 || call < 0) return;
+  std::vector<int32_t>& e = c->eos_token_ids;
+  e.erase(std::remove(e.begin(), e.end(), end), e.end());
+  for (int32_t id : {ret, call})
+    if (std::find(e.begin(), e.end(), id) == e.end()) e.push_back(id);
+}
+
 }  // namespace
 
 ModelConfig config_from_gguf(const GgufFile& f) {
@@ -167,6 +188,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   if (auto e = token_id("tokenizer.ggml.eot_token_id");
       e && (c.eos_token_ids.empty() || c.eos_token_ids[0] != *e))
     c.eos_token_ids.push_back(*e);
+  if (c.arch == Arch::kGptOss) harmony_stops(f, &c);
   c.validate();
   return c;
 }

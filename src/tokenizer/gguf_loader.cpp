@@ -133,6 +133,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
     if (id >= 0 && std::find(s->eos_ids.begin(), s->eos_ids.end(), id) == s->eos_ids.end())
       s->eos_ids.push_back(id);
   }
+  s->harmony_stops();  // an eot id may have named <|end|>
   return std::make_unique<Tokenizer>(std::move(s));
 }
 

@@ -25,6 +25,19 @@ void TokenizerState::finish() {
     if (std::find(eos_ids.begin(), eos_ids.end(), it->second) == eos_ids.end())
       eos_ids.push_back(it->second);
   }
+  harmony_stops();
+}
+
+void TokenizerState::harmony_stops() {
+  auto id_of = [&](std::string_view piece) {
+    auto it = piece_to_id.find(piece);
+    return it == piece_to_id.end() || !special[it->second] ? -1 : it->second;
+  };
+  const int32_t ret = id_of("<|return|>"), call = id_of("<|call|>"), end = id_of("<|end|>");
+  if (ret < 0 || call < 0) return;
+  eos_ids.erase(std::remove(eos_ids.begin(), eos_ids.end(), end), eos_ids.end());
+  for (int32_t id : {ret, call})
+    if (std::find(eos_ids.begin(), eos_ids.end(), id) == eos_ids.end()) eos_ids.push_back(id);
 }
 
 Tokenizer::Tokenizer(std::unique_ptr<TokenizerState> state) : s_(std::move(state)) {

@@ -42,6 +42,10 @@ struct TokenizerState {
 
   // Sets `special`, `bytes` defaults and eos_ids from pieces; call once pieces are final.
   void finish();
+  // o200k_harmony (gpt-oss): when <|return|> and <|call|> are special tokens, they end
+  // generation and <|end|> does not (it closes one message, e.g. the analysis before the answer;
+  // llama.cpp decides the same). finish() calls it; call again after adding eos ids.
+  void harmony_stops();
 };
 
 }  // namespace jinx

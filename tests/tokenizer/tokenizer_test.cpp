@@ -192,6 +192,19 @@ TEST(TokenizerJson, MiniTokenizerWorks) {
   EXPECT_EQ(t->encode("ab<|end|>", true, false), (std::vector<int32_t>{2}));  // unknown bytes drop
 }
 
+// <|end|> ends generation (Phi-3's end of turn) unless the vocabulary is o200k_harmony's
+// (gpt-oss), where <|end|> closes one message and <|return|> / <|call|> end the reply.
+TEST(TokenizerJson, HarmonyStopTokens) {
+  EXPECT_EQ(Tokenizer::from_hf_json(kMiniJson)->eos_ids(), std::vector<int32_t>{5});
+  std::string harmony = kMiniJson;
+  harmony.replace(harmony.find(R"({"id": 5, "content": "<|end|>", "special": true})"),
+                  std::string(R"({"id": 5, "content": "<|end|>", "special": true})").size(),
+                  R"({"id": 5, "content": "<|end|>", "special": true},
+                     {"id": 6, "content": "<|return|>", "special": true},
+                     {"id": 7, "content": "<|call|>", "special": true})");
+  EXPECT_EQ(Tokenizer::from_hf_json(harmony)->eos_ids(), (std::vector<int32_t>{6, 7}));
+}
+
 std::string replace(std::string s, const std::string& from, const std::string& to) {
   const size_t p = s.find(from);
   EXPECT_NE(p, std::string::npos) << from;
