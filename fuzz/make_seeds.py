@@ -228,7 +228,7 @@ def safetensors_seeds():
 
 def config_seeds():
     for d in sorted(glob.glob(os.path.join(FIX, "models", "tiny-*"))):
-        if not os.path.isdir(d):
+        if not os.path.isfile(os.path.join(d, "config.json")):  # LoRA adapters have none
             continue
         cfg = open(os.path.join(d, "config.json"), "rb").read()
         gen = os.path.join(d, "generation_config.json")
