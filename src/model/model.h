@@ -150,6 +150,8 @@ class Model {
 };
 
 // Per-architecture loading of one layer's weights (model/arch/<name>.cpp).
+// The attention part of a Llama layer: both norms, q/k/v/o, q/k/v biases when attention_bias.
+void load_llama_attention(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_llama_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_qwen2_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);
 void load_qwen3_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l);

@@ -161,24 +161,13 @@ void load_gguf_experts(const WeightStore& s, const ModelConfig& c, int64_t i, La
 void load_gpt_oss_layer(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l,
                         Owned* owned) {
   const std::string p = "model.layers." + std::to_string(i) + ".";
-  const int64_t h = c.hidden_size, q_dim = c.n_heads * c.head_dim,
-                kv_dim = c.n_kv_heads * c.head_dim;
+  const int64_t h = c.hidden_size;
   if (!c.is_moe_layer(i)) fail(s.path(), ": gpt-oss layer ", i, " without experts");
-  l->attn_norm = s.vector(p + "input_layernorm.weight", h);
-  l->q.w = s.matrix(p + "self_attn.q_proj", q_dim, h);
-  l->k.w = s.matrix(p + "self_attn.k_proj", kv_dim, h);
-  l->v.w = s.matrix(p + "self_attn.v_proj", kv_dim, h);
-  l->o.w = s.matrix(p + "self_attn.o_proj", h, q_dim);
-  if (c.attention_bias) {
-    l->q.bias = s.vector(p + "self_attn.q_proj.bias", q_dim);
-    l->k.bias = s.vector(p + "self_attn.k_proj.bias", kv_dim);
-    l->v.bias = s.vector(p + "self_attn.v_proj.bias", kv_dim);
-    l->o.bias = s.vector(p + "self_attn.o_proj.bias", h);
-  }
+  load_llama_attention(s, c, i, l);  // norms, q/k/v/o, q/k/v biases
+  if (c.attention_bias) l->o.bias = s.vector(p + "self_attn.o_proj.bias", h);
   l->sinks = s.vector(s.is_gguf() ? "blk." + std::to_string(i) + ".attn_sinks.weight"
                                   : p + "self_attn.sinks",
                       c.n_heads);
-  l->ffn_norm = s.vector(p + "post_attention_layernorm.weight", h);
   l->router.w = s.matrix(p + "mlp.router", c.n_experts, h);
   l->router.bias = s.vector(p + "mlp.router.bias", c.n_experts);
   l->experts.reserve(static_cast<size_t>(c.n_experts));
