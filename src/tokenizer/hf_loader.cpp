@@ -227,7 +227,8 @@ void build_byte_level_bpe(const json& model, TokenizerState* s) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(std::string_view tokenizer_json,
-                                                   std::string_view tokenizer_config_json) {
+                                                   std::string_view tokenizer_config_json,
+                                                   std::string_view chat_template_jinja) {
   json j;
   try {
     j = json::parse(tokenizer_json);
@@ -257,6 +258,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(std::string_view tokenizer_js
     parse_post_processor(j.value("post_processor", json()), s.get());
     finish_added_and_bytes(s.get(), added, /*byte_level=*/true);
     apply_tokenizer_config(s.get(), tokenizer_config_json);  // also finalizes s
+    if (!chat_template_jinja.empty()) s->chat_template = std::string(chat_template_jinja);
     return std::make_unique<Tokenizer>(std::move(s));
   } catch (const json::exception& e) {
     fail("tokenizer.json: unexpected structure: ", e.what());
@@ -276,7 +278,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
     return ss.str();
   };
   const fs::path d(dir);
-  return from_hf_json(read(d / "tokenizer.json", true), read(d / "tokenizer_config.json", false));
+  return from_hf_json(read(d / "tokenizer.json", true), read(d / "tokenizer_config.json", false),
+                      read(d / "chat_template.jinja", false));
 }
 
 }  // namespace jinx

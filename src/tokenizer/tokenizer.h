@@ -25,11 +25,15 @@ struct TokenizerState;
 
 class Tokenizer {
  public:
-  // tokenizer.json (+ tokenizer_config.json for bos/eos/add_bos_token/chat_template).
+  // tokenizer.json (+ tokenizer_config.json for bos/eos/add_bos_token/chat_template, and
+  // chat_template.jinja, which transformers writes since 4.44: it wins over the config's, as
+  // in transformers; gpt-oss ships its template only there).
   static std::unique_ptr<Tokenizer> from_hf_dir(const std::string& dir);
-  // tokenizer.json text and optional tokenizer_config.json text ("" when absent).
+  // tokenizer.json text and optional tokenizer_config.json / chat_template.jinja texts ("" when
+  // absent).
   static std::unique_ptr<Tokenizer> from_hf_json(std::string_view tokenizer_json,
-                                                 std::string_view tokenizer_config_json = "");
+                                                 std::string_view tokenizer_config_json = "",
+                                                 std::string_view chat_template_jinja = "");
   // tokenizer.ggml.* metadata.
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& f);
 

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <unistd.h>
+#include <fstream>
+#include <filesystem>
 
 #include "core/check.h"
 #include "tok_test_util.h"
@@ -203,6 +206,22 @@ TEST(TokenizerJson, HarmonyStopTokens) {
                      {"id": 6, "content": "<|return|>", "special": true},
                      {"id": 7, "content": "<|call|>", "special": true})");
   EXPECT_EQ(Tokenizer::from_hf_json(harmony)->eos_ids(), (std::vector<int32_t>{6, 7}));
+}
+
+// chat_template.jinja (transformers >= 4.44 writes the template there) wins over
+// tokenizer_config.json's chat_template, as transformers' from_pretrained decides.
+TEST(TokenizerJson, ChatTemplateFileWins) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("jinx-tpl-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << kMiniJson;
+  std::ofstream(dir / "tokenizer_config.json") << R"({"chat_template": "from config"})";
+  EXPECT_EQ(Tokenizer::from_hf_dir(dir.string())->chat_template(), "from config");
+  std::ofstream(dir / "chat_template.jinja") << "{{ 'from the file' }}";
+  EXPECT_EQ(Tokenizer::from_hf_dir(dir.string())->chat_template(), "{{ 'from the file' }}");
+  fs::remove(dir / "tokenizer_config.json");
+  EXPECT_EQ(Tokenizer::from_hf_dir(dir.string())->chat_template(), "{{ 'from the file' }}");
+  fs::remove_all(dir);
 }
 
 std::string replace(std::string s, const std::string& from, const std::string& to) {
