@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "structured/deferred_constraint.h"
 #include "structured/gbnf_constraint.h"
 #include "structured/json_constraint.h"
 #include "structured/regex_grammar.h"
@@ -491,9 +492,15 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
     if (structured.grammar) plan.grammar = std::move(structured.grammar);
     plan.gbnf = std::move(structured.gbnf);
   }
-  // JSON output (forced calls, response_format, JSON schemas) has no thoughts to split off; a
-  // GBNF grammar covers the whole output, a <think> block included when it writes one.
-  if (plan.grammar) plan.reasoning = ReasoningMode::kNone;
+  // JSON output (response_format, JSON schemas) under a reasoning parser comes after the
+  // thoughts: the constraint waits for the block's end marker. A forced call has none (the
+  // prompt ends at the call's JSON); a GBNF grammar covers the whole output, a <think> block
+  // included when it writes one.
+  if (plan.grammar &&
+      (plan.tool_mode == ToolMode::kForced || !reasoning_end_marker(plan.reasoning)))
+    plan.reasoning = ReasoningMode::kNone;
+  if (plan.grammar && plan.reasoning != ReasoningMode::kNone)
+    plan.constraint_after = *reasoning_end_marker(plan.reasoning);
   // Harmony's channel markers are special tokens: the splitter needs them in the text.
   if (plan.reasoning == ReasoningMode::kHarmony) plan.params.skip_special_tokens = false;
   ordered_json c = ordered_json::object();
@@ -531,6 +538,8 @@ GenPlan parse_chat_request(const ordered_json& obody, const ModelContext& ctx) {
   }
   if (cont) pp.text = cut_after_final_message(pp.text, messages.back()["content"]);
   pp.text += plan.forced_prefix;
+  if (!plan.constraint_after.empty())
+    plan.constraint_armed = prompt_closes_reasoning(pp.text, plan.reasoning);
   pp.ids = ctx.tok->encode(pp.text, /*add_special=*/false, /*parse_special=*/true);
   if (pp.ids.empty()) bad_request("messages", "the rendered prompt is empty");
   plan.prompts.push_back(std::move(pp));
@@ -614,7 +623,12 @@ std::shared_ptr<TokenConstraint> make_constraint(const GenPlan& plan, const Mode
   auto vocab = ctx.constraint_vocab ? ctx.constraint_vocab() : nullptr;
   if (!vocab) throw ApiError(500, "structured output is unavailable for this tokenizer");
   if (plan.gbnf) return std::make_shared<GbnfConstraint>(plan.gbnf, vocab, ctx.tok->eos_ids());
-  return std::make_shared<JsonConstraint>(plan.grammar, vocab, ctx.tok->eos_ids());
+  auto json = std::make_shared<JsonConstraint>(plan.grammar, vocab, ctx.tok->eos_ids());
+  if (plan.constraint_after.empty()) return json;
+  return std::make_shared<DeferredConstraint>(
+      json, plan.constraint_after,
+      [tok = ctx.tok](int32_t id) { return tok->token_bytes(id, /*skip_special=*/false); },
+      plan.constraint_armed);
 }
 
 }  // namespace jinx::server

@@ -71,6 +71,11 @@ struct GenPlan {
   std::string forced_prefix;  // appended to the prompt in forced tool mode (already in ids)
   std::shared_ptr<const JsonGrammar> grammar;  // response_format / forced tool call / json schema
   std::shared_ptr<const GbnfGrammar> gbnf;     // grammar, regex or choice (never with `grammar`)
+  // A JSON constraint under a reasoning parser holds only after the thoughts: from this marker
+  // on in the output (empty: from the start), or from the start when the prompt already closed
+  // the block (structured/deferred_constraint.h).
+  std::string constraint_after;
+  bool constraint_armed = false;
 };
 
 // The body as parsed from the request text, key order kept (schemas and tool parameters are

@@ -40,6 +40,25 @@ ReasoningMode detect_reasoning_mode(std::string_view chat_template) {
                                                               : ReasoningMode::kNone;
 }
 
+std::optional<std::string> reasoning_end_marker(ReasoningMode mode) {
+  switch (mode) {
+    case ReasoningMode::kQwen3:
+    case ReasoningMode::kDeepSeekR1:
+      return std::string(kClose);
+    case ReasoningMode::kHarmony:
+      return std::string(kChannel) + "final" + std::string(kMessage);
+    case ReasoningMode::kNone:
+      break;
+  }
+  return std::nullopt;
+}
+
+bool prompt_closes_reasoning(std::string_view prompt, ReasoningMode mode) {
+  if (mode != ReasoningMode::kQwen3 && mode != ReasoningMode::kDeepSeekR1) return false;
+  while (!prompt.empty() && is_space(prompt.back())) prompt.remove_suffix(1);
+  return prompt.ends_with(kClose);
+}
+
 // DeepSeek-R1 starts inside the block but may still write the opening tag itself: both
 // modes start by looking for it.
 ReasoningSplitter::ReasoningSplitter(ReasoningMode mode)

@@ -21,6 +21,7 @@
 // thought. Streaming and whole-text splitting give the same strings.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,13 @@ ReasoningMode parse_reasoning_mode(std::string_view name);
 // --reasoning-parser auto: kHarmony when the chat template writes <|channel|>, kQwen3 when it
 // writes a </think> block, else kNone.
 ReasoningMode detect_reasoning_mode(std::string_view chat_template);
+
+// The text that ends the thoughts in the output: "</think>" (qwen3, deepseek_r1), or harmony's
+// "<|channel|>final<|message|>" (the answer's header); nullopt for kNone.
+std::optional<std::string> reasoning_end_marker(ReasoningMode mode);
+// The rendered prompt already closed the thoughts: it ends (but for whitespace) with "</think>"
+// (Qwen3's template with enable_thinking=false writes an empty block). Never for harmony.
+bool prompt_closes_reasoning(std::string_view prompt, ReasoningMode mode);
 
 struct ReasoningDelta {
   std::string reasoning, content;

@@ -121,6 +121,21 @@ TEST(Reasoning, HarmonyCallsParseAsToolCalls) {
   EXPECT_EQ(parse_reasoning_mode("openai_gptoss"), ReasoningMode::kHarmony);
 }
 
+// Where structured output starts under each parser (structured/deferred_constraint.h).
+TEST(Reasoning, EndMarkersAndClosedPrompts) {
+  EXPECT_EQ(reasoning_end_marker(ReasoningMode::kQwen3), "</think>");
+  EXPECT_EQ(reasoning_end_marker(ReasoningMode::kDeepSeekR1), "</think>");
+  EXPECT_EQ(reasoning_end_marker(ReasoningMode::kHarmony), "<|channel|>final<|message|>");
+  EXPECT_EQ(reasoning_end_marker(ReasoningMode::kNone), std::nullopt);
+  // Qwen3's template with enable_thinking=false ends the prompt with an empty block.
+  EXPECT_TRUE(prompt_closes_reasoning("<|im_start|>assistant\n<think>\n\n</think>\n\n",
+                                      ReasoningMode::kQwen3));
+  EXPECT_FALSE(prompt_closes_reasoning("<|im_start|>assistant\n", ReasoningMode::kQwen3));
+  EXPECT_FALSE(prompt_closes_reasoning("<|im_start|>assistant\n<think>\n",
+                                       ReasoningMode::kDeepSeekR1));
+  EXPECT_FALSE(prompt_closes_reasoning("</think>", ReasoningMode::kHarmony));
+}
+
 TEST(Reasoning, ModesByNameAndTemplate) {
   EXPECT_EQ(parse_reasoning_mode("qwen3"), ReasoningMode::kQwen3);
   EXPECT_EQ(parse_reasoning_mode("deepseek_r1"), ReasoningMode::kDeepSeekR1);
