@@ -50,8 +50,12 @@ void run_info(const std::string& path) {
     if (c.shared_expert_intermediate_size > 0)
       std::printf(", shared expert %lld",
                   static_cast<long long>(c.shared_expert_intermediate_size));
+    if (c.swiglu_limit > 0)
+      std::printf(", SwiGLU clamped at %g (alpha %g)", c.swiglu_limit, c.swiglu_alpha);
+    if (c.mxfp4_experts) std::printf(", MXFP4 (repacked at load)");
     std::printf("\n");
   }
+  if (c.attn_sinks) std::printf("attention sinks: one learned logit per head\n");
   std::printf("heads:           %lld (kv %lld, head_dim %lld)\n", static_cast<long long>(c.n_heads),
               static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.head_dim));
   std::printf("vocab:           %lld\n", static_cast<long long>(c.vocab_size));
