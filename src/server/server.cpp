@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "model/model.h"
+#include "server/anthropic_api.h"
 #include "server/embeddings.h"
 #include "server/openai_response.h"
 #include "server/responses_api.h"
@@ -41,8 +42,15 @@ void send_json(httplib::Response& res, int status, const json& body) {
   res.set_content(dump(body), "application/json");
 }
 
-void send_error(httplib::Response& res, const ApiError& e) {
-  send_json(res, e.status, error_body(e.status, e.what(), e.param, e.type));
+// The Anthropic routes answer errors in Anthropic's shape, every other route in OpenAI's.
+bool anthropic_route(const std::string& path) {
+  return path == "/v1/messages" || path.rfind("/v1/messages/", 0) == 0;
+}
+
+void send_error(httplib::Response& res, const ApiError& e, const std::string& path) {
+  send_json(res, e.status,
+            anthropic_route(path) ? anthropic_error_body(e.status, e.what(), e.param)
+                                  : error_body(e.status, e.what(), e.param, e.type));
 }
 
 // Updates of every choice of one HTTP request, handed from the engine thread.
@@ -220,6 +228,16 @@ bool write_event(httplib::DataSink& sink, const std::string& data) {
   return sink.write(ev.data(), ev.size());
 }
 
+// Events that name their type (Responses, Anthropic): `event: TYPE` + `data: JSON`.
+bool write_typed_events(httplib::DataSink& sink, const std::vector<json>& events) {
+  for (const json& e : events) {
+    const std::string ev =
+        "event: " + e["type"].get<std::string>() + "\ndata: " + dump(e) + "\n\n";
+    if (!sink.write(ev.data(), ev.size())) return false;
+  }
+  return true;
+}
+
 // Streams SSE until every choice finished or the client went away (then cancels).
 void run_streaming(std::shared_ptr<Job> job, httplib::Response& res) {
   res.set_header("Cache-Control", "no-cache");
@@ -336,12 +354,7 @@ void handle_responses(ServerState& st, const httplib::Request& req, httplib::Res
       "text/event-stream",
       [job, rq, stream](size_t, httplib::DataSink& sink) {
         auto send = [&](const std::vector<json>& events) {
-          for (const json& e : events) {
-            const std::string ev = "event: " + e["type"].get<std::string>() + "\ndata: " +
-                                   dump(e) + "\n\n";
-            if (!sink.write(ev.data(), ev.size())) return false;
-          }
-          return true;
+          return write_typed_events(sink, events);
         };
         if (!send(stream->start())) {
           job->cancel_all();
@@ -361,6 +374,72 @@ void handle_responses(ServerState& st, const httplib::Request& req, httplib::Res
       [job](bool success) {
         if (!success) job->cancel_all();
       });
+}
+
+// Which of the request's stop sequences ended its choice (null: none did). The engine says
+// only "stop"; the choice's tokens, decoded, go on past its text with the stop string that cut
+// it (the detokenizer's deltas add up to that decoding), so the match is exact.
+json stop_sequence_of(const Job& job, const AnthropicRequest& rq) {
+  const ChoiceState& c = job.choices.at(0);
+  if (c.finish_reason != "stop" || rq.stop_sequences.empty()) return nullptr;
+  const std::string decoded =
+      job.st->ctx.tok->decode(c.token_ids, job.plan.params.skip_special_tokens);
+  return matched_stop_sequence(c.text, decoded, rq.stop_sequences);
+}
+
+// POST /v1/messages: the request as the chat request it means, its result as a Message.
+void handle_messages(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  auto rq = std::make_shared<const AnthropicRequest>(anthropic_to_chat(parse_body(req)));
+  auto job = std::make_shared<Job>();
+  job->st = &st;
+  job->plan = parse_chat_request(rq->chat, st.ctx);
+  job->meta = {new_response_id("chatcmpl-"), static_cast<int64_t>(std::time(nullptr)),
+               job->plan.model_name};
+  const std::string id = new_response_id("msg_");
+  submit_job(*job);
+  if (!rq->stream) {
+    wait_all(*job);
+    if (job->choices.at(0).finish_reason == "abort")
+      throw ApiError(503, "the request was aborted: the server is stopping or its engine failed");
+    const json chat = chat_response(job->meta, job->plan, job->choices, *st.ctx.tok);
+    send_json(res, 200, message_object(chat, id, stop_sequence_of(*job, *rq)));
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto stream = std::make_shared<AnthropicStream>(
+      id, job->plan.model_name, static_cast<int64_t>(job->plan.prompts.at(0).ids.size()));
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [job, rq, stream](size_t, httplib::DataSink& sink) {
+        if (!write_typed_events(sink, {stream->start()})) {
+          job->cancel_all();
+          return false;
+        }
+        const Tokenizer& tok = *job->st->ctx.tok;
+        const bool stayed = pump_stream(*job, sink, [&](ChoiceState& c, const StreamUpdate& u) {
+          for (const json& chunk : chat_chunks(job->meta, job->plan, c, u, tok))
+            if (!write_typed_events(sink, stream->on_chunk(chunk))) return false;
+          return true;
+        });
+        if (!stayed) return false;
+        write_typed_events(sink, stream->finish(job->choices.at(0).n_generated,
+                                                stop_sequence_of(*job, *rq)));
+        sink.done();
+        return true;
+      },
+      [job](bool success) {
+        if (!success) job->cancel_all();
+      });
+}
+
+// POST /v1/messages/count_tokens: the prompt's length as the chat path renders it.
+void handle_count_tokens(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const AnthropicRequest rq = anthropic_to_chat(parse_body(req), /*count_only=*/true);
+  const GenPlan plan = parse_chat_request(rq.chat, st.ctx);
+  send_json(res, 200, {{"input_tokens", plan.prompts.at(0).ids.size()}});
 }
 
 // The served model, then its LoRA adapters (with "parent", as vLLM lists them).
@@ -439,19 +518,20 @@ void handle_detokenize(ServerState& st, const httplib::Request& req, httplib::Re
   send_json(res, 200, {{"prompt", st.ctx.tok->decode(ids)}});
 }
 
-// Wraps a handler: ApiError and jinx::Error become OpenAI-shaped error bodies.
+// Wraps a handler: ApiError and jinx::Error become error bodies (OpenAI-shaped; Anthropic's
+// shape on its routes).
 template <typename F>
 httplib::Server::Handler guarded(F f) {
   return [f](const httplib::Request& req, httplib::Response& res) {
     try {
       f(req, res);
     } catch (const ApiError& e) {
-      send_error(res, e);
+      send_error(res, e, req.path);
     } catch (const Error& e) {
-      send_error(res, ApiError(400, e.what()));
+      send_error(res, ApiError(400, e.what()), req.path);
     } catch (const std::exception& e) {
       log_warn("server: internal error: ", e.what());
-      send_error(res, ApiError(500, str("internal error: ", e.what())));
+      send_error(res, ApiError(500, str("internal error: ", e.what())), req.path);
     }
   };
 }
@@ -542,6 +622,10 @@ void add_routes(httplib::Server& svr, ServerState& st) {
   svr.Post("/v1/responses", guarded([&st](const auto& req, auto& res) {
     handle_responses(st, req, res);
   }));
+  svr.Post("/v1/messages",
+           guarded([&st](const auto& req, auto& res) { handle_messages(st, req, res); }));
+  svr.Post("/v1/messages/count_tokens",
+           guarded([&st](const auto& req, auto& res) { handle_count_tokens(st, req, res); }));
   svr.Get("/v1/models", guarded([&st](const auto&, auto& res) {
             require_ready(st);
             send_json(res, 200, models_json(st));
@@ -577,17 +661,22 @@ void add_routes(httplib::Server& svr, ServerState& st) {
 void add_policies(httplib::Server& svr, ServerState& st) {
   svr.set_pre_routing_handler([&st](const auto& req, auto& res) {
     if (req.method == "OPTIONS") {  // CORS preflight
-      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      res.set_header("Access-Control-Allow-Headers",
+                     "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta");
       res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
       res.status = 204;
       return httplib::Server::HandlerResponse::Handled;
     }
     const bool protected_path = req.path.rfind("/v1/", 0) == 0 || req.path == "/tokenize" ||
                                 req.path == "/detokenize";
-    if (!st.opt.api_key.empty() && protected_path &&
-        req.get_header_value("Authorization") != "Bearer " + st.opt.api_key) {
-      send_error(res, ApiError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
-                               "", "authentication_error"));
+    // The key as OpenAI clients send it, or as Anthropic's do (x-api-key).
+    const bool key_ok = req.get_header_value("Authorization") == "Bearer " + st.opt.api_key ||
+                        req.get_header_value("x-api-key") == st.opt.api_key;
+    if (!st.opt.api_key.empty() && protected_path && !key_ok) {
+      send_error(res,
+                 ApiError(401, "missing or wrong API key (send Authorization: Bearer KEY or "
+                               "x-api-key: KEY)", "", "authentication_error"),
+                 req.path);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -595,13 +684,13 @@ void add_policies(httplib::Server& svr, ServerState& st) {
   svr.set_error_handler([](const auto& req, auto& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) {
-      send_json(res, 404, error_body(404, str("no route ", req.method, " ", req.path)));
+      send_error(res, ApiError(404, str("no route ", req.method, " ", req.path)), req.path);
     } else if (res.status == 413) {
-      send_json(res, 413, error_body(413, "the request body is too large"));
+      send_error(res, ApiError(413, "the request body is too large"), req.path);
     } else if (res.status == 405) {
-      send_json(res, 405, error_body(405, str("method ", req.method, " not allowed here")));
+      send_error(res, ApiError(405, str("method ", req.method, " not allowed here")), req.path);
     } else {
-      send_json(res, res.status, error_body(res.status, "bad request"));
+      send_error(res, ApiError(res.status, "bad request"), req.path);
     }
   });
   svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
