@@ -86,7 +86,12 @@ void ReasoningSplitter::run_harmony(ReasoningDelta* d, bool final) {
     if (state_ == State::kHeader) {
       const size_t at = buf_.find(kMessage);
       if (at == std::string::npos) {
-        if (final) buf_.clear();  // a header without a body: nothing to say
+        if (final) {
+          // A header without a body says nothing; text that never was a header (the model
+          // wrote no harmony markers at all) is the reply.
+          if (buf_.find("<|") == std::string::npos) d->content.append(buf_);
+          buf_.clear();
+        }
         return;
       }
       const std::string_view header = std::string_view(buf_).substr(0, at);

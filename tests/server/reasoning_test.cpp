@@ -82,6 +82,7 @@ TEST(Reasoning, SplitsWholeAndStreamedAlike) {
        "", "Checking. Done: a <b> | c."},
       {M::kHarmony, "<|channel|>analysis<|message|>cut off <|e", "cut off <|e", ""},
       {M::kHarmony, "<|channel|>fin", "", ""},
+      {M::kHarmony, "Plain text, no markers.", "", "Plain text, no markers."},
       {M::kHarmony, "", "", ""},
   };
   for (const Case& c : cases) {
