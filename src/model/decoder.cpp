@@ -21,14 +21,14 @@
 
 namespace jinx {
 
-namespace {
-
 void add_bias(float* y, const std::vector<float>& bias, int64_t n_tokens) {
   if (bias.empty()) return;
   const int64_t n = static_cast<int64_t>(bias.size());
   for (int64_t t = 0; t < n_tokens; ++t)
     for (int64_t i = 0; i < n; ++i) y[t * n + i] += bias[i];
 }
+
+namespace {
 
 // Rotates each head of x [n_tokens, n_heads, head_dim] by its token's position.
 void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const int32_t* positions,

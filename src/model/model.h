@@ -166,6 +166,8 @@ void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWe
 // adapters[t] (empty: `fallback` for all; 0 is none).
 void add_lora(const Linear& l, const float* x, int64_t n, float* y, ThreadPool& pool,
               std::span<const int32_t> adapters, int32_t fallback);
+// y [n_tokens, bias.size()] += bias on every row (nothing for an empty bias).
+void add_bias(float* y, const std::vector<float>& bias, int64_t n_tokens);
 // out [n, hidden] = the MoE MLP of layer L applied to h [n, hidden] (model/moe.cpp). A token's
 // result does not depend on the other tokens of the batch.
 void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_t n, float* out,

@@ -75,13 +75,6 @@ void swiglu_oai(float* g, const float* u, int64_t n, float alpha, float limit) {
   }
 }
 
-// rows [n, bias.size()] += bias (nothing for an empty bias).
-void add_rows(float* rows, int64_t n, const std::vector<float>& bias) {
-  const int64_t w = static_cast<int64_t>(bias.size());
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < w; ++i) rows[t * w + i] += bias[i];
-}
-
 }  // namespace
 
 void load_moe_mlp(const WeightStore& s, const ModelConfig& c, int64_t i, LayerWeights* l) {
@@ -172,15 +165,14 @@ void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_
   }
   cpu::matmul_grouped(up_parts, pool);
   // Expert biases (gpt-oss) over each expert's rows, in the order the rows were laid out.
-  const bool biased = L.experts[0].gate.bias.size() > 0;
+  auto add_expert_biases = [&](float* buf, int64_t width, Linear Mlp::*proj) {
+    for (int64_t e = 0, o = 0; e < E; o += static_cast<int64_t>(rows[e].size()), ++e)
+      add_bias(buf + o * width, (L.experts[e].*proj).bias, static_cast<int64_t>(rows[e].size()));
+  };
+  const bool biased = !L.experts[0].gate.bias.empty();
   if (biased) {
-    off = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t m = static_cast<int64_t>(rows[e].size());
-      add_rows(&g[off * ff], m, L.experts[e].gate.bias);
-      add_rows(&u[off * ff], m, L.experts[e].up.bias);
-      off += m;
-    }
+    add_expert_biases(g.data(), ff, &Mlp::gate);
+    add_expert_biases(u.data(), ff, &Mlp::up);
   }
   if (c.swiglu_limit > 0.0f) {
     swiglu_oai(g.data(), u.data(), static_cast<int64_t>(g.size()), c.swiglu_alpha,
@@ -189,14 +181,7 @@ void moe_mlp(const LayerWeights& L, const ModelConfig& c, const float* h, int64_
     cpu::silu_mul(g.data(), u.data(), static_cast<int64_t>(g.size()));
   }
   cpu::matmul_grouped(down_parts, pool);
-  if (biased) {
-    off = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t m = static_cast<int64_t>(rows[e].size());
-      add_rows(&y[off * H], m, L.experts[e].down.bias);
-      off += m;
-    }
-  }
+  if (biased) add_expert_biases(y.data(), H, &Mlp::down);
   // Each token's experts added in ascending id, then the shared expert (transformers' order).
   std::fill(out, out + n * H, 0.0f);
   off = 0;
