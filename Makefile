@@ -11,7 +11,8 @@ URL := http://$(HOST):$(PORT)
 # Sanitizer stage of `make test`: the unit tests and the fuzz corpus replays built with
 # AddressSanitizer + UndefinedBehaviorSanitizer in their own build folder (only the test
 # executables are built). The real-model SmolLM2 and Gemma 3 tests are left to the normal stage
-# (slow here: the Gemma ones take 5 minutes under ASan).
+# (slow here: the Gemma ones take 5 minutes under ASan). Libraries at -O1 (as the ASan docs advise),
+# test files at -O0 (tests/CMakeLists.txt): about 2x faster to build than -O3 with sanitizers.
 ASAN_BUILD ?= build-asan
 ASAN_LABELS := ^(core|backend|loader|model|tokenizer|structured|engine|rag|server|fuzz-replay)$$
 ASAN_EXCLUDE := ^SmolLM2\.|^Gemma3\.|QuantizeGguf\.
@@ -80,7 +81,8 @@ test-cuda: deps models
 	  ctest --test-dir $(CUDA_BUILD) -j $(JOBS) --output-on-failure --timeout 600 -L cuda; fi
 
 $(ASAN_BUILD)/build.ninja:
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DJINX_SANITIZE=address,undefined
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DJINX_SANITIZE=address,undefined \
+	  -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG"
 
 test-asan: deps models $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS) $(ASAN_TARGETS)
