@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -121,6 +122,12 @@ void run_batch_file(const BatchArgs& a) {
       if (!j.is_object()) fail("expected a JSON object");
       Request r{prompt_from(j, tok, tmpl), params_from(j, a.defaults),
                 make_constraint(constraint_from(j, a.constraint), tok, &vocab), nullptr};
+      if (auto p = j.find("priority"); p != j.end() && !p->is_null()) {
+        if (!p->is_number_integer() || *p < std::numeric_limits<int32_t>::min() ||
+            *p > std::numeric_limits<int32_t>::max())
+          fail("\"priority\" must be an integer");
+        r.priority = p->get<int32_t>();
+      }
       llm.check_request(r, n);
       reqs.push_back(std::move(r));
       req_line.push_back(errors.size() - 1);

@@ -17,9 +17,11 @@ struct BatchArgs {
 };
 
 // Each input line is {"prompt": "..."} or {"messages": [...]}, with optional OpenAI-style
-// sampling fields and at most one structured-output field ("grammar" GBNF text, "regex",
-// "json_schema" an object or its text, "choice" a list of strings); each output line (same order) has text, token_ids, finish_reason and token
-// counts, or {"error": "..."} for a line that could not run. Throws only for unreadable files.
+// sampling fields, a "priority" (with --scheduling-policy priority) and at most one
+// structured-output field ("grammar" GBNF text, "regex", "json_schema" an object or its text,
+// "choice" a list of strings); each output line (same order) has text, token_ids,
+// finish_reason and token counts, or {"error": "..."} for a line that could not run. Throws
+// only for unreadable files.
 void run_batch_file(const BatchArgs& a);
 
 }  // namespace jinx::cli

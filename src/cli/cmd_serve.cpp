@@ -44,6 +44,10 @@ void add_serve(CLI::App& app) {
   sub->add_option("--lora-modules", a->lora_modules,
                   "LoRA adapters served beside the model, NAME=DIR each (a PEFT directory); a "
                   "request whose \"model\" is NAME uses it");
+  sub->add_flag("--allow-runtime-lora", a->opt.allow_runtime_lora,
+                "serve POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's runtime "
+                "LoRA updating; also on with VLLM_ALLOW_RUNTIME_LORA_UPDATING=true): clients "
+                "name adapter paths on this machine, so only for trusted clients");
   sub->add_option("--reasoning-parser", a->opt.reasoning_parser,
                   "return a thinking model's <think> block (gpt-oss: its analysis channel) as "
                   "reasoning_content: auto (gpt_oss for a harmony template, qwen3 when the chat "

@@ -14,6 +14,7 @@ EngineOptions EngineFlags::resolve() const {
   o.prefix_caching = !no_prefix_cache;
   o.cuda_graphs = !enforce_eager;
   o.quantize = parse_quantize(quantize);
+  o.scheduling_policy = scheduling_policy_from_name(scheduling_policy);
   if (speculative_sampling != "match" && speculative_sampling != "rejection")
     fail("--speculative-sampling must be match or rejection, not \"", speculative_sampling, "\"");
   o.speculative_sampling = speculative_sampling == "rejection" ? SpeculativeSampling::kRejection
@@ -97,6 +98,10 @@ void add_engine_flags(CLI::App* sub, EngineFlags* f) {
   add_quantize_flag(sub, &f->quantize);
   sub->add_option("--max-num-seqs", o.max_num_seqs, "Sequences per step at most")
       ->check(CLI::Range(1, 1 << 16));
+  sub->add_option("--scheduling-policy", f->scheduling_policy,
+                  "fcfs (arrival order) or priority (requests' `priority`, smaller first; a "
+                  "running request of a worse priority gives way when the pool is full)")
+      ->capture_default_str();
   sub->add_option("--max-model-len", o.max_model_len,
                   "Longest sequence, prompt + output (0: the model's context, capped by the pool)")
       ->check(CLI::Range(0, 1 << 24));

@@ -18,6 +18,7 @@ struct EngineFlags {
   std::string overlap = "auto";
   std::string speculative_sampling = "match";
   std::string quantize = "none";
+  std::string scheduling_policy = "fcfs";
   int tensor_parallel_size = 1;  // processes the model is sharded over (mpirun -np N)
 
   // The options with the string flags applied; throws jinx::Error on a bad value.

@@ -38,7 +38,9 @@ AsyncEngine::~AsyncEngine() {
 }
 
 uint64_t AsyncEngine::submit(Request r) {
-  llm_->check_request(r, 0);  // reads only immutable limits: safe off the engine thread
+  // Reads immutable limits, the adapter count (atomic) and the retired adapters (under their
+  // lock): safe off the engine thread.
+  llm_->check_request(r, 0);
   std::lock_guard<std::mutex> lk(mu_);
   if (metrics_.failed) fail("the engine stopped after an internal error: ", metrics_.failure);
   const int64_t waiting = waiting_for_slot_locked();
@@ -49,6 +51,17 @@ uint64_t AsyncEngine::submit(Request r) {
   incoming_.emplace_back(h, std::move(r));
   cv_.notify_all();
   return h;
+}
+
+std::future<int32_t> AsyncEngine::run_between_steps(std::function<int32_t(LLM&)> fn) {
+  Task t{std::move(fn), {}};
+  std::future<int32_t> f = t.done.get_future();
+  std::lock_guard<std::mutex> lk(mu_);
+  if (metrics_.failed) fail("the engine stopped after an internal error: ", metrics_.failure);
+  if (stop_) fail("the server is stopping");
+  tasks_.push_back(std::move(t));
+  cv_.notify_all();
+  return f;
 }
 
 std::future<std::vector<float>> AsyncEngine::embed(std::vector<std::vector<int32_t>> seqs,
@@ -181,13 +194,15 @@ void AsyncEngine::loop() {
   while (!stopping) {
     std::vector<std::pair<uint64_t, Request>> in;
     std::vector<uint64_t> cancels;
+    std::vector<Task> tasks;
     {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] {
         return stop_ || !incoming_.empty() || !cancels_.empty() || !embeds_.empty() ||
-               !jobs.empty() || llm_->has_unfinished();
+               !tasks_.empty() || !jobs.empty() || llm_->has_unfinished();
       });
       stopping = stop_;
+      tasks.swap(tasks_);
       in.swap(incoming_);
       cancels.swap(cancels_);
       in_transit_ += static_cast<int64_t>(in.size());
@@ -200,6 +215,17 @@ void AsyncEngine::loop() {
       jobs.pop_front();
       std::lock_guard<std::mutex> lk(mu_);
       --embeds_pending_;
+    }
+    for (Task& t : tasks) {  // before the requests submitted after them
+      if (stopping) {
+        t.done.set_exception(std::make_exception_ptr(Error("the server is stopping")));
+        continue;
+      }
+      try {
+        t.done.set_value(t.fn(*llm_));
+      } catch (...) {
+        t.done.set_exception(std::current_exception());
+      }
     }
     for (auto& [h, r] : in) {
       StreamFn fn = r.on_update;
@@ -239,6 +265,9 @@ void AsyncEngine::loop() {
       for (auto& [h, fn] : fns) end_unstarted(fn, "abort");
       for (auto& [h, r] : incoming_) end_unstarted(r.on_update, "abort");
       incoming_.clear();
+      for (Task& t : tasks_)
+        t.done.set_exception(std::make_exception_ptr(Error("the engine stopped")));
+      tasks_.clear();
       return;
     }
     std::lock_guard<std::mutex> lk(mu_);

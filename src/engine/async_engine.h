@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -86,6 +87,10 @@ class AsyncEngine {
   std::future<std::vector<float>> embed(std::vector<std::vector<int32_t>> seqs, Pooling pooling,
                                         bool normalize);
   static constexpr int64_t kEmbedSliceTokens = 2048;
+  // Runs fn(llm) on the engine thread between steps, before the requests submitted after this
+  // call are added; the future holds what it returns or the exception it threw. For changes to
+  // the model while serving (runtime LoRA: LLM::load_adapter / unload_adapter).
+  std::future<int32_t> run_between_steps(std::function<int32_t(LLM&)> fn);
   EngineMetrics metrics() const;
   const LLM& llm() const { return *llm_; }  // immutable parts only (model, tokenizer, limits)
 
@@ -115,6 +120,11 @@ class AsyncEngine {
   // Taken from incoming_ by the engine thread but not yet in the published metrics_.
   int64_t in_transit_ = 0;
   std::vector<uint64_t> cancels_;
+  struct Task {
+    std::function<int32_t(LLM&)> fn;
+    std::promise<int32_t> done;
+  };
+  std::vector<Task> tasks_;  // run_between_steps(), not yet taken by the engine thread
   std::deque<std::unique_ptr<EmbedJob>> embeds_;  // submitted, not yet taken by the engine thread
   int64_t embeds_pending_ = 0;                    // submitted, not yet complete
   EngineMetrics metrics_;  // guarded by mu_

@@ -76,8 +76,11 @@ void build_batch(std::span<const BatchSeq> seqs, int32_t block_size, Batch* out)
                                   p % block_size);
     }
     if (adapters) {
-      JINX_CHECK(s.adapter >= 0, "batch: sequence ", s.id, " has no adapter beside one that has");
-      out->adapters.insert(out->adapters.end(), static_cast<size_t>(s.n_new), s.adapter);
+      // A sequence added before the first adapter was loaded at run time (LLM::load_adapter)
+      // names none (-1) and runs the base weights: adapter 0. (A model started with one
+      // adapter for every token gives every sequence one, and takes no more at run time.)
+      out->adapters.insert(out->adapters.end(), static_cast<size_t>(s.n_new),
+                           std::max(s.adapter, 0));
     }
     const int32_t n_blocks = (end + block_size - 1) / block_size;
     std::copy_n(s.block_table.begin(), n_blocks,

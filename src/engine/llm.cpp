@@ -41,6 +41,7 @@ struct LLM::Live {
   bool sent_prompt_logprobs = false;
   size_t sent_text = 0;    // out.text bytes already reported through on_update
   size_t sent_tokens = 0;  // out.token_ids already reported
+  int32_t adapter = -1;    // its LoRA adapter id (> 0), as the scheduler got it
   Clock::time_point t0;
 
   // What the step must return for this row. Greedy with nothing that needs the logits on the
@@ -146,6 +147,7 @@ LLM::LLM(const std::string& model_path, const EngineOptions& options) {
       Model::load(model_path, LoadOptions{options.quantize, options.threads, options.comm,
                                           options.lora, options.loras});
   model_ = m;
+  own_model_ = m;
   tok_ = tokenizer_of(*m, model_path);
   init(options);
 }
@@ -239,6 +241,7 @@ void LLM::init(const EngineOptions& options) {
   kv_config_.n_blocks = n_blocks;
   kv_config_.enable_prefix_caching = o.prefix_caching;
   kv::validate(kv_config_);
+  sched_config_.policy = o.scheduling_policy;
   sched_config_.max_num_seqs = o.max_num_seqs;
   sched_config_.max_num_batched_tokens = std::max(o.max_num_batched_tokens, o.max_num_seqs);
   const int64_t pool_tokens = int64_t{n_blocks} * o.block_size;
@@ -299,6 +302,15 @@ void LLM::check_request(const Request& r, size_t index) const {
   if (std::string err = r.params.validate(static_cast<int>(V)); !err.empty())
     fail("request ", index, ": ", err);
   if (r.prompt.empty()) fail("request ", index, ": the prompt is empty");
+  if (r.priority != 0 && opt_.scheduling_policy != SchedulingPolicy::kPriority) {
+    fail("request ", index, ": priority ", r.priority,
+         " needs the priority scheduling policy (--scheduling-policy priority)");
+  }
+  if (r.adapter > 0) {
+    std::lock_guard<std::mutex> lk(adapters_mu_);
+    if (std::count(retired_adapters_.begin(), retired_adapters_.end(), r.adapter))
+      fail("request ", index, ": LoRA adapter ", r.adapter, " was unloaded");
+  }
   if (r.adapter < -1 || r.adapter > model_->n_adapters())
     fail("request ", index, ": LoRA adapter ", r.adapter, " is not loaded (", model_->n_adapters(),
          " are)");
@@ -522,7 +534,9 @@ SeqId LLM::add_request(Request r) {
                             draft_ != nullptr && r.params.temperature >= kGreedyTemperature;
   auto draft_params = draft_samples ? std::make_shared<const SamplingParams>(r.params) : nullptr;
   SeqId id = sched_->add(std::move(r.prompt), r.params.max_tokens, adapter,
-                         r.params.prompt_logprobs >= 0);
+                         r.params.prompt_logprobs >= 0, r.priority);
+  if (adapter > 0) ++adapter_users_[adapter];
+  l->adapter = adapter;
   if (draft_params) sched_->set_draft_sampling(id, std::move(draft_params));
   live_[id] = std::move(l);
   return id;
@@ -548,13 +562,36 @@ int64_t LLM::kv_blocks_used() const {
   return kv_config_.n_blocks - sched_->kv().n_free_blocks();
 }
 
+int32_t LLM::load_adapter(const std::string& path) {
+  if (!own_model_)
+    fail("adapters can be loaded only into a model the engine loaded itself (LLM(path, ...))");
+  if (opt_.device != "cpu") fail("--device ", opt_.device, ": LoRA adapters run on the CPU only so far");
+  return own_model_->add_adapter(path);
+}
+
+void LLM::unload_adapter(int32_t a) {
+  if (!own_model_ || a < 1 || a > model_->n_adapters()) fail("LoRA adapter ", a, " is not loaded");
+  std::lock_guard<std::mutex> lk(adapters_mu_);
+  if (std::count(retired_adapters_.begin(), retired_adapters_.end(), a))
+    fail("LoRA adapter ", a, " was already unloaded");
+  retired_adapters_.push_back(a);
+  if (!adapter_users_.count(a)) own_model_->remove_adapter(a);
+}
+
 void LLM::retire(SeqId id, FinishReason reason,
                  std::vector<std::pair<SeqId, RequestOutput>>* done) {
   auto it = live_.find(id);
   JINX_CHECK(it != live_.end(), "engine: finished sequence ", id, " is not live");
   it->second->finish(reason);
   done->emplace_back(id, std::move(it->second->out));
+  const int32_t adapter = it->second->adapter;
   live_.erase(it);
+  if (adapter > 0 && --adapter_users_[adapter] == 0) {
+    adapter_users_.erase(adapter);
+    std::lock_guard<std::mutex> lk(adapters_mu_);
+    if (std::count(retired_adapters_.begin(), retired_adapters_.end(), adapter))
+      own_model_->remove_adapter(adapter);
+  }
 }
 
 LLM::Flight* LLM::launch(const ScheduledStep& step, const Flight* prev) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <span>
 #include <string>
@@ -52,6 +53,8 @@ struct EngineOptions {
   int32_t max_num_seqs = 64;
   int32_t max_num_batched_tokens = 512;
   int32_t max_model_len = 0;              // 0: the model's context, capped by the pool
+  // Order of admission and preemption (engine/scheduler.h): arrival, or Request::priority.
+  SchedulingPolicy scheduling_policy = SchedulingPolicy::kFcfs;
   std::string device = "cpu";             // "cpu", "cuda" or "cuda:N" (a -DJINX_CUDA=ON build)
   // On a GPU without a KV size given: the share of device memory the engine may fill.
   double gpu_memory_utilization = 0.9;
@@ -124,6 +127,10 @@ struct Request {
   // LoRA adapter (1..Model::n_adapters(), 0: the base model); -1: the model's default (the
   // --lora adapter, else the base).
   int32_t adapter = -1;
+  // SchedulingPolicy::kPriority: smaller runs first, and a running request of a larger value
+  // gives way to it when the KV pool or max_num_seqs is full (vLLM's `priority`). Must be 0
+  // under kFcfs.
+  int32_t priority = 0;
 };
 
 struct RequestOutput {
@@ -198,6 +205,15 @@ class LLM {
   // prompt too long to ever run).
   void check_request(const Request& r, size_t index) const;
 
+  // Runtime LoRA (the server's /v1/load_lora_adapter): loads an adapter (a PEFT directory or
+  // an adapter .gguf) into the model between steps and returns its id for Request::adapter.
+  // Only on the CPU, for an engine that loaded its model itself (LLM(path, ...)); throws
+  // jinx::Error, the engine unchanged, on any problem. Stepping thread only.
+  int32_t load_adapter(const std::string& path);
+  // Retires adapter a: new requests naming it are refused (check_request), and its weights are
+  // freed once no request of it is queued or running (they finish with it). Stepping thread.
+  void unload_adapter(int32_t a);
+
   // Sentence embeddings of token sequences (Model::embed on the host weights, with threads of
   // the engine's own; out: [seqs.size(), hidden_size]). Runs on the stepping thread between
   // steps; touches no KV block or request. Throws jinx::Error for an empty sequence, an id
@@ -230,6 +246,13 @@ class LLM {
               std::vector<std::pair<SeqId, RequestOutput>>* done);
 
   std::shared_ptr<const Model> model_;
+  std::shared_ptr<Model> own_model_;  // the same model when LLM(path, ...) loaded it (runtime LoRA)
+  // Runtime LoRA: queued or running requests per adapter id, and the adapters unloaded while
+  // some still ran (freed when their count reaches 0). retired_adapters_ is read by
+  // check_request off the stepping thread, hence the lock.
+  std::unordered_map<int32_t, int32_t> adapter_users_;
+  mutable std::mutex adapters_mu_;
+  std::vector<int32_t> retired_adapters_;
   std::shared_ptr<const Tokenizer> tok_;
   EngineOptions opt_;
   std::unique_ptr<Executor> exec_;  // runs the forward pass and owns the KV pool

@@ -57,6 +57,7 @@ constexpr std::string_view to_string(FinishReason r) {
 struct Sequence {
   SeqId id = -1;
   uint64_t arrival = 0;         // admission order key (FCFS); smaller is older
+  int32_t priority = 0;         // SchedulingPolicy::kPriority: smaller is served first
   std::vector<int32_t> tokens;  // prompt then generated
   int32_t n_prompt = 0;
   int32_t n_computed = 0;                   // leading tokens whose KV is in the cache

@@ -29,6 +29,16 @@ SchedulerConfig resolved(SchedulerConfig c, const kv::KVCacheConfig& kv_config) 
 
 }  // namespace
 
+const char* scheduling_policy_name(SchedulingPolicy p) {
+  return p == SchedulingPolicy::kPriority ? "priority" : "fcfs";
+}
+
+SchedulingPolicy scheduling_policy_from_name(std::string_view name) {
+  if (name == "fcfs") return SchedulingPolicy::kFcfs;
+  if (name == "priority") return SchedulingPolicy::kPriority;
+  fail("unknown scheduling policy \"", name, "\" (expected fcfs or priority)");
+}
+
 Scheduler::Scheduler(const SchedulerConfig& config, const kv::KVCacheConfig& kv_config)
     : config_(resolved(config, kv_config)), kv_(kv_config) {}
 
@@ -63,8 +73,15 @@ void Scheduler::commit_known(Sequence* s) {
   kv_.commit(s->id, s->block_hashes, n);
 }
 
+// Policy order: a runs before b (and b is preempted before a).
+bool Scheduler::ahead(const Sequence* a, const Sequence* b) const {
+  if (config_.policy == SchedulingPolicy::kPriority && a->priority != b->priority)
+    return a->priority < b->priority;
+  return a->arrival < b->arrival;
+}
+
 SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output, int32_t adapter,
-                     bool prompt_logits) {
+                     bool prompt_logits, int32_t priority) {
   if (max_output < 0) fail("max_output must be >= 0, got ", max_output);
   if (prompt.empty()) fail("empty prompt: a request needs at least one token");
   if (static_cast<int64_t>(prompt.size()) >= config_.max_model_len) {
@@ -82,9 +99,10 @@ SeqId Scheduler::add(std::vector<int32_t> prompt, int32_t max_output, int32_t ad
   s->max_output = max_output;
   s->adapter = adapter;
   s->prompt_logits = prompt_logits;
+  s->priority = config_.policy == SchedulingPolicy::kPriority ? priority : 0;
   s->tokens = std::move(prompt);
   extend_hashes(s.get());
-  waiting_.push_back(s.get());  // the newest arrival goes last
+  enqueue_waiting(s.get());  // last among its equals (the newest arrival)
   const SeqId id = s->id;
   seqs_.emplace(id, std::move(s));
   return id;
@@ -141,9 +159,40 @@ void Scheduler::apply_pending(ScheduledStep* step) {
 }
 
 void Scheduler::enqueue_waiting(Sequence* s) {
-  auto pos = std::lower_bound(waiting_.begin(), waiting_.end(), s->arrival,
-                              [](const Sequence* w, uint64_t a) { return w->arrival < a; });
+  auto pos = std::upper_bound(waiting_.begin(), waiting_.end(), s,
+                              [this](const Sequence* a, const Sequence* b) { return ahead(a, b); });
   waiting_.insert(pos, s);
+}
+
+// Whether the waiting head could be admitted now: a free running slot, and free blocks for a
+// first chunk of the step's budget less a token per running sequence (an estimate: the
+// running sequences' own growth this step is not counted).
+bool Scheduler::head_fits() const {
+  if (n_running() >= config_.max_num_seqs) return false;
+  const Sequence* s = waiting_.front();
+  const int32_t bs = kv_.block_size();
+  const std::vector<int32_t> hit =
+      s->prompt_logits ? std::vector<int32_t>{}
+                       : kv_.match_prefix(s->block_hashes, (s->size() - 1) / bs);
+  const int32_t n_hit = static_cast<int32_t>(hit.size()) * bs;
+  const int32_t budget = std::max(1, config_.max_num_batched_tokens - n_running());
+  const int32_t n = std::min({s->size() - n_hit, budget, prompt_chunk_limit(*s)});
+  return kv_.admit_cost(hit, int64_t{n_hit} + n) <= kv_.n_free_blocks();
+}
+
+// kPriority: the running sequences of a strictly worse priority than the waiting head give
+// way to it, the worst first, until it fits. Nothing is scheduled yet this step. Returns the
+// last one preempted (the best of them), or null.
+const Sequence* Scheduler::preempt_for_priority(ScheduledStep* step) {
+  const Sequence* last = nullptr;
+  while (!waiting_.empty() && !running_.empty()) {
+    const Sequence* head = waiting_.front();
+    if (head->n_placeholders > 0 || head->priority >= running_.back()->priority) break;
+    if (head_fits()) break;
+    last = running_.back();
+    preempt_back(step);
+  }
+  return last;
 }
 
 void Scheduler::preempt_back(ScheduledStep* step) {
@@ -292,11 +341,14 @@ void Scheduler::schedule_running(ScheduledStep* step, int32_t* budget) {
   }
 }
 
-void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget) {
+// Admits from the head of the queue; stops at `floor` (a sequence preempted this step for a
+// better one: it does not come back in the same step, nor does anything behind it).
+void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget, const Sequence* floor) {
   const int32_t bs = kv_.block_size();
   while (!waiting_.empty() && n_running() < config_.max_num_seqs && *budget > 0) {
     Sequence* s = waiting_.front();
     if (s->n_placeholders > 0) break;  // preempted while its token was being sampled
+    if (floor && !ahead(s, floor)) break;
     // Never match the last token: its logits must be computed (and none when every prompt
     // position's logits are wanted).
     const std::vector<int32_t> hit =
@@ -310,7 +362,13 @@ void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget) {
     s->n_computed = n_hit;
     if (s->n_preemptions == 0) s->n_cached_prompt = n_hit;
     stats_.n_prefix_hit_tokens += n_hit;
-    running_.push_back(s);
+    // In policy order: after every running sequence under FCFS (it is the oldest waiting one,
+    // and preemption takes the newest running ones first), maybe before some under kPriority.
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), s,
+                                     [this](const Sequence* a, const Sequence* b) {
+                                       return ahead(a, b);
+                                     }),
+                    s);
     add_scheduled(s, n, step, budget);
   }
 }
@@ -352,8 +410,11 @@ ScheduledStep Scheduler::schedule_step() {
   ScheduledStep step;
   apply_pending(&step);
   int32_t budget = config_.max_num_batched_tokens;
+  const Sequence* floor =
+      config_.policy == SchedulingPolicy::kPriority ? preempt_for_priority(&step) : nullptr;
+  const size_t n_preempted = step.preempted.size();
   schedule_running(&step, &budget);
-  if (step.preempted.empty()) admit_waiting(&step, &budget);
+  if (step.preempted.size() == n_preempted) admit_waiting(&step, &budget, floor);
   if (!step.seqs.empty()) {
     open_.push_back(OpenStep{step.seqs, false});
     ++stats_.n_steps;
@@ -478,7 +539,7 @@ void Scheduler::check_invariants() const {
     const Sequence* s = running_[i];
     JINX_CHECK(s->status == SeqStatus::kRunning, "sequence ", s->id, " runs in state ",
                int(s->status));
-    JINX_CHECK(i == 0 || running_[i - 1]->arrival < s->arrival, "running list out of order");
+    JINX_CHECK(i == 0 || ahead(running_[i - 1], s), "running list out of order");
     const int64_t n_blocks = static_cast<int64_t>(kv_.block_table(s->id).size());
     JINX_CHECK(s->n_computed >= 0 && s->n_computed <= s->size(), "sequence ", s->id, " n_computed ",
                s->n_computed, " of ", s->size());
@@ -494,7 +555,7 @@ void Scheduler::check_invariants() const {
     const Sequence* s = waiting_[i];
     JINX_CHECK(s->status == SeqStatus::kWaiting && s->n_computed == 0 && !kv_.contains(s->id),
                "waiting sequence ", s->id, " holds KV state");
-    JINX_CHECK(i == 0 || waiting_[i - 1]->arrival < s->arrival, "waiting queue out of order");
+    JINX_CHECK(i == 0 || ahead(waiting_[i - 1], s), "waiting queue out of order");
   }
   for (const auto& [id, s] : seqs_) {
     const size_t want = kv_.prefix_caching() ? static_cast<size_t>(s->n_known() / bs) : 0;

@@ -19,17 +19,23 @@
 // One step (schedule()), O(running + admitted) plus the blocks it allocates:
 //   1. Pending abort()/finish() calls take effect: those sequences leave the queues and
 //      release their blocks (kept in the prefix cache where full and computed).
-//   2. Running sequences, oldest first. A decoding sequence (one uncomputed token) gets 1
-//      token. A sequence still prefilling gets a chunk of at most the budget left after
-//      reserving 1 token for each decode later in the list, so prefill chunks never stall
-//      running streams (max_num_batched_tokens >= max_num_seqs makes room for every decode).
-//      A prefill chunk shrinks to the free blocks; when not even one token fits, the newest
-//      running sequence is preempted (by recompute: its blocks are freed, it is requeued in
-//      arrival order with all its tokens, n_computed = 0) until one does, or the sequence
-//      itself is the newest and is preempted. The oldest sequence is therefore never
-//      preempted while others run, and alone it always fits (max_model_len <= pool size).
-//   3. If nothing was preempted: waiting sequences in strict arrival order (FCFS, never
-//      skipping the head, so a large request cannot starve) while running < max_num_seqs and
+//   2. (kPriority only) While the waiting head cannot be admitted (max_num_seqs running, or
+//      too few free blocks for its first chunk) and the last running sequence has a strictly
+//      worse priority, that one is preempted (as below). Those preempted are not admitted
+//      again in the same step (step 4 stops at the best of them).
+//   3. Running sequences in policy order (SchedulingPolicy: the oldest first under FCFS). A
+//      decoding sequence (one uncomputed token) gets 1 token. A sequence still prefilling gets
+//      a chunk of at most the budget left after reserving 1 token for each decode later in the
+//      list, so prefill chunks never stall running streams (max_num_batched_tokens >=
+//      max_num_seqs makes room for every decode).
+//      A prefill chunk shrinks to the free blocks; when not even one token fits, the last
+//      running sequence (the newest under FCFS) is preempted (by recompute: its blocks are
+//      freed, it is requeued in policy order with all its tokens, n_computed = 0) until one
+//      does, or the sequence itself is the last and is preempted. The first sequence is
+//      therefore never preempted while others run, and alone it always fits (max_model_len <=
+//      pool size).
+//   4. If step 3 preempted nothing: waiting sequences in strict policy order (never skipping
+//      the head, so a large request cannot starve) while running < max_num_seqs and
 //      budget remains. Each matches its leading full blocks against the prefix cache (never
 //      the last token, so logits exist), shares the hits and is admitted with a chunk of
 //      min(uncached, budget) tokens if that chunk's blocks fit; else admission stops.
@@ -72,6 +78,7 @@
 #include <deque>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -82,7 +89,21 @@
 
 namespace jinx {
 
+// Which waiting sequence runs next, and which running one gives way when KV blocks run out.
+//   kFcfs: arrival order. The oldest runs first; the newest is preempted.
+//   kPriority: (priority, arrival) order, the smaller value first (vLLM's --scheduling-policy
+//     priority). The waiting queue and the running list are kept in that order, so a request
+//     of a better priority is admitted before older ones of a worse priority, and the running
+//     sequence of the worst priority (the newest among equals) is preempted first. And when the
+//     waiting head cannot be admitted (max_num_seqs reached, or its first chunk's blocks not
+//     free), running sequences of a strictly worse priority are preempted to make room for it.
+enum class SchedulingPolicy { kFcfs, kPriority };
+const char* scheduling_policy_name(SchedulingPolicy p);
+// "fcfs" or "priority"; throws jinx::Error for anything else.
+SchedulingPolicy scheduling_policy_from_name(std::string_view name);
+
 struct SchedulerConfig {
+  SchedulingPolicy policy = SchedulingPolicy::kFcfs;
   int32_t max_num_seqs = 256;             // running sequences at most, >= 1
   int32_t max_num_batched_tokens = 8192;  // tokens per step (decodes + prefill), >= max_num_seqs
   int32_t max_model_len = 0;  // prompt + generated tokens per sequence; 0: the pool's capacity
@@ -148,8 +169,9 @@ class Scheduler {
   // max_output: generated tokens at most (0: no limit but max_model_len); the caller still
   // reports kLength, this lets overlap scheduling stop scheduling a sequence at its last token.
   // prompt_logits: see Sequence::prompt_logits.
+  // priority: SchedulingPolicy::kPriority's key (smaller runs first); ignored under kFcfs.
   SeqId add(std::vector<int32_t> prompt, int32_t max_output = 0, int32_t adapter = -1,
-            bool prompt_logits = false);
+            bool prompt_logits = false, int32_t priority = 0);
   // Speculative sampling: the drafter draws this sequence's guesses under `params` and
   // reports their distributions (Sequence::draft_probs). Throws for an unknown id.
   void set_draft_sampling(SeqId id, std::shared_ptr<const SamplingParams> params);
@@ -193,13 +215,16 @@ class Scheduler {
   Sequence& get(SeqId id);
   void apply_pending(ScheduledStep* step);
   void schedule_running(ScheduledStep* step, int32_t* budget);
-  void admit_waiting(ScheduledStep* step, int32_t* budget);
+  void admit_waiting(ScheduledStep* step, int32_t* budget, const Sequence* floor);
   int32_t fit_or_preempt(size_t index, int32_t want, int32_t* n_decode_left, ScheduledStep* step);
   int32_t guess_limit(const Sequence* s) const;
   void propose_guesses(int32_t budget);
   int32_t add_guesses(size_t index, int32_t room);
   void drop_guesses(Sequence* s, int32_t n_keep);
   void preempt_back(ScheduledStep* step);
+  bool ahead(const Sequence* a, const Sequence* b) const;
+  bool head_fits() const;
+  const Sequence* preempt_for_priority(ScheduledStep* step);
   void enqueue_waiting(Sequence* s);
   void add_scheduled(Sequence* s, int32_t n, ScheduledStep* step, int32_t* budget);
   int32_t prompt_chunk_limit(const Sequence& s) const;
@@ -217,8 +242,8 @@ class Scheduler {
   SchedulerConfig config_;
   kv::KVCacheManager kv_;
   std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;  // waiting + running
-  std::deque<Sequence*> waiting_;                              // sorted by arrival
-  std::vector<Sequence*> running_;                             // sorted by arrival
+  std::deque<Sequence*> waiting_;   // in policy order (ahead()): arrival, or (priority, arrival)
+  std::vector<Sequence*> running_;  // in policy order
   std::vector<SeqId> pending_;                                 // ids with pending_finish set
   // Scheduled steps not yet done, oldest first: at most two, and then the older one was taken
   // as done by schedule_ahead() (`advanced`).

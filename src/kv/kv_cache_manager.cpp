@@ -57,16 +57,22 @@ std::vector<int32_t> KVCacheManager::match_prefix(std::span<const BlockHash> has
   return hit;
 }
 
+int32_t KVCacheManager::admit_cost(std::span<const int32_t> prefix, int64_t n_tokens) const {
+  const int32_t n_prefix = static_cast<int32_t>(prefix.size());
+  const int32_t need = blocks_for(n_tokens);
+  JINX_CHECK(need >= n_prefix, "admitting ", n_prefix, " cached blocks with only ", n_tokens,
+             " tokens");
+  // Unreferenced hit blocks leave the free list, so they count against it like new ones.
+  int32_t n_taken = need - n_prefix;
+  for (int32_t b : prefix) n_taken += pool_.ref_count(b) == 0;
+  return n_taken;
+}
+
 bool KVCacheManager::admit(SeqId seq, std::span<const int32_t> prefix, int64_t n_tokens) {
   JINX_CHECK(!contains(seq), "sequence ", seq, " admitted twice");
   const int32_t n_prefix = static_cast<int32_t>(prefix.size());
   const int32_t need = blocks_for(n_tokens);
-  JINX_CHECK(need >= n_prefix, "sequence ", seq, " admitted with ", n_prefix,
-             " cached blocks but only ", n_tokens, " tokens");
-  // Unreferenced hit blocks leave the free list, so they count against it like new ones.
-  int32_t n_taken = need - n_prefix;
-  for (int32_t b : prefix) n_taken += pool_.ref_count(b) == 0;
-  if (n_taken > pool_.n_free()) return false;
+  if (admit_cost(prefix, n_tokens) > pool_.n_free()) return false;
   Table t;
   t.blocks.reserve(need);
   // Hits are taken first so that the allocations below cannot evict them.

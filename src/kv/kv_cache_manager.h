@@ -58,6 +58,8 @@ class KVCacheManager {
   // slots (n_tokens >= prefix.size() * block_size). Returns false, changing nothing, if the pool
   // is short. The prefix blocks count as committed.
   bool admit(SeqId seq, std::span<const int32_t> prefix, int64_t n_tokens);
+  // Free blocks such an admit() would take (new ones, and unreferenced cached hits).
+  int32_t admit_cost(std::span<const int32_t> prefix, int64_t n_tokens) const;
   // Extends the table of `seq` to cover `n_tokens` slots. False, changing nothing, if short.
   bool grow(SeqId seq, int64_t n_tokens);
   // Releases the table's blocks past the first blocks_for(n_tokens) (last to first), e.g. the

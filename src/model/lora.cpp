@@ -267,6 +267,31 @@ void Model::load_lora_gguf(const std::string& path) {
                        ", alpha ", alpha, ", ", n_applied, " projections (GGUF)");
 }
 
+int32_t Model::add_adapter(const std::string& path) {
+  if (comm_ && comm_->size() > 1) fail("a LoRA adapter does not run under tensor parallelism yet");
+  if (default_adapter_ != 0)
+    fail("adapters cannot be added to a model started with one adapter for every token (--lora)");
+  const std::string summary = lora_summary_;
+  try {
+    load_lora(path);
+  } catch (...) {  // drop the slot the failed load began to fill
+    for (LayerWeights& L : w_.layers)
+      for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+        if (static_cast<int32_t>(l->lora.size()) > n_adapters_)
+          l->lora.resize(static_cast<size_t>(n_adapters_));
+    lora_summary_ = summary;
+    throw;
+  }
+  return n_adapters_;
+}
+
+void Model::remove_adapter(int32_t a) {
+  if (a < 1 || a > n_adapters_) fail("LoRA adapter ", a, " is not loaded");
+  for (LayerWeights& L : w_.layers)
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      if (static_cast<int32_t>(l->lora.size()) >= a) l->lora[static_cast<size_t>(a - 1)] = {};
+}
+
 // Per token: r dot products with A's rows, then r axpys of B's columns (stored as rows, so no
 // horizontal sums over a rank-long dot). A token's result does not depend on the others, and a
 // decode step (a few tokens) runs on the calling thread: two small fork/joins per projection

@@ -1,6 +1,7 @@
 // A loaded decoder-only transformer and its single-sequence forward pass.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -80,8 +81,17 @@ class Model {
   // The LoRA adapters loaded, in one line (empty without any).
   const std::string& lora_summary() const { return lora_summary_; }
   // Adapters loaded (ids 1..n_adapters) and the one a token without a choice gets (0: none).
-  int32_t n_adapters() const { return n_adapters_; }
+  int32_t n_adapters() const { return n_adapters_.load(std::memory_order_acquire); }
   int32_t default_adapter() const { return default_adapter_; }
+  // Runtime LoRA (jinx serve --allow-runtime-lora): add_adapter loads one more adapter (a PEFT
+  // directory or an adapter .gguf) and returns its id, n_adapters() after it; on any error it
+  // throws jinx::Error and the model is as before. remove_adapter frees adapter a's weights:
+  // its id stays taken (never reused, so a prefix-cache block computed under it is never
+  // matched by another adapter) and tokens naming it then run the base weights. Neither may
+  // run while a forward pass does (the engine calls them between steps). Refused under tensor
+  // parallelism and when one adapter applies to every token (--lora).
+  int32_t add_adapter(const std::string& path);
+  void remove_adapter(int32_t a);
 
   KvCache new_cache(int64_t capacity) const;
   // Layer li's attention sinks ([n_heads], gpt-oss), or null.
@@ -144,7 +154,9 @@ class Model {
   std::vector<std::vector<uint8_t>> quant_storage_;
   std::string quantize_summary_;
   std::string lora_summary_;
-  int32_t n_adapters_ = 0, default_adapter_ = 0;
+  // Atomic: requests are checked against it off the engine thread while add_adapter() runs.
+  std::atomic<int32_t> n_adapters_{0};
+  int32_t default_adapter_ = 0;
   std::string path_;
   std::shared_ptr<Communicator> comm_;  // set by shard()
 };

@@ -168,6 +168,14 @@ void parse_sampling(const json& body, const ModelContext& ctx, GenPlan* plan) {
                                      : static_cast<uint64_t>(s->get<int64_t>());
   }
   plan->n = static_cast<int>(get_int(body, "n", 1, 1, ctx.max_n));
+  // vLLM's `priority` (--scheduling-policy priority): smaller is served first.
+  plan->priority = static_cast<int32_t>(get_int(body, "priority", 0,
+                                                std::numeric_limits<int32_t>::min(),
+                                                std::numeric_limits<int32_t>::max()));
+  if (plan->priority != 0 && !ctx.priority_scheduling) {
+    bad_request("priority", "'priority' needs the server started with --scheduling-policy "
+                            "priority (got priority " + std::to_string(plan->priority) + ")");
+  }
   plan->stream = get_bool(body, "stream", false);
   plan->prompt_logprobs = static_cast<int>(get_int(body, "prompt_logprobs", -1, 0, kMaxLogprobs));
   if (plan->prompt_logprobs >= 0 && plan->stream)
@@ -399,16 +407,43 @@ void parse_logprobs_chat(const json& body, GenPlan* plan) {
 
 }  // namespace
 
+int32_t AdapterNames::find(const std::string& name) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (const auto& [n, id] : names_)
+    if (n == name) return id;
+  return -1;
+}
+
+std::vector<std::pair<std::string, int32_t>> AdapterNames::list() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return names_;
+}
+
+void AdapterNames::add(const std::string& name, int32_t id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  names_.emplace_back(name, id);
+}
+
+int32_t AdapterNames::remove(const std::string& name) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto it = names_.begin(); it != names_.end(); ++it) {
+    if (it->first != name) continue;
+    const int32_t id = it->second;
+    names_.erase(it);
+    return id;
+  }
+  return -1;
+}
+
 int32_t check_model_field(const json& body, const ModelContext& ctx) {
   const json* m = field(body, "model");
   if (!m) return -1;
   if (!m->is_string()) bad_request("model", "'model' must be a string");
   const std::string name = m->get<std::string>();
   if (name == ctx.served_name) return -1;
-  for (size_t i = 0; i < ctx.lora_names.size(); ++i)
-    if (name == ctx.lora_names[i]) return static_cast<int32_t>(i + 1);
+  if (const int32_t id = ctx.adapters->find(name); id > 0) return id;
   std::string have = "'" + ctx.served_name + "'";
-  for (const std::string& n : ctx.lora_names) have += ", '" + n + "'";
+  for (const auto& [n, id] : ctx.adapters->list()) have += ", '" + n + "'";
   throw ApiError(404, str("the model '", name, "' does not exist; this server has ", have),
                  "model", "not_found_error");
 }
@@ -433,8 +468,7 @@ std::string cut_after_final_message(const std::string& rendered, const std::stri
 
 void set_model(const json& body, const ModelContext& ctx, GenPlan* plan) {
   plan->adapter = check_model_field(body, ctx);
-  plan->model_name = plan->adapter < 0 ? ctx.served_name
-                                       : ctx.lora_names[static_cast<size_t>(plan->adapter - 1)];
+  plan->model_name = plan->adapter < 0 ? ctx.served_name : body.at("model").get<std::string>();
 }
 
 }  // namespace

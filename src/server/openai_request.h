@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -25,12 +27,24 @@ class ConstraintVocab;
 
 namespace jinx::server {
 
-// What the server knows that requests are checked against. Shared, immutable.
+// The LoRA adapters served beside the base model by name (--lora-modules, and at run time
+// /v1/load_lora_adapter); a request selects one by its "model" field. Thread-safe.
+class AdapterNames {
+ public:
+  int32_t find(const std::string& name) const;                // its adapter id, or -1
+  std::vector<std::pair<std::string, int32_t>> list() const;  // in load order
+  void add(const std::string& name, int32_t id);
+  int32_t remove(const std::string& name);  // its id, or -1 if not served
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, int32_t>> names_;
+};
+
+// What the server knows that requests are checked against. Shared, immutable (but for the
+// adapter names, which hold their own lock).
 struct ModelContext {
   std::string served_name;
-  // LoRA adapters served beside the base model (--lora-modules): lora_names[a - 1] names
-  // adapter a; a request selects one by its "model" field.
-  std::vector<std::string> lora_names;
+  std::shared_ptr<AdapterNames> adapters = std::make_shared<AdapterNames>();
   std::shared_ptr<const Tokenizer> tok;
   std::shared_ptr<const ChatTemplate> tmpl;
   std::string tmpl_source;
@@ -39,6 +53,7 @@ struct ModelContext {
   int32_t vocab_size = 0;  // the model's logits
   int64_t max_model_len = 0;
   int32_t max_n = 16;  // choices per request
+  bool priority_scheduling = false;  // --scheduling-policy priority: requests may set `priority`
   // Built on first use (a pass over the vocabulary); returns null if unavailable.
   std::function<std::shared_ptr<const ConstraintVocab>()> constraint_vocab;
 };
@@ -54,6 +69,7 @@ struct PromptPlan {
 struct GenPlan {
   bool chat = false;
   int32_t adapter = -1;    // check_model_field's answer
+  int32_t priority = 0;    // vLLM's `priority` (scheduling-policy priority only)
   std::string model_name;  // what responses report as "model": the name asked for
   std::vector<PromptPlan> prompts;  // completions may batch several; chat has one
   int n = 1;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -95,6 +96,8 @@ struct ServerState {
   // --rag-db: the knowledge base; its Store is one SQLite connection, so one user at a time.
   std::unique_ptr<rag::KnowledgeBase> kb;
   std::mutex kb_mu;
+  // Runtime LoRA: one load or unload at a time (a name is checked and taken under it).
+  std::mutex lora_mu;
 };
 
 // The choices of one request, submitted; cancels them all when dropped unfinished.
@@ -135,6 +138,7 @@ void submit_job(Job& job) {
       r.prompt = job.plan.prompts[c.prompt].ids;
       r.params = job.plan.params;
       r.adapter = job.plan.adapter;
+      r.priority = job.plan.priority;
       if (r.params.seed) r.params.seed = *r.params.seed + static_cast<uint64_t>(i);
       r.constraint = make_constraint(job.plan, st.ctx);
       std::weak_ptr<Channel> wch = job.ch;
@@ -442,6 +446,59 @@ void handle_count_tokens(ServerState& st, const httplib::Request& req, httplib::
   send_json(res, 200, {{"input_tokens", plan.prompts.at(0).ids.size()}});
 }
 
+// A non-empty string field of a runtime-LoRA body.
+std::string lora_field(const nlohmann::ordered_json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || !it->is_string() || it->get<std::string>().empty())
+    bad_request(name, str("'", name, "' must be a non-empty string"));
+  return it->get<std::string>();
+}
+
+// POST /v1/load_lora_adapter {"lora_name", "lora_path"} (vLLM's): the adapter is read by the
+// engine thread between steps; requests may name it once this answers.
+void handle_load_lora(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const auto body = parse_body(req);
+  const std::string name = lora_field(body, "lora_name");
+  const std::string path = lora_field(body, "lora_path");
+  std::lock_guard<std::mutex> lk(st.lora_mu);
+  if (name == st.ctx.served_name || st.ctx.adapters->find(name) > 0)
+    throw ApiError(400, str("The lora adapter '", name, "' has already been loaded."), "lora_name");
+  int32_t id = 0;
+  try {
+    id = st.engine->run_between_steps([path](LLM& llm) { return llm.load_adapter(path); }).get();
+  } catch (const ApiError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ApiError(400, str("cannot load LoRA adapter '", name, "': ", e.what()), "lora_path");
+  }
+  st.ctx.adapters->add(name, id);
+  log_info("server: loaded LoRA adapter '", name, "' from ", path, " (id ", id, ")");
+  res.set_content(str("Success: LoRA adapter '", name, "' added successfully."), "text/plain");
+}
+
+// POST /v1/unload_lora_adapter {"lora_name"}: new requests naming it get 404 at once; those
+// already queued or running finish with it, and its weights are freed after them.
+void handle_unload_lora(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  require_ready(st);
+  const auto body = parse_body(req);
+  const std::string name = lora_field(body, "lora_name");
+  std::lock_guard<std::mutex> lk(st.lora_mu);
+  const int32_t id = st.ctx.adapters->remove(name);
+  if (id < 0)
+    throw ApiError(404, str("The lora adapter '", name, "' cannot be found."), "lora_name");
+  try {
+    st.engine->run_between_steps([id](LLM& llm) {
+      llm.unload_adapter(id);
+      return id;
+    }).get();
+  } catch (const std::exception& e) {
+    throw ApiError(500, str("cannot unload LoRA adapter '", name, "': ", e.what()));
+  }
+  log_info("server: unloaded LoRA adapter '", name, "' (id ", id, ")");
+  res.set_content(str("Success: LoRA adapter '", name, "' removed successfully."), "text/plain");
+}
+
 // The served model, then its LoRA adapters (with "parent", as vLLM lists them).
 json models_json(const ServerState& st) {
   json data = json::array({{{"id", st.ctx.served_name},
@@ -449,7 +506,7 @@ json models_json(const ServerState& st) {
                             {"created", st.created},
                             {"owned_by", "jinx"},
                             {"max_model_len", st.ctx.max_model_len}}});
-  for (const std::string& name : st.ctx.lora_names)
+  for (const auto& [name, id] : st.ctx.adapters->list())
     data.push_back({{"id", name},
                     {"object", "model"},
                     {"created", st.created},
@@ -570,6 +627,7 @@ void load_model(ServerState& st) {
     c.vocab_size = static_cast<int32_t>(llm->model().config().vocab_size);
     c.max_model_len = llm->max_model_len();
     c.max_n = st.opt.max_n;
+    c.priority_scheduling = st.opt.engine.scheduling_policy == SchedulingPolicy::kPriority;
     const ModelConfig& mc = llm->model().config();
     st.pooling = mc.pooling;
     if (!st.opt.pooling.empty()) {
@@ -650,6 +708,12 @@ void add_routes(httplib::Server& svr, ServerState& st) {
            guarded([&st](const auto& req, auto& res) { handle_rag_search(st, req, res); }));
   svr.Post("/v1/rag/documents",
            guarded([&st](const auto& req, auto& res) { handle_rag_document(st, req, res); }));
+  if (st.opt.allow_runtime_lora) {
+    svr.Post("/v1/load_lora_adapter",
+             guarded([&st](const auto& req, auto& res) { handle_load_lora(st, req, res); }));
+    svr.Post("/v1/unload_lora_adapter",
+             guarded([&st](const auto& req, auto& res) { handle_unload_lora(st, req, res); }));
+  }
   svr.Post("/tokenize", guarded([&st](const auto& req, auto& res) { handle_tokenize(st, req, res); }));
   svr.Post("/detokenize",
            guarded([&st](const auto& req, auto& res) { handle_detokenize(st, req, res); }));
@@ -752,13 +816,16 @@ int serve(const ServeOptions& options) {
   st.ctx.served_name =
       options.served_name.empty() ? default_name(options.model_path) : options.served_name;
   for (const auto& [name, dir] : options.lora_modules) {
-    if (name.empty() || name == st.ctx.served_name ||
-        std::count(st.ctx.lora_names.begin(), st.ctx.lora_names.end(), name) != 0) {
+    if (name.empty() || name == st.ctx.served_name || st.ctx.adapters->find(name) > 0) {
       print_line(str("error: LoRA module name '", name, "' is empty or taken"));
       return 1;
     }
-    st.ctx.lora_names.push_back(name);
     st.opt.engine.loras.push_back(dir);
+    st.ctx.adapters->add(name, static_cast<int32_t>(st.opt.engine.loras.size()));
+  }
+  if (const char* env = std::getenv("VLLM_ALLOW_RUNTIME_LORA_UPDATING")) {
+    const std::string v = env;
+    if (v == "1" || v == "true" || v == "True" || v == "TRUE") st.opt.allow_runtime_lora = true;
   }
   st.created = static_cast<int64_t>(std::time(nullptr));
   httplib::Server svr;

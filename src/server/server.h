@@ -35,6 +35,10 @@ struct ServeOptions {
   // LoRA adapters served beside the model (--lora-modules NAME=DIR ...): a request whose
   // "model" is NAME runs with adapter DIR (a PEFT directory).
   std::vector<std::pair<std::string, std::string>> lora_modules;
+  // POST /v1/load_lora_adapter {"lora_name", "lora_path"} and /v1/unload_lora_adapter
+  // {"lora_name"} (vLLM's runtime LoRA updating); off: those paths are 404. Also on when the
+  // environment has VLLM_ALLOW_RUNTIME_LORA_UPDATING=true (or 1), as in vLLM.
+  bool allow_runtime_lora = false;
   // Thoughts in chat output (--reasoning-parser): "auto" (qwen3 when the chat template writes
   // a </think> block), "none", "qwen3" or "deepseek_r1" (server/reasoning.h).
   std::string reasoning_parser = "auto";

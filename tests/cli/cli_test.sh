@@ -83,6 +83,22 @@ else
   echo "FAIL batch-output:"
   cat "$tmp/out.jsonl"
 fi
+# Priorities in batch lines: refused under fcfs (that line only), run under the priority policy
+# with the same tokens as without.
+printf '%s\n' '{"prompt": "ab", "max_tokens": 4, "ignore_eos": true, "priority": 3}' \
+  '{"prompt": "ef", "max_tokens": 5, "ignore_eos": true, "priority": -1}' >"$tmp/prio.jsonl"
+expect_output batch-priority-fcfs "" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --input "$tmp/prio.jsonl" --output "$tmp/prio-fcfs.jsonl"
+expect_output batch-priority "" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --input "$tmp/prio.jsonl" --output "$tmp/prio.jsonl.out" --scheduling-policy priority --max-num-seqs 1
+if grep -q '"error":.*scheduling-policy priority' "$tmp/prio-fcfs.jsonl" &&
+   [ "$(sed -n 1p "$tmp/prio.jsonl.out" | grep -o '"token_ids":[^]]*')" = "$(sed -n 1p "$tmp/out.jsonl" | grep -o '"token_ids":[^]]*')" ] &&
+   [ "$(sed -n 2p "$tmp/prio.jsonl.out" | grep -o '"token_ids":[^]]*')" = "$(sed -n 4p "$tmp/out.jsonl" | grep -o '"token_ids":[^]]*')" ]; then
+  pass=$((pass + 1))
+else
+  fail=$((fail + 1))
+  echo "FAIL batch-priority-output:"
+  cat "$tmp/prio-fcfs.jsonl" "$tmp/prio.jsonl.out" "$tmp/out.jsonl"
+fi
+expect_error bad-policy "scheduling" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --input "$tmp/prio.jsonl" --output "$tmp/o.jsonl" --scheduling-policy lifo
 expect_output tiny-kv-int8 "." -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --prompt-ids 379,40,326 -n 8 --temperature 0 --kv-cache-dtype int8
 expect_error bad-kv-dtype "kv-cache-dtype" -- "$jinx" generate -m "$fx/tiny-llama-f32.gguf" --input /dev/null --output "$tmp/o.jsonl" --kv-cache-dtype q4
 printf 'a b c d e f g h i j k l m n o p q r s t u v w x y z %.0s' 1 2 3 4 5 6 >"$tmp/text.txt"

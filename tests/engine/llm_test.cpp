@@ -49,6 +49,7 @@ struct Config {
   int32_t max_seqs, budget;
   int64_t kv_tokens;
   bool prefix;
+  bool priorities = false;  // --scheduling-policy priority, request i of priority i % 3
 };
 
 TEST(LLM, BatchedGreedyEqualsAlone) {
@@ -64,6 +65,8 @@ TEST(LLM, BatchedGreedyEqualsAlone) {
       {"chunk 64", 16, 64, 4096, true},
       {"chunk 64 no prefix cache", 16, 64, 4096, false},
       {"preemption (pool of 96 tokens)", 16, 64, 96, true},
+      {"priorities, chunk 7", 4, 7, 4096, true, true},
+      {"priorities, pool of 96 tokens", 16, 64, 96, true, true},
   };
   for (const Config& c : configs) {
     EngineOptions o;
@@ -72,6 +75,7 @@ TEST(LLM, BatchedGreedyEqualsAlone) {
     o.max_num_batched_tokens = c.budget;
     o.kv_cache_tokens = c.kv_tokens;
     o.prefix_caching = c.prefix;
+    if (c.priorities) o.scheduling_policy = SchedulingPolicy::kPriority;
     LLM llm(model, nullptr, o);
     std::vector<Request> reqs;
     for (const auto& p : prompts) {
@@ -80,6 +84,7 @@ TEST(LLM, BatchedGreedyEqualsAlone) {
       sp.max_tokens = kNew;
       sp.ignore_eos = true;
       reqs.push_back({p, sp});
+      if (c.priorities) reqs.back().priority = static_cast<int32_t>(reqs.size() % 3);
     }
     auto outs = llm.generate(reqs);
     for (size_t i = 0; i < prompts.size(); ++i) {
@@ -174,6 +179,9 @@ TEST(LLM, BadRequestLeavesEngineUsable) {
   SamplingParams hot = sp;
   hot.temperature = 7;
   EXPECT_THROW(llm.generate({{ok, hot}}), Error);
+  Request ranked{ok, sp};
+  ranked.priority = 1;  // needs SchedulingPolicy::kPriority
+  EXPECT_THROW(llm.generate({ranked}), Error);
   auto first = llm.generate({{ok, sp}});
   ASSERT_EQ(first[0].token_ids.size(), 3u);
   auto again = llm.generate({{ok, sp}});

@@ -4,6 +4,7 @@
 // hands one adapter's K/V to another.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <vector>
 
 #include "core/check.h"
@@ -103,6 +104,69 @@ TEST(LoraPerRequest, RefusesAnAdapterNotLoaded) {
   r2.push_back(request(0, 1));
   EXPECT_THROW(plain.generate(std::move(r2)), Error);
   EXPECT_THROW(load(kAdapter1, {kAdapter2}), Error);  // one for all, or per request
+}
+
+// Runtime loading (the server's /v1/load_lora_adapter) into an engine that loaded its model
+// itself: adapters loaded while a base request runs give what they give on a model loaded with
+// them at start; bad paths change nothing; an unloaded adapter is refused to new requests while
+// the request already running with it finishes with its weights, freed after it.
+TEST(LoraRuntime, LoadAndUnloadWhileServing) {
+  const std::string base = kModels + "tiny-llama-f32.gguf";
+  const std::string gguf_adapter = kModels + "tiny-llama-lora.gguf";
+  LoadOptions lo;
+  lo.threads = 2;
+  lo.loras = {gguf_adapter, kAdapter2};
+  LLM ref(std::shared_ptr<const Model>(Model::load(base, lo)), nullptr, engine_options());
+  auto want = [&](int r, int32_t adapter) {
+    std::vector<Request> q;
+    q.push_back(request(r, adapter));
+    return ref.generate(std::move(q)).at(0).token_ids;
+  };
+
+  LLM llm(base, engine_options());
+  std::map<SeqId, std::vector<int32_t>> out;
+  auto drain = [&] {
+    while (llm.has_unfinished())
+      for (auto& [id, o] : llm.step()) out[id] = o.token_ids;
+  };
+  const SeqId before = llm.add_request(request(0, -1));  // runs across the loads
+  llm.step();
+  EXPECT_THROW(llm.load_adapter(kModels + "no-such-adapter"), Error);
+  EXPECT_THROW(llm.load_adapter(kModels + "tiny-qwen2"), Error);  // a model, not an adapter
+  EXPECT_EQ(llm.model().n_adapters(), 0);
+  EXPECT_EQ(llm.load_adapter(gguf_adapter), 1);
+  EXPECT_EQ(llm.load_adapter(kAdapter2), 2);
+  const SeqId a = llm.add_request(request(1, 1));
+  const SeqId b = llm.add_request(request(2, 2));
+  const SeqId c = llm.add_request(request(3, 0));
+  drain();
+  EXPECT_EQ(out.at(before), want(0, 0));
+  EXPECT_EQ(out.at(a), want(1, 1));
+  EXPECT_EQ(out.at(b), want(2, 2));
+  EXPECT_EQ(out.at(c), want(3, 0));
+  EXPECT_NE(out.at(a), want(1, 0));  // the adapter changes the tokens
+
+  // Unloaded while a request of it runs: that request keeps the adapter to its end.
+  const SeqId d = llm.add_request(request(4, 1));
+  llm.step();
+  llm.unload_adapter(1);
+  EXPECT_THROW(llm.unload_adapter(1), Error);
+  EXPECT_THROW(llm.check_request(request(5, 1), 0), Error);
+  const Linear& q0 = llm.model().weights().layers[0].q;
+  EXPECT_GT(q0.lora.at(0).rank, 0);  // still in use
+  drain();
+  EXPECT_EQ(out.at(d), want(4, 1));
+  EXPECT_EQ(q0.lora.at(0).rank, 0);  // freed after it
+  EXPECT_GT(q0.lora.at(1).rank, 0);  // the other adapter stays
+
+  // Loaded again: a new id (the old one's cached blocks are never matched to it).
+  EXPECT_EQ(llm.load_adapter(gguf_adapter), 3);
+  const SeqId e = llm.add_request(request(1, 3));
+  drain();
+  EXPECT_EQ(out.at(e), want(1, 1));
+
+  // An engine given a model it did not load cannot change it.
+  EXPECT_THROW(ref.load_adapter(gguf_adapter), Error);
 }
 
 }  // namespace

@@ -121,8 +121,10 @@ class Driver {
     kv_store_.assign(static_cast<size_t>(kc.n_blocks) * kc.block_size, 0);
   }
 
-  SeqId add(std::vector<int32_t> prompt, int32_t max_tokens, bool prompt_logits = false) {
-    const SeqId id = sched.add(prompt, max_tokens, -1, prompt_logits);
+  SeqId add(std::vector<int32_t> prompt, int32_t max_tokens, bool prompt_logits = false,
+            int32_t priority = 0) {
+    const SeqId id = sched.add(prompt, max_tokens, -1, prompt_logits, priority);
+    waiting_keys_[id] = key(id, priority);
     mirror_[id] = prompt;
     prompts_[id] = std::move(prompt);
     max_tokens_[id] = max_tokens;
@@ -207,7 +209,6 @@ class Driver {
   std::vector<ScheduledStep> log;  // filled when keep_log
   bool keep_log = false;
   int64_t n_steps = 0;
-  SeqId last_admitted = -1;
   std::set<SeqId> admitted;
 
  private:
@@ -236,10 +237,17 @@ class Driver {
         EXPECT_LT(s.size(), cfg.max_model_len);
         EXPECT_LT(s.n_generated(), max_tokens_.at(sc.id));
       }
-      if (admitted.insert(sc.id).second) {
-        EXPECT_GT(sc.id, last_admitted) << "admission out of arrival order";
-        last_admitted = sc.id;
-      }
+      EXPECT_FALSE(std::count(st.preempted.begin(), st.preempted.end(), sc.id))
+          << "seq " << sc.id << " preempted and scheduled in one step";
+    }
+    // First admissions in policy order: nothing that waited with a better key is left behind.
+    for (const auto& f : st.finished) waiting_keys_.erase(f.id);
+    for (const ScheduledSeq& sc : st.seqs) {
+      if (!admitted.insert(sc.id).second) continue;
+      const auto k = waiting_keys_.at(sc.id);
+      waiting_keys_.erase(sc.id);
+      for (const auto& [other, ko] : waiting_keys_)
+        EXPECT_FALSE(ko < k) << "seq " << sc.id << " admitted before seq " << other;
     }
     EXPECT_EQ(n_tokens, st.n_tokens);
     EXPECT_EQ(n_sampling, st.n_sampling);
@@ -387,6 +395,11 @@ class Driver {
   std::vector<uint64_t> kv_store_;
   std::unordered_map<SeqId, std::vector<int32_t>> prompts_;
   std::unordered_map<SeqId, int32_t> max_tokens_;
+  // Sequences never admitted yet, by their policy order key.
+  std::map<SeqId, std::pair<int64_t, SeqId>> waiting_keys_;
+  std::pair<int64_t, SeqId> key(SeqId id, int32_t priority) const {
+    return {sched.config().policy == SchedulingPolicy::kPriority ? priority : 0, id};
+  }
 };
 
 const ScheduledSeq* find(const ScheduledStep& st, SeqId id) {
@@ -794,13 +807,16 @@ struct SimParams {
 
 // Thousands of steps of random arrivals, lengths, shared prefixes and cancellations (between
 // steps and in flight) over tiny pools, with every invariant checked after every step.
-void simulate(const SimParams& p, bool overlap = false, int sync_percent = 0, int32_t n_draft = 0) {
+// priorities: requests get a random priority in [0, 2] under SchedulingPolicy::kPriority.
+void simulate(const SimParams& p, bool overlap = false, int sync_percent = 0, int32_t n_draft = 0,
+              bool priorities = false) {
   SCOPED_TRACE(::testing::Message()
                << "seed " << p.seed << " bs " << p.block_size << " blocks " << p.n_blocks
                << " seqs " << p.max_num_seqs << " budget " << p.budget << " caching " << p.caching
-               << " overlap " << overlap << " guesses " << n_draft);
-  Driver d(sched_config(p.max_num_seqs, p.budget), kv_config(p.n_blocks, p.block_size, p.caching),
-           /*vocab=*/40, /*eos=*/0, overlap);
+               << " overlap " << overlap << " guesses " << n_draft << " priorities " << priorities);
+  SchedulerConfig sc = sched_config(p.max_num_seqs, p.budget);
+  if (priorities) sc.policy = SchedulingPolicy::kPriority;
+  Driver d(sc, kv_config(p.n_blocks, p.block_size, p.caching), /*vocab=*/40, /*eos=*/0, overlap);
   d.sync_percent = sync_percent;
   d.sched.set_drafter(std::make_shared<OracleDrafter>(40), n_draft);
   d.max_draft = n_draft;
@@ -819,7 +835,8 @@ void simulate(const SimParams& p, bool overlap = false, int sync_percent = 0, in
       const int32_t n_user = rnd(prompt.empty() ? 1 : 0, max_len / 2);
       for (int i = 0; i < n_user; ++i) prompt.push_back(rnd(1, 39));
       if (static_cast<int32_t>(prompt.size()) >= max_len) prompt.resize(max_len - 1);
-      live.push_back(d.add(prompt, rnd(1, 40)));
+      const int32_t max_tokens = rnd(1, 40);
+      live.push_back(d.add(prompt, max_tokens, false, priorities ? rnd(0, 2) : 0));
     }
     std::vector<SeqId> in_flight_abort;
     if (!live.empty() && rnd(0, 99) < 6) {
@@ -841,7 +858,7 @@ void simulate(const SimParams& p, bool overlap = false, int sync_percent = 0, in
   std::printf(
       "sim seed %u%s: %zu finished (%d aborted), %lld steps, %lld tokens computed, "
       "%lld prefix-hit tokens, %lld preemptions, %lld of %lld guesses kept\n",
-      p.seed, overlap ? " (overlap)" : "", d.finished.size(), n_aborted, static_cast<long long>(st.n_steps),
+      p.seed, overlap ? " (overlap)" : (priorities ? " (priorities)" : ""), d.finished.size(), n_aborted, static_cast<long long>(st.n_steps),
       static_cast<long long>(st.n_computed_tokens), static_cast<long long>(st.n_prefix_hit_tokens),
       static_cast<long long>(st.n_preemptions), static_cast<long long>(st.n_accepted_tokens),
       static_cast<long long>(st.n_draft_tokens));
@@ -898,6 +915,128 @@ TEST(SchedulerSim, SpeculativeGuessesGiveTheSameOutputs) {
       if (::testing::Test::HasFailure()) return;
     }
   }
+}
+
+// Priority scheduling over the same workloads, alone, with overlap and with guesses: the same
+// outputs, every block accounted for, first admissions in (priority, arrival) order (the
+// Driver checks each step), no sequence preempted and scheduled in one step.
+TEST(SchedulerSim, PrioritiesGiveTheSameOutputs) {
+  for (const SimParams& p : kSimParams) {
+    simulate(p, /*overlap=*/false, 0, 0, /*priorities=*/true);
+    simulate(p, /*overlap=*/true, /*sync_percent=*/33, 0, /*priorities=*/true);
+    simulate(p, /*overlap=*/false, 0, /*n_draft=*/2, /*priorities=*/true);
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+SchedulerConfig priority_config(int32_t max_num_seqs, int32_t budget) {
+  SchedulerConfig c = sched_config(max_num_seqs, budget);
+  c.policy = SchedulingPolicy::kPriority;
+  return c;
+}
+
+int first_step_of(const std::vector<ScheduledStep>& log, SeqId id) {
+  for (int i = 0; i < static_cast<int>(log.size()); ++i)
+    if (find(log[i], id)) return i;
+  return -1;
+}
+
+TEST(SchedulerPriority, PolicyNames) {
+  EXPECT_EQ(scheduling_policy_from_name("fcfs"), SchedulingPolicy::kFcfs);
+  EXPECT_EQ(scheduling_policy_from_name("priority"), SchedulingPolicy::kPriority);
+  EXPECT_STREQ(scheduling_policy_name(SchedulingPolicy::kPriority), "priority");
+  EXPECT_THROW(scheduling_policy_from_name("lifo"), Error);
+}
+
+// Waiting requests are admitted by (priority, arrival), whatever their arrival order.
+TEST(SchedulerPriority, AdmitsTheBetterPriorityFirst) {
+  Driver d(priority_config(1, 64), kv_config(64, 4));
+  const SeqId a = d.add(tokens_from(5, 1), 3, false, 2);
+  const SeqId b = d.add(tokens_from(5, 100), 3, false, 1);
+  const SeqId c = d.add(tokens_from(5, 200), 3, false, 0);
+  const SeqId e = d.add(tokens_from(5, 300), 3, false, 1);
+  d.keep_log = true;
+  d.drain(100);
+  std::vector<int> first;
+  for (SeqId id : {c, b, e, a}) first.push_back(first_step_of(d.log, id));
+  EXPECT_TRUE(std::is_sorted(first.begin(), first.end())) << first[0] << first[1] << first[2] << first[3];
+  EXPECT_EQ(d.sched.stats().n_preemptions, 0);
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+// Under FCFS the priority is ignored: arrival order.
+TEST(SchedulerPriority, FcfsIgnoresPriorities) {
+  Driver d(sched_config(1, 64), kv_config(64, 4));
+  const SeqId a = d.add(tokens_from(5, 1), 3, false, 2);
+  const SeqId b = d.add(tokens_from(5, 100), 3, false, 0);
+  EXPECT_EQ(d.sched.sequence(b).priority, 0);
+  d.keep_log = true;
+  d.drain(100);
+  EXPECT_LT(first_step_of(d.log, a), first_step_of(d.log, b));
+  d.check_outputs();
+}
+
+// A request of a better priority takes the only run slot from a running one, which resumes
+// (recomputed) after it and still gives its exact output.
+TEST(SchedulerPriority, BetterPriorityPreemptsForARunSlot) {
+  Driver d(priority_config(1, 64), kv_config(64, 4));
+  const SeqId low = d.add(tokens_from(6, 1), 30, false, 5);
+  for (int i = 0; i < 4; ++i) d.step();
+  const SeqId high = d.add(tokens_from(6, 100), 5, false, 0);
+  d.keep_log = true;
+  const ScheduledStep st = d.step();
+  EXPECT_EQ(st.preempted, std::vector<SeqId>{low});
+  ASSERT_EQ(st.seqs.size(), 1u);
+  EXPECT_EQ(st.seqs[0].id, high);
+  d.drain(200);
+  EXPECT_EQ(d.sched.stats().n_preemptions, 1);
+  // The high-priority request ran to its end before the low one came back.
+  int last_high = -1, back_low = -1;
+  for (int i = 0; i < static_cast<int>(d.log.size()); ++i) {
+    if (find(d.log[i], high)) last_high = i;
+    if (back_low < 0 && find(d.log[i], low)) back_low = i;
+  }
+  EXPECT_LT(last_high, back_low);
+  d.check_outputs();
+  d.check_all_blocks_free();
+}
+
+// Equal priorities never preempt one another for admission: FCFS among equals.
+TEST(SchedulerPriority, EqualPrioritiesWaitTheirTurn) {
+  Driver d(priority_config(1, 64), kv_config(64, 4));
+  const SeqId first = d.add(tokens_from(6, 1), 10, false, 1);
+  d.step();
+  const SeqId second = d.add(tokens_from(6, 100), 5, false, 1);
+  d.keep_log = true;
+  d.drain(200);
+  EXPECT_EQ(d.sched.stats().n_preemptions, 0);
+  EXPECT_GT(first_step_of(d.log, second), 0);
+  EXPECT_EQ(d.finished.at(first).output.size(), 10u);
+  d.check_outputs();
+}
+
+// A full KV pool: the running request of the worst priority gives its blocks to a better one
+// at once, and the others (better than the newcomer) keep running.
+TEST(SchedulerPriority, BetterPriorityTakesBlocksFromTheWorst) {
+  // 16 blocks of 4. Three requests of 16 + 4 tokens take 5 blocks each at the end.
+  Driver d(priority_config(8, 256), kv_config(16, 4, /*caching=*/false));
+  const SeqId top = d.add(tokens_from(16, 1), 4, false, 0);
+  const SeqId mid = d.add(tokens_from(16, 100), 4, false, 2);
+  const SeqId worst = d.add(tokens_from(16, 200), 4, false, 3);
+  d.step();  // 4 blocks each, 4 free
+  const SeqId newcomer = d.add(tokens_from(24, 300), 2, false, 1);  // needs 6 blocks
+  d.keep_log = true;
+  const ScheduledStep st = d.step();
+  EXPECT_EQ(st.preempted, std::vector<SeqId>{worst});
+  EXPECT_NE(find(st, newcomer), nullptr);
+  EXPECT_NE(find(st, top), nullptr);
+  EXPECT_NE(find(st, mid), nullptr);
+  EXPECT_EQ(find(st, worst), nullptr);
+  d.drain(200);
+  EXPECT_EQ(d.finished.size(), 4u);
+  d.check_outputs();
+  d.check_all_blocks_free();
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 client: the base model's replies are those of a server without adapters, an adapter's are
 those of a server that applies it to every request (`--lora`, checked against peft in
 tests/model/lora_test.cpp), concurrent requests to both do not disturb each other, and
-unknown names get the OpenAI 404.
+unknown names get the OpenAI 404. Adapters loaded and unloaded at run time
+(`--allow-runtime-lora`, vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter) answer as
+those given at start.
 
 The adapter is written here (random rank-2 updates of q_proj and v_proj, PEFT's file layout)
 for the SmolLM2 model the server tests use.
@@ -99,9 +101,56 @@ def test_adapters_per_request(adapter_dir, client):
         r = httpx.post(multi.url + "/v1/embeddings", json={"model": ADAPTER, "input": "hi"},
                        headers={"Authorization": f"Bearer {API_KEY}"})
         assert r.status_code == 400, r.text
+        # Runtime loading is off unless asked for: the paths do not exist.
+        r = post(multi, "/v1/load_lora_adapter", {"lora_name": "x", "lora_path": str(adapter_dir)})
+        assert r.status_code == 404, r.text
+        check_runtime_loading(adapter_dir, alone)
     finally:
         multi.stop()
         single.stop()
+
+
+def post(s, path, body):
+    return httpx.post(s.url + path, json=body, headers={"Authorization": f"Bearer {API_KEY}"},
+                      timeout=120)
+
+
+def check_runtime_loading(adapter_dir, alone):
+    """A server started bare takes the adapter at run time and answers as --lora-modules does."""
+    rt = Server("lora-runtime", "--api-key", API_KEY, "--allow-runtime-lora")
+    try:
+        c = client_of(rt)
+        base_before = ask(c, "smollm2", QUESTIONS[0])
+        assert base_before == alone[("smollm2", QUESTIONS[0])]
+        for body in ({"lora_name": ADAPTER}, {"lora_path": str(adapter_dir)},
+                     {"lora_name": "", "lora_path": str(adapter_dir)}):
+            r = post(rt, "/v1/load_lora_adapter", body)
+            assert r.status_code == 400, (body, r.text)
+        r = post(rt, "/v1/load_lora_adapter",
+                 {"lora_name": ADAPTER, "lora_path": str(adapter_dir / "missing")})
+        assert r.status_code == 400 and "missing" in r.json()["error"]["message"], r.text
+        r = post(rt, "/v1/load_lora_adapter", {"lora_name": ADAPTER, "lora_path": str(adapter_dir)})
+        assert r.status_code == 200 and "added successfully" in r.text, r.text
+        r = post(rt, "/v1/load_lora_adapter", {"lora_name": ADAPTER, "lora_path": str(adapter_dir)})
+        assert r.status_code == 400 and "already been loaded" in r.text, r.text
+        assert [m.id for m in c.models.list().data] == ["smollm2", ADAPTER]
+        for q in QUESTIONS:
+            assert ask(c, ADAPTER, q) == alone[(ADAPTER, q)], q
+            assert ask(c, "smollm2", q) == alone[("smollm2", q)], q
+        r = post(rt, "/v1/unload_lora_adapter", {"lora_name": ADAPTER})
+        assert r.status_code == 200 and "removed successfully" in r.text, r.text
+        with pytest.raises(openai.NotFoundError):
+            ask(c, ADAPTER, QUESTIONS[0])
+        r = post(rt, "/v1/unload_lora_adapter", {"lora_name": ADAPTER})
+        assert r.status_code == 404, r.text
+        assert [m.id for m in c.models.list().data] == ["smollm2"]
+        # Back under the same name (a new id inside): the same answers.
+        r = post(rt, "/v1/load_lora_adapter", {"lora_name": ADAPTER, "lora_path": str(adapter_dir)})
+        assert r.status_code == 200, r.text
+        assert ask(c, ADAPTER, QUESTIONS[1]) == alone[(ADAPTER, QUESTIONS[1])]
+        assert rt.alive()
+    finally:
+        rt.stop()
 
 
 def test_bad_lora_modules_stop_the_server(tmp_path):
