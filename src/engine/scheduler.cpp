@@ -159,9 +159,7 @@ void Scheduler::apply_pending(ScheduledStep* step) {
 }
 
 void Scheduler::enqueue_waiting(Sequence* s) {
-  auto pos = std::upper_bound(waiting_.begin(), waiting_.end(), s,
-                              [this](const Sequence* a, const Sequence* b) { return ahead(a, b); });
-  waiting_.insert(pos, s);
+  waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), s, policy_order()), s);
 }
 
 // Whether the waiting head could be admitted now: a free running slot, and free blocks for a
@@ -364,11 +362,7 @@ void Scheduler::admit_waiting(ScheduledStep* step, int32_t* budget, const Sequen
     stats_.n_prefix_hit_tokens += n_hit;
     // In policy order: after every running sequence under FCFS (it is the oldest waiting one,
     // and preemption takes the newest running ones first), maybe before some under kPriority.
-    running_.insert(std::upper_bound(running_.begin(), running_.end(), s,
-                                     [this](const Sequence* a, const Sequence* b) {
-                                       return ahead(a, b);
-                                     }),
-                    s);
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), s, policy_order()), s);
     add_scheduled(s, n, step, budget);
   }
 }

@@ -223,6 +223,9 @@ class Scheduler {
   void drop_guesses(Sequence* s, int32_t n_keep);
   void preempt_back(ScheduledStep* step);
   bool ahead(const Sequence* a, const Sequence* b) const;
+  auto policy_order() const {
+    return [this](const Sequence* a, const Sequence* b) { return ahead(a, b); };
+  }
   bool head_fits() const;
   const Sequence* preempt_for_priority(ScheduledStep* step);
   void enqueue_waiting(Sequence* s);

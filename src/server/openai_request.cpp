@@ -1,5 +1,6 @@
 #include "server/openai_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -426,13 +427,11 @@ void AdapterNames::add(const std::string& name, int32_t id) {
 
 int32_t AdapterNames::remove(const std::string& name) {
   std::lock_guard<std::mutex> lk(mu_);
-  for (auto it = names_.begin(); it != names_.end(); ++it) {
-    if (it->first != name) continue;
-    const int32_t id = it->second;
-    names_.erase(it);
-    return id;
-  }
-  return -1;
+  auto it = std::find_if(names_.begin(), names_.end(), [&](const auto& e) { return e.first == name; });
+  if (it == names_.end()) return -1;
+  const int32_t id = it->second;
+  names_.erase(it);
+  return id;
 }
 
 int32_t check_model_field(const json& body, const ModelContext& ctx) {

@@ -467,8 +467,6 @@ void handle_load_lora(ServerState& st, const httplib::Request& req, httplib::Res
   int32_t id = 0;
   try {
     id = st.engine->run_between_steps([path](LLM& llm) { return llm.load_adapter(path); }).get();
-  } catch (const ApiError&) {
-    throw;
   } catch (const std::exception& e) {
     throw ApiError(400, str("cannot load LoRA adapter '", name, "': ", e.what()), "lora_path");
   }
